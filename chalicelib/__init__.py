@@ -1,0 +1,1 @@
+"""rolebroker's domain: everything here is plain Python with no chalice import."""

@@ -1,0 +1,203 @@
+"""The broker's use cases: list roles, issue credentials, write profiles.
+
+``Broker`` receives everything it talks to (policy getter, STS gateway,
+grant store, audit log, clock) and returns plain data; ``app.py`` turns that
+into HTTP. Every decision, allowed or not, leaves one audit line.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from .audit import AuditLog, CallContext
+from .exceptions import Forbidden, RolebrokerError
+from .identity import Identity
+from .policy import MIN_SESSION_SECONDS, AccessPolicy, Decision, Role, decide
+from .profiles import config_fragment, profile_section
+from .stamping import session_name_for, session_tags_for
+from .sts import AssumedSession, StsGateway
+
+# A Lambda execution role calling AssumeRole is role chaining, which STS caps
+# at one hour whatever the target role's MaxSessionDuration says.
+ROLE_CHAINING_LIMIT_SECONDS = 3600
+
+
+class GrantStore(Protocol):
+    def active_grants(self, subject: str, now: datetime) -> Mapping[str, datetime]:
+        """Role name -> end of the caller's approved, unexpired grant."""
+        ...
+
+
+class NoGrants:
+    """Used when no table is configured: approval roles stay unusable."""
+
+    def active_grants(self, subject: str, now: datetime) -> Mapping[str, datetime]:
+        return {}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def session_duration(
+    requested: int | None,
+    role: Role,
+    *,
+    limit: int,
+    grant_until: datetime | None,
+    now: datetime,
+) -> tuple[int, list[str]]:
+    """``DurationSeconds`` = min(request, role max, chaining limit, grant left)."""
+    warnings: list[str] = []
+    seconds = requested if requested is not None else role.max_duration_seconds
+    if seconds > role.max_duration_seconds:
+        warnings.append(f"role {role.name} allows at most {role.max_duration_seconds} seconds; "
+                        f"issued {role.max_duration_seconds}")
+        seconds = role.max_duration_seconds
+    if seconds > limit:
+        warnings.append(
+            f"sessions are capped at {limit} seconds: the broker assumes roles from its own role "
+            "(role chaining), and STS limits chained sessions to one hour"
+        )
+        seconds = limit
+    if grant_until is not None:
+        left = int((grant_until - now).total_seconds())
+        if left < MIN_SESSION_SECONDS:
+            raise Forbidden(
+                f"your grant for role {role.name} ends in {max(left, 0)} seconds, less than STS's "
+                f"{MIN_SESSION_SECONDS}-second minimum session; request access again"
+            )
+        if seconds > left:
+            warnings.append(f"credentials end with your grant at {grant_until.isoformat()}")
+            seconds = left
+    return seconds, warnings
+
+
+def credential_process_document(session: AssumedSession) -> dict[str, Any]:
+    """Exactly what a ``credential_process`` prints."""
+    return {
+        "Version": 1,
+        "AccessKeyId": session.access_key_id,
+        "SecretAccessKey": session.secret_access_key,
+        "SessionToken": session.session_token,
+        "Expiration": session.expiration.astimezone(timezone.utc).isoformat(),
+    }
+
+
+def role_summary(role: Role, decision: Decision) -> dict[str, Any]:
+    return {
+        "name": role.name,
+        "account_id": role.account.id,
+        "account": role.account.name,
+        "role_arn": role.role_arn,
+        "region": role.account.region,
+        "max_duration_seconds": role.max_duration_seconds,
+        "console": role.console,
+        "require_mfa": role.require_mfa,
+        "access": decision.access,
+    }
+
+
+class Broker:
+    def __init__(
+        self,
+        *,
+        policy: Callable[[], AccessPolicy],
+        sts: StsGateway,
+        audit: AuditLog,
+        grants: GrantStore | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        session_limit_seconds: int = ROLE_CHAINING_LIMIT_SECONDS,
+    ) -> None:
+        self._policy = policy
+        self._sts = sts
+        self._audit = audit
+        self._grants = grants or NoGrants()
+        self._clock = clock
+        self._limit = session_limit_seconds
+
+    def decisions(self, identity: Identity) -> list[tuple[Role, Decision]]:
+        """Decisions for every role the caller could use or request."""
+        now = self._clock()
+        candidates = self._policy().candidate_roles(identity)
+        grants = self._grants.active_grants(identity.subject, now) if any(
+            role.approval for role in candidates) else {}
+        result = []
+        for role in candidates:
+            decision = decide(role, identity, grant_until=grants.get(role.name), now=now)
+            if decision.listed:
+                result.append((role, decision))
+        return result
+
+    def roles(self, identity: Identity) -> list[dict[str, Any]]:
+        return [role_summary(role, decision) for role, decision in self.decisions(identity)]
+
+    def config(self, identity: Identity, broker_url: str) -> str:
+        usable = [role for role, decision in self.decisions(identity) if decision.allowed]
+        return config_fragment(usable, broker_url)
+
+    def decide(self, identity: Identity, role_name: str) -> tuple[Role, Decision, datetime | None]:
+        role = self._policy().role(role_name)
+        now = self._clock()
+        grant_until = None
+        if role.approval is not None:
+            grant_until = self._grants.active_grants(identity.subject, now).get(role.name)
+        return role, decide(role, identity, grant_until=grant_until, now=now), grant_until
+
+    def credentials(
+        self,
+        identity: Identity,
+        role_name: str,
+        *,
+        requested_seconds: int | None,
+        broker_url: str,
+        context: CallContext,
+    ) -> dict[str, Any]:
+        started = time.monotonic()
+        role, decision, grant_until = self.decide(identity, role_name)
+        def audit(outcome: str, reason: str, **extra: Any) -> None:
+            self._audit.record(action="credentials", outcome=outcome, reason=reason, context=context,
+                               identity=identity, role=role.name, account=role.account.id,
+                               rule=decision.rule, requested_seconds=requested_seconds,
+                               latency_ms=_ms(started), **extra)
+
+        if not decision.allowed:
+            audit("denied", decision.reason)
+            raise Forbidden(decision.reason)
+        session_name = session_name_for(identity)
+        try:
+            seconds, warnings = session_duration(
+                requested_seconds, role, limit=self._limit, grant_until=grant_until, now=self._clock())
+            session = self._sts.assume(
+                role_arn=role.role_arn,
+                session_name=session_name,
+                source_identity=session_name,
+                tags=session_tags_for(identity),
+                external_id=role.account.external_id,
+                duration_seconds=seconds,
+            )
+        except RolebrokerError as exc:
+            audit("error", str(exc), session_name=session_name)
+            raise
+        audit("allowed", decision.reason, session_name=session_name, duration_seconds=seconds,
+              assumed_role_arn=session.assumed_role_arn)
+        return {
+            "role": role.name,
+            "role_arn": role.role_arn,
+            "assumed_role_arn": session.assumed_role_arn,
+            "source_identity": session.source_identity or session_name,
+            "duration_seconds": seconds,
+            "warnings": warnings,
+            "credentials": credential_process_document(session),
+            "profile": {"name": role.name, "config": profile_section(role, broker_url)},
+        }
+
+    def record_denial(self, identity: Identity | None, context: CallContext, action: str, reason: str) -> None:
+        self._audit.record(action=action, outcome="denied", context=context, identity=identity, reason=reason)
+
+
+def _ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)

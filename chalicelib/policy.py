@@ -1,0 +1,472 @@
+"""The access policy: strict loading and pure decisions.
+
+Loading is strict because a typo in a security policy must not silently
+widen or narrow access: an unknown key, a bad ARN, an unknown account or a
+duration out of range stops the load with the file and line.
+
+Deciding is pure (no I/O, no clock unless passed in). Rules are indexed by
+their most selective condition (a group or a claim value), so a caller's
+decision touches only the rules that could match them, however large the
+policy grows.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import yaml
+
+from .exceptions import NotFound, PolicyError
+from .identity import Identity
+
+ROLE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+ACCOUNT_ID_RE = re.compile(r"^\d{12}$")
+IAM_ROLE_NAME_RE = re.compile(r"^(/[\w+=,.@-]+)*/?[\w+=,.@-]{1,64}$")
+ROLE_ARN_RE = re.compile(r"^arn:aws(-[a-z]+)*:iam::(\d{12}):role/([\w+=,.@/-]{1,512})$")
+REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
+EXTERNAL_ID_RE = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
+SLACK_USER_RE = re.compile(r"^[UW][A-Z0-9]{2,}$")
+
+MIN_SESSION_SECONDS = 900
+MAX_SESSION_SECONDS = 43200
+MAX_GRANT_SECONDS = 7 * 24 * 3600
+DEFAULT_PENDING_TIMEOUT_SECONDS = 24 * 3600
+Scalar = str | int | bool
+
+
+# --------------------------------------------------------------------------
+# Model
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    id: str
+    region: str
+    external_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One ``allow`` (or ``approvers``) entry: every condition must hold."""
+
+    groups: frozenset[str] = frozenset()
+    claims: tuple[tuple[str, tuple[Scalar, ...]], ...] = ()
+
+    def matches(self, identity: Identity) -> bool:
+        if self.groups and not (self.groups & identity.groups):
+            return False
+        return all(_claim_matches(identity.claims.get(k), allowed) for k, allowed in self.claims)
+
+    def describe(self) -> str:
+        """A description safe to show any caller: claim values are omitted."""
+        parts = []
+        if self.groups:
+            parts.append("group " + " or ".join(sorted(self.groups)))
+        if self.claims:
+            parts.append("a matching " + ", ".join(k for k, _ in self.claims) + " claim")
+        return " and ".join(parts)
+
+    def anchors(self) -> list[tuple[str, str]]:
+        """Index keys: a caller can only match if they hold one of these."""
+        if self.groups:
+            return [("group", g) for g in self.groups]
+        key, values = self.claims[0]
+        return [("claim", _index_key(key, v)) for v in values]
+
+
+@dataclass(frozen=True)
+class Approval:
+    approvers: tuple[Rule, ...]
+    max_grant_seconds: int
+    pending_timeout_seconds: int = DEFAULT_PENDING_TIMEOUT_SECONDS
+
+    def is_approver(self, identity: Identity) -> bool:
+        return any(rule.matches(identity) for rule in self.approvers)
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    account: Account
+    role_arn: str
+    max_duration_seconds: int
+    console: bool
+    require_mfa: bool
+    allow: tuple[Rule, ...]
+    approval: Approval | None = None
+    _index: RuleIndex = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        index = RuleIndex()
+        for rule in self.allow:
+            index.add(rule, rule)
+        object.__setattr__(self, "_index", index)
+
+    def matching_rule(self, identity: Identity) -> Rule | None:
+        for rule in self._index.candidates(identity):
+            if rule.matches(identity):
+                return rule
+        return None
+
+
+class RuleIndex:
+    """Maps each rule's anchors to payloads, so lookups touch few rules."""
+
+    def __init__(self) -> None:
+        self._by_anchor: dict[tuple[str, str], list[Any]] = defaultdict(list)
+
+    def add(self, rule: Rule, payload: Any) -> None:
+        for anchor in rule.anchors():
+            self._by_anchor[anchor].append(payload)
+
+    def candidates(self, identity: Identity) -> Iterator[Any]:
+        seen: set[int] = set()
+        for anchor in _identity_anchors(identity):
+            for payload in self._by_anchor.get(anchor, ()):
+                if id(payload) not in seen:
+                    seen.add(id(payload))
+                    yield payload
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome for one caller and one role, with a reason a person can read."""
+
+    role: str
+    allowed: bool
+    access: str  # allowed | approval_required | mfa_required | granted_until:<iso> | denied
+    reason: str
+    rule: str | None = None
+
+    @property
+    def listed(self) -> bool:
+        """Whether ``/v1/roles`` shows the role to this caller."""
+        return self.access != "denied"
+
+
+@dataclass(frozen=True)
+class AccessPolicy:
+    accounts: Mapping[str, Account]
+    roles: Mapping[str, Role]
+    slack_users: Mapping[str, str] = field(default_factory=dict)
+    slack_channel: str | None = None
+    _index: RuleIndex = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        index = RuleIndex()
+        for role in self.roles.values():
+            for rule in role.allow:
+                index.add(rule, role)
+        object.__setattr__(self, "_index", index)
+
+    def role(self, name: str) -> Role:
+        try:
+            return self.roles[name]
+        except KeyError:
+            raise NotFound(f"unknown role {name!r}; `rolebroker roles` lists yours") from None
+
+    def candidate_roles(self, identity: Identity) -> list[Role]:
+        """Roles with at least one rule that could match, in policy order."""
+        found = {role.name for role in self._index.candidates(identity)}
+        return [role for name, role in self.roles.items() if name in found]
+
+
+# --------------------------------------------------------------------------
+# Decisions (pure)
+
+
+def decide(
+    role: Role,
+    identity: Identity,
+    *,
+    grant_until: datetime | None = None,
+    now: datetime | None = None,
+) -> Decision:
+    """Decide whether ``identity`` may assume ``role`` now.
+
+    ``grant_until`` is the end of the caller's approved grant for the role,
+    if any; it only matters for roles with an ``approval`` block.
+    """
+    rule = role.matching_rule(identity)
+    if rule is None:
+        needs = "; or ".join(r.describe() for r in role.allow) or "a rule (it has none: nobody may use it)"
+        return Decision(role.name, False, "denied", f"role {role.name} requires {needs}")
+    matched = rule.describe()
+    if role.require_mfa and not identity.has_mfa:
+        return Decision(
+            role.name,
+            False,
+            "mfa_required",
+            f"role {role.name} requires MFA: sign in to your identity provider with MFA "
+            "(the token's amr claim must contain 'mfa')",
+            matched,
+        )
+    if role.approval is None:
+        return Decision(role.name, True, "allowed", f"allowed by {matched}", matched)
+    if grant_until is not None and now is not None and grant_until > now:
+        until = grant_until.isoformat()
+        return Decision(role.name, True, f"granted_until:{until}", f"approved grant until {until}", matched)
+    return Decision(
+        role.name,
+        False,
+        "approval_required",
+        f"role {role.name} requires an approved access request "
+        f"(rolebroker request --role {role.name} --reason ...)",
+        matched,
+    )
+
+
+def _claim_matches(value: Any, allowed: tuple[Scalar, ...]) -> bool:
+    if isinstance(value, list):
+        return any(_same(v, a) for v in value for a in allowed)
+    return any(_same(value, a) for a in allowed)
+
+
+def _same(value: Any, expected: Scalar) -> bool:
+    # bool is an int in Python; keep true != 1 as it is in JSON.
+    return type(value) is type(expected) and value == expected
+
+
+def _index_key(key: str, value: Scalar) -> str:
+    return f"{key}\x00{type(value).__name__}\x00{value}"
+
+
+def _identity_anchors(identity: Identity) -> Iterable[tuple[str, str]]:
+    for group in identity.groups:
+        yield ("group", group)
+    for key, value in identity.claims.items():
+        for item in value if isinstance(value, list) else [value]:
+            yield ("claim", _index_key(key, item))
+
+
+# --------------------------------------------------------------------------
+# Loading (strict)
+
+
+class _Map(dict):  # type: ignore[type-arg]
+    """A mapping that remembers the line of itself and of each key."""
+
+    line: int = 0
+    key_lines: dict[str, int]
+
+
+class _LineLoader(yaml.SafeLoader):
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> _Map:  # type: ignore[override]
+        result = _Map()
+        result.line = node.start_mark.line + 1
+        result.key_lines = {}
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, str):
+                raise PolicyError(f"key {key!r} must be a string", line=key_node.start_mark.line + 1)
+            if key in result:
+                raise PolicyError(f"duplicate key {key!r}", line=key_node.start_mark.line + 1)
+            result[key] = self.construct_object(value_node, deep=deep)
+            result.key_lines[key] = key_node.start_mark.line + 1
+        return result
+
+
+_LineLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _LineLoader.construct_mapping,  # type: ignore[arg-type]
+)
+
+
+def parse_policy(text: str, source: str = "policy") -> AccessPolicy:
+    """Parse and validate policy text (YAML or JSON)."""
+    try:
+        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+    except PolicyError as exc:
+        raise PolicyError(exc.message, source=source, line=exc.line) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or "not valid YAML or JSON"
+        raise PolicyError(f"syntax error: {problem}", source=source, line=line) from None
+    return _Validator(source).policy(data)
+
+
+class _Validator:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, where: str, message: str, line: int | None) -> PolicyError:
+        return PolicyError(f"{where}: {message}", source=self.source, line=line)
+
+    def mapping(self, value: Any, where: str, line: int | None, allowed: set[str],
+                required: set[str] = frozenset()) -> _Map:  # type: ignore[assignment]
+        if not isinstance(value, _Map):
+            raise self.fail(where, "must be a mapping", line)
+        for key in value:
+            if key not in allowed:
+                raise self.fail(
+                    where, f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})",
+                    value.key_lines[key],
+                )
+        for key in sorted(required - value.keys()):
+            raise self.fail(where, f"missing required key {key!r}", value.line)
+        return value
+
+    def string(self, m: _Map, key: str, where: str, pattern: re.Pattern[str], what: str) -> str:
+        value = m[key]
+        if not isinstance(value, str) or not pattern.match(value):
+            raise self.fail(f"{where}.{key}", f"must be {what}, got {value!r}", m.key_lines[key])
+        return value
+
+    def integer(self, m: _Map, key: str, where: str, low: int, high: int, default: int) -> int:
+        if key not in m:
+            return default
+        value = m[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise self.fail(
+                f"{where}.{key}", f"must be a whole number of seconds from {low} to {high}, got {value!r}",
+                m.key_lines[key],
+            )
+        return value
+
+    def boolean(self, m: _Map, key: str, where: str, default: bool) -> bool:
+        value = m.get(key, default)
+        if not isinstance(value, bool):
+            raise self.fail(f"{where}.{key}", f"must be true or false, got {value!r}", m.key_lines[key])
+        return value
+
+    def policy(self, data: Any) -> AccessPolicy:
+        top = self.mapping(data, "policy", 1, {"version", "accounts", "roles", "slack"},
+                           {"version", "accounts", "roles"})
+        if top["version"] != 1 or isinstance(top["version"], bool):
+            raise self.fail("version", f"must be 1, got {top['version']!r}", top.key_lines["version"])
+        accounts_map = self.mapping(top["accounts"], "accounts", top.key_lines["accounts"],
+                                    set(top["accounts"]) if isinstance(top["accounts"], dict) else set())
+        accounts = {name: self.account(name, value, accounts_map) for name, value in accounts_map.items()}
+        roles_map = self.mapping(top["roles"], "roles", top.key_lines["roles"],
+                                 set(top["roles"]) if isinstance(top["roles"], dict) else set())
+        roles = {name: self.role(name, value, roles_map, accounts) for name, value in roles_map.items()}
+        users, channel = self.slack(top)
+        return AccessPolicy(accounts=accounts, roles=roles, slack_users=users, slack_channel=channel)
+
+    def account(self, name: str, value: Any, parent: _Map) -> Account:
+        where = f"accounts.{name}"
+        m = self.mapping(value, where, parent.key_lines[name], {"id", "external_id", "region"},
+                         {"id", "region"})
+        if isinstance(m["id"], int) and not isinstance(m["id"], bool):
+            raise self.fail(f"{where}.id", "must be a quoted string (YAML drops leading zeros)",
+                            m.key_lines["id"])
+        return Account(
+            name=name,
+            id=self.string(m, "id", where, ACCOUNT_ID_RE, "a 12-digit account id"),
+            region=self.string(m, "region", where, REGION_RE, "an AWS region such as eu-west-1"),
+            external_id=self.string(m, "external_id", where, EXTERNAL_ID_RE,
+                                    "2-1224 characters of [\\w+=,.@:/-]") if "external_id" in m else None,
+        )
+
+    def role(self, name: str, value: Any, parent: _Map, accounts: Mapping[str, Account]) -> Role:
+        where = f"roles.{name}"
+        line = parent.key_lines[name]
+        if not ROLE_NAME_RE.match(name):
+            raise self.fail(where, "role names are 1-64 characters of [A-Za-z0-9._-]", line)
+        m = self.mapping(
+            value, where, line,
+            {"account", "role_name", "role_arn", "max_duration_seconds", "console", "require_mfa",
+             "allow", "approval", "description"},
+            {"account", "allow"},
+        )
+        account_name = m["account"]
+        if account_name not in accounts:
+            raise self.fail(f"{where}.account", f"unknown account {account_name!r} (define it under accounts)",
+                            m.key_lines["account"])
+        account = accounts[account_name]
+        return Role(
+            name=name,
+            account=account,
+            role_arn=self.role_arn(m, where, account),
+            max_duration_seconds=self.integer(m, "max_duration_seconds", where,
+                                              MIN_SESSION_SECONDS, MAX_SESSION_SECONDS, 3600),
+            console=self.boolean(m, "console", where, False),
+            require_mfa=self.boolean(m, "require_mfa", where, False),
+            allow=self.rules(m, "allow", where),
+            approval=self.approval(m, where) if "approval" in m else None,
+        )
+
+    def role_arn(self, m: _Map, where: str, account: Account) -> str:
+        if ("role_name" in m) == ("role_arn" in m):
+            raise self.fail(where, "give exactly one of role_name or role_arn", m.line)
+        if "role_name" in m:
+            name = self.string(m, "role_name", where, IAM_ROLE_NAME_RE, "an IAM role name")
+            return f"arn:aws:iam::{account.id}:role/{name.lstrip('/')}"
+        arn = self.string(m, "role_arn", where, ROLE_ARN_RE, "an IAM role ARN arn:aws:iam::<id>:role/<name>")
+        match = ROLE_ARN_RE.match(arn)
+        if match and match.group(2) != account.id:
+            raise self.fail(f"{where}.role_arn", f"is in account {match.group(2)}, "
+                            f"but the role's account {account.name} is {account.id}", m.key_lines["role_arn"])
+        return arn
+
+    def rules(self, m: _Map, key: str, where: str) -> tuple[Rule, ...]:
+        value = m[key]
+        if isinstance(value, _Map):
+            value = [value]
+        if not isinstance(value, list):
+            raise self.fail(f"{where}.{key}", "must be a list of rules", m.key_lines[key])
+        return tuple(self.rule(item, f"{where}.{key}[{i}]", m.key_lines[key]) for i, item in enumerate(value))
+
+    def rule(self, value: Any, where: str, line: int) -> Rule:
+        r = self.mapping(value, where, line, {"groups", "claims"})
+        if not r:
+            raise self.fail(where, "an empty rule would match everybody; name groups or claims", r.line)
+        groups: frozenset[str] = frozenset()
+        if "groups" in r:
+            g = r["groups"]
+            if isinstance(g, str):
+                g = [g]
+            if not isinstance(g, list) or not g or not all(isinstance(x, str) and x for x in g):
+                raise self.fail(f"{where}.groups", "must be a non-empty list of group names", r.key_lines["groups"])
+            groups = frozenset(g)
+        claims: list[tuple[str, tuple[Scalar, ...]]] = []
+        if "claims" in r:
+            c = r["claims"]
+            if not isinstance(c, _Map) or not c:
+                raise self.fail(f"{where}.claims", "must be a non-empty mapping of claim: value",
+                                r.key_lines["claims"])
+            for k, v in c.items():
+                values = v if isinstance(v, list) else [v]
+                if not values or not all(isinstance(x, (str, int, bool)) for x in values):
+                    raise self.fail(f"{where}.claims.{k}", "must be a string, number, boolean or a list of them",
+                                    c.key_lines[k])
+                claims.append((k, tuple(values)))
+        return Rule(groups=groups, claims=tuple(claims))
+
+    def approval(self, m: _Map, where: str) -> Approval:
+        where = f"{where}.approval"
+        a = self.mapping(m["approval"], where, m.key_lines["approval"],
+                         {"approvers", "max_grant_seconds", "pending_timeout_seconds"},
+                         {"approvers"})
+        return Approval(
+            approvers=self.rules(a, "approvers", where),
+            max_grant_seconds=self.integer(a, "max_grant_seconds", where, MIN_SESSION_SECONDS,
+                                           MAX_GRANT_SECONDS, 4 * 3600),
+            pending_timeout_seconds=self.integer(a, "pending_timeout_seconds", where, 300,
+                                                 MAX_GRANT_SECONDS, DEFAULT_PENDING_TIMEOUT_SECONDS),
+        )
+
+    def slack(self, top: _Map) -> tuple[dict[str, str], str | None]:
+        if "slack" not in top:
+            return {}, None
+        s = self.mapping(top["slack"], "slack", top.key_lines["slack"], {"users", "approvals_channel"})
+        users: dict[str, str] = {}
+        if "users" in s:
+            u = self.mapping(s["users"], "slack.users", s.key_lines["users"],
+                             set(s["users"]) if isinstance(s["users"], dict) else set())
+            for user_id, identity in u.items():
+                if not SLACK_USER_RE.match(user_id) or not isinstance(identity, str) or not identity:
+                    raise self.fail(f"slack.users.{user_id}", "must map a Slack user id (U...) to an identity",
+                                    u.key_lines[user_id])
+                users[user_id] = identity
+        channel = s.get("approvals_channel")
+        if channel is not None and not isinstance(channel, str):
+            raise self.fail("slack.approvals_channel", "must be a channel id", s.key_lines["approvals_channel"])
+        return users, channel

@@ -1,0 +1,122 @@
+"""The broker's settings, read once from the environment at the edge.
+
+``Settings.from_environ`` is the only place that reads ``os.environ``-like
+mappings; everything below receives a ``Settings``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .exceptions import ConfigurationError
+
+# Asymmetric algorithms only: HS* would let anyone holding the public key
+# (everybody) mint tokens, and "none" would need no key at all.
+ASYMMETRIC_ALGORITHMS = (
+    "RS256", "RS384", "RS512",
+    "PS256", "PS384", "PS512",
+    "ES256", "ES384", "ES512",
+    "EdDSA",
+)
+MAX_LEEWAY_SECONDS = 60
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _flag(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    issuer: str
+    audiences: tuple[str, ...]
+    policy_source: str
+    jwks_url: str | None = None
+    identity_claim: str = "email"
+    groups_claim: str = "groups"
+    algorithms: tuple[str, ...] = ASYMMETRIC_ALGORITHMS
+    leeway_seconds: int = 30
+    accept_cognito_access_tokens: bool = False
+    client_id: str | None = None
+    table_name: str | None = None
+    slack_signing_secret: str | None = field(default=None, repr=False)
+    public_url: str | None = None
+    policy_ttl_seconds: int = 60
+    jwks_timeout_seconds: float = 3.0
+    region: str = "us-east-1"
+    stage: str = "local"
+    session_limit_seconds: int = 3600
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Settings:
+        issuer = environ.get("ROLEBROKER_OIDC_ISSUER", "").strip()
+        audiences = _split(environ.get("ROLEBROKER_OIDC_AUDIENCE", ""))
+        policy = environ.get("ROLEBROKER_POLICY", "").strip()
+        missing = [
+            name
+            for name, value in (
+                ("ROLEBROKER_OIDC_ISSUER", issuer),
+                ("ROLEBROKER_OIDC_AUDIENCE", audiences),
+                ("ROLEBROKER_POLICY", policy),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigurationError(f"missing required setting(s): {', '.join(missing)}")
+        algorithms = _split(environ.get("ROLEBROKER_JWT_ALGORITHMS", "")) or ASYMMETRIC_ALGORITHMS
+        weak = [alg for alg in algorithms if alg not in ASYMMETRIC_ALGORITHMS]
+        if weak:
+            raise ConfigurationError(
+                f"ROLEBROKER_JWT_ALGORITHMS may only name asymmetric algorithms, not {weak}"
+            )
+        leeway = _int(environ, "ROLEBROKER_JWT_LEEWAY", 30)
+        if not 0 <= leeway <= MAX_LEEWAY_SECONDS:
+            raise ConfigurationError(
+                f"ROLEBROKER_JWT_LEEWAY must be between 0 and {MAX_LEEWAY_SECONDS} seconds"
+            )
+        return cls(
+            issuer=issuer,
+            audiences=audiences,
+            policy_source=policy,
+            jwks_url=environ.get("ROLEBROKER_JWKS_URL", "").strip() or None,
+            identity_claim=environ.get("ROLEBROKER_IDENTITY_CLAIM", "").strip() or "email",
+            groups_claim=environ.get("ROLEBROKER_GROUPS_CLAIM", "").strip() or "groups",
+            algorithms=algorithms,
+            leeway_seconds=leeway,
+            accept_cognito_access_tokens=_flag(
+                environ.get("ROLEBROKER_ACCEPT_COGNITO_ACCESS_TOKENS", "")
+            ),
+            client_id=environ.get("ROLEBROKER_OIDC_CLIENT_ID", "").strip() or audiences[0],
+            table_name=environ.get("ROLEBROKER_TABLE", "").strip() or None,
+            slack_signing_secret=environ.get("ROLEBROKER_SLACK_SIGNING_SECRET", "").strip()
+            or None,
+            public_url=environ.get("ROLEBROKER_PUBLIC_URL", "").strip().rstrip("/") or None,
+            policy_ttl_seconds=_int(environ, "ROLEBROKER_POLICY_TTL", 60),
+            region=environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+            stage=environ.get("ROLEBROKER_STAGE", "").strip() or "local",
+            session_limit_seconds=_session_limit(environ),
+        )
+
+
+def _session_limit(environ: Mapping[str, str]) -> int:
+    # 3600 is STS's cap for role chaining (a Lambda role assuming a role).
+    # Only a deployment whose broker calls AssumeRole with non-chained
+    # credentials (see docs/deploy.md) may raise it, up to 12 hours.
+    limit = _int(environ, "ROLEBROKER_MAX_SESSION_SECONDS", 3600)
+    if not 900 <= limit <= 43200:
+        raise ConfigurationError("ROLEBROKER_MAX_SESSION_SECONDS must be between 900 and 43200")
+    return limit

@@ -1,0 +1,313 @@
+"""The one adapter to DynamoDB: access requests, their history, and grants.
+
+One table, keyed ``pk``/``sk``:
+
+* ``REQUEST#<id>`` / ``STATE``: the request and its current status. A sparse
+  index (``gsi_pending``) holds only pending requests, for approvers; another
+  (``gsi_requester``) lists a person's own requests.
+* ``REQUEST#<id>`` / ``EVENT#<time>#<n>``: the append-only history (who moved
+  it from which status to which, when, and why). Events are written with
+  ``attribute_not_exists`` and never updated.
+* ``GRANT#<identity>`` / ``ROLE#<role>#<request id>``: an approved grant and
+  its end; DynamoDB's TTL deletes it a day after it ends.
+
+Every transition is one ``TransactWriteItems``: the request's conditional
+update, the event and (on approval) the grant succeed or fail together. The
+conditions carry the rules that must hold even against a buggy or racing
+caller: only a pending request moves, an approval must come before the
+pending timeout, and the approver must not be the requester.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .exceptions import Conflict, DependencyDown, NotFound, Throttled
+
+LOG = logging.getLogger(__name__)
+
+PENDING, APPROVED, DENIED, EXPIRED, CANCELLED, REVOKED = (
+    "pending", "approved", "denied", "expired", "cancelled", "revoked")
+GRANT_TTL_GRACE = timedelta(days=1)
+_THROTTLING = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
+
+
+@dataclass(frozen=True)
+class AccessRequest:
+    id: str
+    role: str
+    requester: str
+    duration_seconds: int
+    reason: str
+    status: str
+    created_at: datetime
+    pending_until: datetime
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    note: str | None = None
+    grant_until: datetime | None = None
+
+    def status_at(self, now: datetime) -> str:
+        if self.status == PENDING and now >= self.pending_until:
+            return EXPIRED
+        if self.status == APPROVED and self.grant_until is not None and now >= self.grant_until:
+            return EXPIRED
+        return self.status
+
+    def to_dict(self, now: datetime) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "role": self.role,
+            "requester": self.requester,
+            "duration_seconds": self.duration_seconds,
+            "reason": self.reason,
+            "status": self.status_at(now),
+            "created_at": self.created_at.isoformat(),
+            "pending_until": self.pending_until.isoformat(),
+            "decided_by": self.decided_by,
+            "decided_at": self.decided_at.isoformat() if self.decided_at else None,
+            "note": self.note,
+            "grant_until": self.grant_until.isoformat() if self.grant_until else None,
+        }
+
+
+@dataclass(frozen=True)
+class RequestEvent:
+    at: datetime
+    who: str
+    from_status: str | None
+    to_status: str
+    note: str | None = None
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(timezone.utc).isoformat()
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _n(value: int | float) -> dict[str, str]:
+    return {"N": str(int(value))}
+
+
+def create_table(client: Any, name: str) -> None:
+    """Create the table (local stack and tests; prod uses infra/ templates)."""
+    try:
+        client.create_table(
+            TableName=name,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in
+                                  ("pk", "sk", "pending_pk", "requester", "created_at")],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            GlobalSecondaryIndexes=[
+                {"IndexName": "gsi_pending", "Projection": {"ProjectionType": "ALL"},
+                 "KeySchema": [{"AttributeName": "pending_pk", "KeyType": "HASH"},
+                               {"AttributeName": "created_at", "KeyType": "RANGE"}]},
+                {"IndexName": "gsi_requester", "Projection": {"ProjectionType": "ALL"},
+                 "KeySchema": [{"AttributeName": "requester", "KeyType": "HASH"},
+                               {"AttributeName": "created_at", "KeyType": "RANGE"}]},
+            ],
+        )
+    except client.exceptions.ResourceInUseException:
+        return
+    client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 50})
+    client.update_time_to_live(TableName=name,
+                               TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at_epoch"})
+
+
+class GrantTable:
+    """Requests and grants in DynamoDB, through a low-level boto3 client."""
+
+    def __init__(self, client: Any, table_name: str) -> None:
+        self._client = client
+        self._table = table_name
+
+    # -- reads
+
+    def active_grants(self, subject: str, now: datetime) -> Mapping[str, datetime]:
+        items = self._query(KeyConditionExpression="pk = :pk",
+                            ExpressionAttributeValues={":pk": _s(f"GRANT#{subject}")})
+        grants: dict[str, datetime] = {}
+        for item in items:
+            until = datetime.fromisoformat(item["until"]["S"])
+            role = item["role"]["S"]
+            if until > now and until > grants.get(role, now):
+                grants[role] = until
+        return grants
+
+    def get(self, request_id: str) -> AccessRequest:
+        try:
+            answer = self._client.get_item(TableName=self._table, ConsistentRead=True,
+                                           Key={"pk": _s(f"REQUEST#{request_id}"), "sk": _s("STATE")})
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc) from exc
+        if "Item" not in answer:
+            raise NotFound(f"no access request {request_id!r}")
+        return _request(answer["Item"])
+
+    def history(self, request_id: str) -> list[RequestEvent]:
+        items = self._query(KeyConditionExpression="pk = :pk AND begins_with(sk, :e)",
+                            ExpressionAttributeValues={":pk": _s(f"REQUEST#{request_id}"), ":e": _s("EVENT#")})
+        return [RequestEvent(at=datetime.fromisoformat(i["at"]["S"]), who=i["who"]["S"],
+                             from_status=i.get("from", {}).get("S"), to_status=i["to"]["S"],
+                             note=i.get("note", {}).get("S")) for i in items]
+
+    def pending(self, limit: int = 100) -> list[AccessRequest]:
+        items = self._query(IndexName="gsi_pending", KeyConditionExpression="pending_pk = :p",
+                            ExpressionAttributeValues={":p": _s(PENDING)}, Limit=limit)
+        return [_request(i) for i in items]
+
+    def by_requester(self, requester: str, limit: int = 50) -> list[AccessRequest]:
+        items = self._query(IndexName="gsi_requester", KeyConditionExpression="requester = :r",
+                            ExpressionAttributeValues={":r": _s(requester)}, ScanIndexForward=False, Limit=limit)
+        return [_request(i) for i in items if i["sk"]["S"] == "STATE"]
+
+    # -- writes
+
+    def create(self, *, role: str, requester: str, duration_seconds: int, reason: str,
+               now: datetime, pending_seconds: int) -> AccessRequest:
+        request = AccessRequest(id=uuid.uuid4().hex[:12], role=role, requester=requester,
+                                duration_seconds=duration_seconds, reason=reason, status=PENDING,
+                                created_at=now, pending_until=now + timedelta(seconds=pending_seconds))
+        item = {
+            "pk": _s(f"REQUEST#{request.id}"), "sk": _s("STATE"), "id": _s(request.id), "role": _s(role),
+            "requester": _s(requester), "duration_seconds": _n(duration_seconds), "reason": _s(reason),
+            "status": _s(PENDING), "pending_pk": _s(PENDING), "created_at": _s(_iso(now)),
+            "pending_until": _s(_iso(request.pending_until)),
+        }
+        self._transact([
+            {"Put": {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}},
+            self._event(request.id, now, requester, None, PENDING, reason),
+        ])
+        return request
+
+    def approve(self, request: AccessRequest, *, approver: str, now: datetime, grant_until: datetime) -> None:
+        """Approve and write the grant; the database refuses self-approval."""
+        update = self._transition(request.id, PENDING, APPROVED, approver, now, note=None,
+                                  extra={"grant_until": _s(_iso(grant_until))})
+        grant = {"Put": {"TableName": self._table, "Item": {
+            "pk": _s(f"GRANT#{request.requester}"), "sk": _s(f"ROLE#{request.role}#{request.id}"),
+            "role": _s(request.role), "until": _s(_iso(grant_until)), "request_id": _s(request.id),
+            "approved_by": _s(approver),
+            "expires_at_epoch": _n((grant_until + GRANT_TTL_GRACE).timestamp()),
+        }}}
+        self._transact([update, self._event(request.id, now, approver, PENDING, APPROVED, None), grant])
+
+    def deny(self, request: AccessRequest, *, approver: str, now: datetime, note: str | None) -> None:
+        self._transact([self._transition(request.id, PENDING, DENIED, approver, now, note),
+                        self._event(request.id, now, approver, PENDING, DENIED, note)])
+
+    def cancel(self, request: AccessRequest, *, who: str, now: datetime) -> None:
+        self._transact([self._transition(request.id, PENDING, CANCELLED, who, now, None, own=True),
+                        self._event(request.id, now, who, PENDING, CANCELLED, None)])
+
+    def revoke(self, request: AccessRequest, *, who: str, now: datetime, note: str | None) -> None:
+        self._transact([
+            self._transition(request.id, APPROVED, REVOKED, who, now, note),
+            self._event(request.id, now, who, APPROVED, REVOKED, note),
+            {"Delete": {"TableName": self._table, "Key": {
+                "pk": _s(f"GRANT#{request.requester}"), "sk": _s(f"ROLE#{request.role}#{request.id}")}}},
+        ])
+
+    def _transition(self, request_id: str, from_status: str, to_status: str, who: str, now: datetime,
+                    note: str | None, *, extra: dict[str, dict[str, str]] | None = None,
+                    own: bool = False) -> dict[str, Any]:
+        values: dict[str, dict[str, str]] = {
+            ":from": _s(from_status), ":to": _s(to_status), ":who": _s(who), ":now": _s(_iso(now)),
+            **{f":{k}": v for k, v in (extra or {}).items()},
+        }
+        sets = ["#status = :to", "decided_by = :who", "decided_at = :now"]
+        sets += [f"{k} = :{k}" for k in (extra or {})]
+        if note:
+            values[":note"] = _s(note)
+            sets.append("note = :note")
+        condition = "#status = :from"
+        if from_status == PENDING:
+            condition += " AND pending_until > :now"
+            # The rule that matters most is enforced by the database itself:
+            # approvers never equal the requester; a cancel must come from them.
+            condition += " AND requester = :who" if own else " AND requester <> :who"
+        return {"Update": {
+            "TableName": self._table,
+            "Key": {"pk": _s(f"REQUEST#{request_id}"), "sk": _s("STATE")},
+            "UpdateExpression": "SET " + ", ".join(sets) + " REMOVE pending_pk",
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": values,
+        }}
+
+    def _event(self, request_id: str, now: datetime, who: str, from_status: str | None, to_status: str,
+               note: str | None) -> dict[str, Any]:
+        item = {"pk": _s(f"REQUEST#{request_id}"), "sk": _s(f"EVENT#{_iso(now)}#{uuid.uuid4().hex[:8]}"),
+                "at": _s(_iso(now)), "who": _s(who), "to": _s(to_status)}
+        if from_status:
+            item["from"] = _s(from_status)
+        if note:
+            item["note"] = _s(note)
+        return {"Put": {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
+
+    def _transact(self, items: list[dict[str, Any]]) -> None:
+        try:
+            self._client.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code == "TransactionCanceledException":
+                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+                if "ConditionalCheckFailed" in reasons or not reasons:
+                    raise Conflict(
+                        "the request is no longer pending, has timed out, or you may not decide it "
+                        "(requesters cannot approve their own requests)"
+                    ) from exc
+                if any(r in _THROTTLING or r == "TransactionConflict" for r in reasons):
+                    raise Throttled("the request store is busy; retry in a moment") from exc
+            raise _translate(exc) from exc
+        except BotoCoreError as exc:
+            raise _translate(exc) from exc
+
+    def _query(self, **kwargs: Any) -> list[dict[str, Any]]:
+        try:
+            answer = self._client.query(TableName=self._table, **kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc) from exc
+        items: list[dict[str, Any]] = answer.get("Items", [])
+        return items
+
+
+def _request(item: Mapping[str, Any]) -> AccessRequest:
+    def opt(name: str) -> str | None:
+        value = item.get(name)
+        return value["S"] if value else None
+
+    return AccessRequest(
+        id=item["id"]["S"], role=item["role"]["S"], requester=item["requester"]["S"],
+        duration_seconds=int(item["duration_seconds"]["N"]), reason=item["reason"]["S"],
+        status=item["status"]["S"], created_at=datetime.fromisoformat(item["created_at"]["S"]),
+        pending_until=datetime.fromisoformat(item["pending_until"]["S"]), decided_by=opt("decided_by"),
+        decided_at=_dt(opt("decided_at")), note=opt("note"), grant_until=_dt(opt("grant_until")),
+    )
+
+
+def _translate(exc: Exception) -> Exception:
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        LOG.warning("DynamoDB call failed: %s", code)
+        if code in _THROTTLING:
+            return Throttled("the request store is throttling; retry in a moment")
+        if code == "ConditionalCheckFailedException":
+            return Conflict("the request changed meanwhile; reload it and try again")
+        return DependencyDown(f"the request store refused the call ({code}); an operator must check it")
+    LOG.warning("DynamoDB unreachable: %s", type(exc).__name__)
+    return DependencyDown("the request store is unreachable; try again shortly")

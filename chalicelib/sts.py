@@ -1,0 +1,111 @@
+"""The one adapter to AWS STS. It returns plain data and speaks domain errors.
+
+Each STS failure is translated into an error that tells the operator what to
+fix: the trusting role's trust policy, its ExternalId, its MaxSessionDuration,
+the region, or the broker's own credentials.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .exceptions import AwsRefused, DependencyDown, Throttled
+
+LOG = logging.getLogger(__name__)
+
+_THROTTLING = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"}
+_BROKER_CREDENTIALS = {"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId",
+                       "UnrecognizedClientException", "SignatureDoesNotMatch"}
+
+
+@dataclass(frozen=True)
+class AssumedSession:
+    access_key_id: str
+    secret_access_key: str
+    session_token: str
+    expiration: datetime
+    assumed_role_arn: str
+    source_identity: str | None
+
+    def __repr__(self) -> str:  # keep secrets out of logs and tracebacks
+        return f"AssumedSession(assumed_role_arn={self.assumed_role_arn!r}, expiration={self.expiration!r})"
+
+
+class StsGateway:
+    """Calls ``sts:AssumeRole`` with a boto3 STS client it is given."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def assume(
+        self,
+        *,
+        role_arn: str,
+        session_name: str,
+        source_identity: str,
+        tags: list[dict[str, str]],
+        external_id: str | None,
+        duration_seconds: int,
+    ) -> AssumedSession:
+        params: dict[str, Any] = {
+            "RoleArn": role_arn,
+            "RoleSessionName": session_name,
+            "SourceIdentity": source_identity,
+            "DurationSeconds": duration_seconds,
+            "Tags": tags,
+        }
+        if external_id is not None:
+            params["ExternalId"] = external_id
+        try:
+            answer = self._client.assume_role(**params)
+        except ClientError as exc:
+            raise _translate(exc, role_arn, external_id) from exc
+        except BotoCoreError as exc:
+            LOG.error("STS unreachable: %s", type(exc).__name__)
+            raise DependencyDown("AWS STS is unreachable from the broker; try again shortly") from exc
+        creds = answer["Credentials"]
+        return AssumedSession(
+            access_key_id=creds["AccessKeyId"],
+            secret_access_key=creds["SecretAccessKey"],
+            session_token=creds["SessionToken"],
+            expiration=creds["Expiration"],
+            assumed_role_arn=answer["AssumedRoleUser"]["Arn"],
+            source_identity=answer.get("SourceIdentity"),
+        )
+
+
+def _translate(exc: ClientError, role_arn: str, external_id: str | None) -> Exception:
+    code = exc.response.get("Error", {}).get("Code", "Unknown")
+    message = exc.response.get("Error", {}).get("Message", "")
+    LOG.warning("AssumeRole into %s failed: %s", role_arn, code)
+    if code in _THROTTLING:
+        return Throttled("AWS STS is throttling the broker; retry in a few seconds")
+    if code in _BROKER_CREDENTIALS:
+        return DependencyDown(
+            f"the broker's own AWS credentials were rejected by STS ({code}); "
+            "an operator must check the broker's execution role"
+        )
+    if code == "AccessDenied":
+        condition = " with the condition sts:ExternalId equal to the account's external_id" if external_id else ""
+        return AwsRefused(
+            f"AWS refused AssumeRole into {role_arn}: that role's trust policy must allow the broker's "
+            f"execution role the actions sts:AssumeRole, sts:TagSession and sts:SetSourceIdentity{condition}"
+        )
+    if code == "RegionDisabledException":
+        return AwsRefused(
+            "STS is not activated in the broker's region for that account; "
+            "activate the region under IAM account settings or deploy the broker elsewhere"
+        )
+    if code == "ValidationError" and "DurationSeconds" in message:
+        return AwsRefused(
+            f"the requested duration exceeds the MaxSessionDuration of {role_arn}; "
+            "raise the role's maximum session duration or lower max_duration_seconds in the policy"
+        )
+    if code == "PackedPolicyTooLarge":
+        return AwsRefused("the caller's session tags are too large for STS; reduce the groups sent in the token")
+    return AwsRefused(f"AWS STS refused AssumeRole into {role_arn} ({code})")

@@ -1,0 +1,93 @@
+"""Request body validation: strict, with messages that say what is wrong."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .exceptions import BadRequest
+from .policy import MAX_GRANT_SECONDS, MAX_SESSION_SECONDS, MIN_SESSION_SECONDS, ROLE_NAME_RE
+
+MAX_BODY_BYTES = 8 * 1024
+MAX_REASON_CHARS = 500
+
+
+@dataclass(frozen=True)
+class Field:
+    kind: str  # role | duration | grant_duration | text
+    required: bool = True
+
+
+def parse_json_object(raw: bytes | None) -> dict[str, Any]:
+    if raw is None or not raw.strip():
+        raise BadRequest("the request body must be a JSON object")
+    if len(raw) > MAX_BODY_BYTES:
+        raise BadRequest(f"the request body is larger than {MAX_BODY_BYTES} bytes")
+    try:
+        body = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise BadRequest("the request body is not valid UTF-8 JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return body
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def validate(raw: bytes | None, fields: Mapping[str, Field], *, empty_ok: bool = False) -> dict[str, Any]:
+    """Parse ``raw`` and check it against ``fields``; unknown fields are errors."""
+    body = {} if empty_ok and (raw is None or not raw.strip()) else parse_json_object(raw)
+    unknown = sorted(set(body) - set(fields))
+    if unknown:
+        shown = ", ".join(repr(k[:40]) for k in unknown[:5])
+        raise BadRequest(f"unknown field(s) {shown}; allowed: {', '.join(fields)}")
+    result: dict[str, Any] = {}
+    for name, spec in fields.items():
+        if name not in body or body[name] is None:
+            if spec.required:
+                raise BadRequest(f"missing required field {name!r}")
+            continue
+        result[name] = _CHECKS[spec.kind](name, body[name])
+    return result
+
+
+def role_name(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise BadRequest(f"{name!r} must be a string")
+    if not ROLE_NAME_RE.match(value):
+        raise BadRequest(f"{name!r} must be 1-64 characters of letters, digits, '.', '_' or '-'")
+    return value
+
+
+def _integer(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadRequest(f"{name!r} must be a whole number of seconds")
+    if not low <= value <= high:
+        raise BadRequest(f"{name!r} must be between {low} and {high} seconds, got {value}")
+    return value
+
+
+def _duration(name: str, value: Any) -> int:
+    return _integer(name, value, MIN_SESSION_SECONDS, MAX_SESSION_SECONDS)
+
+
+def _grant_duration(name: str, value: Any) -> int:
+    return _integer(name, value, MIN_SESSION_SECONDS, MAX_GRANT_SECONDS)
+
+
+def _text(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest(f"{name!r} must be a non-empty string")
+    if len(value) > MAX_REASON_CHARS:
+        raise BadRequest(f"{name!r} must be at most {MAX_REASON_CHARS} characters")
+    if any(unicodedata.category(ch) in {"Cc", "Cf", "Cs", "Co", "Cn"} for ch in value):
+        raise BadRequest(f"{name!r} contains control or unassigned characters")
+    return value.strip()
+
+
+_CHECKS = {"role": role_name, "duration": _duration, "grant_duration": _grant_duration, "text": _text}

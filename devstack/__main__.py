@@ -1,0 +1,73 @@
+"""``python -m devstack run | token | slack``: the local stack's commands."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+from .stack import LocalStack, mint_via_running_issuer
+
+
+def _claim(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--claim takes k=v, got {text!r}")
+    if value in {"true", "false"}:
+        return key, value == "true"
+    return key, value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="start the local stack in the foreground (what `make run` does)")
+    token = sub.add_parser("token", help="print a JWT signed by the running dev issuer")
+    token.add_argument("--sub", required=True, help="subject (an email becomes the email claim too)")
+    token.add_argument("--groups", action="append", default=[],
+                       help="group(s), comma-separated or repeated")
+    token.add_argument("--claim", action="append", type=_claim, default=[], metavar="K=V",
+                       help="extra claim, e.g. repository=acme/infra")
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    token.add_argument("--mfa", action="store_true", help="put mfa in the token's amr claim")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "token":
+        groups = [g.strip() for item in args.groups for g in item.split(",") if g.strip()]
+        port = int(os.environ.get("ROLEBROKER_ISSUER_PORT", 8001))
+        spec = {"sub": args.sub, "groups": groups, "claims": dict(args.claim), "ttl": args.ttl, "mfa": args.mfa}
+        try:
+            print(mint_via_running_issuer(port, spec))
+        except OSError as exc:
+            print(f"devstack: no dev issuer on 127.0.0.1:{port} ({exc}); start it with `make run`",
+                  file=sys.stderr)
+            return 1
+        return 0
+    return run()
+
+
+def run() -> int:
+    stack = LocalStack.from_environ()
+    try:
+        stack.start()
+    except (RuntimeError, OSError) as exc:
+        print(f"devstack: {exc}", file=sys.stderr)
+        return 1
+    print(stack.banner(), flush=True)
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print("\nstopping the local stack ...", file=sys.stderr)
+    finally:
+        stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

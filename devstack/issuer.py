@@ -1,0 +1,232 @@
+"""A development OIDC issuer on 127.0.0.1: discovery, JWKS, code + PKCE.
+
+It signs RS256 tokens with a key it generates at start. It is a real HTTP
+server speaking the parts of OIDC the broker and the client use, so the
+local stack and the tests exercise the same code paths as a real IdP:
+
+* ``/.well-known/openid-configuration`` and ``/jwks.json``;
+* ``/authorize`` and ``/token`` (authorization code with PKCE S256, refresh
+  tokens) for ``rolebroker login``; there is no login page: the user is
+  taken from ``login_hint`` (default ``alice@example.com``);
+* ``POST /dev/token``, which mints a token for any claims: what
+  ``python -m devstack token`` calls. That is why this issuer must never
+  listen anywhere but loopback.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlparse
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+DEFAULT_USERS: dict[str, dict[str, Any]] = {
+    "alice@example.com": {"groups": ["platform-admins"]},
+    "bob@example.com": {"groups": ["developers"]},
+    "carol@example.com": {"groups": ["security"]},
+}
+
+
+@dataclass
+class _Key:
+    kid: str
+    private: rsa.RSAPrivateKey
+
+    def jwk(self) -> dict[str, Any]:
+        public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.private.public_key()))
+        return {**public, "kid": self.kid, "use": "sig", "alg": "RS256"}
+
+
+def new_key() -> _Key:
+    return _Key(kid=uuid.uuid4().hex[:16], private=rsa.generate_private_key(public_exponent=65537, key_size=2048))
+
+
+@dataclass
+class DevIssuer:
+    """Start with ``start()``, stop with ``stop()``; ``url`` is the issuer."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    audience: str = "rolebroker-local"
+    keys: list[_Key] = field(default_factory=lambda: [new_key()])
+    users: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(DEFAULT_USERS))
+    jwks_requests: int = 0
+    jwks_available: bool = True
+    _codes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _refresh: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _server: ThreadingHTTPServer | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "issuer not started"
+        return f"http://{self.host}:{self._server.server_address[1]}"
+
+    def start(self) -> DevIssuer:
+        if self.host not in {"127.0.0.1", "localhost", "::1"}:
+            raise ValueError("the dev issuer mints tokens for anyone: it only listens on loopback")
+        self._server = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, name="dev-issuer", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    # -- keys and tokens
+
+    def rotate(self, keep_old: bool = False) -> None:
+        """Publish a new signing key (and drop the old one unless ``keep_old``)."""
+        with self._lock:
+            self.keys = [new_key()] + (self.keys if keep_old else [])
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [key.jwk() for key in self.keys]}
+
+    def mint(self, sub: str, *, groups: list[str] | None = None, claims: dict[str, Any] | None = None,
+             ttl: int = 3600, audience: str | None = None, mfa: bool = False) -> str:
+        now = int(time.time())
+        payload: dict[str, Any] = {
+            "iss": self.url,
+            "aud": audience or self.audience,
+            "sub": sub,
+            "iat": now,
+            "nbf": now,
+            "exp": now + ttl,
+            "jti": uuid.uuid4().hex,
+            "amr": ["pwd", "mfa"] if mfa else ["pwd"],
+        }
+        if "@" in sub:
+            payload.update(email=sub, email_verified=True)
+        if groups is not None:
+            payload["groups"] = groups
+        payload.update(claims or {})
+        key = self.keys[0]
+        return jwt.encode(payload, key.private, algorithm="RS256", headers={"kid": key.kid})
+
+    def discovery(self) -> dict[str, Any]:
+        return {
+            "issuer": self.url,
+            "jwks_uri": f"{self.url}/jwks.json",
+            "authorization_endpoint": f"{self.url}/authorize",
+            "token_endpoint": f"{self.url}/token",
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "code_challenge_methods_supported": ["S256"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
+        }
+
+    # -- authorization code + PKCE
+
+    def authorize(self, query: dict[str, str]) -> tuple[int, dict[str, str]]:
+        redirect = query.get("redirect_uri", "")
+        parsed = urlparse(redirect)
+        if parsed.scheme != "http" or parsed.hostname not in {"127.0.0.1", "localhost", "::1"}:
+            return 400, {"error": "invalid_request", "error_description": "redirect_uri must be loopback"}
+        if query.get("response_type") != "code" or query.get("code_challenge_method") != "S256":
+            return 400, {"error": "invalid_request", "error_description": "code flow with PKCE S256 only"}
+        if not query.get("code_challenge") or query.get("client_id") != self.audience:
+            return 400, {"error": "invalid_request", "error_description": "unknown client or no code_challenge"}
+        user = query.get("login_hint") or "alice@example.com"
+        code = secrets.token_urlsafe(24)
+        self._codes[code] = {"user": user, "challenge": query["code_challenge"], "redirect_uri": redirect,
+                             "expires": time.time() + 120}
+        location = redirect + ("&" if "?" in redirect else "?") + urlencode(
+            {"code": code, "state": query.get("state", "")})
+        return 302, {"Location": location}
+
+    def token(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        if form.get("client_id") != self.audience:
+            return 401, {"error": "invalid_client"}
+        grant = form.get("grant_type")
+        if grant == "authorization_code":
+            entry = self._codes.pop(form.get("code", ""), None)
+            verifier = form.get("code_verifier", "")
+            challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+            if (entry is None or entry["expires"] < time.time() or entry["challenge"] != challenge
+                    or entry["redirect_uri"] != form.get("redirect_uri")):
+                return 400, {"error": "invalid_grant"}
+            user = entry["user"]
+        elif grant == "refresh_token":
+            entry = self._refresh.get(form.get("refresh_token", ""))
+            if entry is None:
+                return 400, {"error": "invalid_grant"}
+            user = entry["user"]
+        else:
+            return 400, {"error": "unsupported_grant_type"}
+        refresh = secrets.token_urlsafe(32)
+        self._refresh[refresh] = {"user": user}
+        groups = self.users.get(user, {}).get("groups", [])
+        token = self.mint(user, groups=groups, ttl=3600)
+        return 200, {"access_token": token, "id_token": token, "refresh_token": refresh,
+                     "token_type": "Bearer", "expires_in": 3600}
+
+
+def _handler_for(issuer: DevIssuer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+            pass  # requests carry tokens in bodies; keep them off the console
+
+        def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:  # noqa: N802 - stdlib name
+            parsed = urlparse(self.path)
+            if parsed.path == "/.well-known/openid-configuration":
+                self._send(200, issuer.discovery())
+            elif parsed.path == "/jwks.json":
+                issuer.jwks_requests += 1
+                if issuer.jwks_available:
+                    self._send(200, issuer.jwks())
+                else:
+                    self._send(503, {"error": "unavailable"})
+            elif parsed.path == "/authorize":
+                query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
+                status, answer = issuer.authorize(query)
+                if status == 302:
+                    self._send(302, {}, answer)
+                else:
+                    self._send(status, answer)
+            else:
+                self._send(404, {"error": "not_found"})
+
+        def do_POST(self) -> None:  # noqa: N802 - stdlib name
+            length = min(int(self.headers.get("Content-Length") or 0), 64 * 1024)
+            raw = self.rfile.read(length).decode("utf-8", "replace")
+            if self.path == "/token":
+                form = {k: v[0] for k, v in parse_qs(raw).items()}
+                self._send(*issuer.token(form))
+            elif self.path == "/dev/token":
+                try:
+                    spec = json.loads(raw or "{}")
+                    token = issuer.mint(spec["sub"], groups=spec.get("groups"), claims=spec.get("claims"),
+                                        ttl=int(spec.get("ttl", 3600)), mfa=bool(spec.get("mfa")))
+                except (KeyError, TypeError, ValueError) as exc:
+                    self._send(400, {"error": f"bad mint request: {exc}"})
+                    return
+                self._send(200, {"token": token})
+            else:
+                self._send(404, {"error": "not_found"})
+
+    return Handler

@@ -1,0 +1,217 @@
+"""Start and stop the local stack: moto server, dev issuer, chalice local.
+
+Everything binds 127.0.0.1. ``LocalStack`` is used by ``make run`` (in the
+foreground, until Ctrl-C) and by the end-to-end tests (as a fixture), so
+the tests run exactly what a developer runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .issuer import DevIssuer
+
+ROOT = Path(__file__).resolve().parent.parent
+LOOPBACK = "127.0.0.1"
+AUDIENCE = "rolebroker-local"
+LOCAL_TABLE = "rolebroker-local"
+FAKE_AWS_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex((LOOPBACK, port)) == 0
+
+
+def wait_for(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback only
+                return
+        except urllib.error.HTTPError:
+            return  # it answers, that is all we wait for
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+
+
+@dataclass
+class LocalStack:
+    broker_port: int = 8000
+    issuer_port: int = 8001
+    aws_port: int = 8002
+    policy: str = "devstack/access-policy.yaml"
+    quiet: bool = False
+    extra_env: dict[str, str] = field(default_factory=dict)
+    issuer: DevIssuer | None = None
+    _processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    _logs: list[Any] = field(default_factory=list)
+
+    @classmethod
+    def from_environ(cls, environ: Any = os.environ) -> LocalStack:
+        return cls(
+            broker_port=int(environ.get("ROLEBROKER_PORT", 8000)),
+            issuer_port=int(environ.get("ROLEBROKER_ISSUER_PORT", 8001)),
+            aws_port=int(environ.get("ROLEBROKER_AWS_PORT", 8002)),
+        )
+
+    @property
+    def broker_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.broker_port}"
+
+    @property
+    def aws_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.aws_port}"
+
+    def aws_env(self) -> dict[str, str]:
+        """Environment that points boto3 and the aws CLI at the emulation."""
+        return {
+            **FAKE_AWS_CREDENTIALS,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL_STS": self.aws_url,
+            "AWS_ENDPOINT_URL_DYNAMODB": self.aws_url,
+            "AWS_ENDPOINT_URL_SSM": self.aws_url,
+            "AWS_ENDPOINT_URL_S3": self.aws_url,
+        }
+
+    def start(self) -> LocalStack:
+        busy = [p for p in (self.broker_port, self.issuer_port, self.aws_port) if port_in_use(p)]
+        if busy:
+            raise RuntimeError(
+                f"port(s) {busy} on {LOOPBACK} are already in use; stop what holds them or set "
+                "ROLEBROKER_PORT / ROLEBROKER_ISSUER_PORT / ROLEBROKER_AWS_PORT"
+            )
+        try:
+            self._start_aws()
+            self.issuer = DevIssuer(port=self.issuer_port, audience=AUDIENCE).start()
+            self._seed()
+            self._start_broker()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log_dir = ROOT / ".devstack"
+        log_dir.mkdir(exist_ok=True)
+        log = open(log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed in stop()
+        self._logs.append(log)
+        output = log if self.quiet else None
+        process = subprocess.Popen(  # noqa: S603 - fixed argv
+            argv, cwd=ROOT, env=env, stdout=output, stderr=output if self.quiet else subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._processes.append(process)
+        return process
+
+    def _start_aws(self) -> None:
+        env = {**os.environ, **FAKE_AWS_CREDENTIALS}
+        process = self._spawn(
+            "moto", [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(self.aws_port)], env)
+        wait_for(f"{self.aws_url}/moto-api/", 30, process)
+
+    def _seed(self) -> None:
+        from chalicelib.store import create_table
+
+        import boto3
+
+        session = boto3.session.Session(**{k.lower(): v for k, v in FAKE_AWS_CREDENTIALS.items()},
+                                        region_name="us-east-1")
+        create_table(session.client("dynamodb", endpoint_url=self.aws_url), LOCAL_TABLE)
+
+    def _start_broker(self) -> None:
+        assert self.issuer is not None
+        chalice = str(Path(sys.executable).with_name("chalice"))
+        env = {
+            **os.environ,
+            **self.aws_env(),
+            "ROLEBROKER_OIDC_ISSUER": self.issuer.url,
+            "ROLEBROKER_PUBLIC_URL": self.broker_url,
+            **self.extra_env,
+        }
+        process = self._spawn(
+            "broker",
+            [chalice, "local", "--stage", "local", "--host", LOOPBACK, "--port", str(self.broker_port),
+             "--no-autoreload"],
+            env,
+        )
+        wait_for(f"{self.broker_url}/v1/health", 60, process)
+
+    def stop(self) -> None:
+        for process in reversed(self._processes):
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for process in self._processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        self._processes.clear()
+        if self.issuer is not None:
+            self.issuer.stop()
+            self.issuer = None
+        for log in self._logs:
+            log.close()
+        self._logs.clear()
+
+    def mint(self, sub: str, **kwargs: Any) -> str:
+        assert self.issuer is not None
+        return self.issuer.mint(sub, **kwargs)
+
+    def banner(self) -> str:
+        assert self.issuer is not None
+        return "\n".join([
+            "",
+            "rolebroker local stack is up (Ctrl-C stops everything):",
+            f"  broker (chalice local)   {self.broker_url}",
+            f"  dev OIDC issuer          {self.issuer.url}",
+            f"  AWS emulation (moto)     {self.aws_url}   STS, DynamoDB",
+            f"  access policy            {self.policy}",
+            "",
+            "Next, in another terminal:",
+            "  . .venv/bin/activate",
+            "  T=$(python -m devstack token --sub alice@example.com --groups platform-admins)",
+            f"  curl -s -H \"Authorization: Bearer $T\" {self.broker_url}/v1/roles",
+            f"  curl -s -H \"Authorization: Bearer $T\" -H 'Content-Type: application/json' \\",
+            f"       -d '{{\"role\": \"sandbox-admin\"}}' {self.broker_url}/v1/credentials",
+            f"  curl -s -H \"Authorization: Bearer $T\" {self.broker_url}/v1/config",
+            "",
+        ])
+
+
+def mint_via_running_issuer(port: int, spec: dict[str, Any]) -> str:
+    request = urllib.request.Request(
+        f"http://{LOOPBACK}:{port}/dev/token", data=json.dumps(spec).encode(),
+        headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback only
+        token: str = json.load(response)["token"]
+        return token
