@@ -17,8 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from chalice import Chalice, Response
-from chalice.app import Request
+from chalice.app import Chalice, Request, Response
 
 from chalicelib.audit import AuditLog, CallContext
 from chalicelib.broker import Broker
@@ -54,7 +53,11 @@ def services() -> Services:
     return _services
 
 
-def _build_services(environ: Any) -> Services:
+def _build_services(
+    environ: Any,
+    client_factory: Callable[[str], Any] | None = None,
+    audit: AuditLog | None = None,
+) -> Services:
     # boto3 is imported here, not at module level, so a cold start that only
     # serves /v1/health or rejects a token does not pay for it.
     import boto3
@@ -66,11 +69,13 @@ def _build_services(environ: Any) -> Services:
     settings = Settings.from_environ(environ)
     config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3, read_timeout=5)
 
-    def client(service: str) -> Any:
+    def default_client(service: str) -> Any:
         return boto3.client(service, region_name=settings.region, config=config)  # type: ignore[call-overload]
 
+    client = client_factory or default_client
+
     policy = PolicyCache(source_for(settings.policy_source, client), settings.policy_ttl_seconds)
-    audit = AuditLog()
+    audit = audit or AuditLog()
     grants = None
     if settings.table_name:
         from chalicelib.store import GrantTable
@@ -164,9 +169,15 @@ def api(path: str, methods: list[str] | None = None, **kwargs: Any) -> Callable[
 
         if methods and "POST" in methods:
             kwargs.setdefault("content_types", JSON_BODY_TYPES)
-        return app.route(path, methods=methods or ["GET"], **kwargs)(mapped)
+        registered: Callable[..., Any] = app.route(path, methods=methods or ["GET"], **kwargs)(mapped)
+        return registered
 
     return decorate
+
+
+def raw_body(request: Request) -> bytes:
+    raw = request.raw_body
+    return raw.encode("utf-8") if isinstance(raw, str) else raw
 
 
 def broker_url(request: Request) -> str:
@@ -205,7 +216,7 @@ def list_roles() -> dict[str, Any]:
 def issue_credentials() -> dict[str, Any]:
     request = app.current_request
     assert request is not None
-    body = validate(request.raw_body, {"role": Field("role"), "duration_seconds": Field("duration", False)})
+    body = validate(raw_body(request), {"role": Field("role"), "duration_seconds": Field("duration", False)})
     return services().broker.credentials(
         caller(),
         body["role"],

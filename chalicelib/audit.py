@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .identity import Identity
@@ -43,7 +43,7 @@ def _stdout_logger() -> logging.Logger:
 
 class AuditLog:
     def __init__(self, emit: Callable[[str], None] | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._emit = emit or _stdout_logger().info
         self._clock = clock
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from .audit import AuditLog, CallContext
@@ -39,7 +39,7 @@ class NoGrants:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def session_duration(
@@ -83,7 +83,7 @@ def credential_process_document(session: AssumedSession) -> dict[str, Any]:
         "AccessKeyId": session.access_key_id,
         "SecretAccessKey": session.secret_access_key,
         "SessionToken": session.session_token,
-        "Expiration": session.expiration.astimezone(timezone.utc).isoformat(),
+        "Expiration": session.expiration.astimezone(UTC).isoformat(),
     }
 
 

@@ -138,8 +138,10 @@ Opener = Callable[[str, float], bytes]
 
 
 def _urlopen(url: str, timeout: float) -> bytes:
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+    if not url.startswith(("https://", "http://")):
+        raise ValueError("only http(s) URLs are fetched")
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310 - scheme checked
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - scheme checked
         body: bytes = response.read(1024 * 1024)
         return body
 

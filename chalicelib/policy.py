@@ -110,7 +110,7 @@ class Role:
 
     def matching_rule(self, identity: Identity) -> Rule | None:
         for rule in self._index.candidates(identity):
-            if rule.matches(identity):
+            if isinstance(rule, Rule) and rule.matches(identity):
                 return rule
         return None
 
@@ -257,7 +257,7 @@ class _Map(dict):  # type: ignore[type-arg]
 
 
 class _LineLoader(yaml.SafeLoader):
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> _Map:  # type: ignore[override]
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> _Map:
         result = _Map()
         result.line = node.start_mark.line + 1
         result.key_lines = {}
@@ -274,7 +274,7 @@ class _LineLoader(yaml.SafeLoader):
 
 _LineLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _LineLoader.construct_mapping,  # type: ignore[arg-type]
+    _LineLoader.construct_mapping,
 )
 
 

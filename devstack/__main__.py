@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -51,7 +52,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run()
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run() -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     stack = LocalStack.from_environ()
     try:
         stack.start()

@@ -178,7 +178,7 @@ class DevIssuer:
 
 def _handler_for(issuer: DevIssuer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        def log_message(self, format: str, *args: Any) -> None:
             pass  # requests carry tokens in bodies; keep them off the console
 
         def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
@@ -191,7 +191,7 @@ def _handler_for(issuer: DevIssuer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        def do_GET(self) -> None:
             parsed = urlparse(self.path)
             if parsed.path == "/.well-known/openid-configuration":
                 self._send(200, issuer.discovery())
@@ -211,7 +211,7 @@ def _handler_for(issuer: DevIssuer) -> type[BaseHTTPRequestHandler]:
             else:
                 self._send(404, {"error": "not_found"})
 
-        def do_POST(self) -> None:  # noqa: N802 - stdlib name
+        def do_POST(self) -> None:
             length = min(int(self.headers.get("Content-Length") or 0), 64 * 1024)
             raw = self.rfile.read(length).decode("utf-8", "replace")
             if self.path == "/token":

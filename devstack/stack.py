@@ -7,6 +7,7 @@ the tests run exactly what a developer runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -122,7 +123,7 @@ class LocalStack:
         log = open(log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed in stop()
         self._logs.append(log)
         output = log if self.quiet else None
-        process = subprocess.Popen(  # noqa: S603 - fixed argv
+        process = subprocess.Popen(
             argv, cwd=ROOT, env=env, stdout=output, stderr=output if self.quiet else subprocess.STDOUT,
             start_new_session=True,
         )
@@ -136,12 +137,16 @@ class LocalStack:
         wait_for(f"{self.aws_url}/moto-api/", 30, process)
 
     def _seed(self) -> None:
-        from chalicelib.store import create_table
-
         import boto3
 
-        session = boto3.session.Session(**{k.lower(): v for k, v in FAKE_AWS_CREDENTIALS.items()},
-                                        region_name="us-east-1")
+        from chalicelib.store import create_table
+
+        session = boto3.session.Session(
+            aws_access_key_id=FAKE_AWS_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=FAKE_AWS_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=FAKE_AWS_CREDENTIALS["AWS_SESSION_TOKEN"],
+            region_name="us-east-1",
+        )
         create_table(session.client("dynamodb", endpoint_url=self.aws_url), LOCAL_TABLE)
 
     def _start_broker(self) -> None:
@@ -165,10 +170,8 @@ class LocalStack:
     def stop(self) -> None:
         for process in reversed(self._processes):
             if process.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
         for process in self._processes:
             try:
                 process.wait(timeout=10)
@@ -201,7 +204,7 @@ class LocalStack:
             "  . .venv/bin/activate",
             "  T=$(python -m devstack token --sub alice@example.com --groups platform-admins)",
             f"  curl -s -H \"Authorization: Bearer $T\" {self.broker_url}/v1/roles",
-            f"  curl -s -H \"Authorization: Bearer $T\" -H 'Content-Type: application/json' \\",
+            "  curl -s -H \"Authorization: Bearer $T\" -H 'Content-Type: application/json' \\",
             f"       -d '{{\"role\": \"sandbox-admin\"}}' {self.broker_url}/v1/credentials",
             f"  curl -s -H \"Authorization: Bearer $T\" {self.broker_url}/v1/config",
             "",

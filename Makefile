@@ -1,0 +1,39 @@
+# rolebroker: `make run` starts the local stack, `make test` runs every test.
+# Both create .venv and install what they need on a fresh clone.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: run test lint bench package install clean
+
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt client/pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps ./client
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m devstack run
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+package: $(STAMP)
+	rm -rf build/sam build/terraform
+	$(BIN)/chalice package --stage prod --merge-template infra/resources.json build/sam
+	$(BIN)/chalice package --stage prod --pkg-format terraform build/terraform
+
+clean:
+	rm -rf $(VENV) build .devstack .pytest_cache .mypy_cache .ruff_cache

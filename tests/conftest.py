@@ -1,0 +1,148 @@
+"""Shared fixtures: a real dev issuer on 127.0.0.1, the app wired to a
+Stubber'd STS client, and a moto server for flow tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from chalice.test import Client
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from chalicelib.audit import AuditLog  # noqa: E402
+from devstack.issuer import DevIssuer  # noqa: E402
+from devstack.stack import FAKE_AWS_CREDENTIALS, free_port, wait_for  # noqa: E402
+
+AUDIENCE = "rolebroker-test"
+POLICY = str(ROOT / "devstack" / "access-policy.yaml")
+
+
+@pytest.fixture(scope="session")
+def issuer() -> Iterator[DevIssuer]:
+    dev = DevIssuer(audience=AUDIENCE).start()
+    yield dev
+    dev.stop()
+
+
+def broker_environ(issuer: DevIssuer, **overrides: str) -> dict[str, str]:
+    return {
+        "ROLEBROKER_OIDC_ISSUER": issuer.url,
+        "ROLEBROKER_OIDC_AUDIENCE": AUDIENCE,
+        "ROLEBROKER_POLICY": POLICY,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        **overrides,
+    }
+
+
+def fake_client(service: str, endpoint_url: str | None = None) -> Any:
+    return boto3.client(  # type: ignore[call-overload]
+        service,
+        region_name="us-east-1",
+        endpoint_url=endpoint_url,
+        aws_access_key_id=FAKE_AWS_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=FAKE_AWS_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+def assume_role_answer(role_arn: str, session_name: str, seconds: int = 3600) -> dict[str, Any]:
+    account = role_arn.split(":")[4]
+    role = role_arn.rsplit("/", 1)[1]
+    return {
+        "Credentials": {
+            "AccessKeyId": "ASIAEXAMPLEEXAMPLE12",
+            "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY",
+            "SessionToken": "FwoGZXIvYXdzEXAMPLESESSIONTOKEN" + "x" * 40,
+            "Expiration": datetime.now(timezone.utc) + timedelta(seconds=seconds),
+        },
+        "AssumedRoleUser": {
+            "AssumedRoleId": f"AROAEXAMPLE:{session_name}",
+            "Arn": f"arn:aws:sts::{account}:assumed-role/{role}/{session_name}",
+        },
+        "SourceIdentity": session_name,
+    }
+
+
+SECRETS_IN_STUB = ("wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY", "FwoGZXIvYXdzEXAMPLESESSIONTOKEN")
+
+
+@dataclass
+class Harness:
+    """The app behind ``chalice.test.Client`` with STS answered by a Stubber."""
+
+    client: Client
+    stubber: Stubber
+    issuer: DevIssuer
+    audit_lines: list[str] = field(default_factory=list)
+
+    def token(self, sub: str = "alice@example.com", **kwargs: Any) -> str:
+        return self.issuer.mint(sub, **kwargs)
+
+    def headers(self, token: str | None = None, **kwargs: Any) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token or self.token(**kwargs)}", "Content-Type": "application/json"}
+
+    def get(self, path: str, token: str | None = None, **kwargs: Any) -> Any:
+        return self.client.http.get(path, headers=self.headers(token, **kwargs))
+
+    def post(self, path: str, body: Any, token: str | None = None, raw: bool = False, **kwargs: Any) -> Any:
+        data = body if raw else json.dumps(body)
+        return self.client.http.post(path, headers=self.headers(token, **kwargs), body=data)
+
+    def expect_assume(self, role_arn: str, session_name: str = "alice@example.com",
+                      expected: dict[str, Any] | None = None, seconds: int = 3600) -> None:
+        self.stubber.add_response("assume_role", assume_role_answer(role_arn, session_name, seconds), expected)
+
+    def audits(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.audit_lines]
+
+
+@pytest.fixture
+def api(issuer: DevIssuer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+    import app as app_module
+
+    sts = fake_client("sts")
+    lines: list[str] = []
+    services = app_module._build_services(
+        broker_environ(issuer), client_factory=lambda name: sts if name == "sts" else fake_client(name),
+        audit=AuditLog(emit=lines.append),
+    )
+    monkeypatch.setattr(app_module, "_services", services)
+    with Stubber(sts) as stubber, Client(app_module.app) as client:
+        yield Harness(client=client, stubber=stubber, issuer=issuer, audit_lines=lines)
+
+
+@dataclass
+class Moto:
+    url: str
+    process: subprocess.Popen[bytes]
+
+    def client(self, service: str) -> Any:
+        return fake_client(service, self.url)
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[Moto]:
+    port = free_port()
+    env = {**os.environ, **FAKE_AWS_CREDENTIALS}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(f"{url}/moto-api/", 30, process)
+        yield Moto(url=url, process=process)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
