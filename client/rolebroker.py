@@ -272,16 +272,6 @@ def _private_dir(path: str) -> None:
             os.chmod(path, 0o700)
 
 
-class _suppress_os_error:
-    """``contextlib.suppress(OSError)`` without importing contextlib on the hot path."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
-        return kind is not None and issubclass(kind, OSError)
-
-
 def _atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
     """Replace ``path`` so readers see the old file or the new one, never a mix."""
     import contextlib
@@ -549,9 +539,11 @@ class LoginStore:
             raise ConfigError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
 
     def lock(self, rt: Runtime) -> FileLock:
+        import contextlib
+
         # If the directory cannot be made, FileLock cannot open its file and
         # lets us proceed unlocked.
-        with _suppress_os_error():
+        with contextlib.suppress(OSError):
             _private_dir(os.path.dirname(self.path))
         return FileLock(self.path + ".lock", timeout=rt.lock_timeout, clock=rt.clock, sleep=rt.sleep)
 
@@ -1028,7 +1020,9 @@ class CredentialCache:
         return True
 
     def lock(self, key: str, *, timeout: float, clock: Callable[[], float], sleep: Callable[[float], None]) -> FileLock:
-        with _suppress_os_error():
+        import contextlib
+
+        with contextlib.suppress(OSError):  # then FileLock lets us proceed unlocked
             _private_dir(self.directory)
         return FileLock(os.path.join(self.directory, key + ".lock"), timeout=timeout, clock=clock, sleep=sleep)
 

@@ -68,6 +68,7 @@ class LocalStack:
     policy: str = "devstack/access-policy.yaml"
     quiet: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
+    log_dir: Path = ROOT / ".devstack"
     issuer: DevIssuer | None = None
     _processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     _logs: list[Any] = field(default_factory=list)
@@ -118,9 +119,8 @@ class LocalStack:
         return self
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        log_dir = ROOT / ".devstack"
-        log_dir.mkdir(exist_ok=True)
-        log = open(log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed in stop()
         self._logs.append(log)
         output = log if self.quiet else None
         process = subprocess.Popen(

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devstack.stack import LocalStack, free_port
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """The same local stack `make run` starts, on free loopback ports."""
+    logs: Path = tmp_path_factory.mktemp("stack-logs")
+    local = LocalStack(broker_port=free_port(), issuer_port=free_port(), aws_port=free_port(), quiet=True,
+                       log_dir=logs)
+    local.start()
+    try:
+        yield local
+    finally:
+        local.stop()

@@ -1,0 +1,80 @@
+"""End to end: the local stack as `make run` starts it, and the real aws CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack.stack import LocalStack
+
+pytestmark = pytest.mark.e2e
+AWS = str(Path(sys.executable).with_name("aws"))
+
+
+def call(stack: LocalStack, method: str, path: str, token: str | None, body: Any = None) -> tuple[int, Any]:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(stack.broker_url + path, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            raw = response.read().decode()
+            status = response.status
+            kind = response.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as exc:
+        raw, status, kind = exc.read().decode(), exc.code, exc.headers.get("Content-Type", "")
+    return status, json.loads(raw) if kind.startswith("application/json") else raw
+
+
+def test_token_command_prints_a_jwt_from_the_running_issuer(stack: LocalStack) -> None:
+    assert stack.issuer is not None
+    env = {**os.environ, "ROLEBROKER_ISSUER_PORT": stack.issuer.url.rsplit(":", 1)[1]}
+    out = subprocess.run([sys.executable, "-m", "devstack", "token", "--sub", "alice@example.com",
+                          "--groups", "platform-admins"], env=env, capture_output=True, text=True, check=True)
+    token = out.stdout.strip()
+    assert token.count(".") == 2
+    status, body = call(stack, "GET", "/v1/roles", token)
+    assert status == 200
+    assert "sandbox-admin" in [role["name"] for role in body["roles"]]
+
+
+def test_credentials_work_with_the_real_aws_cli(stack: LocalStack) -> None:
+    token = stack.mint("alice@example.com", groups=["platform-admins"])
+    status, body = call(stack, "POST", "/v1/credentials", token, {"role": "sandbox-admin"})
+    assert status == 200, body
+    creds = body["credentials"]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+        "AWS_ACCESS_KEY_ID": creds["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
+        "AWS_SESSION_TOKEN": creds["SessionToken"],
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL_STS": stack.aws_url,
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    }
+    out = subprocess.run([AWS, "sts", "get-caller-identity", "--output", "json"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    identity = json.loads(out.stdout)
+    assert identity["Arn"] == "arn:aws:sts::222222222222:assumed-role/CrossAccountAdminRole/alice@example.com"
+    assert body["profile"]["config"].startswith("[profile sandbox-admin]")
+
+
+def test_errors_over_real_http_are_clean(stack: LocalStack) -> None:
+    status, body = call(stack, "GET", "/v1/roles", None)
+    assert status == 401 and body["Code"] == "UnauthorizedError"
+    token = stack.mint("bob@example.com", groups=["developers"])
+    status, body = call(stack, "POST", "/v1/credentials", token, {"role": "sandbox-admin"})
+    assert status == 403 and "requires group platform-admins" in body["Message"]
+    status, body = call(stack, "GET", "/v1/config", token)
+    assert status == 200 and "[profile sandbox-readonly]" in body
