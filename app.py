@@ -4,7 +4,8 @@ Authentication is an HTTP middleware rather than a Chalice authorizer: it
 answers 401 for every bad token under ``chalice local``, the test client and
 API Gateway alike (a built-in authorizer's denial shows up as 403 locally),
 and API Gateway cannot cache its verdict across routes. It runs before any
-view code; the verified ``Identity`` travels on the request's context.
+view code; the verified ``Identity`` travels on the request's context. The
+Slack routes are authenticated by Slack's request signature instead.
 """
 
 from __future__ import annotations
@@ -12,26 +13,48 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
 
 from chalice.app import Chalice, Request, Response
 
 from chalicelib.audit import AuditLog, CallContext
-from chalicelib.broker import Broker
-from chalicelib.exceptions import ConfigurationError, DependencyDown, RolebrokerError, Unauthenticated
+from chalicelib.exceptions import ConfigurationError, DependencyDown, NotFound, RolebrokerError, Unauthenticated
 from chalicelib.identity import Identity, TokenVerifier
 from chalicelib.settings import Settings
-from chalicelib.validation import Field, validate
+from chalicelib.validation import (
+    CONSOLE_FIELDS,
+    CREDENTIALS_FIELDS,
+    DECISION_FIELDS,
+    REQUEST_FIELDS,
+    validate,
+)
+
+if TYPE_CHECKING:
+    from chalicelib.access import AccessRequests
+    from chalicelib.broker import Broker
+    from chalicelib.chatops import ChatOps
+    from chalicelib.console import ConsoleLinks
+    from chalicelib.directory import Directory
+    from chalicelib.dispatch import Dispatcher
+    from chalicelib.slack import SlackRequestVerifier
 
 app = Chalice(app_name="rolebroker")
 app.log.setLevel(logging.INFO)
 
 PUBLIC_PATHS = frozenset({"/v1/health", "/v1/client-config", "/slack/commands", "/slack/interactions"})
 JSON_BODY_TYPES = ["application/json", "text/plain", "application/x-www-form-urlencoded"]
+FORM_TYPES = ["application/x-www-form-urlencoded"]
+REQUEST_ID_PATTERN = "0123456789abcdef"
 _CONTEXT_KEY = "rolebroker"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 @dataclass
@@ -40,6 +63,33 @@ class Services:
     verifier: TokenVerifier
     broker: Broker
     audit: AuditLog
+    console: ConsoleLinks
+    client: Callable[[str], Any]
+    access: AccessRequests | None = None
+    directory: Directory | None = None
+    chatops: ChatOps | None = None
+    dispatcher: Dispatcher | None = None
+    _slack_verifier: SlackRequestVerifier | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def requests(self) -> AccessRequests:
+        if self.access is None:
+            raise DependencyDown("just-in-time access is not configured on this broker (ROLEBROKER_TABLE)")
+        return self.access
+
+    def slack(self) -> tuple[SlackRequestVerifier, ChatOps, Dispatcher]:
+        """Slack's verifier (its secret resolved on first use), worker and dispatcher."""
+        if self.chatops is None or self.dispatcher is None or not self.settings.slack_signing_secret:
+            raise DependencyDown("Slack is not configured on this broker "
+                                 "(ROLEBROKER_SLACK_SIGNING_SECRET and ROLEBROKER_TABLE)")
+        with self._lock:
+            if self._slack_verifier is None:
+                from chalicelib.secrets import resolve_secret
+                from chalicelib.slack import SlackRequestVerifier
+
+                secret = resolve_secret(self.settings.slack_signing_secret, self.client)
+                self._slack_verifier = SlackRequestVerifier(secret or "")
+        return self._slack_verifier, self.chatops, self.dispatcher
 
 
 _services: Services | None = None
@@ -57,12 +107,15 @@ def _build_services(
     environ: Any,
     client_factory: Callable[[str], Any] | None = None,
     audit: AuditLog | None = None,
+    inline_tasks: bool = False,
 ) -> Services:
-    # boto3 is imported here, not at module level, so a cold start that only
-    # serves /v1/health or rejects a token does not pay for it.
+    # boto3 and the rest are imported here, not at module level, so a cold
+    # start pays for them once, and only when a request needs them.
     import boto3
     from botocore.config import Config
 
+    from chalicelib.broker import Broker
+    from chalicelib.console import ConsoleLinks
     from chalicelib.policy_source import PolicyCache, source_for
     from chalicelib.sts import StsGateway
 
@@ -73,17 +126,68 @@ def _build_services(
         return boto3.client(service, region_name=settings.region, config=config)  # type: ignore[call-overload]
 
     client = client_factory or default_client
-
     policy = PolicyCache(source_for(settings.policy_source, client), settings.policy_ttl_seconds)
     audit = audit or AuditLog()
-    grants = None
+    store = None
     if settings.table_name:
-        from chalicelib.store import GrantTable
+        from chalicelib.store import AccessStore
 
-        grants = GrantTable(client("dynamodb"), settings.table_name)
-    broker = Broker(policy=policy.get, sts=StsGateway(client("sts")), audit=audit, grants=grants,
-                    session_limit_seconds=settings.session_limit_seconds)
-    return Services(settings=settings, verifier=TokenVerifier(settings), broker=broker, audit=audit)
+        store = AccessStore(client("dynamodb"), settings.table_name)
+    broker = Broker(policy=policy.get, sts=StsGateway(client("sts")), audit=audit, grants=store,
+                    session_limit_seconds=settings.session_limit_seconds, clock=utcnow)
+    console = ConsoleLinks(broker, issuer_url=settings.public_url or "rolebroker", clock=utcnow,
+                           federation_url=settings.federation_url)
+    svc = Services(settings=settings, verifier=TokenVerifier(settings), broker=broker, audit=audit,
+                   console=console, client=client)
+    if store is not None:
+        _add_jit_and_slack(svc, store, policy.get, inline_tasks)
+    return svc
+
+
+def _add_jit_and_slack(svc: Services, store: Any, policy: Callable[[], Any], inline_tasks: bool) -> None:
+    from chalicelib.access import AccessRequests
+    from chalicelib.chatops import ChatOps
+    from chalicelib.directory import Directory
+    from chalicelib.dispatch import (
+        DispatchingNotifier,
+        InlineDispatcher,
+        LambdaDispatcher,
+        ThreadDispatcher,
+    )
+
+    settings = svc.settings
+
+    def run_task(task: dict[str, Any]) -> None:
+        assert svc.chatops is not None
+        svc.chatops.run(task)
+
+    if inline_tasks:
+        svc.dispatcher = InlineDispatcher(run_task)
+    elif settings.worker_function:
+        svc.dispatcher = LambdaDispatcher(svc.client("lambda"), settings.worker_function)
+    else:
+        svc.dispatcher = ThreadDispatcher(run_task)
+    svc.access = AccessRequests(policy=policy, store=store, audit=svc.audit, clock=utcnow,
+                                notifier=DispatchingNotifier(svc.dispatcher))
+    svc.directory = Directory(store, clock=utcnow)
+    svc.chatops = ChatOps(policy=policy, broker=svc.broker, access=svc.access, console=svc.console,
+                          directory=svc.directory, store=store, slack=_slack_api(svc), clock=utcnow)
+
+
+def _slack_api(svc: Services) -> Any:
+    settings = svc.settings
+    if not settings.slack_bot_token:
+        return None
+    from slack_sdk import WebClient
+    from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+
+    from chalicelib.secrets import resolve_secret
+    from chalicelib.slack import SlackApi
+
+    token = resolve_secret(settings.slack_bot_token, svc.client)
+    web = WebClient(token=token, base_url=settings.slack_api_url, timeout=5)
+    web.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=2))
+    return SlackApi(web, response_url_prefixes=settings.slack_response_url_prefixes)
 
 
 # --------------------------------------------------------------------------
@@ -124,7 +228,7 @@ def _map_error(request: Request, exc: Exception) -> Response:
         app.log.error("configuration error: %s", exc)
         return error_response("ServiceUnavailableError",
                               "the broker is misconfigured; an operator must check its settings", 503, rid)
-    app.log.exception("unexpected error (request id %s)", rid)
+    app.log.error("unexpected %s (request id %s)", type(exc).__name__, rid, exc_info=exc)
     return error_response("InternalServerError",
                           f"unexpected error; report request id {rid} to the operators", 500, rid)
 
@@ -135,23 +239,37 @@ def authenticate(event: Request, get_response: Callable[[Request], Response]) ->
     if event.path not in PUBLIC_PATHS:
         try:
             svc = services()
-            event.context[_CONTEXT_KEY]["identity"] = svc.verifier.verify(event.headers.get("authorization"))
-        except (Unauthenticated, DependencyDown) as exc:
-            if isinstance(exc, Unauthenticated):
-                svc.audit.record(action="authenticate", outcome="denied", context=call_context(event),
-                                 reason=str(exc), path=event.path)
+            identity = svc.verifier.verify(event.headers.get("authorization"))
+        except Unauthenticated as exc:
+            svc.audit.record(action="authenticate", outcome="denied", context=call_context(event),
+                             reason=str(exc), path=event.path)
             return _map_error(event, exc)
         except Exception as exc:
             return _map_error(event, exc)
+        event.context[_CONTEXT_KEY]["identity"] = identity
+        _remember(svc, identity)
     response = get_response(event)
     response.headers.setdefault("X-Request-Id", rid)
     return response
 
 
-def caller() -> Identity:
+def _remember(svc: Services, identity: Identity) -> None:
+    if svc.directory is None:
+        return
+    try:
+        svc.directory.remember(identity)
+    except RolebrokerError as exc:  # Slack only loses freshness; the API call goes on
+        app.log.warning("could not record the identity snapshot: %s", exc)
+
+
+def current() -> Request:
     request = app.current_request
     assert request is not None
-    identity: Identity = request.context[_CONTEXT_KEY]["identity"]
+    return request
+
+
+def caller() -> Identity:
+    identity: Identity = current().context[_CONTEXT_KEY]["identity"]
     return identity
 
 
@@ -164,8 +282,7 @@ def api(path: str, methods: list[str] | None = None, **kwargs: Any) -> Callable[
             try:
                 return view(*args, **kw)
             except Exception as exc:
-                assert app.current_request is not None
-                return _map_error(app.current_request, exc)
+                return _map_error(current(), exc)
 
         if methods and "POST" in methods:
             kwargs.setdefault("content_types", JSON_BODY_TYPES)
@@ -191,8 +308,14 @@ def broker_url(request: Request) -> str:
     return f"{proto}://{host}{suffix}"
 
 
+def checked_request_id(value: str) -> str:
+    if len(value) != 12 or any(ch not in REQUEST_ID_PATTERN for ch in value):
+        raise NotFound(f"no access request {value[:40]!r}")
+    return value
+
+
 # --------------------------------------------------------------------------
-# Routes
+# Routes: broker
 
 
 @api("/v1/health")
@@ -214,9 +337,8 @@ def list_roles() -> dict[str, Any]:
 
 @api("/v1/credentials", methods=["POST"])
 def issue_credentials() -> dict[str, Any]:
-    request = app.current_request
-    assert request is not None
-    body = validate(raw_body(request), {"role": Field("role"), "duration_seconds": Field("duration", False)})
+    request = current()
+    body = validate(raw_body(request), CREDENTIALS_FIELDS)
     return services().broker.credentials(
         caller(),
         body["role"],
@@ -228,7 +350,123 @@ def issue_credentials() -> dict[str, Any]:
 
 @api("/v1/config")
 def aws_config() -> Response:
-    request = app.current_request
-    assert request is not None
-    text = services().broker.config(caller(), broker_url(request))
+    text = services().broker.config(caller(), broker_url(current()))
     return Response(body=text, headers={"Content-Type": "text/plain; charset=utf-8"})
+
+
+@api("/v1/console", methods=["POST"])
+def console_link() -> dict[str, Any]:
+    request = current()
+    body = validate(raw_body(request), CONSOLE_FIELDS)
+    link = services().console.link(caller(), body["role"], context=call_context(request))
+    return {"url": link["url"], "expires_at": link["expires_at"]}
+
+
+# --------------------------------------------------------------------------
+# Routes: just-in-time access
+
+
+@api("/v1/requests", methods=["POST"])
+def create_request() -> Response:
+    request = current()
+    body = validate(raw_body(request), REQUEST_FIELDS)
+    created = services().requests().create(caller(), body["role"], duration_seconds=body["duration_seconds"],
+                                           reason=body["reason"], context=call_context(request))
+    return Response(body=created.to_dict(utcnow()), status_code=201)
+
+
+@api("/v1/requests")
+def list_requests() -> dict[str, Any]:
+    now = utcnow()
+    return {"requests": [r.to_dict(now) for r in services().requests().mine_and_approvable(caller())]}
+
+
+@api("/v1/requests/{request_ref}")
+def get_request(request_ref: str) -> dict[str, Any]:
+    found, history = services().requests().get(caller(), checked_request_id(request_ref))
+    return {**found.to_dict(utcnow()), "history": history}
+
+
+@api("/v1/requests/{request_ref}/approve", methods=["POST"])
+def approve_request(request_ref: str) -> dict[str, Any]:
+    request = current()
+    validate(raw_body(request), {}, empty_ok=True)
+    decided = services().requests().approve(caller(), checked_request_id(request_ref), context=call_context(request))
+    return decided.to_dict(utcnow())
+
+
+@api("/v1/requests/{request_ref}/deny", methods=["POST"])
+def deny_request(request_ref: str) -> dict[str, Any]:
+    request = current()
+    body = validate(raw_body(request), DECISION_FIELDS, empty_ok=True)
+    decided = services().requests().deny(caller(), checked_request_id(request_ref), note=body.get("reason"),
+                                         context=call_context(request))
+    return decided.to_dict(utcnow())
+
+
+@api("/v1/requests/{request_ref}/cancel", methods=["POST"])
+def cancel_request(request_ref: str) -> dict[str, Any]:
+    request = current()
+    validate(raw_body(request), {}, empty_ok=True)
+    cancelled = services().requests().cancel(caller(), checked_request_id(request_ref),
+                                             context=call_context(request))
+    return cancelled.to_dict(utcnow())
+
+
+@api("/v1/requests/{request_ref}/revoke", methods=["POST"])
+def revoke_request(request_ref: str) -> dict[str, Any]:
+    request = current()
+    body = validate(raw_body(request), DECISION_FIELDS, empty_ok=True)
+    revoked = services().requests().revoke(caller(), checked_request_id(request_ref), note=body.get("reason"),
+                                           context=call_context(request))
+    return revoked.to_dict(utcnow())
+
+
+# --------------------------------------------------------------------------
+# Routes: Slack (signature-authenticated)
+
+
+def _verified_slack_form(request: Request) -> tuple[dict[str, str], Any, Any]:
+    from chalicelib.slack import parse_form
+
+    svc = services()
+    verifier, chatops, dispatcher = svc.slack()
+    body = raw_body(request)
+    try:
+        verifier.verify(body, request.headers)
+    except Unauthenticated as exc:
+        svc.audit.record(action="slack", outcome="denied", context=call_context(request, "slack"),
+                         reason=str(exc), path=request.path)
+        raise
+    return parse_form(body), chatops, dispatcher
+
+
+@api("/slack/commands", methods=["POST"], content_types=FORM_TYPES)
+def slack_commands() -> Any:
+    request = current()
+    form, chatops, dispatcher = _verified_slack_form(request)
+    if form.get("ssl_check") == "1":
+        return Response(body="", status_code=200)
+    message, background = chatops.acknowledge(form)
+    if background:
+        dispatcher.dispatch({"kind": "command", "form": form, "request_id": request_id(request)})
+    return message
+
+
+@api("/slack/interactions", methods=["POST"], content_types=FORM_TYPES)
+def slack_interactions() -> Response:
+    from chalicelib.slack import parse_interaction
+
+    request = current()
+    form, _, dispatcher = _verified_slack_form(request)
+    payload = parse_interaction(form)
+    dispatcher.dispatch({"kind": "interaction", "payload": payload, "request_id": request_id(request)})
+    return Response(body="", status_code=200)
+
+
+@app.lambda_function(name="slack_worker")
+def slack_worker(event: dict[str, Any], context: Any) -> None:
+    """The asynchronous half of the Slack routes (see chalicelib/dispatch.py)."""
+    chatops = services().chatops
+    if chatops is not None:
+        chatops.run(event)

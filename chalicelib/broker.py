@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -23,6 +24,15 @@ from .sts import AssumedSession, StsGateway
 # A Lambda execution role calling AssumeRole is role chaining, which STS caps
 # at one hour whatever the target role's MaxSessionDuration says.
 ROLE_CHAINING_LIMIT_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class Issued:
+    role: Role
+    session: AssumedSession
+    session_name: str
+    seconds: int
+    warnings: list[str]
 
 
 class GrantStore(Protocol):
@@ -147,19 +157,21 @@ class Broker:
             grant_until = self._grants.active_grants(identity.subject, now).get(role.name)
         return role, decide(role, identity, grant_until=grant_until, now=now), grant_until
 
-    def credentials(
+    def assume(
         self,
         identity: Identity,
         role_name: str,
         *,
         requested_seconds: int | None,
-        broker_url: str,
         context: CallContext,
-    ) -> dict[str, Any]:
+        action: str = "credentials",
+    ) -> Issued:
+        """Decide, then call STS with the session stamped; audit either way."""
         started = time.monotonic()
         role, decision, grant_until = self.decide(identity, role_name)
+
         def audit(outcome: str, reason: str, **extra: Any) -> None:
-            self._audit.record(action="credentials", outcome=outcome, reason=reason, context=context,
+            self._audit.record(action=action, outcome=outcome, reason=reason, context=context,
                                identity=identity, role=role.name, account=role.account.id,
                                rule=decision.rule, requested_seconds=requested_seconds,
                                latency_ms=_ms(started), **extra)
@@ -167,6 +179,10 @@ class Broker:
         if not decision.allowed:
             audit("denied", decision.reason)
             raise Forbidden(decision.reason)
+        if action == "console" and not role.console:
+            reason = f"role {role.name} does not allow console sign-in (console: false in the policy)"
+            audit("denied", reason)
+            raise Forbidden(reason)
         session_name = session_name_for(identity)
         try:
             seconds, warnings = session_duration(
@@ -184,13 +200,26 @@ class Broker:
             raise
         audit("allowed", decision.reason, session_name=session_name, duration_seconds=seconds,
               assumed_role_arn=session.assumed_role_arn)
+        return Issued(role=role, session=session, session_name=session_name, seconds=seconds, warnings=warnings)
+
+    def credentials(
+        self,
+        identity: Identity,
+        role_name: str,
+        *,
+        requested_seconds: int | None,
+        broker_url: str,
+        context: CallContext,
+    ) -> dict[str, Any]:
+        issued = self.assume(identity, role_name, requested_seconds=requested_seconds, context=context)
+        role, session = issued.role, issued.session
         return {
             "role": role.name,
             "role_arn": role.role_arn,
             "assumed_role_arn": session.assumed_role_arn,
-            "source_identity": session.source_identity or session_name,
-            "duration_seconds": seconds,
-            "warnings": warnings,
+            "source_identity": session.source_identity or issued.session_name,
+            "duration_seconds": issued.seconds,
+            "warnings": issued.warnings,
             "credentials": credential_process_document(session),
             "profile": {"name": role.name, "config": profile_section(role, broker_url)},
         }

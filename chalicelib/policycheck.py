@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .exceptions import NotFound, PolicyError, RolebrokerError
@@ -41,7 +41,7 @@ def explain(policy: AccessPolicy, role_name: str, claims: dict[str, object], *, 
     settings = Settings(issuer="", audiences=("",), policy_source="", identity_claim=identity_claim,
                         groups_claim=groups_claim)
     identity = identity_from_claims(claims, settings)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     grant_until = now.replace(year=now.year + 1) if granted else None
     decision = decide(policy.role(role_name), identity, grant_until=grant_until, now=now)
     verdict = "ALLOW" if decision.allowed else "DENY"

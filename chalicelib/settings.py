@@ -60,6 +60,11 @@ class Settings:
     region: str = "us-east-1"
     stage: str = "local"
     session_limit_seconds: int = 3600
+    slack_bot_token: str | None = field(default=None, repr=False)
+    slack_api_url: str = "https://slack.com/api/"
+    slack_response_url_prefixes: tuple[str, ...] = ("https://hooks.slack.com/",)
+    worker_function: str | None = None
+    federation_url: str = "https://signin.aws.amazon.com/federation"
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -109,6 +114,13 @@ class Settings:
             region=environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1",
             stage=environ.get("ROLEBROKER_STAGE", "").strip() or "local",
             session_limit_seconds=_session_limit(environ),
+            slack_bot_token=environ.get("ROLEBROKER_SLACK_BOT_TOKEN", "").strip() or None,
+            slack_api_url=environ.get("ROLEBROKER_SLACK_API_URL", "").strip() or "https://slack.com/api/",
+            slack_response_url_prefixes=_split(environ.get("ROLEBROKER_SLACK_RESPONSE_URL_PREFIX", ""))
+            or ("https://hooks.slack.com/",),
+            worker_function=environ.get("ROLEBROKER_WORKER_FUNCTION", "").strip() or None,
+            federation_url=environ.get("ROLEBROKER_FEDERATION_URL", "").strip()
+            or "https://signin.aws.amazon.com/federation",
         )
 
 

@@ -10,6 +10,9 @@ One table, keyed ``pk``/``sk``:
   ``attribute_not_exists`` and never updated.
 * ``GRANT#<identity>`` / ``ROLE#<role>#<request id>``: an approved grant and
   its end; DynamoDB's TTL deletes it a day after it ends.
+* ``IDENTITY#<identity>`` / ``SNAPSHOT``: the groups from that person's last
+  verified token, so Slack (which knows only an email) can be judged by the
+  same policy; it expires after a working day.
 
 Every transition is one ``TransactWriteItems``: the request's conditional
 update, the event and (on approval) the grant succeed or fail together. The
@@ -53,6 +56,8 @@ class AccessRequest:
     decided_at: datetime | None = None
     note: str | None = None
     grant_until: datetime | None = None
+    requester_slack: str | None = None
+    messages: tuple[tuple[str, str], ...] = ()
 
     def status_at(self, now: datetime) -> str:
         if self.status == PENDING and now >= self.pending_until:
@@ -128,8 +133,8 @@ def create_table(client: Any, name: str) -> None:
                                TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at_epoch"})
 
 
-class GrantTable:
-    """Requests and grants in DynamoDB, through a low-level boto3 client."""
+class AccessStore:
+    """Requests, grants and identity snapshots in DynamoDB (low-level client)."""
 
     def __init__(self, client: Any, table_name: str) -> None:
         self._client = client
@@ -178,16 +183,19 @@ class GrantTable:
     # -- writes
 
     def create(self, *, role: str, requester: str, duration_seconds: int, reason: str,
-               now: datetime, pending_seconds: int) -> AccessRequest:
+               now: datetime, pending_seconds: int, requester_slack: str | None = None) -> AccessRequest:
         request = AccessRequest(id=uuid.uuid4().hex[:12], role=role, requester=requester,
                                 duration_seconds=duration_seconds, reason=reason, status=PENDING,
-                                created_at=now, pending_until=now + timedelta(seconds=pending_seconds))
+                                created_at=now, pending_until=now + timedelta(seconds=pending_seconds),
+                                requester_slack=requester_slack)
         item = {
             "pk": _s(f"REQUEST#{request.id}"), "sk": _s("STATE"), "id": _s(request.id), "role": _s(role),
             "requester": _s(requester), "duration_seconds": _n(duration_seconds), "reason": _s(reason),
             "status": _s(PENDING), "pending_pk": _s(PENDING), "created_at": _s(_iso(now)),
             "pending_until": _s(_iso(request.pending_until)),
         }
+        if requester_slack:
+            item["requester_slack"] = _s(requester_slack)
         self._transact([
             {"Put": {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}},
             self._event(request.id, now, requester, None, PENDING, reason),
@@ -221,6 +229,40 @@ class GrantTable:
             {"Delete": {"TableName": self._table, "Key": {
                 "pk": _s(f"GRANT#{request.requester}"), "sk": _s(f"ROLE#{request.role}#{request.id}")}}},
         ])
+
+    def add_message(self, request_id: str, channel: str, ts: str) -> None:
+        """Remember a Slack message about the request, to update it later."""
+        try:
+            self._client.update_item(
+                TableName=self._table, Key={"pk": _s(f"REQUEST#{request_id}"), "sk": _s("STATE")},
+                UpdateExpression="SET messages = list_append(if_not_exists(messages, :empty), :m)",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":m": {"L": [{"L": [_s(channel), _s(ts)]}]}, ":empty": {"L": []}})
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc) from exc
+
+    # -- identity snapshots
+
+    def remember_identity(self, subject: str, groups: frozenset[str], now: datetime, ttl: timedelta) -> None:
+        item: dict[str, Any] = {"pk": _s(f"IDENTITY#{subject}"), "sk": _s("SNAPSHOT"), "seen_at": _s(_iso(now)),
+                                "expires_at_epoch": _n((now + ttl).timestamp())}
+        item["groups"] = {"L": [_s(g) for g in sorted(groups)]}
+        try:
+            self._client.put_item(TableName=self._table, Item=item)
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc) from exc
+
+    def recall_identity(self, subject: str, now: datetime) -> frozenset[str] | None:
+        """Groups from the person's last verified token, if it is recent enough."""
+        try:
+            answer = self._client.get_item(TableName=self._table,
+                                           Key={"pk": _s(f"IDENTITY#{subject}"), "sk": _s("SNAPSHOT")})
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc) from exc
+        item = answer.get("Item")
+        if not item or int(item["expires_at_epoch"]["N"]) <= now.timestamp():
+            return None
+        return frozenset(g["S"] for g in item["groups"]["L"])
 
     def _transition(self, request_id: str, from_status: str, to_status: str, who: str, now: datetime,
                     note: str | None, *, extra: dict[str, dict[str, str]] | None = None,
@@ -297,6 +339,8 @@ def _request(item: Mapping[str, Any]) -> AccessRequest:
         status=item["status"]["S"], created_at=datetime.fromisoformat(item["created_at"]["S"]),
         pending_until=datetime.fromisoformat(item["pending_until"]["S"]), decided_by=opt("decided_by"),
         decided_at=_dt(opt("decided_at")), note=opt("note"), grant_until=_dt(opt("grant_until")),
+        requester_slack=opt("requester_slack"),
+        messages=tuple((m["L"][0]["S"], m["L"][1]["S"]) for m in item.get("messages", {}).get("L", [])),
     )
 
 

@@ -42,6 +42,11 @@ def _reject_constant(name: str) -> Any:
 def validate(raw: bytes | None, fields: Mapping[str, Field], *, empty_ok: bool = False) -> dict[str, Any]:
     """Parse ``raw`` and check it against ``fields``; unknown fields are errors."""
     body = {} if empty_ok and (raw is None or not raw.strip()) else parse_json_object(raw)
+    return validate_fields(body, fields)
+
+
+def validate_fields(body: Mapping[str, Any], fields: Mapping[str, Field]) -> dict[str, Any]:
+    """Check already-parsed values against ``fields``; unknown fields are errors."""
     unknown = sorted(set(body) - set(fields))
     if unknown:
         shown = ", ".join(repr(k[:40]) for k in unknown[:5])
@@ -89,5 +94,10 @@ def _text(name: str, value: Any) -> str:
         raise BadRequest(f"{name!r} contains control or unassigned characters")
     return value.strip()
 
+
+CREDENTIALS_FIELDS = {"role": Field("role"), "duration_seconds": Field("duration", False)}
+REQUEST_FIELDS = {"role": Field("role"), "duration_seconds": Field("grant_duration"), "reason": Field("text")}
+DECISION_FIELDS = {"reason": Field("text", False)}
+CONSOLE_FIELDS = {"role": Field("role")}
 
 _CHECKS = {"role": role_name, "duration": _duration, "grant_duration": _grant_duration, "text": _text}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 

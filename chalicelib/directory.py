@@ -1,0 +1,66 @@
+"""Who a Slack user is, in the broker's terms.
+
+Slack tells us a user id. The email comes from the policy's static
+``slack.users`` mapping or Slack's ``users.info`` (the verified profile
+email; guests and bots are refused). Slack knows nothing of IdP groups, so
+the groups are those of the person's last verified token, remembered for a
+working day: the same access policy then decides for Slack as for the API.
+MFA is never carried over (Slack cannot prove it).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from .exceptions import Forbidden
+from .identity import Identity
+from .policy import AccessPolicy
+from .slack import SlackApi
+from .store import AccessStore
+
+SNAPSHOT_TTL = timedelta(hours=12)
+SNAPSHOT_REFRESH_SECONDS = 600
+EMAIL_CACHE_SECONDS = 3600
+
+
+class Directory:
+    def __init__(self, store: AccessStore, clock: Callable[[], datetime],
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._store = store
+        self._clock = clock
+        self._monotonic = monotonic
+        self._written: dict[tuple[str, frozenset[str]], float] = {}
+        self._emails: dict[str, tuple[str | None, float]] = {}
+        self._lock = threading.Lock()
+
+    def remember(self, identity: Identity) -> None:
+        """Record the groups of a verified token (at most every 10 minutes)."""
+        key = (identity.subject, identity.groups)
+        now = self._monotonic()
+        with self._lock:
+            if now - self._written.get(key, -SNAPSHOT_REFRESH_SECONDS) < SNAPSHOT_REFRESH_SECONDS:
+                return
+            self._written[key] = now
+        self._store.remember_identity(identity.subject, identity.groups, self._clock(), SNAPSHOT_TTL)
+
+    def slack_identity(self, user_id: str, policy: AccessPolicy, slack: SlackApi | None) -> Identity:
+        email = policy.slack_users.get(user_id) or self._email(user_id, slack)
+        if not email:
+            raise Forbidden("your Slack account is not linked to a rolebroker identity: your Slack profile "
+                            "needs your company email, or an admin can map you under slack.users in the policy")
+        groups = self._store.recall_identity(email, self._clock()) or frozenset()
+        return Identity(subject=email, groups=groups, claims={"email": email}, issuer="slack")
+
+    def _email(self, user_id: str, slack: SlackApi | None) -> str | None:
+        if slack is None:
+            return None
+        now = self._monotonic()
+        cached = self._emails.get(user_id)
+        if cached and now - cached[1] < EMAIL_CACHE_SECONDS:
+            return cached[0]
+        email = slack.user_email(user_id)
+        self._emails[user_id] = (email, now)
+        return email

@@ -1,0 +1,208 @@
+"""Slack at the protocol level: signatures, the ``/aws`` grammar, messages
+and the Web API. No policy decisions here; ``chatops.py`` makes those.
+
+Nothing here ever puts a key, a session token or a token into a message:
+the message builders take plain request/role data, never credentials.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from slack_sdk.signature import Clock, SignatureVerifier
+
+from .exceptions import BadRequest, Unauthenticated
+
+LOG = logging.getLogger(__name__)
+MAX_SLACK_BODY = 64 * 1024
+HELP = (
+    "*rolebroker* — AWS access from Slack\n"
+    "• `/aws roles` — roles you can use or request\n"
+    "• `/aws console ROLE` — a console sign-in link, only for you\n"
+    "• `/aws request ROLE DURATION REASON` — ask for time-bound access (e.g. `2h`, `30m`)\n"
+    "• `/aws requests` — your requests and those waiting for you\n"
+    "• `/aws approve ID` / `/aws deny ID [REASON]` — decide a request\n"
+    "Credentials never appear in Slack: use `rolebroker credential-process` or `aws --profile`."
+)
+COMMANDS = {"help", "roles", "console", "request", "requests", "approve", "deny"}
+
+
+class _Clock(Clock):
+    def __init__(self, now: Callable[[], float]) -> None:
+        self._now = now
+
+    def now(self) -> float:
+        return self._now()
+
+
+class SlackRequestVerifier:
+    """Slack's v0 HMAC over the raw body with a 5-minute window (slack_sdk).
+
+    Several secrets may be configured at once (whitespace or comma
+    separated), so a signing secret can be rotated without a window in which
+    Slack's requests are refused.
+    """
+
+    def __init__(self, secrets: str, now: Callable[[], float] = time.time) -> None:
+        self._verifiers = [SignatureVerifier(secret, _Clock(now)) for secret in re.split(r"[\s,]+", secrets)
+                           if secret]
+        if not self._verifiers:
+            raise ValueError("no Slack signing secret configured")
+
+    def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
+        timestamp = headers.get("x-slack-request-timestamp")
+        signature = headers.get("x-slack-signature")
+        if not timestamp or not signature:
+            raise Unauthenticated("missing Slack signature headers")
+        if not timestamp.isdigit() or len(body) > MAX_SLACK_BODY:
+            raise Unauthenticated("invalid Slack signature")
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Unauthenticated("invalid Slack signature") from None
+        if not any(v.is_valid(body=text, timestamp=timestamp, signature=signature) for v in self._verifiers):
+            raise Unauthenticated("invalid or stale Slack signature")
+
+
+def parse_form(body: bytes) -> dict[str, str]:
+    """A verified form body into single values (Slack sends no repeats)."""
+    try:
+        parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequest("the Slack payload is not a form") from None
+    return {key: values[0] for key, values in parsed.items()}
+
+
+def parse_interaction(form: Mapping[str, str]) -> dict[str, Any]:
+    try:
+        payload = json.loads(form.get("payload", ""))
+    except ValueError:
+        raise BadRequest("the Slack interaction payload is not JSON") from None
+    if not isinstance(payload, dict):
+        raise BadRequest("the Slack interaction payload is not an object")
+    return payload
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    args: list[str]
+    rest: str = ""
+
+
+def parse_command(text: str) -> Command:
+    """``/aws`` text into a command; anything unknown becomes ``help``."""
+    words = text.strip().split(maxsplit=1)
+    if not words or words[0].lower() not in COMMANDS:
+        return Command("help", [])
+    name = words[0].lower()
+    rest = words[1] if len(words) > 1 else ""
+    return Command(name, rest.split(), rest)
+
+
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?$")
+
+
+def parse_duration(text: str) -> int:
+    """``2h``, ``90m``, ``1h30m``, ``3600`` into seconds."""
+    match = _DURATION.match(text.strip().lower())
+    if not text.strip() or not match or not any(match.groups()):
+        raise BadRequest(f"cannot read duration {text[:20]!r}: use e.g. 2h, 30m or 3600")
+    hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def ephemeral(text: str, blocks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"response_type": "ephemeral", "text": text}
+    if blocks:
+        message["blocks"] = blocks
+    return message
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def request_blocks(request: Mapping[str, Any], *, mfa_note: bool) -> list[dict[str, Any]]:
+    """The approvers' message, with Approve / Deny buttons while pending."""
+    minutes = int(request["duration_seconds"]) // 60
+    lines = [
+        f"*Access request* `{request['id']}`",
+        f"*{request['requester']}* asks for *{request['role']}* for {minutes} min.",
+        f"> {_escape(request['reason'])}",
+    ]
+    blocks: list[dict[str, Any]] = [_section("\n".join(lines))]
+    if request["status"] == "pending":
+        if mfa_note:
+            blocks.append(_section(":lock: This role requires MFA, which Slack cannot prove: approve with "
+                                   f"`rolebroker approve {request['id']}` or the API."))
+        else:
+            blocks.append({"type": "actions", "block_id": f"decide:{request['id']}", "elements": [
+                {"type": "button", "action_id": "approve", "style": "primary", "value": request["id"],
+                 "text": {"type": "plain_text", "text": "Approve"}},
+                {"type": "button", "action_id": "deny", "style": "danger", "value": request["id"],
+                 "text": {"type": "plain_text", "text": "Deny"}},
+            ]})
+    else:
+        blocks.append(_section(decided_line(request)))
+    return blocks
+
+
+def decided_line(request: Mapping[str, Any]) -> str:
+    status = request["status"]
+    who = request.get("decided_by") or "nobody"
+    when = request.get("decided_at") or ""
+    line = f"*{status.capitalize()}* by {who} at {when}"
+    if status == "approved" and request.get("grant_until"):
+        line += f"; access until {request['grant_until']}"
+    if request.get("note"):
+        line += f" ({_escape(request['note'])})"
+    return line
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+class SlackApi:
+    """The Web API calls we make, through slack_sdk's ``WebClient``."""
+
+    def __init__(self, client: Any, *, response_url_prefixes: tuple[str, ...],
+                 webhook_factory: Callable[[str], Any] | None = None) -> None:
+        self._client = client
+        self._prefixes = response_url_prefixes
+        self._webhook_factory = webhook_factory or _webhook
+
+    def user_email(self, user_id: str) -> str | None:
+        answer = self._client.users_info(user=user_id)
+        user = answer.get("user") or {}
+        if user.get("deleted") or user.get("is_bot") or user.get("is_restricted"):
+            return None  # guests and bots never act as a broker identity
+        email = (user.get("profile") or {}).get("email")
+        return email if isinstance(email, str) and email else None
+
+    def post(self, channel: str, text: str, blocks: list[dict[str, Any]] | None = None) -> tuple[str, str]:
+        answer = self._client.chat_postMessage(channel=channel, text=text, blocks=blocks)
+        return str(answer["channel"]), str(answer["ts"])
+
+    def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> None:
+        self._client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+
+    def respond(self, response_url: str, message: dict[str, Any]) -> None:
+        if not response_url.startswith(self._prefixes):
+            LOG.warning("refusing to post to a response_url outside %s", self._prefixes)
+            return
+        self._webhook_factory(response_url).send_dict(message)
+
+
+def _webhook(url: str) -> Any:
+    from slack_sdk.webhook import WebhookClient
+
+    return WebhookClient(url, timeout=5)
