@@ -65,6 +65,7 @@ class Services:
     audit: AuditLog
     console: ConsoleLinks
     client: Callable[[str], Any]
+    clock: Callable[[], datetime] = utcnow
     access: AccessRequests | None = None
     directory: Directory | None = None
     chatops: ChatOps | None = None
@@ -108,6 +109,7 @@ def _build_services(
     client_factory: Callable[[str], Any] | None = None,
     audit: AuditLog | None = None,
     inline_tasks: bool = False,
+    clock: Callable[[], datetime] = utcnow,
 ) -> Services:
     # boto3 and the rest are imported here, not at module level, so a cold
     # start pays for them once, and only when a request needs them.
@@ -134,11 +136,11 @@ def _build_services(
 
         store = AccessStore(client("dynamodb"), settings.table_name)
     broker = Broker(policy=policy.get, sts=StsGateway(client("sts")), audit=audit, grants=store,
-                    session_limit_seconds=settings.session_limit_seconds, clock=utcnow)
-    console = ConsoleLinks(broker, issuer_url=settings.public_url or "rolebroker", clock=utcnow,
+                    session_limit_seconds=settings.session_limit_seconds, clock=clock)
+    console = ConsoleLinks(broker, issuer_url=settings.public_url or "rolebroker", clock=clock,
                            federation_url=settings.federation_url)
     svc = Services(settings=settings, verifier=TokenVerifier(settings), broker=broker, audit=audit,
-                   console=console, client=client)
+                   console=console, client=client, clock=clock)
     if store is not None:
         _add_jit_and_slack(svc, store, policy.get, inline_tasks)
     return svc
@@ -167,11 +169,11 @@ def _add_jit_and_slack(svc: Services, store: Any, policy: Callable[[], Any], inl
         svc.dispatcher = LambdaDispatcher(svc.client("lambda"), settings.worker_function)
     else:
         svc.dispatcher = ThreadDispatcher(run_task)
-    svc.access = AccessRequests(policy=policy, store=store, audit=svc.audit, clock=utcnow,
+    svc.access = AccessRequests(policy=policy, store=store, audit=svc.audit, clock=svc.clock,
                                 notifier=DispatchingNotifier(svc.dispatcher))
-    svc.directory = Directory(store, clock=utcnow)
+    svc.directory = Directory(store, clock=svc.clock)
     svc.chatops = ChatOps(policy=policy, broker=svc.broker, access=svc.access, console=svc.console,
-                          directory=svc.directory, store=store, slack=_slack_api(svc), clock=utcnow)
+                          directory=svc.directory, store=store, slack=_slack_api(svc), clock=svc.clock)
 
 
 def _slack_api(svc: Services) -> Any:
@@ -372,19 +374,19 @@ def create_request() -> Response:
     body = validate(raw_body(request), REQUEST_FIELDS)
     created = services().requests().create(caller(), body["role"], duration_seconds=body["duration_seconds"],
                                            reason=body["reason"], context=call_context(request))
-    return Response(body=created.to_dict(utcnow()), status_code=201)
+    return Response(body=created.to_dict(services().clock()), status_code=201)
 
 
 @api("/v1/requests")
 def list_requests() -> dict[str, Any]:
-    now = utcnow()
+    now = services().clock()
     return {"requests": [r.to_dict(now) for r in services().requests().mine_and_approvable(caller())]}
 
 
 @api("/v1/requests/{request_ref}")
 def get_request(request_ref: str) -> dict[str, Any]:
     found, history = services().requests().get(caller(), checked_request_id(request_ref))
-    return {**found.to_dict(utcnow()), "history": history}
+    return {**found.to_dict(services().clock()), "history": history}
 
 
 @api("/v1/requests/{request_ref}/approve", methods=["POST"])
@@ -392,7 +394,7 @@ def approve_request(request_ref: str) -> dict[str, Any]:
     request = current()
     validate(raw_body(request), {}, empty_ok=True)
     decided = services().requests().approve(caller(), checked_request_id(request_ref), context=call_context(request))
-    return decided.to_dict(utcnow())
+    return decided.to_dict(services().clock())
 
 
 @api("/v1/requests/{request_ref}/deny", methods=["POST"])
@@ -401,7 +403,7 @@ def deny_request(request_ref: str) -> dict[str, Any]:
     body = validate(raw_body(request), DECISION_FIELDS, empty_ok=True)
     decided = services().requests().deny(caller(), checked_request_id(request_ref), note=body.get("reason"),
                                          context=call_context(request))
-    return decided.to_dict(utcnow())
+    return decided.to_dict(services().clock())
 
 
 @api("/v1/requests/{request_ref}/cancel", methods=["POST"])
@@ -410,7 +412,7 @@ def cancel_request(request_ref: str) -> dict[str, Any]:
     validate(raw_body(request), {}, empty_ok=True)
     cancelled = services().requests().cancel(caller(), checked_request_id(request_ref),
                                              context=call_context(request))
-    return cancelled.to_dict(utcnow())
+    return cancelled.to_dict(services().clock())
 
 
 @api("/v1/requests/{request_ref}/revoke", methods=["POST"])
@@ -419,7 +421,7 @@ def revoke_request(request_ref: str) -> dict[str, Any]:
     body = validate(raw_body(request), DECISION_FIELDS, empty_ok=True)
     revoked = services().requests().revoke(caller(), checked_request_id(request_ref), note=body.get("reason"),
                                            context=call_context(request))
-    return revoked.to_dict(utcnow())
+    return revoked.to_dict(services().clock())
 
 
 # --------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 
 from slack_sdk.signature import Clock, SignatureVerifier
 
-from .exceptions import BadRequest, Unauthenticated
+from .exceptions import BadRequest, DependencyDown, Unauthenticated
 
 LOG = logging.getLogger(__name__)
 MAX_SLACK_BODY = 64 * 1024
@@ -181,7 +181,16 @@ class SlackApi:
         self._webhook_factory = webhook_factory or _webhook
 
     def user_email(self, user_id: str) -> str | None:
-        answer = self._client.users_info(user=user_id)
+        from slack_sdk.errors import SlackApiError, SlackClientError
+
+        try:
+            answer = self._client.users_info(user=user_id)
+        except SlackApiError as exc:
+            if exc.response.get("error") == "user_not_found":
+                return None
+            raise DependencyDown("Slack did not answer the profile lookup; try again in a moment") from exc
+        except (SlackClientError, OSError) as exc:
+            raise DependencyDown("Slack did not answer the profile lookup; try again in a moment") from exc
         user = answer.get("user") or {}
         if user.get("deleted") or user.get("is_bot") or user.get("is_restricted"):
             return None  # guests and bots never act as a broker identity

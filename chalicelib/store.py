@@ -5,9 +5,10 @@ One table, keyed ``pk``/``sk``:
 * ``REQUEST#<id>`` / ``STATE``: the request and its current status. A sparse
   index (``gsi_pending``) holds only pending requests, for approvers; another
   (``gsi_requester``) lists a person's own requests.
-* ``REQUEST#<id>`` / ``EVENT#<time>#<n>``: the append-only history (who moved
+* ``REQUEST#<id>`` / ``EVENT#<step>``: the append-only history (who moved
   it from which status to which, when, and why). Events are written with
-  ``attribute_not_exists`` and never updated.
+  ``attribute_not_exists`` and never updated; the step number (created,
+  decided, revoked) makes a second decision impossible to record.
 * ``GRANT#<identity>`` / ``ROLE#<role>#<request id>``: an approved grant and
   its end; DynamoDB's TTL deletes it a day after it ends.
 * ``IDENTITY#<identity>`` / ``SNAPSHOT``: the groups from that person's last
@@ -39,6 +40,7 @@ LOG = logging.getLogger(__name__)
 PENDING, APPROVED, DENIED, EXPIRED, CANCELLED, REVOKED = (
     "pending", "approved", "denied", "expired", "cancelled", "revoked")
 GRANT_TTL_GRACE = timedelta(days=1)
+_STEPS = {None: 0, PENDING: 1, APPROVED: 2}
 _THROTTLING = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
 
 
@@ -293,7 +295,10 @@ class AccessStore:
 
     def _event(self, request_id: str, now: datetime, who: str, from_status: str | None, to_status: str,
                note: str | None) -> dict[str, Any]:
-        item = {"pk": _s(f"REQUEST#{request_id}"), "sk": _s(f"EVENT#{_iso(now)}#{uuid.uuid4().hex[:8]}"),
+        # The key is the step in the request's life (created, decided,
+        # revoked), so a second event for the same step cannot be written.
+        step = _STEPS[from_status]
+        item = {"pk": _s(f"REQUEST#{request_id}"), "sk": _s(f"EVENT#{step:02d}"),
                 "at": _s(_iso(now)), "who": _s(who), "to": _s(to_status)}
         if from_status:
             item["from"] = _s(from_status)

@@ -30,6 +30,12 @@ POLICY = str(ROOT / "devstack" / "access-policy.yaml")
 
 
 @pytest.fixture(scope="session")
+def httpserver_listen_address() -> tuple[str, int]:
+    """pytest-httpserver binds loopback only."""
+    return ("127.0.0.1", 0)
+
+
+@pytest.fixture(scope="session")
 def issuer() -> Iterator[DevIssuer]:
     dev = DevIssuer(audience=AUDIENCE).start()
     yield dev

@@ -1,0 +1,391 @@
+"""Just-in-time access and Slack, end to end through the app: DynamoDB and
+STS on a moto server, Slack's Web API, response_url and AWS sign-in on a
+local HTTP server (pytest-httpserver) that records what we sent."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from chalice.test import Client
+from pytest_httpserver import HTTPServer
+
+from chalicelib.audit import AuditLog
+from chalicelib.exceptions import Conflict
+from chalicelib.store import create_table
+from devstack.issuer import DevIssuer
+from tests.conftest import Moto, broker_environ
+
+EVENTS = Path(__file__).resolve().parents[1] / "events"
+SIGNING_SECRET = "test-signing-secret-" + "x" * 12
+POLICY = """\
+version: 1
+accounts:
+  production: {id: "333333333333", region: us-east-1}
+roles:
+  breakglass:
+    account: production
+    role_name: BreakGlassRole
+    console: true
+    allow: [{groups: [developers]}]
+    approval:
+      approvers: {groups: [security]}
+      max_grant_seconds: 7200
+      pending_timeout_seconds: 3600
+  dba:
+    account: production
+    role_name: DbaRole
+    require_mfa: true
+    allow: [{groups: [developers]}]
+    approval: {approvers: {groups: [security]}, max_grant_seconds: 3600}
+  readonly:
+    account: production
+    role_name: ReadOnly
+    console: true
+    allow: [{groups: [developers]}]
+slack:
+  users: {U0BOB: bob@example.com, U0CAROL: carol@example.com}
+  approvals_channel: C0APPROVALS
+"""
+
+
+@dataclass
+class FakeClock:
+    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Jit:
+    client: Client
+    issuer: DevIssuer
+    slack: HTTPServer
+    clock: FakeClock
+    services: Any
+    audit_lines: list[str]
+
+    def call(self, method: str, path: str, token: str, body: Any = None) -> Any:
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        if method == "GET":
+            return self.client.http.get(path, headers=headers)
+        return self.client.http.post(path, headers=headers, body=json.dumps(body) if body is not None else "")
+
+    def bob(self) -> str:
+        return self.issuer.mint("bob@example.com", groups=["developers"])
+
+    def carol(self, mfa: bool = False) -> str:
+        return self.issuer.mint("carol@example.com", groups=["security"], mfa=mfa)
+
+    def request(self, role: str = "breakglass", seconds: int = 3600) -> dict[str, Any]:
+        response = self.call("POST", "/v1/requests", self.bob(),
+                             {"role": role, "duration_seconds": seconds, "reason": "INC-42 database down"})
+        assert response.status_code == 201, response.body
+        body: dict[str, Any] = response.json_body
+        return body
+
+    def signed_post(self, path: str, form: dict[str, str], secret: str = SIGNING_SECRET,
+                    timestamp: int | None = None) -> Any:
+        body = urlencode(form).encode()
+        ts = str(timestamp if timestamp is not None else int(time.time()))
+        signature = "v0=" + hmac.new(secret.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
+        headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": ts,
+                   "X-Slack-Signature": signature}
+        return self.client.http.post(path, headers=headers, body=body)
+
+    def command(self, user: str, text: str) -> Any:
+        form = json.loads((EVENTS / "slack_command_roles.json").read_text())
+        form.update(user_id=user, text=text, response_url=self.slack.url_for("/hooks/commands/1"))
+        return self.signed_post("/slack/commands", form)
+
+    def click(self, user: str, action: str, request_id: str) -> Any:
+        payload = json.loads((EVENTS / "slack_interaction_approve.json").read_text().replace("REQUEST_ID", request_id))
+        payload["user"]["id"] = user
+        payload["actions"][0]["action_id"] = action
+        payload["response_url"] = self.slack.url_for("/hooks/actions/1")
+        return self.signed_post("/slack/interactions", {"payload": json.dumps(payload)})
+
+    def sent(self, path: str) -> list[dict[str, Any]]:
+        found = []
+        for request, _ in self.slack.log:
+            if request.path == path:
+                found.append(request.get_json(silent=True) or dict(request.form) or dict(request.args))
+        return found
+
+    def everything_sent(self) -> str:
+        return "\n".join(request.get_data(as_text=True) + request.query_string.decode()
+                         for request, _ in self.slack.log if not request.path.startswith("/federation"))
+
+
+@pytest.fixture
+def jit(issuer: DevIssuer, moto_server: Moto, httpserver: HTTPServer, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> Iterator[Jit]:
+    import app as app_module
+
+    table = f"rolebroker-{uuid.uuid4().hex[:8]}"
+    create_table(moto_server.client("dynamodb"), table)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    users = {"U0ALICE": "alice@example.com", "U0DAVE": "dave@example.com"}
+    httpserver.expect_request("/api/chat.postMessage").respond_with_json(
+        {"ok": True, "channel": "C0APPROVALS", "ts": "1700000000.000100"})
+    httpserver.expect_request("/api/chat.update").respond_with_json({"ok": True})
+
+    def users_info(request: Any) -> Any:
+        from werkzeug import Response
+
+        user_id = request.form.get("user") or request.args.get("user")
+        profile = {"email": users[user_id]} if user_id in users else {}
+        return Response(json.dumps({"ok": True, "user": {"id": user_id, "profile": profile}}),
+                        content_type="application/json")
+
+    httpserver.expect_request("/api/users.info").respond_with_handler(users_info)
+    httpserver.expect_request("/hooks/commands/1").respond_with_data("ok")
+    httpserver.expect_request("/hooks/actions/1").respond_with_data("ok")
+    httpserver.expect_request("/federation").respond_with_json({"SigninToken": "signin-token-xyz"})
+    clock = FakeClock()
+    lines: list[str] = []
+    environ = broker_environ(
+        issuer, ROLEBROKER_POLICY=str(policy), ROLEBROKER_TABLE=table,
+        ROLEBROKER_SLACK_SIGNING_SECRET=SIGNING_SECRET, ROLEBROKER_SLACK_BOT_TOKEN="xoxb-test",
+        ROLEBROKER_SLACK_API_URL=httpserver.url_for("/api/"),
+        ROLEBROKER_SLACK_RESPONSE_URL_PREFIX=httpserver.url_for("/hooks/"),
+        ROLEBROKER_FEDERATION_URL=httpserver.url_for("/federation"))
+    services = app_module._build_services(environ, client_factory=moto_server.client,
+                                          audit=AuditLog(emit=lines.append), inline_tasks=True, clock=clock)
+    monkeypatch.setattr(app_module, "_services", services)
+    with Client(app_module.app) as client:
+        yield Jit(client, issuer, httpserver, clock, services, lines)
+
+
+def test_request_approve_use_and_expire(jit: Jit) -> None:
+    denied = jit.call("POST", "/v1/credentials", jit.bob(), {"role": "breakglass"})
+    assert denied.status_code == 403 and "approved access request" in denied.json_body["Message"]
+
+    request = jit.request(seconds=3600)
+    assert request["status"] == "pending" and request["requester"] == "bob@example.com"
+    posted = jit.sent("/api/chat.postMessage")
+    assert len(posted) == 1 and posted[0]["channel"] == "C0APPROVALS"
+    buttons = posted[0]["blocks"][-1]["elements"]
+    assert [b["action_id"] for b in buttons] == ["approve", "deny"] and buttons[0]["value"] == request["id"]
+
+    approved = jit.call("POST", f"/v1/requests/{request['id']}/approve", jit.carol(), {})
+    assert approved.status_code == 200, approved.body
+    assert approved.json_body["status"] == "approved" and approved.json_body["decided_by"] == "carol@example.com"
+    updates = jit.sent("/api/chat.update")
+    assert len(updates) == 1 and updates[0]["ts"] == "1700000000.000100"
+    assert "Approved* by carol@example.com" in updates[0]["blocks"][-1]["text"]["text"]
+
+    roles = {r["name"]: r["access"] for r in jit.call("GET", "/v1/roles", jit.bob()).json_body["roles"]}
+    assert roles["breakglass"].startswith("granted_until:")
+
+    jit.clock.now += timedelta(minutes=50)  # 10 minutes of grant left: below STS's 900 s minimum
+    short = jit.call("POST", "/v1/credentials", jit.bob(), {"role": "breakglass"})
+    assert short.status_code == 403 and "900-second minimum" in short.json_body["Message"]
+
+    jit.clock.now -= timedelta(minutes=30)  # 40 minutes left: credentials capped at the grant's end
+    issued = jit.call("POST", "/v1/credentials", jit.bob(), {"role": "breakglass"})
+    assert issued.status_code == 200, issued.body
+    assert issued.json_body["duration_seconds"] <= 40 * 60
+    assert any("end with your grant" in w for w in issued.json_body["warnings"])
+
+    jit.clock.now += timedelta(hours=2)
+    expired = jit.call("POST", "/v1/credentials", jit.bob(), {"role": "breakglass"})
+    assert expired.status_code == 403
+    detail = jit.call("GET", f"/v1/requests/{request['id']}", jit.bob()).json_body
+    assert detail["status"] == "expired"
+    assert [(h["from"], h["to"]) for h in detail["history"]] == [(None, "pending"), ("pending", "approved")]
+
+
+def test_grant_is_capped_by_max_grant_seconds(jit: Jit) -> None:
+    response = jit.call("POST", "/v1/requests", jit.bob(),
+                        {"role": "breakglass", "duration_seconds": 10800, "reason": "x"})
+    assert response.status_code == 400 and "at most 7200" in response.json_body["Message"]
+
+
+def test_requester_cannot_approve_by_api_by_button_or_in_the_database(jit: Jit) -> None:
+    request = jit.request()
+    self_api = jit.call("POST", f"/v1/requests/{request['id']}/approve",
+                        jit.issuer.mint("bob@example.com", groups=["developers", "security"]), {})
+    assert self_api.status_code == 403 and "your own request" in self_api.json_body["Message"]
+
+    # Bob is in security now (his last token said so), and clicks Approve himself.
+    ack = jit.click("U0BOB", "approve", request["id"])
+    assert ack.status_code == 200
+    replies = jit.sent("/hooks/actions/1")
+    assert "your own request" in replies[-1]["text"] and replies[-1]["response_type"] == "ephemeral"
+
+    store = jit.services.access._store
+    pending = store.get(request["id"])
+    with pytest.raises(Conflict):
+        store.approve(pending, approver="bob@example.com", now=jit.clock(), grant_until=jit.clock())
+    assert store.get(request["id"]).status == "pending"
+
+
+def test_concurrent_approve_and_deny_resolve_to_one_outcome(jit: Jit) -> None:
+    request = jit.request()
+    store = jit.services.access._store
+    pending = store.get(request["id"])
+    outcomes: list[str] = []
+    barrier = threading.Barrier(6)
+
+    def decide(kind: str, who: str) -> None:
+        barrier.wait()
+        try:
+            if kind == "approve":
+                store.approve(pending, approver=who, now=jit.clock(), grant_until=jit.clock() + timedelta(hours=1))
+            else:
+                store.deny(pending, approver=who, now=jit.clock(), note=None)
+            outcomes.append(kind)
+        except Conflict:
+            outcomes.append("conflict")
+
+    threads = [threading.Thread(target=decide, args=(kind, f"approver{i}@example.com"))
+               for i, kind in enumerate(["approve", "deny"] * 3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes).count("conflict") == 5, outcomes
+    final = store.get(request["id"])
+    winner = next(o for o in outcomes if o != "conflict")
+    assert final.status == {"approve": "approved", "deny": "denied"}[winner]
+    assert len(store.history(request["id"])) == 2
+
+
+def test_approval_after_the_pending_timeout_fails(jit: Jit) -> None:
+    request = jit.request()
+    jit.clock.now += timedelta(hours=2)
+    late = jit.call("POST", f"/v1/requests/{request['id']}/approve", jit.carol(), {})
+    assert late.status_code == 409 and "expired" in late.json_body["Message"]
+
+
+def test_mfa_roles_cannot_be_approved_from_slack(jit: Jit) -> None:
+    request = jit.request(role="dba")
+    assert "MFA" in json.dumps(jit.sent("/api/chat.postMessage")[-1]["blocks"])
+    jit.call("GET", "/v1/roles", jit.carol())  # carol's groups become known to Slack
+    jit.click("U0CAROL", "approve", request["id"])
+    assert "Slack cannot prove" in jit.sent("/hooks/actions/1")[-1]["text"]
+    no_mfa = jit.call("POST", f"/v1/requests/{request['id']}/approve", jit.carol(), {})
+    assert no_mfa.status_code == 403 and "requires MFA" in no_mfa.json_body["Message"]
+    with_mfa = jit.call("POST", f"/v1/requests/{request['id']}/approve", jit.carol(mfa=True), {})
+    assert with_mfa.status_code == 200
+
+
+def test_slack_button_approval_updates_the_message(jit: Jit) -> None:
+    request = jit.request()
+    jit.call("GET", "/v1/roles", jit.carol())
+    assert jit.click("U0CAROL", "approve", request["id"]).status_code == 200
+    detail = jit.call("GET", f"/v1/requests/{request['id']}", jit.bob()).json_body
+    assert detail["status"] == "approved" and detail["decided_by"] == "carol@example.com"
+    assert "Approved* by carol@example.com" in jit.sent("/api/chat.update")[-1]["blocks"][-1]["text"]["text"]
+
+
+def test_others_cannot_see_or_decide_a_request(jit: Jit) -> None:
+    request = jit.request()
+    stranger = jit.issuer.mint("eve@example.com", groups=["developers"])
+    assert jit.call("GET", f"/v1/requests/{request['id']}", stranger).status_code == 404
+    assert jit.call("POST", f"/v1/requests/{request['id']}/approve", stranger, {}).status_code == 404
+    assert jit.call("GET", "/v1/requests/not-an-id", stranger).status_code == 404
+    listed = jit.call("GET", "/v1/requests", stranger).json_body["requests"]
+    assert listed == []
+    assert [r["id"] for r in jit.call("GET", "/v1/requests", jit.carol()).json_body["requests"]] == [request["id"]]
+
+
+def test_cancel_and_revoke(jit: Jit) -> None:
+    first = jit.request()
+    assert jit.call("POST", f"/v1/requests/{first['id']}/cancel", jit.carol(), {}).status_code == 403
+    assert jit.call("POST", f"/v1/requests/{first['id']}/cancel", jit.bob(), {}).json_body["status"] == "cancelled"
+    second = jit.request()
+    jit.call("POST", f"/v1/requests/{second['id']}/approve", jit.carol(), {})
+    revoked = jit.call("POST", f"/v1/requests/{second['id']}/revoke", jit.carol(), {"reason": "incident over"})
+    assert revoked.json_body["status"] == "revoked"
+    assert jit.call("POST", "/v1/credentials", jit.bob(), {"role": "breakglass"}).status_code == 403
+
+
+def test_slack_signature_is_checked_before_anything(jit: Jit) -> None:
+    form = {"text": "roles", "user_id": "U0BOB"}
+    assert jit.signed_post("/slack/commands", form, secret="wrong").status_code == 401
+    assert jit.signed_post("/slack/commands", form, timestamp=int(time.time()) - 600).status_code == 401
+    unsigned = jit.client.http.post("/slack/commands", body=urlencode(form),
+                                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert unsigned.status_code == 401
+    denied = [json.loads(line) for line in jit.audit_lines if '"action": "slack"' in line]
+    assert len(denied) == 3 and all(a["outcome"] == "denied" for a in denied)
+    assert jit.sent("/hooks/commands/1") == []
+    assert SIGNING_SECRET not in "\n".join(jit.audit_lines)
+
+
+def test_ssl_check_and_help_answer_at_once(jit: Jit) -> None:
+    ssl = jit.signed_post("/slack/commands", json.loads((EVENTS / "slack_ssl_check.json").read_text()))
+    assert ssl.status_code == 200 and ssl.body in (b"", "")
+    help_reply = jit.command("U0BOB", "what is this")
+    assert help_reply.json_body["response_type"] == "ephemeral"
+    assert "/aws request ROLE DURATION REASON" in help_reply.json_body["text"]
+    assert jit.sent("/hooks/commands/1") == []
+
+
+def test_slack_roles_use_the_same_policy_and_the_last_verified_groups(jit: Jit) -> None:
+    assert "working on" in jit.command("U0BOB", "roles").json_body["text"]
+    assert "No roles for bob@example.com" in jit.sent("/hooks/commands/1")[-1]["text"]
+    jit.call("GET", "/v1/roles", jit.bob())  # a verified token tells the broker bob's groups
+    jit.command("U0BOB", "roles")
+    text = jit.sent("/hooks/commands/1")[-1]["text"]
+    assert "`readonly`" in text and "`breakglass`" in text and "approval required" in text
+
+
+def test_unmapped_slack_user_gets_a_clear_message(jit: Jit) -> None:
+    jit.command("U0GHOST", "roles")
+    assert "not linked to a rolebroker identity" in jit.sent("/hooks/commands/1")[-1]["text"]
+
+
+def test_email_from_users_info_maps_the_user(jit: Jit) -> None:
+    jit.command("U0ALICE", "roles")
+    assert "alice@example.com" in jit.sent("/hooks/commands/1")[-1]["text"]
+    assert jit.sent("/api/users.info")[0]["user"] == "U0ALICE"
+
+
+def test_slack_request_and_approve_commands(jit: Jit) -> None:
+    jit.call("GET", "/v1/roles", jit.bob())
+    jit.call("GET", "/v1/roles", jit.carol())
+    jit.command("U0BOB", "request breakglass 1h INC-7 payments down")
+    reply = jit.sent("/hooks/commands/1")[-1]["text"]
+    request_id = re.search(r"`([0-9a-f]{12})`", reply).group(1)  # type: ignore[union-attr]
+    jit.command("U0CAROL", f"approve {request_id}")
+    assert "Approved" in jit.sent("/hooks/commands/1")[-1]["text"]
+    dms = [m for m in jit.sent("/api/chat.postMessage") if m["channel"] == "U0BOB"]
+    assert dms and "approved" in dms[-1]["text"].lower()
+
+
+def test_console_link_goes_only_to_the_person_and_no_secret_reaches_slack(jit: Jit) -> None:
+    jit.call("GET", "/v1/roles", jit.bob())
+    jit.command("U0BOB", "console readonly")
+    reply = jit.sent("/hooks/commands/1")[-1]
+    assert reply["response_type"] == "ephemeral" and "SigninToken=signin-token-xyz" in reply["text"]
+    api_link = jit.call("POST", "/v1/console", jit.bob(), {"role": "readonly"}).json_body
+    assert "Action=login" in api_link["url"] and api_link["expires_at"]
+    federation = [r for r, _ in jit.slack.log if r.path == "/federation"]
+    session = json.loads(federation[-1].args["Session"])
+    sent = jit.everything_sent()
+    for secret in (session["sessionKey"], session["sessionToken"], SIGNING_SECRET, "xoxb-test"):
+        assert secret not in sent
+    assert not re.search(r"ASIA[A-Z0-9]{16}", sent)
+
+
+def test_console_needs_console_true(jit: Jit) -> None:
+    jit.call("POST", f"/v1/requests/{jit.request()['id']}/approve", jit.carol(), {})
+    response = jit.call("POST", "/v1/console", jit.bob(), {"role": "dba"})
+    assert response.status_code == 403
