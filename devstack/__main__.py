@@ -33,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="extra claim, e.g. repository=acme/infra")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
     token.add_argument("--mfa", action="store_true", help="put mfa in the token's amr claim")
+    slack = sub.add_parser("slack", help="send a signed Slack command or button click to the local broker")
+    slack.add_argument("text", nargs="?", help="the slash command, e.g. '/aws roles'")
+    slack.add_argument("--user", default="U0ALICE", help="Slack user id (U0ALICE, U0BOB, U0CAROL)")
+    slack.add_argument("--click", choices=["approve", "deny"], help="click a button instead")
+    slack.add_argument("--request", help="the access request id the button is for")
     return parser
 
 
@@ -49,6 +54,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                   file=sys.stderr)
             return 1
         return 0
+    if args.command == "slack":
+        from .slack_cli import run as slack_run
+
+        stack = LocalStack.from_environ()
+        ports = {"broker": stack.broker_port, "slack": stack.slack_port}
+        try:
+            return slack_run(args.text, args.user, args.click, args.request, ports)
+        except OSError as exc:
+            print(f"devstack: the local stack is not answering ({exc}); start it with `make run`",
+                  file=sys.stderr)
+            return 1
     return run()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from datetime import datetime, timedelta, timezone
 import signal
 import socket
 import subprocess
@@ -20,12 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .issuer import DevIssuer
+from .fakes import FakeWeb
+from .issuer import DEFAULT_USERS, DevIssuer
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
 AUDIENCE = "rolebroker-local"
 LOCAL_TABLE = "rolebroker-local"
+# Development-only values: the local stack signs its own fake Slack requests.
+DEV_SLACK_SIGNING_SECRET = "devstack-slack-signing-secret-not-a-secret"
+DEV_SLACK_BOT_TOKEN = "xoxb-devstack-not-a-token"
 FAKE_AWS_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -65,11 +70,13 @@ class LocalStack:
     broker_port: int = 8000
     issuer_port: int = 8001
     aws_port: int = 8002
+    slack_port: int = 8003
     policy: str = "devstack/access-policy.yaml"
     quiet: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
     log_dir: Path = ROOT / ".devstack"
     issuer: DevIssuer | None = None
+    fakes: FakeWeb | None = None
     _processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     _logs: list[Any] = field(default_factory=list)
 
@@ -79,11 +86,16 @@ class LocalStack:
             broker_port=int(environ.get("ROLEBROKER_PORT", 8000)),
             issuer_port=int(environ.get("ROLEBROKER_ISSUER_PORT", 8001)),
             aws_port=int(environ.get("ROLEBROKER_AWS_PORT", 8002)),
+            slack_port=int(environ.get("ROLEBROKER_SLACK_PORT", 8003)),
         )
 
     @property
     def broker_url(self) -> str:
         return f"http://{LOOPBACK}:{self.broker_port}"
+
+    @property
+    def fakes_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.slack_port}"
 
     @property
     def aws_url(self) -> str:
@@ -102,15 +114,17 @@ class LocalStack:
         }
 
     def start(self) -> LocalStack:
-        busy = [p for p in (self.broker_port, self.issuer_port, self.aws_port) if port_in_use(p)]
+        busy = [p for p in (self.broker_port, self.issuer_port, self.aws_port, self.slack_port)
+                if port_in_use(p)]
         if busy:
             raise RuntimeError(
                 f"port(s) {busy} on {LOOPBACK} are already in use; stop what holds them or set "
-                "ROLEBROKER_PORT / ROLEBROKER_ISSUER_PORT / ROLEBROKER_AWS_PORT"
+                "ROLEBROKER_PORT / ROLEBROKER_ISSUER_PORT / ROLEBROKER_AWS_PORT / ROLEBROKER_SLACK_PORT"
             )
         try:
             self._start_aws()
             self.issuer = DevIssuer(port=self.issuer_port, audience=AUDIENCE).start()
+            self.fakes = FakeWeb(port=self.slack_port).start()
             self._seed()
             self._start_broker()
         except BaseException:
@@ -139,7 +153,7 @@ class LocalStack:
     def _seed(self) -> None:
         import boto3
 
-        from chalicelib.store import create_table
+        from chalicelib.store import AccessStore, create_table
 
         session = boto3.session.Session(
             aws_access_key_id=FAKE_AWS_CREDENTIALS["AWS_ACCESS_KEY_ID"],
@@ -147,7 +161,13 @@ class LocalStack:
             aws_session_token=FAKE_AWS_CREDENTIALS["AWS_SESSION_TOKEN"],
             region_name="us-east-1",
         )
-        create_table(session.client("dynamodb", endpoint_url=self.aws_url), LOCAL_TABLE)
+        dynamodb = session.client("dynamodb", endpoint_url=self.aws_url)
+        create_table(dynamodb, LOCAL_TABLE)
+        # As if each dev user had signed in once: Slack then knows their groups.
+        store = AccessStore(dynamodb, LOCAL_TABLE)
+        now = datetime.now(timezone.utc)
+        for email, user in DEFAULT_USERS.items():
+            store.remember_identity(email, frozenset(user["groups"]), now, timedelta(days=7))
 
     def _start_broker(self) -> None:
         assert self.issuer is not None
@@ -157,6 +177,11 @@ class LocalStack:
             **self.aws_env(),
             "ROLEBROKER_OIDC_ISSUER": self.issuer.url,
             "ROLEBROKER_PUBLIC_URL": self.broker_url,
+            "ROLEBROKER_SLACK_SIGNING_SECRET": DEV_SLACK_SIGNING_SECRET,
+            "ROLEBROKER_SLACK_BOT_TOKEN": DEV_SLACK_BOT_TOKEN,
+            "ROLEBROKER_SLACK_API_URL": f"{self.fakes_url}/api/",
+            "ROLEBROKER_SLACK_RESPONSE_URL_PREFIX": f"{self.fakes_url}/hooks/",
+            "ROLEBROKER_FEDERATION_URL": f"{self.fakes_url}/federation",
             **self.extra_env,
         }
         process = self._spawn(
@@ -182,6 +207,9 @@ class LocalStack:
         if self.issuer is not None:
             self.issuer.stop()
             self.issuer = None
+        if self.fakes is not None:
+            self.fakes.stop()
+            self.fakes = None
         for log in self._logs:
             log.close()
         self._logs.clear()
@@ -198,6 +226,7 @@ class LocalStack:
             f"  broker (chalice local)   {self.broker_url}",
             f"  dev OIDC issuer          {self.issuer.url}",
             f"  AWS emulation (moto)     {self.aws_url}   STS, DynamoDB",
+            f"  fake Slack + sign-in     {self.fakes_url}   (what the broker sent: {self.fakes_url}/_recorded)",
             f"  access policy            {self.policy}",
             "",
             "Next, in another terminal:",
@@ -207,6 +236,9 @@ class LocalStack:
             "  curl -s -H \"Authorization: Bearer $T\" -H 'Content-Type: application/json' \\",
             f"       -d '{{\"role\": \"sandbox-admin\"}}' {self.broker_url}/v1/credentials",
             f"  curl -s -H \"Authorization: Bearer $T\" {self.broker_url}/v1/config",
+            "  python -m devstack slack '/aws roles' --user U0ALICE",
+            "  python -m devstack slack '/aws request prod-breakglass 1h INC-42 db down' --user U0BOB",
+            "  python -m devstack slack --click approve --request <ID> --user U0CAROL",
             "",
         ])
 

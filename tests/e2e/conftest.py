@@ -12,7 +12,8 @@ from devstack.stack import LocalStack, free_port
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """The same local stack `make run` starts, on free loopback ports."""
     logs: Path = tmp_path_factory.mktemp("stack-logs")
-    local = LocalStack(broker_port=free_port(), issuer_port=free_port(), aws_port=free_port(), quiet=True,
+    local = LocalStack(broker_port=free_port(), issuer_port=free_port(), aws_port=free_port(),
+                       slack_port=free_port(), quiet=True,
                        log_dir=logs)
     local.start()
     try:

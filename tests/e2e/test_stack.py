@@ -78,3 +78,23 @@ def test_errors_over_real_http_are_clean(stack: LocalStack) -> None:
     assert status == 403 and "requires group platform-admins" in body["Message"]
     status, body = call(stack, "GET", "/v1/config", token)
     assert status == 200 and "[profile sandbox-readonly]" in body
+
+
+def test_devstack_slack_drives_chatops_without_slack(stack: LocalStack) -> None:
+    env = {**os.environ, "ROLEBROKER_PORT": str(stack.broker_port), "ROLEBROKER_SLACK_PORT": str(stack.slack_port)}
+
+    def slack(*args: str) -> str:
+        out = subprocess.run([sys.executable, "-m", "devstack", "slack", *args], env=env, capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    assert "`sandbox-admin`" in slack("/aws roles", "--user", "U0ALICE")
+    requested = slack("/aws request prod-breakglass 1h INC-42 db down", "--user", "U0BOB")
+    request_id = requested.split("Request `", 1)[1].split("`", 1)[0]
+    approved = slack("--click", "approve", "--request", request_id, "--user", "U0CAROL")
+    assert "Approved* by carol@example.com" in approved
+    token = stack.mint("bob@example.com", groups=["developers"])
+    status, body = call(stack, "POST", "/v1/credentials", token, {"role": "prod-breakglass"})
+    assert status == 200, body
+    assert body["assumed_role_arn"].endswith("assumed-role/BreakGlassRole/bob@example.com")
