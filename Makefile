@@ -30,10 +30,16 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# chalice needs a region to start, never credentials: packaging makes no AWS
+# call. The templates use the deploying account's region, not this one.
+STAGE ?= prod
+PACKAGE_ENV := AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1}
+
 package: $(STAMP)
 	rm -rf build/sam build/terraform
-	$(BIN)/chalice package --stage prod --merge-template infra/resources.json build/sam
-	$(BIN)/chalice package --stage prod --pkg-format terraform build/terraform
+	$(PACKAGE_ENV) $(BIN)/chalice package --stage $(STAGE) --merge-template infra/resources.json build/sam
+	$(PACKAGE_ENV) $(BIN)/chalice package --stage $(STAGE) --pkg-format terraform build/terraform
+	@echo "build/sam/sam.json (deploy with --parameter-overrides Stage=$(STAGE)), build/terraform/chalice.tf.json"
 
 clean:
 	rm -rf $(VENV) build .devstack .pytest_cache .mypy_cache .ruff_cache

@@ -62,7 +62,7 @@ class FakeWeb:
 
 def _handler(fake: FakeWeb) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
         def _json(self, status: int, body: Any) -> None:
@@ -80,7 +80,7 @@ def _handler(fake: FakeWeb) -> type[BaseHTTPRequestHandler]:
                 return parsed
             return {k: v[0] for k, v in parse_qs(raw).items()}
 
-        def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        def do_GET(self) -> None:
             parsed = urlparse(self.path)
             if parsed.path == "/federation":
                 self._json(200, {"SigninToken": secrets.token_urlsafe(24)})
@@ -89,7 +89,7 @@ def _handler(fake: FakeWeb) -> type[BaseHTTPRequestHandler]:
             else:
                 self._json(404, {"ok": False, "error": "unknown_method"})
 
-        def do_POST(self) -> None:  # noqa: N802 - stdlib name
+        def do_POST(self) -> None:
             path = urlparse(self.path).path
             body = self._body()
             fake.record(path, body)

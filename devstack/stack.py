@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from datetime import datetime, timedelta, timezone
 import signal
 import socket
 import subprocess
@@ -18,6 +17,7 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
