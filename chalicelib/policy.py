@@ -157,6 +157,7 @@ class AccessPolicy:
     slack_users: Mapping[str, str] = field(default_factory=dict)
     slack_channel: str | None = None
     _index: RuleIndex = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+    _order: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         index = RuleIndex()
@@ -164,6 +165,7 @@ class AccessPolicy:
             for rule in role.allow:
                 index.add(rule, role)
         object.__setattr__(self, "_index", index)
+        self._order.update((name, position) for position, name in enumerate(self.roles))
 
     def role(self, name: str) -> Role:
         try:
@@ -173,8 +175,8 @@ class AccessPolicy:
 
     def candidate_roles(self, identity: Identity) -> list[Role]:
         """Roles with at least one rule that could match, in policy order."""
-        found = {role.name for role in self._index.candidates(identity)}
-        return [role for name, role in self.roles.items() if name in found]
+        found: list[Role] = list(self._index.candidates(identity))
+        return sorted(found, key=lambda role: self._order[role.name])
 
 
 # --------------------------------------------------------------------------

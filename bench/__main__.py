@@ -1,0 +1,81 @@
+"""``make bench``: run every benchmark, print one table, write build/bench.json.
+
+Each figure is compared with a baseline measured in the same run, because
+these machines are shared and noisy. ``BENCH_LOAD_SECONDS`` shortens the
+load test (default 30 s); ``BENCH_ONLY=server`` or ``client`` runs half.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+Row = tuple[str, str, str, str]
+
+
+def server_rows(results: dict[str, Any]) -> list[Row]:
+    from bench import server
+
+    rows: list[Row] = []
+    overhead = results["in_process"] = server.in_process_overhead()
+    rows.append(("POST /v1/credentials in-process, broker overhead p50 / p99",
+                 f"{overhead['overhead_p50_ms']:.2f} / {overhead['overhead_p99_ms']:.2f} ms",
+                 f"health {overhead['health_p50_ms']:.2f} ms, stubbed STS {overhead['stubbed_sts_call_p50_ms']:.2f} ms",
+                 _goal(overhead["overhead_p50_ms"] <= 2 and overhead["overhead_p99_ms"] <= 5, "p50 <= 2, p99 <= 5 ms")))
+    scale = results["policy_scale"] = server.policy_scale()
+    rows.append(("policy evaluation, 10 / 1 000 / 10 000 rules (p50)",
+                 " / ".join(f"{scale[f'rules_{n}_p50_us']:.1f}" for n in (10, 1000, 10000)) + " us",
+                 f"ratio 10 000 vs 10: {scale['ratio_largest_vs_smallest']:.2f}x",
+                 _goal(scale["ratio_largest_vs_smallest"] <= 1.2, "<= 1.2x")))
+    cold = results["cold_start"] = server.cold_start()
+    rows.append(("cold start: import app vs import boto3 (p50)",
+                 f"{cold['import_app_p50_ms']:.0f} vs {cold['import_boto3_p50_ms']:.0f} ms",
+                 f"ratio {cold['ratio']:.2f}x", _goal(cold["ratio"] <= 1.3, "<= 1.3x")))
+    size = results["package"] = server.package_size()
+    rows.append(("deployment package (chalice package --stage prod)", f"{size['zip_mb']:.2f} MB zipped",
+                 f"{size['unzipped_mb']:.1f} MB unzipped", _goal(size["zip_mb"] <= 10, "<= 10 MB")))
+    seconds = float(os.environ.get("BENCH_LOAD_SECONDS", "30"))
+    load = results["throughput"] = server.local_throughput(seconds)
+    rows.append((f"chalice local + moto, {load['workers']} workers, {seconds:.0f} s",
+                 f"{load['rps']:.1f} req/s", f"p50 {load['p50_ms']:.1f} ms, p99 {load['p99_ms']:.1f} ms, "
+                 f"{load['errors']} errors of {load['requests']}", _goal(load["errors"] == 0, "0 errors")))
+    return rows
+
+
+def client_rows(results: dict[str, Any]) -> list[Row]:
+    from bench import client
+
+    return client.rows(results)
+
+
+def _goal(met: bool, goal: str) -> str:
+    return f"{'met' if met else 'MISSED'} ({goal})"
+
+
+def main() -> int:
+    only = os.environ.get("BENCH_ONLY", "")
+    results: dict[str, Any] = {}
+    rows: list[Row] = []
+    if only in ("", "server"):
+        rows += server_rows(results)
+    if only in ("", "client"):
+        rows += client_rows(results)
+    headers = ("benchmark", "figure", "baseline / detail", "goal")
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(4)]
+    for row in [headers, tuple("-" * w for w in widths), *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    out = ROOT / "build" / "bench.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"\nwritten to {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
