@@ -47,8 +47,10 @@ app = Chalice(app_name="rolebroker")
 app.log.setLevel(logging.INFO)
 
 PUBLIC_PATHS = frozenset({"/v1/health", "/v1/client-config", "/slack/commands", "/slack/interactions"})
-JSON_BODY_TYPES = ["application/json", "text/plain", "application/x-www-form-urlencoded"]
-FORM_TYPES = ["application/x-www-form-urlencoded"]
+# Bodies are parsed by what they must be (JSON, or Slack's signed form), not
+# by their Content-Type, so curl's default form type works and a wrong type
+# gets the same clear 400 as any other bad body.
+ANY_BODY_TYPE = ["*/*"]
 REQUEST_ID_PATTERN = "0123456789abcdef"
 _CONTEXT_KEY = "rolebroker"
 
@@ -287,7 +289,7 @@ def api(path: str, methods: list[str] | None = None, **kwargs: Any) -> Callable[
                 return _map_error(current(), exc)
 
         if methods and "POST" in methods:
-            kwargs.setdefault("content_types", JSON_BODY_TYPES)
+            kwargs.setdefault("content_types", ANY_BODY_TYPE)
         registered: Callable[..., Any] = app.route(path, methods=methods or ["GET"], **kwargs)(mapped)
         return registered
 
@@ -443,7 +445,7 @@ def _verified_slack_form(request: Request) -> tuple[dict[str, str], Any, Any]:
     return parse_form(body), chatops, dispatcher
 
 
-@api("/slack/commands", methods=["POST"], content_types=FORM_TYPES)
+@api("/slack/commands", methods=["POST"])
 def slack_commands() -> Any:
     request = current()
     form, chatops, dispatcher = _verified_slack_form(request)
@@ -455,7 +457,7 @@ def slack_commands() -> Any:
     return message
 
 
-@api("/slack/interactions", methods=["POST"], content_types=FORM_TYPES)
+@api("/slack/interactions", methods=["POST"])
 def slack_interactions() -> Response:
     from chalicelib.slack import parse_interaction
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,6 +14,8 @@ from .policy import MAX_GRANT_SECONDS, MAX_SESSION_SECONDS, MIN_SESSION_SECONDS,
 
 MAX_BODY_BYTES = 8 * 1024
 MAX_REASON_CHARS = 500
+_INVISIBLE = {"Cf", "Cs", "Co", "Cn"}
+_HAS_ALNUM = re.compile(r"[A-Za-z0-9]")
 
 
 @dataclass(frozen=True)
@@ -86,13 +89,21 @@ def _grant_duration(name: str, value: Any) -> int:
 
 
 def _text(name: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise BadRequest(f"{name!r} must be a non-empty string")
-    if len(value) > MAX_REASON_CHARS:
+    """Free text (a reason): no control characters; invisible ones dropped.
+
+    Bidi overrides and zero-width characters are removed rather than refused:
+    they are how a reason is made to read differently in Slack than it is.
+    """
+    if not isinstance(value, str):
+        raise BadRequest(f"{name!r} must be a string")
+    if any(unicodedata.category(ch) == "Cc" for ch in value):
+        raise BadRequest(f"{name!r} must not contain control characters")
+    text = "".join(ch for ch in value if unicodedata.category(ch) not in _INVISIBLE).strip()
+    if not _HAS_ALNUM.search(text):
+        raise BadRequest(f"{name!r} must contain a letter or digit")
+    if len(text) > MAX_REASON_CHARS:
         raise BadRequest(f"{name!r} must be at most {MAX_REASON_CHARS} characters")
-    if any(unicodedata.category(ch) in {"Cc", "Cf", "Cs", "Co", "Cn"} for ch in value):
-        raise BadRequest(f"{name!r} contains control or unassigned characters")
-    return value.strip()
+    return text
 
 
 CREDENTIALS_FIELDS = {"role": Field("role"), "duration_seconds": Field("duration", False)}
