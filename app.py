@@ -124,7 +124,7 @@ def _build_services(
     from chalicelib.sts import StsGateway
 
     settings = Settings.from_environ(environ)
-    config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3, read_timeout=5)
+    config = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=3, read_timeout=5)
 
     def default_client(service: str) -> Any:
         return boto3.client(service, region_name=settings.region, config=config)  # type: ignore[call-overload]
@@ -188,10 +188,13 @@ def _slack_api(svc: Services) -> Any:
     from chalicelib.secrets import resolve_secret
     from chalicelib.slack import SlackApi
 
-    token = resolve_secret(settings.slack_bot_token, svc.client)
-    web = WebClient(token=token, base_url=settings.slack_api_url, timeout=5)
-    web.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=2))
-    return SlackApi(web, response_url_prefixes=settings.slack_response_url_prefixes)
+    def web_client() -> WebClient:
+        token = resolve_secret(settings.slack_bot_token, svc.client)
+        web = WebClient(token=token, base_url=settings.slack_api_url, timeout=5)
+        web.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=2))
+        return web
+
+    return SlackApi(web_client, response_url_prefixes=settings.slack_response_url_prefixes)
 
 
 # --------------------------------------------------------------------------

@@ -174,11 +174,20 @@ def _escape(text: str) -> str:
 class SlackApi:
     """The Web API calls we make, through slack_sdk's ``WebClient``."""
 
-    def __init__(self, client: Any, *, response_url_prefixes: tuple[str, ...],
+    def __init__(self, client_factory: Callable[[], Any], *, response_url_prefixes: tuple[str, ...],
                  webhook_factory: Callable[[str], Any] | None = None) -> None:
-        self._client = client
+        self._client_factory = client_factory
+        self._web: Any = None
         self._prefixes = response_url_prefixes
         self._webhook_factory = webhook_factory or _webhook
+
+    @property
+    def _client(self) -> Any:
+        # Built on first use: resolving the bot token may read SSM, which no
+        # route but Slack's should wait for.
+        if self._web is None:
+            self._web = self._client_factory()
+        return self._web
 
     def user_email(self, user_id: str) -> str | None:
         from slack_sdk.errors import SlackApiError, SlackClientError

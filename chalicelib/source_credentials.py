@@ -56,7 +56,7 @@ class SecretKeyFetcher:
         self._ttl = timedelta(seconds=ttl_seconds)
         self._now = now
 
-    def __call__(self) -> dict[str, str]:
+    def __call__(self) -> dict[str, str | None]:
         try:
             answer = self._client.get_secret_value(SecretId=self._secret_id)
         except (ClientError, BotoCoreError) as exc:
@@ -72,7 +72,8 @@ class SecretKeyFetcher:
         # The key id is an identifier CloudTrail shows anyway; its tail tells
         # an operator which key is in use after a rotation.
         LOG.info("loaded source credentials ...%s from %s", access_key[-4:], self._secret_id)
-        return {"access_key": access_key, "secret_key": secret_key, "token": "",
+        # No session token: an IAM user's key is what makes the call unchained.
+        return {"access_key": access_key, "secret_key": secret_key, "token": None,
                 "expiry_time": expiry.isoformat()}
 
     def _parse(self, text: str | None) -> tuple[str, str]:

@@ -1,0 +1,268 @@
+"""The credential cache, its lock and the refresh window, as plain units."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.client.fakes import rolebroker
+
+NOW = 1_800_000_000.0
+URL = "https://broker.example.com/api"
+ALICE = ("https://issuer.example.com", "alice")
+
+
+def entry(expires_at: float, key_id: str = "ASIAFIRST") -> dict[str, Any]:
+    return {
+        "format": rolebroker.CACHE_FORMAT,
+        "role": "sandbox-admin",
+        "region": "eu-west-1",
+        "expires_at": expires_at,
+        "credentials": {"Version": 1, "AccessKeyId": key_id, "SecretAccessKey": "s" * 40,
+                        "SessionToken": "t" * 80, "Expiration": "2027-01-15T08:00:00+00:00"},
+    }
+
+
+class CountingFetcher(rolebroker.CachedCredentialFetcher):
+    """The remote call replaced by a list of canned entries."""
+
+    def __init__(self, answers: list[dict[str, Any]], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.answers = answers
+        self.calls = 0
+
+    def _get_credentials(self) -> dict[str, Any]:
+        self.calls += 1
+        return self.answers.pop(0)
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> rolebroker.CredentialCache:
+    return rolebroker.CredentialCache(str(tmp_path / "cache" / "rolebroker"), getuid=os.getuid)
+
+
+KEY = rolebroker.CredentialCache.key(URL, ALICE, "sandbox-admin", None)
+
+
+def fetcher(cache: rolebroker.CredentialCache | None, answers: list[dict[str, Any]],
+            now: float = NOW) -> CountingFetcher:
+    return CountingFetcher(answers, cache=cache, cache_key=KEY, clock=lambda: now, sleep=lambda _s: None)
+
+
+def test_cache_key_is_a_sha256_over_url_identity_role_and_duration() -> None:
+    key = rolebroker.CredentialCache.key
+    base = key(URL, ALICE, "sandbox-admin", None)
+    assert len(base) == 64
+    assert set(base) <= set("0123456789abcdef")
+    assert key(URL + "/", ALICE, "sandbox-admin", None) == base
+    variants = [
+        key("https://other.example.com/api", ALICE, "sandbox-admin", None),
+        key(URL, ("https://issuer.example.com", "bob"), "sandbox-admin", None),
+        key(URL, ("https://other-issuer.example.com", "alice"), "sandbox-admin", None),
+        key(URL, ALICE, "prod-admin", None),
+        key(URL, ALICE, "sandbox-admin", 900),
+    ]
+    assert len({base, *variants}) == 6
+
+
+def test_round_trip_with_private_modes(cache: rolebroker.CredentialCache) -> None:
+    assert cache.get(KEY) is None
+    assert cache.put(KEY, entry(NOW + 3600))
+    assert cache.get(KEY) == entry(NOW + 3600)
+    assert stat.S_IMODE(os.stat(cache.path(KEY)).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(cache.directory).st_mode) == 0o700
+    assert os.listdir(cache.directory) == [KEY + ".json"]  # no temp file left behind
+
+
+def test_loose_cache_directory_is_tightened(cache: rolebroker.CredentialCache) -> None:
+    os.makedirs(cache.directory)
+    os.chmod(cache.directory, 0o755)  # noqa: S103 - the loose mode under test
+    cache.put(KEY, entry(NOW + 3600))
+    assert stat.S_IMODE(os.stat(cache.directory).st_mode) == 0o700
+
+
+@pytest.mark.parametrize(("minutes_left", "served"), [(16, True), (15, False), (14, False)])
+def test_served_only_while_more_than_15_minutes_remain(cache: rolebroker.CredentialCache, minutes_left: int,
+                                                       served: bool) -> None:
+    cache.put(KEY, entry(NOW + minutes_left * 60, "ASIACACHED"))
+    fetch = fetcher(cache, [entry(NOW + 3600, "ASIAFRESH")])
+    got = fetch.fetch()
+    assert got["credentials"]["AccessKeyId"] == ("ASIACACHED" if served else "ASIAFRESH")
+    assert fetch.calls == (0 if served else 1)
+    if not served:
+        assert cache.get(KEY) == entry(NOW + 3600, "ASIAFRESH")
+
+
+def test_second_fetch_is_served_from_cache(cache: rolebroker.CredentialCache) -> None:
+    fetch = fetcher(cache, [entry(NOW + 3600, "ASIAONE"), entry(NOW + 3600, "ASIATWO")])
+    assert fetch.fetch()["credentials"]["AccessKeyId"] == "ASIAONE"
+    assert fetch.fetch()["credentials"]["AccessKeyId"] == "ASIAONE"
+    assert fetch.calls == 1
+
+
+@pytest.mark.parametrize("content", [
+    b"{not json",
+    b"",
+    b"[1, 2]",
+    json.dumps({**entry(NOW + 3600), "format": 99}).encode(),
+    json.dumps({**entry(NOW + 3600), "expires_at": "soon"}).encode(),
+    json.dumps({**entry(NOW + 3600), "credentials": {"Version": 1, "AccessKeyId": "A"}}).encode(),
+    json.dumps({**entry(NOW + 3600), "credentials": {**entry(0)["credentials"], "Version": 2}}).encode(),
+])
+def test_damaged_entry_is_ignored_and_replaced(cache: rolebroker.CredentialCache, content: bytes) -> None:
+    os.makedirs(cache.directory, mode=0o700)
+    Path(cache.path(KEY)).write_bytes(content)
+    os.chmod(cache.path(KEY), 0o600)
+    assert cache.get(KEY) is None
+    fetch = fetcher(cache, [entry(NOW + 3600, "ASIAFRESH")])
+    assert fetch.fetch()["credentials"]["AccessKeyId"] == "ASIAFRESH"
+    assert cache.get(KEY) == entry(NOW + 3600, "ASIAFRESH")
+
+
+def test_file_owned_by_someone_else_is_ignored_and_replaced(tmp_path: Path) -> None:
+    directory = str(tmp_path / "cache")
+    mine = rolebroker.CredentialCache(directory, getuid=os.getuid)
+    mine.put(KEY, entry(NOW + 3600, "ASIAPLANTED"))
+    # Seen by a process of another uid, the same file is someone else's.
+    theirs = rolebroker.CredentialCache(directory, getuid=lambda: os.getuid() + 1)
+    assert theirs.get(KEY) is None
+    fetch = fetcher(theirs, [entry(NOW + 3600, "ASIAFRESH")])
+    assert fetch.fetch()["credentials"]["AccessKeyId"] == "ASIAFRESH"
+    assert fetch.calls == 1
+    assert mine.get(KEY) == entry(NOW + 3600, "ASIAFRESH")
+
+
+def test_file_readable_by_others_is_ignored(cache: rolebroker.CredentialCache) -> None:
+    cache.put(KEY, entry(NOW + 3600))
+    os.chmod(cache.path(KEY), 0o644)
+    assert cache.get(KEY) is None
+
+
+def test_symlink_is_not_followed(cache: rolebroker.CredentialCache, tmp_path: Path) -> None:
+    elsewhere = rolebroker.CredentialCache(str(tmp_path / "elsewhere"), getuid=os.getuid)
+    elsewhere.put(KEY, entry(NOW + 3600))
+    os.makedirs(cache.directory, mode=0o700)
+    os.symlink(elsewhere.path(KEY), cache.path(KEY))
+    assert cache.get(KEY) is None
+
+
+def test_without_uid_checks_any_regular_file_is_read(tmp_path: Path) -> None:
+    cache = rolebroker.CredentialCache(str(tmp_path / "c"), getuid=None)  # as on Windows
+    cache.put(KEY, entry(NOW + 3600))
+    os.chmod(cache.path(KEY), 0o644)
+    assert cache.get(KEY) == entry(NOW + 3600)
+
+
+def test_unwritable_cache_still_hands_out_credentials(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    cache = rolebroker.CredentialCache(str(blocker / "rolebroker"), getuid=os.getuid)
+    fetch = fetcher(cache, [entry(NOW + 3600, "ASIAFRESH")])
+    assert fetch.fetch()["credentials"]["AccessKeyId"] == "ASIAFRESH"
+    assert cache.put(KEY, entry(NOW + 3600)) is False
+
+
+def test_no_cache_neither_reads_nor_writes(cache: rolebroker.CredentialCache) -> None:
+    cache.put(KEY, entry(NOW + 3600, "ASIACACHED"))
+    fetch = CountingFetcher([entry(NOW + 3600, "ASIAFRESH")], cache=None, cache_key=KEY, clock=lambda: NOW)
+    assert fetch.fetch()["credentials"]["AccessKeyId"] == "ASIAFRESH"
+    assert cache.get(KEY) == entry(NOW + 3600, "ASIACACHED")
+
+
+def test_expired_credentials_from_the_broker_are_refused_and_not_cached(cache: rolebroker.CredentialCache) -> None:
+    fetch = fetcher(cache, [entry(NOW - 5)])
+    with pytest.raises(rolebroker.CredentialsExpired, match="expired at"):
+        fetch.fetch()
+    assert cache.get(KEY) is None
+
+
+def test_short_lived_credentials_are_handed_out_but_not_cached(cache: rolebroker.CredentialCache) -> None:
+    fetch = fetcher(cache, [entry(NOW + 600, "ASIASHORT"), entry(NOW + 600, "ASIASHORT2")])
+    assert fetch.fetch()["credentials"]["AccessKeyId"] == "ASIASHORT"
+    assert cache.get(KEY) is None
+    assert fetch.fetch()["credentials"]["AccessKeyId"] == "ASIASHORT2"
+
+
+def test_cache_is_checked_again_once_the_lock_is_held(tmp_path: Path) -> None:
+    class RacedCache(rolebroker.CredentialCache):
+        """Another process fills the entry while we wait for the lock."""
+
+        @contextmanager
+        def lock(self, key: str, **kwargs: Any) -> Iterator[None]:  # type: ignore[override,unused-ignore]
+            self.put(key, entry(NOW + 3600, "ASIAOTHERPROCESS"))
+            yield
+
+    cache = RacedCache(str(tmp_path / "c"), getuid=os.getuid)
+    fetch = fetcher(cache, [entry(NOW + 3600, "ASIAFRESH")])
+    assert fetch.fetch()["credentials"]["AccessKeyId"] == "ASIAOTHERPROCESS"
+    assert fetch.calls == 0
+
+
+def test_clear_deletes_only_our_files(cache: rolebroker.CredentialCache) -> None:
+    cache.put(KEY, entry(NOW + 3600))
+    other_key = rolebroker.CredentialCache.key(URL, ALICE, "prod-admin", None)
+    cache.put(other_key, entry(NOW + 3600))
+    directory = Path(cache.directory)
+    (directory / (KEY + ".lock")).write_text("")
+    (directory / ".rolebroker-abc123.tmp").write_text("")
+    for foreign in ("notes.txt", "abc.json", ("A" * 64) + ".json", "config"):
+        (directory / foreign).write_text("keep me")
+    assert cache.clear() == 2
+    assert sorted(os.listdir(directory)) == sorted(["notes.txt", "abc.json", ("A" * 64) + ".json", "config"])
+    assert cache.clear() == 0
+
+
+def test_clear_without_a_cache_directory(tmp_path: Path) -> None:
+    assert rolebroker.CredentialCache(str(tmp_path / "missing"), getuid=os.getuid).clear() == 0
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_lock_is_exclusive_and_released(tmp_path: Path) -> None:
+    path = str(tmp_path / "entry.lock")
+    clock = FakeClock()
+    with rolebroker.FileLock(path, timeout=5, clock=clock, sleep=clock.sleep) as first:
+        assert first.acquired
+        with rolebroker.FileLock(path, timeout=0, clock=clock, sleep=clock.sleep) as second:
+            assert not second.acquired
+    with rolebroker.FileLock(path, timeout=0, clock=clock, sleep=clock.sleep) as third:
+        assert third.acquired
+
+
+def test_lock_wait_is_bounded_then_the_caller_proceeds(tmp_path: Path) -> None:
+    path = str(tmp_path / "entry.lock")
+    holder = FakeClock()
+    waiter = FakeClock()
+    with (rolebroker.FileLock(path, timeout=5, clock=holder, sleep=holder.sleep),
+          rolebroker.FileLock(path, timeout=30, clock=waiter, sleep=waiter.sleep) as blocked):
+        assert not blocked.acquired
+    assert waiter.now >= 30
+    assert max(waiter.sleeps) <= 0.1  # polls, so a released lock is noticed quickly
+    assert len(waiter.sleeps) < 400
+
+
+def test_lock_in_an_unusable_directory_lets_the_caller_proceed(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    clock = FakeClock()
+    with rolebroker.FileLock(str(blocker / "x.lock"), timeout=30, clock=clock, sleep=clock.sleep) as lock:
+        assert not lock.acquired
+    assert clock.sleeps == []

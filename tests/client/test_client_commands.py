@@ -1,0 +1,202 @@
+"""The other subcommands through ``main``: roles, env, exec, console, requests, cache."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable
+
+import pytest
+
+from tests.client.fakes import FakeBroker, Reply, Result, Seen, cache_files, rolebroker
+
+
+def test_roles_table(cli: Callable[..., Result], broker: FakeBroker, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rolebroker, "_local_time", lambda epoch: f"<{int(epoch)}>")
+    result = cli("roles")
+    assert result.code == 0, result.err
+    assert result.out.splitlines() == [
+        "ROLE           ACCOUNT       REGION     ACCESS",
+        "sandbox-admin  222222222222  eu-west-1  allowed",
+        "prod-readonly  333333333333  us-east-1  approval required",
+        "prod-admin     222222222222  us-east-1  granted until <1893553445>",
+    ]
+    assert broker.seen[0].path == "/v1/roles"
+
+
+def test_roles_when_none_are_offered(cli: Callable[..., Result], broker: FakeBroker) -> None:
+    broker.route("GET", "/v1/roles", Reply(200, {"roles": []}))
+    result = cli("roles")
+    assert (result.code, result.out) == (0, "")
+    assert result.err == "rolebroker: the broker offers you no roles\n"
+
+
+def test_roles_with_a_malformed_answer(cli: Callable[..., Result], broker: FakeBroker) -> None:
+    broker.route("GET", "/v1/roles", Reply(200, {"roles": "all of them"}))
+    result = cli("roles")
+    assert result.code == 1
+    assert result.err == "rolebroker: unexpected answer from broker (HTTP 200, application/json without 'roles')\n"
+
+
+def exports(text: str) -> dict[str, str]:
+    values = {}
+    for line in text.splitlines():
+        words = shlex.split(line)
+        if words[0] == "export":
+            name, _, value = words[1].partition("=")
+            values[name] = value
+    return values
+
+
+def test_env_prints_quoted_exports_and_uses_the_cache(cli: Callable[..., Result], broker: FakeBroker) -> None:
+    result = cli("env", "--role", "sandbox-admin")
+    assert result.code == 0, result.err
+    assert result.out.splitlines()[0] == "unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SECURITY_TOKEN"
+    values = exports(result.out)
+    assert values["AWS_ACCESS_KEY_ID"] == "ASIAFAKE000000000001"
+    assert values["AWS_SECRET_ACCESS_KEY"].startswith("secret-1-")
+    assert values["AWS_SESSION_TOKEN"].startswith("session-1-")
+    assert values["AWS_REGION"] == values["AWS_DEFAULT_REGION"] == "eu-west-1"
+    assert values["AWS_CREDENTIAL_EXPIRATION"].endswith("+00:00")
+    again = cli("env", "--role", "sandbox-admin")
+    assert again.out == result.out
+    assert broker.count("POST", "/v1/credentials") == 1
+
+
+def test_env_quotes_hostile_values(cli: Callable[..., Result], broker: FakeBroker) -> None:
+    def odd(request: Seen) -> Reply:
+        reply = broker.credentials(request)
+        assert isinstance(reply.body, dict)
+        reply.body["credentials"]["SessionToken"] = "tok'en $(touch /tmp/pwned) `id`"
+        return reply
+
+    broker.route("POST", "/v1/credentials", odd)
+    result = cli("env", "--role", "sandbox-admin")
+    assert exports(result.out)["AWS_SESSION_TOKEN"] == "tok'en $(touch /tmp/pwned) `id`"
+
+
+def test_exec_gets_the_credentials_and_passes_the_exit_code(cli: Callable[..., Result], broker: FakeBroker,
+                                                             env: dict[str, str]) -> None:
+    seen: list[tuple[list[str], dict[str, str]]] = []
+
+    def execute(argv: list[str], child_env: dict[str, str]) -> int:
+        seen.append((argv, child_env))
+        return 42
+
+    environ = env | {"AWS_PROFILE": "other", "AWS_DEFAULT_PROFILE": "other", "KEEP_ME": "1"}
+    result = cli("exec", "--role", "sandbox-admin", "--", "aws", "s3", "ls", "--recursive", environ=environ,
+                 execute=execute)
+    assert result.code == 42
+    assert (result.out, result.err) == ("", "")
+    ((argv, child_env),) = seen
+    assert argv == ["aws", "s3", "ls", "--recursive"]
+    assert child_env["AWS_ACCESS_KEY_ID"] == "ASIAFAKE000000000001"
+    assert child_env["AWS_REGION"] == "eu-west-1"
+    assert child_env["KEEP_ME"] == "1"
+    assert "AWS_PROFILE" not in child_env
+    assert "AWS_DEFAULT_PROFILE" not in child_env
+
+
+def test_exec_needs_a_command(cli: Callable[..., Result]) -> None:
+    result = cli("exec", "--role", "sandbox-admin", "--")
+    assert result.code == 2
+    assert "exec needs a command after `--`" in result.err
+
+
+def test_exec_does_not_run_the_command_when_credentials_fail(cli: Callable[..., Result], broker: FakeBroker) -> None:
+    broker.route("POST", "/v1/credentials", Reply(403, {"Message": "not for you", "RequestId": "r1"}))
+    ran: list[list[str]] = []
+
+    def execute(argv: list[str], env: dict[str, str]) -> int:
+        ran.append(argv)
+        return 0
+
+    result = cli("exec", "--role", "sandbox-admin", "--", "true", execute=execute)
+    assert result.code == 1
+    assert ran == []
+    assert result.err == "rolebroker: access denied for role sandbox-admin: not for you (request id r1)\n"
+
+
+def test_console_prints_and_opens_the_link(cli: Callable[..., Result], broker: FakeBroker) -> None:
+    link = "https://signin.aws.amazon.com/federation?Action=login&SigninToken=abc"
+    broker.route("POST", "/v1/console", Reply(200, {"url": link, "expires_at": "2030-01-01T00:00:00+00:00"}))
+    opened: list[str] = []
+
+    def open_browser(url: str) -> bool:
+        opened.append(url)
+        return True
+
+    assert cli("console", "--role", "sandbox-admin").out == link + "\n"
+    result = cli("console", "--role", "sandbox-admin", "--open", open_browser=open_browser)
+    assert (result.code, result.out) == (0, link + "\n")
+    assert opened == [link]
+    assert broker.seen[0].json() == {"role": "sandbox-admin"}
+
+
+def test_console_refuses_a_non_https_link(cli: Callable[..., Result], broker: FakeBroker) -> None:
+    broker.route("POST", "/v1/console", Reply(200, {"url": "file:///etc/passwd"}))
+    opened: list[str] = []
+    result = cli("console", "--role", "sandbox-admin", "--open", open_browser=opened.append)
+    assert result.code == 1
+    assert opened == []
+
+
+def test_request_sends_role_duration_and_reason(cli: Callable[..., Result], broker: FakeBroker) -> None:
+    broker.route("POST", "/v1/requests", Reply(200, {"id": "req-1", "status": "pending", "role": "prod-readonly",
+                                                     "requester": "alice@example.com"}))
+    result = cli("request", "--role", "prod-readonly", "--reason", "incident 42", "--duration", "3600")
+    assert result.code == 0, result.err
+    assert result.out == "request req-1 for prod-readonly: pending\n"
+    assert broker.seen[0].json() == {"role": "prod-readonly", "reason": "incident 42", "duration_seconds": 3600}
+
+
+def test_requests_table(cli: Callable[..., Result], broker: FakeBroker, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rolebroker, "_local_time", lambda epoch: "2030-01-01 00:00 UTC")
+    broker.route("GET", "/v1/requests", Reply(200, {"requests": [
+        {"id": "req-1", "status": "pending", "role": "prod-readonly", "requester": "alice@example.com",
+         "duration_seconds": 5400, "reason": "incident 42", "created_at": "2030-01-01T00:00:00Z"},
+        {"id": "req-2", "status": "approved", "role": "prod-admin", "requester": "bob@example.com",
+         "duration_seconds": 3600, "reason": "deploy\nfix", "created_at": "2030-01-01T00:00:00Z"},
+    ]}))
+    result = cli("requests")
+    assert result.code == 0, result.err
+    assert result.out.splitlines() == [
+        "ID     STATUS    ROLE           REQUESTER          DURATION  CREATED               REASON",
+        "req-1  pending   prod-readonly  alice@example.com  1h30m     2030-01-01 00:00 UTC  incident 42",
+        "req-2  approved  prod-admin     bob@example.com    1h        2030-01-01 00:00 UTC  deploy fix",
+    ]
+
+
+@pytest.mark.parametrize(("argv", "path", "body"), [
+    (["approve", "req 1/x"], "/v1/requests/req%201%2Fx/approve", {}),
+    (["deny", "req-1", "--reason", "not now"], "/v1/requests/req-1/deny", {"reason": "not now"}),
+    (["deny", "req-1"], "/v1/requests/req-1/deny", {}),
+])
+def test_approve_and_deny(cli: Callable[..., Result], broker: FakeBroker, argv: list[str], path: str,
+                          body: dict[str, str]) -> None:
+    verdict = argv[0]
+    broker.route("POST", path, Reply(200, {"id": argv[1], "status": f"{verdict}d", "role": "prod-admin",
+                                           "requester": "bob@example.com"}))
+    result = cli(*argv)
+    assert result.code == 0, result.err
+    assert broker.seen[0].path == path
+    assert json.loads(broker.seen[0].body) == body
+    assert result.out == f"request {argv[1]} (prod-admin for bob@example.com): {verdict}d\n"
+
+
+def test_approving_your_own_request_shows_the_brokers_reason(cli: Callable[..., Result], broker: FakeBroker) -> None:
+    broker.route("POST", "/v1/requests/req-1/approve",
+                 Reply(403, {"Code": "ForbiddenError", "Message": "you cannot approve your own request",
+                             "RequestId": "r9"}))
+    result = cli("approve", "req-1")
+    assert result.err == "rolebroker: you cannot approve your own request (request id r9)\n"
+
+
+def test_cache_clear(cli: Callable[..., Result], env: dict[str, str]) -> None:
+    cli("credential-process", "--role", "sandbox-admin")
+    cli("credential-process", "--role", "prod-admin")
+    assert len(cache_files(env)) == 2
+    result = cli("cache", "clear")
+    assert result.code == 0
+    assert result.out.startswith("removed 2 cached credential(s) from ")
+    assert cache_files(env) == []

@@ -1,0 +1,193 @@
+"""``login``/``logout`` against a fake OIDC issuer, and the silent refresh the other commands do."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import stat
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from tests.client.fakes import FakeBroker, FakeIssuer, Result, cache_files, rolebroker
+
+CP = ("credential-process", "--role", "sandbox-admin")
+
+
+def browser(url: str) -> bool:
+    """What a browser does: GET the authorize URL and follow the IdP's redirect to the loopback callback."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=10) as answer:
+        answer.read()
+    return True
+
+
+@pytest.fixture
+def signed_out(env: dict[str, str], broker: FakeBroker, idp: FakeIssuer) -> dict[str, str]:
+    broker.client_config = {"issuer": idp.url, "client_id": idp.client_id, "scopes": "openid email offline_access"}
+    return {k: v for k, v in env.items() if k != "ROLEBROKER_TOKEN"}
+
+
+def tokens_file(env: dict[str, str]) -> Path:
+    return Path(env["XDG_CONFIG_HOME"]) / "rolebroker" / "tokens.json"
+
+
+def stored(env: dict[str, str]) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(tokens_file(env).read_text())
+    return data
+
+
+def login(cli: Callable[..., Result], environ: dict[str, str], **runtime: Any) -> Result:
+    runtime.setdefault("open_browser", browser)
+    runtime.setdefault("login_timeout", 30)
+    return cli("login", environ=environ, **runtime)
+
+
+def test_login_stores_tokens_privately_and_commands_use_them(
+        cli: Callable[..., Result], broker: FakeBroker, idp: FakeIssuer, signed_out: dict[str, str]) -> None:
+    result = login(cli, signed_out)
+    assert result.code == 0, result.err
+    assert result.out == f"signed in as alice@example.com at {idp.url}\n"
+    assert f"{idp.url}/authorize?" in result.err
+    assert idp.grants == ["authorization_code"]
+
+    path = tokens_file(signed_out)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    data = stored(signed_out)
+    entry = data["issuers"][idp.url]
+    assert entry["id_token"] == idp.issued_id_tokens[-1]
+    assert entry["refresh_token"] in idp.refresh_tokens
+    assert data["brokers"] == {broker.url: idp.url}
+
+    assert cli("roles", environ=signed_out).code == 0
+    assert broker.seen[-1].headers["authorization"] == f"Bearer {idp.issued_id_tokens[-1]}"
+    assert entry["id_token"] not in result.err
+
+
+def test_authorize_request_uses_pkce_s256_and_a_fresh_state(
+        cli: Callable[..., Result], idp: FakeIssuer, signed_out: dict[str, str]) -> None:
+    asked: list[dict[str, str]] = []
+
+    def recording_browser(url: str) -> bool:
+        asked.append({k: v[0] for k, v in parse_qs(urlsplit(url).query).items()})
+        return browser(url)
+
+    assert login(cli, signed_out, open_browser=recording_browser).code == 0
+    assert login(cli, signed_out, open_browser=recording_browser).code == 0
+    first, second = asked
+    assert first["code_challenge_method"] == "S256"
+    assert len(first["code_challenge"]) == 43
+    assert first["scope"] == "openid email offline_access"
+    assert first["state"] != second["state"]
+    assert first["code_challenge"] != second["code_challenge"]
+
+
+def test_pkce_pair() -> None:
+    verifier, challenge = rolebroker.pkce_pair()
+    assert 43 <= len(verifier) <= 128
+    expected = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+    assert challenge == expected
+
+
+def test_expired_id_token_is_refreshed_silently(cli: Callable[..., Result], broker: FakeBroker, idp: FakeIssuer,
+                                                signed_out: dict[str, str]) -> None:
+    idp.id_token_ttl = -120  # the IdP hands out an already expired id_token
+    assert login(cli, signed_out).code == 0
+    first_refresh = stored(signed_out)["issuers"][idp.url]["refresh_token"]
+    idp.id_token_ttl = 3600
+    opened: list[str] = []
+
+    result = cli(*CP, environ=signed_out, open_browser=opened.append)
+    assert result.code == 0, result.err
+    assert result.err == ""
+    assert idp.grants == ["authorization_code", "refresh_token"]
+    assert broker.seen[-1].headers["authorization"] == f"Bearer {idp.issued_id_tokens[-1]}"
+    entry = stored(signed_out)["issuers"][idp.url]
+    assert entry["id_token"] == idp.issued_id_tokens[-1]
+    assert entry["refresh_token"] != first_refresh  # the rotated one was kept
+    assert opened == []
+
+    again = cli(*CP, environ=signed_out)
+    assert again.out == result.out
+    assert idp.grants == ["authorization_code", "refresh_token"]
+
+
+def test_revoked_refresh_token_asks_for_login(cli: Callable[..., Result], broker: FakeBroker, idp: FakeIssuer,
+                                              signed_out: dict[str, str]) -> None:
+    idp.id_token_ttl = -120
+    assert login(cli, signed_out).code == 0
+    entry = stored(signed_out)["issuers"][idp.url]
+    idp.refresh_tokens.clear()
+    result = cli(*CP, environ=signed_out)
+    assert (result.code, result.out) == (1, "")
+    assert result.err == "rolebroker: your sign-in has expired (invalid_grant): run `rolebroker login`\n"
+    assert entry["refresh_token"] not in result.err
+    assert broker.count("POST", "/v1/credentials") == 0
+
+
+def test_callback_with_the_wrong_state_is_rejected(cli: Callable[..., Result], idp: FakeIssuer,
+                                                   signed_out: dict[str, str]) -> None:
+    def forged(url: str) -> bool:
+        redirect_uri = parse_qs(urlsplit(url).query)["redirect_uri"][0]
+        return browser(f"{redirect_uri}?code=stolen&state=forged")
+
+    result = login(cli, signed_out, open_browser=forged)
+    assert result.code == 1
+    assert result.err_lines[-1] == ("rolebroker: the sign-in answer carried the wrong state (not from this login); "
+                                    "run `rolebroker login` again")
+    assert idp.grants == []
+    assert not tokens_file(signed_out).exists()
+
+
+def test_refusal_at_the_identity_provider(cli: Callable[..., Result], idp: FakeIssuer,
+                                          signed_out: dict[str, str]) -> None:
+    idp.deny = True
+    result = login(cli, signed_out)
+    assert result.code == 1
+    assert result.err_lines[-1] == "rolebroker: the identity provider refused the sign-in: user said no"
+
+
+def test_no_browser_prints_the_address_and_gives_up_after_the_timeout(
+        cli: Callable[..., Result], idp: FakeIssuer, signed_out: dict[str, str]) -> None:
+    opened: list[str] = []
+    result = cli("login", "--no-browser", environ=signed_out, open_browser=opened.append, login_timeout=0.2)
+    assert result.code == 1
+    assert opened == []
+    assert f"{idp.url}/authorize?" in result.err
+    assert result.err_lines[-1] == "rolebroker: no sign-in arrived within 0.2 s; run `rolebroker login` again"
+
+
+def test_issuer_from_the_config_file(cli: Callable[..., Result], broker: FakeBroker, idp: FakeIssuer,
+                                     signed_out: dict[str, str], home: Path) -> None:
+    config = home / "rb.ini"
+    config.write_text(f"[default]\nissuer = {idp.url}\nclient_id = {idp.client_id}\n")
+    result = login(cli, signed_out | {"ROLEBROKER_CONFIG": str(config)})
+    assert result.code == 0, result.err
+    assert broker.count("GET", "/v1/client-config") == 0
+
+
+def test_logout_forgets_tokens_and_cached_credentials(cli: Callable[..., Result], idp: FakeIssuer,
+                                                      signed_out: dict[str, str]) -> None:
+    assert login(cli, signed_out).code == 0
+    assert cli(*CP, environ=signed_out).code == 0
+    assert len(cache_files(signed_out)) == 1
+    result = cli("logout", environ=signed_out)
+    assert result.out == f"signed out of {idp.url}; removed 1 cached credential(s)\n"
+    assert stored(signed_out)["issuers"] == {}
+    assert cache_files(signed_out) == []
+    after = cli(*CP, environ=signed_out)
+    assert after.err == "rolebroker: not signed in: run `rolebroker login` (or set ROLEBROKER_TOKEN)\n"
+
+
+def test_damaged_token_store_means_signed_out(cli: Callable[..., Result], signed_out: dict[str, str]) -> None:
+    path = tokens_file(signed_out)
+    path.parent.mkdir(parents=True)
+    path.write_text("{oops")
+    result = cli(*CP, environ=signed_out)
+    assert result.err == "rolebroker: not signed in: run `rolebroker login` (or set ROLEBROKER_TOKEN)\n"
