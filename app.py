@@ -14,6 +14,7 @@ import functools
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ PUBLIC_PATHS = frozenset({"/v1/health", "/v1/client-config", "/slack/commands", 
 # gets the same clear 400 as any other bad body.
 ANY_BODY_TYPE = ["*/*"]
 REQUEST_ID_PATTERN = "0123456789abcdef"
+SECRET_TTL_SECONDS = 300
 _CONTEXT_KEY = "rolebroker"
 
 
@@ -73,6 +75,7 @@ class Services:
     chatops: ChatOps | None = None
     dispatcher: Dispatcher | None = None
     _slack_verifier: SlackRequestVerifier | None = None
+    _slack_verifier_at: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def requests(self) -> AccessRequests:
@@ -86,13 +89,16 @@ class Services:
             raise DependencyDown("Slack is not configured on this broker "
                                  "(ROLEBROKER_SLACK_SIGNING_SECRET and ROLEBROKER_TABLE)")
         with self._lock:
-            if self._slack_verifier is None:
+            # Re-read every few minutes, so a rotated secret (in SSM) takes
+            # effect without recycling containers.
+            if self._slack_verifier is None or time.monotonic() - self._slack_verifier_at > SECRET_TTL_SECONDS:
                 from chalicelib.secrets import resolve_secret
                 from chalicelib.slack import SlackRequestVerifier
 
                 secret = resolve_secret(self.settings.slack_signing_secret, self.client)
                 self._slack_verifier = SlackRequestVerifier(secret or "")
-        return self._slack_verifier, self.chatops, self.dispatcher
+                self._slack_verifier_at = time.monotonic()
+            return self._slack_verifier, self.chatops, self.dispatcher
 
 
 _services: Services | None = None
@@ -137,7 +143,14 @@ def _build_services(
         from chalicelib.store import AccessStore
 
         store = AccessStore(client("dynamodb"), settings.table_name)
-    broker = Broker(policy=policy.get, sts=StsGateway(client("sts")), audit=audit, grants=store,
+    if settings.source_credentials_secret:
+        from chalicelib.source_credentials import sts_client_from_secret
+
+        sts = sts_client_from_secret(client("secretsmanager"), settings.source_credentials_secret,
+                                     region=settings.region, config=config)
+    else:
+        sts = client("sts")
+    broker = Broker(policy=policy.get, sts=StsGateway(sts), audit=audit, grants=store,
                     session_limit_seconds=settings.session_limit_seconds, clock=clock)
     console = ConsoleLinks(broker, issuer_url=settings.public_url or "rolebroker", clock=clock,
                            federation_url=settings.federation_url)

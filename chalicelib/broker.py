@@ -68,10 +68,13 @@ def session_duration(
                         f"issued {role.max_duration_seconds}")
         seconds = role.max_duration_seconds
     if seconds > limit:
-        warnings.append(
-            f"sessions are capped at {limit} seconds: the broker assumes roles from its own role "
-            "(role chaining), and STS limits chained sessions to one hour"
-        )
+        if limit <= ROLE_CHAINING_LIMIT_SECONDS:
+            warnings.append(
+                f"sessions are capped at {limit} seconds: the broker assumes roles from its own role "
+                "(role chaining), and STS limits chained sessions to one hour"
+            )
+        else:
+            warnings.append(f"this broker caps sessions at {limit} seconds (ROLEBROKER_MAX_SESSION_SECONDS)")
         seconds = limit
     if grant_until is not None:
         left = int((grant_until - now).total_seconds())

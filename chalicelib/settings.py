@@ -65,6 +65,7 @@ class Settings:
     slack_response_url_prefixes: tuple[str, ...] = ("https://hooks.slack.com/",)
     worker_function: str | None = None
     federation_url: str = "https://signin.aws.amazon.com/federation"
+    source_credentials_secret: str | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -121,6 +122,7 @@ class Settings:
             worker_function=environ.get("ROLEBROKER_WORKER_FUNCTION", "").strip() or None,
             federation_url=environ.get("ROLEBROKER_FEDERATION_URL", "").strip()
             or "https://signin.aws.amazon.com/federation",
+            source_credentials_secret=environ.get("ROLEBROKER_SOURCE_CREDENTIALS_SECRET", "").strip() or None,
         )
 
 
@@ -131,4 +133,9 @@ def _session_limit(environ: Mapping[str, str]) -> int:
     limit = _int(environ, "ROLEBROKER_MAX_SESSION_SECONDS", 3600)
     if not 900 <= limit <= 43200:
         raise ConfigurationError("ROLEBROKER_MAX_SESSION_SECONDS must be between 900 and 43200")
+    if limit > 3600 and not environ.get("ROLEBROKER_SOURCE_CREDENTIALS_SECRET", "").strip():
+        raise ConfigurationError(
+            "ROLEBROKER_MAX_SESSION_SECONDS above 3600 needs ROLEBROKER_SOURCE_CREDENTIALS_SECRET: "
+            "the Lambda role's own AssumeRole is role chaining, which STS caps at one hour"
+        )
     return limit

@@ -23,7 +23,8 @@ def token(stack: LocalStack) -> str:
 
 @schema.parametrize()
 @settings(max_examples=30, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
+                                 HealthCheck.function_scoped_fixture])
 def test_api_never_fails_and_matches_its_spec(case: schemathesis.Case, stack: LocalStack, token: str) -> None:
     if case.method.upper() not in {"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"}:
         # TRACE, QUERY, ... never reach the app: chalice local's http.server

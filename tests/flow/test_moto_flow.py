@@ -53,3 +53,22 @@ def test_two_people_get_distinct_sessions(client: Client, issuer: DevIssuer) -> 
     assert str(alice["assumed_role_arn"]).endswith("/alice@example.com")
     assert str(bob["assumed_role_arn"]).endswith("/bob@example.com")
     assert alice["credentials"] != bob["credentials"]
+
+
+def test_source_principal_allows_sessions_longer_than_an_hour(
+        issuer: DevIssuer, moto_server: Moto, monkeypatch: pytest.MonkeyPatch) -> None:
+    import app as app_module
+
+    secrets = moto_server.client("secretsmanager")
+    name = "rolebroker/source-principal-long"
+    secrets.create_secret(Name=name, SecretString=json.dumps(
+        {"AccessKeyId": "AKIAEXAMPLESOURCE001", "SecretAccessKey": "source-secret-key-value"}))
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto_server.url)  # the source principal's own STS client
+    environ = broker_environ(issuer, ROLEBROKER_MAX_SESSION_SECONDS="7200",
+                             ROLEBROKER_SOURCE_CREDENTIALS_SECRET=name)
+    services = app_module._build_services(environ, client_factory=moto_server.client,
+                                          audit=AuditLog(emit=lambda line: None))
+    monkeypatch.setattr(app_module, "_services", services)
+    with Client(app_module.app) as test_client:
+        body = _credentials(test_client, issuer.mint("bob@example.com", groups=["developers"]), "sandbox-readonly")
+    assert body["duration_seconds"] == 7200 and body["warnings"] == []

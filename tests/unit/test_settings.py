@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.exceptions import ConfigurationError
+from chalicelib.settings import Settings
+
+BASE = {"ROLEBROKER_OIDC_ISSUER": "https://idp.example.com", "ROLEBROKER_OIDC_AUDIENCE": "a, b",
+        "ROLEBROKER_POLICY": "policy.yaml"}
+
+
+def test_minimal_settings_and_defaults() -> None:
+    settings = Settings.from_environ(BASE)
+    assert settings.audiences == ("a", "b") and settings.client_id == "a"
+    assert settings.identity_claim == "email" and settings.groups_claim == "groups"
+    assert "HS256" not in settings.algorithms and settings.session_limit_seconds == 3600
+
+
+@pytest.mark.parametrize(("extra", "fragment"), [
+    ({"ROLEBROKER_OIDC_ISSUER": ""}, "ROLEBROKER_OIDC_ISSUER"),
+    ({"ROLEBROKER_JWT_ALGORITHMS": "RS256,HS256"}, "asymmetric"),
+    ({"ROLEBROKER_JWT_ALGORITHMS": "none"}, "asymmetric"),
+    ({"ROLEBROKER_JWT_LEEWAY": "300"}, "between 0 and 60"),
+    ({"ROLEBROKER_JWT_LEEWAY": "soon"}, "integer"),
+    ({"ROLEBROKER_MAX_SESSION_SECONDS": "7200"}, "role chaining"),
+    ({"ROLEBROKER_MAX_SESSION_SECONDS": "100"}, "between 900 and 43200"),
+])
+def test_bad_settings_fail_clearly(extra: dict[str, str], fragment: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_environ({**BASE, **extra})
+    assert fragment in str(caught.value)
+
+
+def test_longer_sessions_with_a_source_principal() -> None:
+    settings = Settings.from_environ({**BASE, "ROLEBROKER_MAX_SESSION_SECONDS": "43200",
+                                      "ROLEBROKER_SOURCE_CREDENTIALS_SECRET": "rolebroker/source"})
+    assert settings.session_limit_seconds == 43200
+
+
+def test_secrets_are_not_in_repr() -> None:
+    settings = Settings.from_environ({**BASE, "ROLEBROKER_SLACK_SIGNING_SECRET": "s3cr3t-value",
+                                      "ROLEBROKER_SLACK_BOT_TOKEN": "xoxb-secret"})
+    assert "s3cr3t-value" not in repr(settings) and "xoxb-secret" not in repr(settings)
