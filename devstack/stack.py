@@ -138,7 +138,7 @@ class LocalStack:
         self._logs.append(log)
         output = log if self.quiet else None
         process = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=output, stderr=output if self.quiet else subprocess.STDOUT,
+            argv, cwd=ROOT, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=output, stderr=output if self.quiet else subprocess.STDOUT,
             start_new_session=True,
         )
         self._processes.append(process)
@@ -213,6 +213,18 @@ class LocalStack:
         for log in self._logs:
             log.close()
         self._logs.clear()
+
+    def audit_lines(self) -> list[dict[str, Any]]:
+        """The broker's audit records so far (quiet mode logs its stdout to a file)."""
+        path = self.log_dir / "broker.log"
+        records = []
+        for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
+            if '"audit": "rolebroker"' in line:
+                try:
+                    records.append(json.loads(line))
+                except ValueError:
+                    continue
+        return records
 
     def mint(self, sub: str, **kwargs: Any) -> str:
         assert self.issuer is not None
