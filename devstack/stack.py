@@ -138,7 +138,8 @@ class LocalStack:
         self._logs.append(log)
         output = log if self.quiet else None
         process = subprocess.Popen(
-            argv, cwd=ROOT, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=output, stderr=output if self.quiet else subprocess.STDOUT,
+            argv, cwd=ROOT, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=output,
+            stderr=output if self.quiet else subprocess.STDOUT,
             start_new_session=True,
         )
         self._processes.append(process)

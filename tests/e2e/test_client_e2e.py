@@ -141,8 +141,8 @@ def test_configure_keeps_a_hand_written_config(stack: LocalStack, user_env: dict
     config.parent.mkdir(parents=True)
     original = ("# my AWS config\n[default]\nregion = eu-central-1\noutput = json\n\n"
                 "; the classic way, kept for now\n[profile legacy]\nrole_arn = arn:aws:iam::222222222222:role/Old\n"
-                "source_profile = default\n\n[profile sandbox-admin]\n# hand-written, must survive\nregion = us-west-2\n"
-                "\n[sso-session corp]\nsso_start_url = https://corp.awsapps.com/start\n")
+                "source_profile = default\n\n[profile sandbox-admin]\n# hand-written, must survive\n"
+                "region = us-west-2\n\n[sso-session corp]\nsso_start_url = https://corp.awsapps.com/start\n")
     config.write_text(original)
     first = run([ROLEBROKER, "configure", "--all"], user_env)
     assert first.returncode == 0, first.stderr
