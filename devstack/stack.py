@@ -148,7 +148,7 @@ class LocalStack:
     def _start_aws(self) -> None:
         env = {**os.environ, **FAKE_AWS_CREDENTIALS}
         process = self._spawn(
-            "moto", [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(self.aws_port)], env)
+            "moto", [sys.executable, "-m", "devstack.aws", "--host", LOOPBACK, "--port", str(self.aws_port)], env)
         wait_for(f"{self.aws_url}/moto-api/", 30, process)
 
     def _seed(self) -> None:

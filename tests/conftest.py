@@ -24,8 +24,53 @@ sys.path.insert(0, str(ROOT))
 from chalicelib.audit import AuditLog  # noqa: E402
 from devstack.issuer import DevIssuer  # noqa: E402
 from devstack.stack import FAKE_AWS_CREDENTIALS, free_port, wait_for  # noqa: E402
+from tests.secretscan import SCANNER, CollectingHandler  # noqa: E402
 
 AUDIENCE = "rolebroker-test"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Collect everything rolebroker logs, audits or answers with an error."""
+    import logging
+
+    import app as app_module
+
+    handler = CollectingHandler(SCANNER)
+    for name in ("", "rolebroker.audit"):
+        logging.getLogger(name).addHandler(handler)
+    original_init = AuditLog.__init__
+
+    def init(self: AuditLog, emit: Any = None, **kwargs: Any) -> None:
+        original_init(self, emit, **kwargs)
+        inner = self._emit
+
+        def tee(line: str) -> None:
+            SCANNER.add("audit", line)
+            inner(line)
+
+        self._emit = tee
+
+    AuditLog.__init__ = init  # type: ignore[method-assign]
+    original_error = app_module.error_response
+
+    def error_response(code: str, message: str, status: int, request_id: str,
+                       headers: dict[str, str] | None = None) -> Any:
+        SCANNER.add(f"error body {status}", f"{code}: {message}")
+        return original_error(code, message, status, request_id, headers)
+
+    app_module.error_response = error_response
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    hits = SCANNER.scan()
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"secret scan: {len(SCANNER.collected)} log lines, audit lines and error bodies "
+                            f"scanned, {len(hits)} secrets found")
+        for hit in hits[:20]:
+            reporter.write_line(f"  SECRET ({hit.kind}) in {hit.source}: {hit.excerpt}", red=True)
+    if hits:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 POLICY = str(ROOT / "devstack" / "access-policy.yaml")
 
 
@@ -142,7 +187,7 @@ def moto_server() -> Iterator[Moto]:
     port = free_port()
     env = {**os.environ, **FAKE_AWS_CREDENTIALS}
     process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "devstack.aws", "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT,
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"

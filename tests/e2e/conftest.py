@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from devstack.stack import LocalStack, free_port
+from tests.secretscan import SCANNER
 
 
 @pytest.fixture(scope="session")
@@ -20,3 +21,5 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         yield local
     finally:
         local.stop()
+        for log in sorted(logs.glob("*.log")):  # the broker's own output joins the secret scan
+            SCANNER.add(f"local stack {log.name}", log.read_text(errors="replace"))

@@ -69,13 +69,13 @@ def test_token_command_needs_no_environment(stack: LocalStack, user_env: dict[st
     config_dir.mkdir(parents=True)
     (config_dir / "config").write_text(
         "[default]\n"
-        f"token_command = {sys.executable} -m devstack token --sub carol@example.com --groups developers\n")
+        f"token_command = {sys.executable} -m devstack token --sub erin@example.com --groups developers\n")
     user_env["PYTHONPATH"] = str(ROOT)
     user_env["ROLEBROKER_ISSUER_PORT"] = stack.issuer.url.rsplit(":", 1)[1]
     assert run([ROLEBROKER, "configure", "--role", "sandbox-readonly"], user_env, cwd=ROOT).returncode == 0
     out = run([AWS, "sts", "get-caller-identity", "--profile", "sandbox-readonly"], user_env, cwd=ROOT)
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["Arn"].endswith("assumed-role/ReadOnlyRole/carol@example.com")
+    assert json.loads(out.stdout)["Arn"].endswith("assumed-role/ReadOnlyRole/erin@example.com")
 
 
 def test_boto3_session_refreshes_short_lived_credentials(
