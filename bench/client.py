@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 BIN = Path(sys.executable).parent
-CLIENT = Path(__file__).resolve().parent.parent / "client" / "rolebroker.py"
 RUNS = int(os.environ.get("BENCH_CLIENT_RUNS", "15"))
 FLOOR = """import json, sys
 sys.stdout.write(json.dumps({"Version": 1, "AccessKeyId": "ASIAEXAMPLE", "SecretAccessKey": "x",
@@ -83,9 +82,7 @@ def _environment(work: Path, stack: Any) -> dict[str, str]:
         "source_profile = base\nregion = us-east-1\n\n[profile base]\nregion = us-east-1\n")
     (home / ".aws" / "credentials").write_text(
         "[base]\naws_access_key_id = AKIAEXAMPLEBASE00001\naws_secret_access_key = base-secret\n")
-    # As pip installs it: with bytecode compiled (some sandboxes set
-    # PYTHONDONTWRITEBYTECODE, which would make every run recompile 2 000 lines).
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(CLIENT)], check=True)
+    # The client as `make` installs it: a regular pip install, bytecode compiled.
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("AWS_", "ROLEBROKER_")) and k != "PYTHONDONTWRITEBYTECODE"}
     env.update({

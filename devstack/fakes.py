@@ -12,9 +12,11 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+from .loopback import LoopbackServer
 
 SLACK_USERS = {
     "U0ALICE": "alice@example.com",
@@ -24,31 +26,20 @@ SLACK_USERS = {
 
 
 @dataclass
-class FakeWeb:
+class FakeWeb(LoopbackServer):
     host: str = "127.0.0.1"
     port: int = 0
     users: dict[str, str] = field(default_factory=lambda: dict(SLACK_USERS))
     recorded: list[dict[str, Any]] = field(default_factory=list)
-    _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ts: int = 0
 
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://{self.host}:{self._server.server_address[1]}"
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return _handler(self)
 
     def start(self) -> FakeWeb:
-        self._server = ThreadingHTTPServer((self.host, self.port), _handler(self))
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="fake-web", daemon=True).start()
+        super().start()
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
 
     def record(self, path: str, body: dict[str, Any]) -> None:
         with self._lock:

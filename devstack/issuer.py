@@ -23,12 +23,14 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlparse
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from .loopback import LoopbackServer
 
 DEFAULT_USERS: dict[str, dict[str, Any]] = {
     "alice@example.com": {"groups": ["platform-admins"]},
@@ -52,7 +54,7 @@ def new_key() -> _Key:
 
 
 @dataclass
-class DevIssuer:
+class DevIssuer(LoopbackServer):
     """Start with ``start()``, stop with ``stop()``; ``url`` is the issuer."""
 
     host: str = "127.0.0.1"
@@ -64,27 +66,14 @@ class DevIssuer:
     jwks_available: bool = True
     _codes: dict[str, dict[str, Any]] = field(default_factory=dict)
     _refresh: dict[str, dict[str, Any]] = field(default_factory=dict)
-    _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "issuer not started"
-        return f"http://{self.host}:{self._server.server_address[1]}"
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
 
     def start(self) -> DevIssuer:
-        if self.host not in {"127.0.0.1", "localhost", "::1"}:
-            raise ValueError("the dev issuer mints tokens for anyone: it only listens on loopback")
-        self._server = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="dev-issuer", daemon=True).start()
+        super().start()
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
 
     # -- keys and tokens
 
