@@ -735,6 +735,14 @@ def _is_loopback(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
+def _is_console_url(url: str) -> bool:
+    """A sign-in link is a credential: https, or http only on this machine (the local stack)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(parts.hostname or ""))
+
+
 def check_transport(url: str, what: str) -> None:
     """Refuse URLs a bearer token must not travel to: not http(s), or plain http off this machine."""
     from urllib.parse import urlsplit
@@ -911,7 +919,7 @@ class BrokerClient:
     def console(self, role: str) -> dict[str, Any]:
         doc, answer = self._json("POST", "/v1/console", {"role": role}, role=role)
         url = doc.get("url")
-        if not isinstance(url, str) or not url.startswith("https://"):
+        if not isinstance(url, str) or not _is_console_url(url):
             raise UnexpectedAnswer(f"unexpected answer from broker ({answer.describe()} without an https url)")
         return doc
 
@@ -1728,6 +1736,8 @@ def _access_text(access: object) -> str:
         return "-"
     if access == "approval_required":
         return "approval required"
+    if access == "mfa_required":
+        return "MFA required"
     if access.startswith("granted_until:"):
         try:
             return f"granted until {_local_time(parse_timestamp(access.split(':', 1)[1]))}"

@@ -141,6 +141,26 @@ def test_console_refuses_a_non_https_link(cli: Callable[..., Result], broker: Fa
     assert opened == []
 
 
+@pytest.mark.parametrize(("link", "accepted"), [
+    ("http://127.0.0.1:8003/federation?Action=login&SigninToken=abc", True),  # the local stack
+    ("http://signin.example.com/federation?Action=login&SigninToken=abc", False),
+    ("javascript:alert(1)", False),
+])
+def test_console_accepts_plain_http_only_on_this_machine(
+        cli: Callable[..., Result], broker: FakeBroker, link: str, accepted: bool) -> None:
+    broker.route("POST", "/v1/console", Reply(200, {"url": link, "expires_at": "2030-01-01T00:00:00+00:00"}))
+    result = cli("console", "--role", "sandbox-admin")
+    assert (result.code == 0) is accepted
+    assert (result.out == link + "\n") is accepted
+
+
+def test_roles_table_names_mfa_required(cli: Callable[..., Result], broker: FakeBroker) -> None:
+    role = {"name": "prod-admin", "account_id": "333333333333", "role_arn": "arn:aws:iam::333333333333:role/A",
+            "region": "us-east-1", "max_duration_seconds": 3600, "console": True, "access": "mfa_required"}
+    broker.route("GET", "/v1/roles", Reply(200, {"roles": [role]}))
+    assert cli("roles").out.splitlines()[1].endswith("MFA required")
+
+
 def test_request_sends_role_duration_and_reason(cli: Callable[..., Result], broker: FakeBroker) -> None:
     broker.route("POST", "/v1/requests", Reply(200, {"id": "req-1", "status": "pending", "role": "prod-readonly",
                                                      "requester": "alice@example.com"}))
