@@ -176,7 +176,8 @@ class Broker:
         def audit(outcome: str, reason: str, **extra: Any) -> None:
             self._audit.record(action=action, outcome=outcome, reason=reason, context=context,
                                identity=identity, role=role.name, account=role.account.id,
-                               rule=decision.rule, requested_seconds=requested_seconds,
+                               rule=decision.rule, claims_used=dict(decision.claims_used) or None,
+                               requested_seconds=requested_seconds,
                                latency_ms=_ms(started), **extra)
 
         if not decision.allowed:

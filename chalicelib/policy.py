@@ -72,6 +72,15 @@ class Rule:
             parts.append("a matching " + ", ".join(k for k, _ in self.claims) + " claim")
         return " and ".join(parts)
 
+    def evidence(self, identity: Identity) -> dict[str, Any]:
+        """The caller's groups and claims this rule matched on, for the audit line."""
+        used: dict[str, Any] = {}
+        if self.groups:
+            used["groups"] = sorted(self.groups & identity.groups)
+        for key, _ in self.claims:
+            used[key] = identity.claims.get(key)
+        return used
+
     def anchors(self) -> list[tuple[str, str]]:
         """Index keys: a caller can only match if they hold one of these."""
         if self.groups:
@@ -143,6 +152,7 @@ class Decision:
     access: str  # allowed | approval_required | mfa_required | granted_until:<iso> | denied
     reason: str
     rule: str | None = None
+    claims_used: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def listed(self) -> bool:
@@ -200,20 +210,24 @@ def decide(
         needs = "; or ".join(r.describe() for r in role.allow) or "a rule (it has none: nobody may use it)"
         return Decision(role.name, False, "denied", f"role {role.name} requires {needs}")
     matched = rule.describe()
-    if role.require_mfa and not identity.has_mfa:
-        return Decision(
-            role.name,
-            False,
-            "mfa_required",
-            f"role {role.name} requires MFA: sign in to your identity provider with MFA "
-            "(the token's amr claim must contain 'mfa')",
-            matched,
-        )
+    used = rule.evidence(identity)
+    if role.require_mfa:
+        used["amr"] = list(identity.amr)
+        if not identity.has_mfa:
+            return Decision(
+                role.name,
+                False,
+                "mfa_required",
+                f"role {role.name} requires MFA: sign in to your identity provider with MFA "
+                "(the token's amr claim must contain 'mfa')",
+                matched,
+                used,
+            )
     if role.approval is None:
-        return Decision(role.name, True, "allowed", f"allowed by {matched}", matched)
+        return Decision(role.name, True, "allowed", f"allowed by {matched}", matched, used)
     if grant_until is not None and now is not None and grant_until > now:
         until = grant_until.isoformat()
-        return Decision(role.name, True, f"granted_until:{until}", f"approved grant until {until}", matched)
+        return Decision(role.name, True, f"granted_until:{until}", f"approved grant until {until}", matched, used)
     return Decision(
         role.name,
         False,
@@ -221,6 +235,7 @@ def decide(
         f"role {role.name} requires an approved access request "
         f"(rolebroker request --role {role.name} --reason ...)",
         matched,
+        used,
     )
 
 

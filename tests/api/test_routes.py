@@ -263,6 +263,7 @@ def test_every_decision_is_audited_without_secrets(api: Harness) -> None:
     assert allowed["role"] == "sandbox-admin" and allowed["account"] == "222222222222"
     assert allowed["session_name"] == "alice@example.com"
     assert allowed["rule"] == "group platform-admins"
+    assert allowed["claims_used"] == {"groups": ["platform-admins"]}
     assert allowed["duration_seconds"] == 3600 and allowed["request_id"]
     text = "\n".join(api.audit_lines)
     for secret in (token, *SECRETS_IN_STUB, "ASIAEXAMPLEEXAMPLE12"):

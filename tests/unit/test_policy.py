@@ -92,7 +92,9 @@ def test_group_rule_allows() -> None:
 def test_claim_rule_needs_every_claim_and_exact_types() -> None:
     text = BASE.replace("      - groups: [admins]", "      - claims: {repository: acme/infra, ref: refs/heads/main}")
     role = parse_policy(text).roles["admin"]
-    assert decide(role, who("ci", repository="acme/infra", ref="refs/heads/main")).allowed
+    allowed = decide(role, who("ci", repository="acme/infra", ref="refs/heads/main"))
+    assert allowed.allowed
+    assert allowed.claims_used == {"repository": "acme/infra", "ref": "refs/heads/main"}
     assert not decide(role, who("ci", repository="acme/infra", ref="refs/heads/dev")).allowed
     assert not decide(role, who("ci", repository="acme/infra")).allowed
 
