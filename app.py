@@ -259,6 +259,9 @@ def authenticate(event: Request, get_response: Callable[[Request], Response]) ->
     if event.path not in PUBLIC_PATHS:
         try:
             svc = services()
+        except Exception as exc:
+            return _map_error(event, exc)
+        try:
             identity = svc.verifier.verify(event.headers.get("authorization"))
         except Unauthenticated as exc:
             svc.audit.record(action="authenticate", outcome="denied", context=call_context(event),

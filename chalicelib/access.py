@@ -129,9 +129,6 @@ class AccessRequests:
         self.notifier.request_decided(request.id)
         return self._store.get(request.id)
 
-    def is_approver(self, identity: Identity, role_name: str) -> bool:
-        return self._is_approver(self._policy(), role_name, identity)
-
     # -- helpers
 
     def _decidable(self, identity: Identity, request_id: str, context: CallContext,

@@ -228,9 +228,6 @@ class Broker:
             "profile": {"name": role.name, "config": profile_section(role, broker_url)},
         }
 
-    def record_denial(self, identity: Identity | None, context: CallContext, action: str, reason: str) -> None:
-        self._audit.record(action=action, outcome="denied", context=context, identity=identity, reason=reason)
-
 
 def _ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
