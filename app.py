@@ -102,13 +102,16 @@ class Services:
 
 
 _services: Services | None = None
+_services_lock = threading.Lock()
 
 
 def services() -> Services:
-    """Build the broker's collaborators once per Lambda container."""
+    """Build the broker's collaborators once per Lambda container (or process)."""
     global _services
     if _services is None:
-        _services = _build_services(os.environ)
+        with _services_lock:  # chalice local serves requests on threads
+            if _services is None:
+                _services = _build_services(os.environ)
     return _services
 
 
