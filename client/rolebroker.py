@@ -39,9 +39,11 @@ binascii cost milliseconds or fractions of one. A cache hit therefore
 imports only json, os, sys and time at module level, parses the
 ``credential-process`` command line by hand, decodes the JWT payload in
 Python, takes sha256 from the interpreter's own module rather than OpenSSL,
-and keeps the expiry as a number so datetime is not needed: measured, the
-installed ``rolebroker`` command answers a hit 2-3 ms (10-15 %) slower than
-``python -c 'import json'``, mostly loading this module's bytecode.
+and keeps the expiry as a number so datetime is not needed: measured by
+``make bench``, the installed command answers a hit about 2 ms (8 %) slower
+than a Python script that prints fixed credentials, mostly loading this
+module's bytecode. (An editable install, ``pip install -e``, adds an import
+hook that costs more than that.)
 Everything else is imported inside the function that needs it. (Run as
 ``python rolebroker.py``, Python compiles the whole file on every start,
 ~20 ms, as it caches bytecode only for imported modules; ``configure``
