@@ -56,11 +56,11 @@ def fetcher(cache: rolebroker.CredentialCache | None, answers: list[dict[str, An
     return CountingFetcher(answers, cache=cache, cache_key=KEY, clock=lambda: now, sleep=lambda _s: None)
 
 
-def test_cache_key_is_a_sha256_over_url_identity_role_and_duration() -> None:
-    key = rolebroker.CredentialCache.key
+def test_cache_key_covers_url_identity_role_and_duration() -> None:
+    key, name = rolebroker.CredentialCache.key, rolebroker.CredentialCache.name
     base = key(URL, ALICE, "sandbox-admin", None)
-    assert len(base) == 64
-    assert set(base) <= set("0123456789abcdef")
+    assert len(name(base)) == 16
+    assert set(name(base)) <= set("0123456789abcdef")
     assert key(URL + "/", ALICE, "sandbox-admin", None) == base
     variants = [
         key("https://other.example.com/api", ALICE, "sandbox-admin", None),
@@ -70,6 +70,16 @@ def test_cache_key_is_a_sha256_over_url_identity_role_and_duration() -> None:
         key(URL, ALICE, "sandbox-admin", 900),
     ]
     assert len({base, *variants}) == 6
+    assert len({name(k) for k in (base, *variants)}) == 6
+
+
+def test_entry_under_a_shared_name_is_not_served_for_another_key(
+        cache: rolebroker.CredentialCache, monkeypatch: pytest.MonkeyPatch) -> None:
+    other = rolebroker.CredentialCache.key(URL, ("https://issuer.example.com", "bob"), "sandbox-admin", None)
+    monkeypatch.setattr(rolebroker.CredentialCache, "name", staticmethod(lambda key: "0" * 16))
+    assert cache.put(KEY, entry(NOW + 3600))
+    assert cache.get(KEY) is not None
+    assert cache.get(other) is None
 
 
 def test_round_trip_with_private_modes(cache: rolebroker.CredentialCache) -> None:
@@ -78,7 +88,7 @@ def test_round_trip_with_private_modes(cache: rolebroker.CredentialCache) -> Non
     assert cache.get(KEY) == entry(NOW + 3600)
     assert stat.S_IMODE(os.stat(cache.path(KEY)).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(cache.directory).st_mode) == 0o700
-    assert os.listdir(cache.directory) == [KEY + ".json"]  # no temp file left behind
+    assert os.listdir(cache.directory) == [cache.name(KEY) + ".json"]  # no temp file left behind
 
 
 def test_loose_cache_directory_is_tightened(cache: rolebroker.CredentialCache) -> None:
@@ -210,7 +220,7 @@ def test_clear_deletes_only_our_files(cache: rolebroker.CredentialCache) -> None
     other_key = rolebroker.CredentialCache.key(URL, ALICE, "prod-admin", None)
     cache.put(other_key, entry(NOW + 3600))
     directory = Path(cache.directory)
-    (directory / (KEY + ".lock")).write_text("")
+    (directory / (cache.name(KEY) + ".lock")).write_text("")
     (directory / ".rolebroker-abc123.tmp").write_text("")
     for foreign in ("notes.txt", "abc.json", ("A" * 64) + ".json", "config"):
         (directory / foreign).write_text("keep me")
