@@ -14,7 +14,7 @@ from typing import Any
 BIN = Path(sys.executable).parent
 RUNS = int(os.environ.get("BENCH_CLIENT_RUNS", "15"))
 FLOOR = """import json, sys
-sys.stdout.write(json.dumps({"Version": 1, "AccessKeyId": "ASIAEXAMPLE", "SecretAccessKey": "x",
+sys.stdout.write(json.dumps({"Version": 1, "AccessKeyId": "FAKEKEYID", "SecretAccessKey": "x",
                              "SessionToken": "y", "Expiration": "2030-01-01T00:00:00+00:00"}) + "\\n")
 """
 
@@ -81,7 +81,7 @@ def _environment(work: Path, stack: Any) -> dict[str, str]:
         "[profile native]\nrole_arn = arn:aws:iam::222222222222:role/CrossAccountAdminRole\n"
         "source_profile = base\nregion = us-east-1\n\n[profile base]\nregion = us-east-1\n")
     (home / ".aws" / "credentials").write_text(
-        "[base]\naws_access_key_id = AKIAEXAMPLEBASE00001\naws_secret_access_key = base-secret\n")
+        "[base]\naws_access_key_id = testing\naws_secret_access_key = testing\n")
     # The client as `make` installs it: a regular pip install, bytecode compiled.
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("AWS_", "ROLEBROKER_")) and k != "PYTHONDONTWRITEBYTECODE"}

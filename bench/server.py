@@ -93,7 +93,7 @@ def _stub_only(stubber: Any, sts: Any, answer: dict[str, Any]) -> None:
 def _assume_role_answer() -> dict[str, Any]:
     from datetime import datetime, timedelta, timezone
 
-    return {"Credentials": {"AccessKeyId": "ASIAEXAMPLEEXAMPLE12", "SecretAccessKey": "s" * 40,
+    return {"Credentials": {"AccessKeyId": "FAKEACCESSKEYID00001", "SecretAccessKey": "s" * 40,
                             "SessionToken": "t" * 300,
                             "Expiration": datetime.now(timezone.utc) + timedelta(hours=1)},
             "AssumedRoleUser": {"AssumedRoleId": "AROAEXAMPLE:alice",

@@ -30,7 +30,7 @@ AUDIENCE = "rolebroker-local"
 LOCAL_TABLE = "rolebroker-local"
 # Development-only values: the local stack signs its own fake Slack requests.
 DEV_SLACK_SIGNING_SECRET = "devstack-slack-signing-secret-not-a-secret"
-DEV_SLACK_BOT_TOKEN = "xoxb-devstack-not-a-token"
+DEV_SLACK_BOT_TOKEN = "fake-slack-bot-token-devstack"
 FAKE_AWS_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",

@@ -112,9 +112,9 @@ def assume_role_answer(role_arn: str, session_name: str, seconds: int = 3600) ->
     role = role_arn.rsplit("/", 1)[1]
     return {
         "Credentials": {
-            "AccessKeyId": "ASIAEXAMPLEEXAMPLE12",
-            "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY",
-            "SessionToken": "FwoGZXIvYXdzEXAMPLESESSIONTOKEN" + "x" * 40,
+            "AccessKeyId": "FAKEACCESSKEYID00001",
+            "SecretAccessKey": "fake/Secret/Access/Key/For/Tests/Only/00",
+            "SessionToken": "fake-session-token-for-rolebroker-tests" + "x" * 40,
             "Expiration": datetime.now(timezone.utc) + timedelta(seconds=seconds),
         },
         "AssumedRoleUser": {
@@ -125,7 +125,7 @@ def assume_role_answer(role_arn: str, session_name: str, seconds: int = 3600) ->
     }
 
 
-SECRETS_IN_STUB = ("wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY", "FwoGZXIvYXdzEXAMPLESESSIONTOKEN")
+SECRETS_IN_STUB = ("fake/Secret/Access/Key/For/Tests/Only/00", "fake-session-token-for-rolebroker-tests")
 
 
 @dataclass

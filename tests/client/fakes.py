@@ -192,7 +192,7 @@ class FakeBroker(FakeServer):
         role = request.json()["role"]
         creds = {
             "Version": 1,
-            "AccessKeyId": f"ASIAFAKE{n:012d}",
+            "AccessKeyId": f"FAKEKEY{n:013d}",
             "SecretAccessKey": f"secret-{n}-" + "s" * 30,
             "SessionToken": f"session-{n}-" + "t" * 60,
             "Expiration": iso(time.time() + self.ttl),

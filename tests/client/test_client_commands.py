@@ -53,7 +53,7 @@ def test_env_prints_quoted_exports_and_uses_the_cache(cli: Callable[..., Result]
     assert result.code == 0, result.err
     assert result.out.splitlines()[0] == "unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SECURITY_TOKEN"
     values = exports(result.out)
-    assert values["AWS_ACCESS_KEY_ID"] == "ASIAFAKE000000000001"
+    assert values["AWS_ACCESS_KEY_ID"] == "FAKEKEY0000000000001"
     assert values["AWS_SECRET_ACCESS_KEY"].startswith("secret-1-")
     assert values["AWS_SESSION_TOKEN"].startswith("session-1-")
     assert values["AWS_REGION"] == values["AWS_DEFAULT_REGION"] == "eu-west-1"
@@ -90,7 +90,7 @@ def test_exec_gets_the_credentials_and_passes_the_exit_code(cli: Callable[..., R
     assert (result.out, result.err) == ("", "")
     ((argv, child_env),) = seen
     assert argv == ["aws", "s3", "ls", "--recursive"]
-    assert child_env["AWS_ACCESS_KEY_ID"] == "ASIAFAKE000000000001"
+    assert child_env["AWS_ACCESS_KEY_ID"] == "FAKEKEY0000000000001"
     assert child_env["AWS_REGION"] == "eu-west-1"
     assert child_env["KEEP_ME"] == "1"
     assert "AWS_PROFILE" not in child_env

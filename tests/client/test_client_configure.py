@@ -268,7 +268,7 @@ def test_botocore_gets_credentials_through_the_written_profile(
     credentials = session.get_credentials()
     assert credentials is not None
     frozen = credentials.get_frozen_credentials()
-    assert frozen.access_key == "ASIAFAKE000000000001"
+    assert frozen.access_key == "FAKEKEY0000000000001"
     assert session.get_config_variable("region") == "eu-west-1"
     assert credentials.method == "custom-process"
     assert broker.count("POST", "/v1/credentials") == 1

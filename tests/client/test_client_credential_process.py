@@ -42,7 +42,7 @@ def assert_one_line_failure(result: Result, *secrets: str) -> str:
 
 def test_prints_the_credentials_document(cli: Callable[..., Result], broker: FakeBroker) -> None:
     doc = assert_one_document(cli(*CP))
-    assert doc["AccessKeyId"] == "ASIAFAKE000000000001"
+    assert doc["AccessKeyId"] == "FAKEKEY0000000000001"
     (call,) = broker.seen
     assert (call.method, call.path) == ("POST", "/v1/credentials")
     assert call.json() == {"role": "sandbox-admin"}
@@ -177,7 +177,7 @@ def test_redirect_is_not_followed_with_the_token(cli: Callable[..., Result], bro
 
 def expiring_credentials(seconds: float) -> Callable[[Seen], Reply]:
     def reply(request: Seen) -> Reply:
-        creds = {"Version": 1, "AccessKeyId": "ASIAEXPIRINGKEY00001", "SecretAccessKey": "expiring-secret-key-123",
+        creds = {"Version": 1, "AccessKeyId": "FAKEEXPIRINGKEY00001", "SecretAccessKey": "expiring-secret-key-123",
                  "SessionToken": "expiring-session-token-123", "Expiration": iso(time.time() + seconds)}
         return Reply(200, {"role": "sandbox-admin", "credentials": creds})
 
@@ -188,7 +188,7 @@ def expiring_credentials(seconds: float) -> Callable[[Seen], Reply]:
 def test_expired_credentials_from_the_broker(cli: Callable[..., Result], broker: FakeBroker, env: dict[str, str],
                                              seconds: float, words: str) -> None:
     broker.route("POST", "/v1/credentials", expiring_credentials(seconds))
-    line = assert_one_line_failure(cli(*CP), "ASIAEXPIRINGKEY00001", "expiring-secret-key-123",
+    line = assert_one_line_failure(cli(*CP), "FAKEEXPIRINGKEY00001", "expiring-secret-key-123",
                                    "expiring-session-token-123")
     assert words in line
     assert "clock" in line

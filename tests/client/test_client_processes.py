@@ -37,7 +37,7 @@ def test_twenty_processes_at_once_make_one_broker_request(broker: FakeBroker, ho
     assert all(err == b"" for (_, err), _ in results)
     outputs = {out for (out, _), _ in results}
     assert len(outputs) == 1
-    assert json.loads(outputs.pop())["AccessKeyId"] == "ASIAFAKE000000000001"
+    assert json.loads(outputs.pop())["AccessKeyId"] == "FAKEKEY0000000000001"
     assert broker.count("POST", "/v1/credentials") == 1
 
 
@@ -66,7 +66,7 @@ def test_cache_hit_imports_nothing_heavy(broker: FakeBroker, home: Path) -> None
 def test_exec_passes_the_exit_status_and_environment_through(broker: FakeBroker, home: Path) -> None:
     env = process_env(home) | {"AWS_PROFILE": "stale", "AWS_DEFAULT_PROFILE": "stale"}
     check = ("import os, sys; e = os.environ; "
-             "ok = e['AWS_ACCESS_KEY_ID'].startswith('ASIAFAKE') and e['AWS_REGION'] == 'eu-west-1' "
+             "ok = e['AWS_ACCESS_KEY_ID'].startswith('FAKEKEY') and e['AWS_REGION'] == 'eu-west-1' "
              "and 'AWS_PROFILE' not in e and 'AWS_DEFAULT_PROFILE' not in e and e['AWS_SESSION_TOKEN']; "
              "sys.exit(7 if ok else 1)")
     done = subprocess.run([sys.executable, str(CLIENT_SCRIPT), "--url", broker.url, "exec", "--role",

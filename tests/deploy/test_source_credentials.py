@@ -42,7 +42,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_STS", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     # Ambient credentials that must NOT be the ones used.
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAAMBIENTAMBIENT00")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "FAKEAMBIENTKEYID0000")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "ambient-secret")
     with mock_aws():
         yield boto3.client("iam", region_name=REGION)
@@ -126,8 +126,8 @@ def test_missing_secret_is_a_dependency_error_naming_the_secret(aws: Any) -> Non
 
 
 @pytest.mark.parametrize("text", [
-    '{"AccessKeyId": "AKIAEXAMPLE", "SecretAccessKey": ""}',
-    '{"AccessKeyId": "AKIAEXAMPLE", "Secret": "hunter2-very-secret"}',
+    '{"AccessKeyId": "FAKEKEYID", "SecretAccessKey": ""}',
+    '{"AccessKeyId": "FAKEKEYID", "Secret": "hunter2-very-secret"}',
     "hunter2-very-secret",
     '["hunter2-very-secret"]',
 ])

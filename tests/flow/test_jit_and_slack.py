@@ -160,7 +160,7 @@ def jit(issuer: DevIssuer, moto_server: Moto, httpserver: HTTPServer, tmp_path: 
     lines: list[str] = []
     environ = broker_environ(
         issuer, ROLEBROKER_POLICY=str(policy), ROLEBROKER_TABLE=table,
-        ROLEBROKER_SLACK_SIGNING_SECRET=SIGNING_SECRET, ROLEBROKER_SLACK_BOT_TOKEN="xoxb-test",
+        ROLEBROKER_SLACK_SIGNING_SECRET=SIGNING_SECRET, ROLEBROKER_SLACK_BOT_TOKEN="fake-bot-token-for-tests",
         ROLEBROKER_SLACK_API_URL=httpserver.url_for("/api/"),
         ROLEBROKER_SLACK_RESPONSE_URL_PREFIX=httpserver.url_for("/hooks/"),
         ROLEBROKER_FEDERATION_URL=httpserver.url_for("/federation"))
@@ -380,7 +380,7 @@ def test_console_link_goes_only_to_the_person_and_no_secret_reaches_slack(jit: J
     federation = [r for r, _ in jit.slack.log if r.path == "/federation"]
     session = json.loads(federation[-1].args["Session"])
     sent = jit.everything_sent()
-    for secret in (session["sessionKey"], session["sessionToken"], SIGNING_SECRET, "xoxb-test"):
+    for secret in (session["sessionKey"], session["sessionToken"], SIGNING_SECRET, "fake-bot-token-for-tests"):
         assert secret not in sent
     assert not re.search(r"ASIA[A-Z0-9]{16}", sent)
 

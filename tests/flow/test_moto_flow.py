@@ -62,7 +62,7 @@ def test_source_principal_allows_sessions_longer_than_an_hour(
     secrets = moto_server.client("secretsmanager")
     name = "rolebroker/source-principal-long"
     secrets.create_secret(Name=name, SecretString=json.dumps(
-        {"AccessKeyId": "AKIAEXAMPLESOURCE001", "SecretAccessKey": "source-secret-key-value"}))
+        {"AccessKeyId": "FAKESOURCEKEYID00001", "SecretAccessKey": "source-secret-key-value"}))
     monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto_server.url)  # the source principal's own STS client
     environ = broker_environ(issuer, ROLEBROKER_MAX_SESSION_SECONDS="7200",
                              ROLEBROKER_SOURCE_CREDENTIALS_SECRET=name)

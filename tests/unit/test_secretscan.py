@@ -10,12 +10,20 @@ from devstack.issuer import DevIssuer
 from tests.secretscan import SCANNER, CollectingHandler, SecretScanner
 
 
+# Key-shaped on purpose, built here so that no literal in the repository
+# looks like a real credential.
+PLANTED_KEY_ID = "ASIA" + "FAKE" * 4
+PLANTED_SECRET_KEY = "Fake0/" * 6 + "Fake"
+PLANTED_SESSION_TOKEN = "Fake0/" * 20
+PLANTED_SLACK_TOKEN = "xox" + "b-" + "0000000000-fakefakefake"
+
+
 @pytest.mark.parametrize(("kind", "planted"), [
     ("jwt", None),
-    ("aws access key id", "ASIAQWERTYUIOPASDFGH"),
-    ("aws secret access key", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
-    ("session token", "FwoGZXIvYXdzEJr//////////wEaDN3k9Gs1XzZq" + "Ab1/" * 30),
-    ("slack token", "xoxb-1234567890-abcdefghijkl"),
+    ("aws access key id", PLANTED_KEY_ID),
+    ("aws secret access key", PLANTED_SECRET_KEY),
+    ("session token", PLANTED_SESSION_TOKEN),
+    ("slack token", PLANTED_SLACK_TOKEN),
 ])
 def test_planted_secrets_are_found(kind: str, planted: str | None) -> None:
     if planted is None:
@@ -43,10 +51,10 @@ def test_ordinary_text_is_not_a_hit(innocent: str) -> None:
 
 def test_the_session_collector_sees_a_secret_logged_by_rolebroker_code() -> None:
     before = len(SCANNER.collected)
-    logging.getLogger("chalicelib.test-plant").warning("planted ASIAQWERTYUIOPASDFGH")
+    logging.getLogger("chalicelib.test-plant").warning("planted %s", PLANTED_KEY_ID)
     planted = SCANNER.collected[before:]
     try:
-        assert any("ASIAQWERTYUIOPASDFGH" in text for _, text in planted)
+        assert any(PLANTED_KEY_ID in text for _, text in planted)
         assert any(h.kind == "aws access key id" for source, text in planted for h in SCANNER.scan_text(source, text))
     finally:
         del SCANNER.collected[before:]  # planted on purpose: not a finding of this run
