@@ -9,7 +9,6 @@ import pytest
 from devstack.issuer import DevIssuer
 from tests.secretscan import SCANNER, CollectingHandler, SecretScanner
 
-
 # Key-shaped on purpose, built here so that no literal in the repository
 # looks like a real credential.
 PLANTED_KEY_ID = "ASIA" + "FAKE" * 4
