@@ -16,7 +16,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -32,6 +32,7 @@ from chalicelib.validation import (
     CREDENTIALS_FIELDS,
     DECISION_FIELDS,
     REQUEST_FIELDS,
+    Field,
     validate,
 )
 
@@ -413,39 +414,37 @@ def get_request(request_ref: str) -> dict[str, Any]:
     return {**found.to_dict(services().clock()), "history": history}
 
 
+def _decide(request_ref: str, fields: Mapping[str, Field],
+            act: Callable[[AccessRequests, Identity, str, dict[str, Any], CallContext], Any]) -> dict[str, Any]:
+    """The shared shape of approve, deny, cancel and revoke."""
+    request = current()
+    body = validate(raw_body(request), fields, empty_ok=True)
+    svc = services()
+    decided = act(svc.requests(), caller(), checked_request_id(request_ref), body, call_context(request))
+    result: dict[str, Any] = decided.to_dict(svc.clock())
+    return result
+
+
 @api("/v1/requests/{request_ref}/approve", methods=["POST"])
 def approve_request(request_ref: str) -> dict[str, Any]:
-    request = current()
-    validate(raw_body(request), {}, empty_ok=True)
-    decided = services().requests().approve(caller(), checked_request_id(request_ref), context=call_context(request))
-    return decided.to_dict(services().clock())
+    return _decide(request_ref, {}, lambda jit, who, ref, body, ctx: jit.approve(who, ref, context=ctx))
 
 
 @api("/v1/requests/{request_ref}/deny", methods=["POST"])
 def deny_request(request_ref: str) -> dict[str, Any]:
-    request = current()
-    body = validate(raw_body(request), DECISION_FIELDS, empty_ok=True)
-    decided = services().requests().deny(caller(), checked_request_id(request_ref), note=body.get("reason"),
-                                         context=call_context(request))
-    return decided.to_dict(services().clock())
+    return _decide(request_ref, DECISION_FIELDS,
+                   lambda jit, who, ref, body, ctx: jit.deny(who, ref, note=body.get("reason"), context=ctx))
 
 
 @api("/v1/requests/{request_ref}/cancel", methods=["POST"])
 def cancel_request(request_ref: str) -> dict[str, Any]:
-    request = current()
-    validate(raw_body(request), {}, empty_ok=True)
-    cancelled = services().requests().cancel(caller(), checked_request_id(request_ref),
-                                             context=call_context(request))
-    return cancelled.to_dict(services().clock())
+    return _decide(request_ref, {}, lambda jit, who, ref, body, ctx: jit.cancel(who, ref, context=ctx))
 
 
 @api("/v1/requests/{request_ref}/revoke", methods=["POST"])
 def revoke_request(request_ref: str) -> dict[str, Any]:
-    request = current()
-    body = validate(raw_body(request), DECISION_FIELDS, empty_ok=True)
-    revoked = services().requests().revoke(caller(), checked_request_id(request_ref), note=body.get("reason"),
-                                           context=call_context(request))
-    return revoked.to_dict(services().clock())
+    return _decide(request_ref, DECISION_FIELDS,
+                   lambda jit, who, ref, body, ctx: jit.revoke(who, ref, note=body.get("reason"), context=ctx))
 
 
 # --------------------------------------------------------------------------

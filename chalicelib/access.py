@@ -119,8 +119,9 @@ class AccessRequests:
         return self._store.get(request.id)
 
     def revoke(self, identity: Identity, request_id: str, *, note: str | None, context: CallContext) -> AccessRequest:
-        request = self._visible(identity, request_id)
-        if not self._is_approver(self._policy(), request.role, identity):
+        policy = self._policy()
+        request = self._visible(identity, request_id, policy)
+        if not self._is_approver(policy, request.role, identity):
             raise Forbidden(f"only an approver of role {request.role} can revoke its grants")
         self._require_status(request, APPROVED)
         self._store.revoke(request, who=identity.subject, now=self._clock(), note=note)
@@ -133,8 +134,9 @@ class AccessRequests:
 
     def _decidable(self, identity: Identity, request_id: str, context: CallContext,
                    action: str) -> tuple[AccessRequest, Role]:
-        request = self._visible(identity, request_id)
-        role = self._policy().role(request.role)
+        policy = self._policy()
+        request = self._visible(identity, request_id, policy)
+        role = policy.role(request.role)
         if request.requester == identity.subject:
             self._record(action, "denied", context, identity, role, "self-approval", request_ref=request.id)
             raise Forbidden("you cannot approve or deny your own request; ask an approver")
@@ -150,9 +152,10 @@ class AccessRequests:
         if status != expected:
             raise Conflict(f"request {request.id} is {status}, not {expected}")
 
-    def _visible(self, identity: Identity, request_id: str) -> AccessRequest:
+    def _visible(self, identity: Identity, request_id: str, policy: AccessPolicy | None = None) -> AccessRequest:
         request = self._store.get(request_id)
-        if request.requester != identity.subject and not self._is_approver(self._policy(), request.role, identity):
+        policy = policy or self._policy()
+        if request.requester != identity.subject and not self._is_approver(policy, request.role, identity):
             # Someone else's request looks exactly like a missing one.
             raise NotFound(f"no access request {request_id!r}")
         return request

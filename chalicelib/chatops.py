@@ -160,11 +160,12 @@ class ChatOps:
             self._respond(response_url, {**ephemeral(f":warning: {exc}"), "replace_original": False})
 
     def notify_created(self, request_id: str) -> None:
-        channel = self._policy().slack_channel
+        policy = self._policy()
+        channel = policy.slack_channel
         if self._slack is None or not channel:
             return
         request = self._store.get(request_id)
-        role = self._policy().roles.get(request.role)
+        role = policy.roles.get(request.role)
         data = request.to_dict(self._clock())
         text = f"Access request {request.id}: {request.requester} asks for {request.role}"
         posted = self._slack.post(channel, text, request_blocks(data, mfa_note=bool(role and role.require_mfa)))
