@@ -40,8 +40,8 @@ ssl, email) costs more than that again to import; argparse, hashlib and
 binascii cost milliseconds or fractions of one. A cache hit therefore
 imports only json, os, sys and time at module level, parses the
 ``credential-process`` command line by hand, decodes the JWT payload in
-Python, names cache files with zlib's checksums rather than hashlib (which
-loads OpenSSL), and keeps the expiry as a number so datetime is not needed: measured by
+Python, names cache files with a 64-bit FNV-1a checksum computed in Python
+rather than hashlib (which loads OpenSSL), and keeps the expiry as a number so datetime is not needed: measured by
 ``make bench``, the installed command answers a hit about 2 ms (8 %) slower
 than a Python script that prints fixed credentials, mostly loading this
 module's bytecode. (An editable install, ``pip install -e``, adds an import
@@ -1017,14 +1017,14 @@ class CredentialCache:
 
     @staticmethod
     def name(key: str) -> str:
-        # A 64-bit checksum, not a cryptographic hash: hashlib would load
-        # OpenSSL, which costs more than the rest of a cache hit. Two keys
-        # sharing a name cannot mix up credentials, because get() compares
-        # the full key stored in the entry; they only evict each other.
-        import zlib
-
-        data = key.encode("utf-8")
-        return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
+        # 64-bit FNV-1a, in Python: no import at all on the hit path (hashlib
+        # would load OpenSSL, which costs more than the rest of a cache hit).
+        # Two keys sharing a name cannot mix up credentials, because get()
+        # compares the full key stored in the entry; they only evict each other.
+        digest = 0xCBF29CE484222325
+        for byte in key.encode("utf-8"):
+            digest = ((digest ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+        return f"{digest:016x}"
 
     def path(self, key: str) -> str:
         return os.path.join(self.directory, self.name(key) + ".json")
