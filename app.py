@@ -25,7 +25,7 @@ from chalice.app import Chalice, Request, Response
 
 from chalicelib.audit import AuditLog, CallContext
 from chalicelib.exceptions import ConfigurationError, DependencyDown, NotFound, RolebrokerError, Unauthenticated
-from chalicelib.identity import Identity, TokenVerifier
+from chalicelib.identity.tokens import Identity, TokenVerifier
 from chalicelib.settings import Settings
 from chalicelib.validation import (
     CONSOLE_FIELDS,
@@ -37,13 +37,13 @@ from chalicelib.validation import (
 )
 
 if TYPE_CHECKING:
-    from chalicelib.access import AccessRequests
     from chalicelib.broker import Broker
-    from chalicelib.chatops import ChatOps
+    from chalicelib.chat.chatops import ChatOps
+    from chalicelib.chat.directory import Directory
+    from chalicelib.chat.dispatch import Dispatcher
+    from chalicelib.chat.slack import SlackRequestVerifier
     from chalicelib.console import ConsoleLinks
-    from chalicelib.directory import Directory
-    from chalicelib.dispatch import Dispatcher
-    from chalicelib.slack import SlackRequestVerifier
+    from chalicelib.jit.requests import AccessRequests
 
 app = Chalice(app_name="rolebroker")
 app.log.setLevel(logging.INFO)
@@ -93,8 +93,8 @@ class Services:
             # Re-read every few minutes, so a rotated secret (in SSM) takes
             # effect without recycling containers.
             if self._slack_verifier is None or time.monotonic() - self._slack_verifier_at > SECRET_TTL_SECONDS:
-                from chalicelib.secrets import resolve_secret
-                from chalicelib.slack import SlackRequestVerifier
+                from chalicelib.aws.secrets import resolve_secret
+                from chalicelib.chat.slack import SlackRequestVerifier
 
                 secret = resolve_secret(self.settings.slack_signing_secret, self.client)
                 self._slack_verifier = SlackRequestVerifier(secret or "")
@@ -128,10 +128,10 @@ def _build_services(
     import boto3
     from botocore.config import Config
 
+    from chalicelib.access.source import PolicyCache, source_for
+    from chalicelib.aws.sts import StsGateway
     from chalicelib.broker import Broker
     from chalicelib.console import ConsoleLinks
-    from chalicelib.policy_source import PolicyCache, source_for
-    from chalicelib.sts import StsGateway
 
     settings = Settings.from_environ(environ)
     config = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=3, read_timeout=5)
@@ -144,11 +144,11 @@ def _build_services(
     audit = audit or AuditLog()
     store = None
     if settings.table_name:
-        from chalicelib.store import AccessStore
+        from chalicelib.aws.store import AccessStore
 
         store = AccessStore(client("dynamodb"), settings.table_name)
     if settings.source_credentials_secret:
-        from chalicelib.source_credentials import sts_client_from_secret
+        from chalicelib.aws.source_credentials import sts_client_from_secret
 
         sts = sts_client_from_secret(client("secretsmanager"), settings.source_credentials_secret,
                                      region=settings.region, config=config)
@@ -166,15 +166,15 @@ def _build_services(
 
 
 def _add_jit_and_slack(svc: Services, store: Any, policy: Callable[[], Any], inline_tasks: bool) -> None:
-    from chalicelib.access import AccessRequests
-    from chalicelib.chatops import ChatOps
-    from chalicelib.directory import Directory
-    from chalicelib.dispatch import (
+    from chalicelib.chat.chatops import ChatOps
+    from chalicelib.chat.directory import Directory
+    from chalicelib.chat.dispatch import (
         DispatchingNotifier,
         InlineDispatcher,
         LambdaDispatcher,
         ThreadDispatcher,
     )
+    from chalicelib.jit.requests import AccessRequests
 
     settings = svc.settings
 
@@ -202,8 +202,8 @@ def _slack_api(svc: Services) -> Any:
     from slack_sdk import WebClient
     from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
-    from chalicelib.secrets import resolve_secret
-    from chalicelib.slack import SlackApi
+    from chalicelib.aws.secrets import resolve_secret
+    from chalicelib.chat.slack import SlackApi
 
     def web_client() -> WebClient:
         token = resolve_secret(settings.slack_bot_token, svc.client)
@@ -452,7 +452,7 @@ def revoke_request(request_ref: str) -> dict[str, Any]:
 
 
 def _verified_slack_form(request: Request) -> tuple[dict[str, str], Any, Any]:
-    from chalicelib.slack import parse_form
+    from chalicelib.chat.slack import parse_form
 
     svc = services()
     verifier, chatops, dispatcher = svc.slack()
@@ -480,7 +480,7 @@ def slack_commands() -> Any:
 
 @api("/slack/interactions", methods=["POST"])
 def slack_interactions() -> Response:
-    from chalicelib.slack import parse_interaction
+    from chalicelib.chat.slack import parse_interaction
 
     request = current()
     form, _, dispatcher = _verified_slack_form(request)
@@ -491,7 +491,7 @@ def slack_interactions() -> Response:
 
 @app.lambda_function(name="slack_worker")
 def slack_worker(event: dict[str, Any], context: Any) -> None:
-    """The asynchronous half of the Slack routes (see chalicelib/dispatch.py)."""
+    """The asynchronous half of the Slack routes (see chalicelib/chat/dispatch.py)."""
     chatops = services().chatops
     if chatops is not None:
         chatops.run(event)

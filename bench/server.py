@@ -103,8 +103,8 @@ def _assume_role_answer() -> dict[str, Any]:
 
 def policy_scale(sizes: tuple[int, ...] = (10, 1000, 10000), runs: int = 300) -> dict[str, Any]:
     """Listing a typical caller's roles and one decision, as the policy grows."""
-    from chalicelib.identity import Identity
-    from chalicelib.policy import decide, parse_policy
+    from chalicelib.access.policy import decide, parse_policy
+    from chalicelib.identity.tokens import Identity
 
     caller = Identity(subject="alice@example.com", groups=frozenset({"team-3", "developers"}),
                       claims={"email": "alice@example.com", "groups": ["team-3", "developers"]})

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .identity import Identity
+from chalicelib.identity.tokens import Identity
 
 LOGGER_NAME = "rolebroker.audit"
 

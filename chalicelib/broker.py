@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from .audit import AuditLog, CallContext
-from .exceptions import Forbidden, RolebrokerError
-from .identity import Identity
-from .policy import MIN_SESSION_SECONDS, AccessPolicy, Decision, Role, decide
-from .profiles import config_fragment, profile_section
-from .stamping import session_name_for, session_tags_for
-from .sts import AssumedSession, StsGateway
+from chalicelib.access.policy import MIN_SESSION_SECONDS, AccessPolicy, Decision, Role, decide
+from chalicelib.audit import AuditLog, CallContext
+from chalicelib.aws.sts import AssumedSession, StsGateway
+from chalicelib.exceptions import Forbidden, RolebrokerError
+from chalicelib.identity.tokens import Identity
+from chalicelib.profiles import config_fragment, profile_section
+from chalicelib.stamping import session_name_for, session_tags_for
 
 # A Lambda execution role calling AssumeRole is role chaining, which STS caps
 # at one hour whatever the target role's MaxSessionDuration says.

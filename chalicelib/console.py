@@ -15,10 +15,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from .audit import CallContext
-from .broker import Broker
-from .exceptions import AwsRefused, DependencyDown
-from .identity import Identity
+from chalicelib.audit import CallContext
+from chalicelib.broker import Broker
+from chalicelib.exceptions import AwsRefused, DependencyDown
+from chalicelib.identity.tokens import Identity
 
 SIGNIN_TOKEN_LIFETIME = timedelta(minutes=15)
 DEFAULT_FEDERATION_URL = "https://signin.aws.amazon.com/federation"

@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .exceptions import NotFound, PolicyError, RolebrokerError
-from .identity import identity_from_claims
-from .policy import AccessPolicy, decide, parse_policy
-from .settings import Settings
+from chalicelib.access.policy import AccessPolicy, decide, parse_policy
+from chalicelib.exceptions import NotFound, PolicyError, RolebrokerError
+from chalicelib.identity.tokens import identity_from_claims
+from chalicelib.settings import Settings
 
 
 def _parser() -> argparse.ArgumentParser:

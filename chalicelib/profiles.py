@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Iterable
 
-from .policy import Role
+from chalicelib.access.policy import Role
 
 
 def profile_section(role: Role, broker_url: str) -> str:

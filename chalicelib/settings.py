@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .exceptions import ConfigurationError
+from chalicelib.exceptions import ConfigurationError
 
 # Asymmetric algorithms only: HS* would let anyone holding the public key
 # (everybody) mint tokens, and "none" would need no key at all.

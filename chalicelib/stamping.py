@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from .identity import Identity
+from chalicelib.identity.tokens import Identity
 
 _NOT_ALLOWED = re.compile(r"[^A-Za-z0-9_+=,.@-]")
 _TAG_NOT_ALLOWED = re.compile(r"[^\w .:/=+@-]", re.UNICODE)

@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .exceptions import BadRequest
-from .policy import MAX_GRANT_SECONDS, MAX_SESSION_SECONDS, MIN_SESSION_SECONDS, ROLE_NAME_RE
+from chalicelib.access.policy import MAX_GRANT_SECONDS, MAX_SESSION_SECONDS, MIN_SESSION_SECONDS, ROLE_NAME_RE
+from chalicelib.exceptions import BadRequest
 
 MAX_BODY_BYTES = 8 * 1024
 MAX_REASON_CHARS = 500

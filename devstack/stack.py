@@ -154,7 +154,7 @@ class LocalStack:
     def _seed(self) -> None:
         import boto3
 
-        from chalicelib.store import AccessStore, create_table
+        from chalicelib.aws.store import AccessStore, create_table
 
         session = boto3.session.Session(
             aws_access_key_id=FAKE_AWS_CREDENTIALS["AWS_ACCESS_KEY_ID"],

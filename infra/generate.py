@@ -37,8 +37,8 @@ from typing import Any
 
 import yaml
 
+from chalicelib.access.policy import AccessPolicy, Account, parse_policy
 from chalicelib.exceptions import PolicyError
-from chalicelib.policy import AccessPolicy, Account, parse_policy
 from chalicelib.stamping import GROUPS_TAG, IDENTITY_TAG, ISSUER_TAG
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +46,7 @@ APP_NAME = "rolebroker"
 
 ASSUME_ACTIONS = ("sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession")
 SESSION_TAG_KEYS = (GROUPS_TAG, IDENTITY_TAG, ISSUER_TAG)
-# What chalicelib/store.py calls. TransactWriteItems is not an IAM action of
+# What chalicelib/aws/store.py calls. TransactWriteItems is not an IAM action of
 # its own: each Put/Update/Delete inside a transaction is authorised as
 # PutItem/UpdateItem/DeleteItem. The store writes no ConditionCheck items,
 # so dynamodb:ConditionCheckItem is left out.
@@ -161,7 +161,7 @@ def broker_policy(policy: AccessPolicy, stage: Stage, scope: Scope = Scope()) ->
     source_secret = stage.setting("ROLEBROKER_SOURCE_CREDENTIALS_SECRET")
     if source_secret:
         # STS calls are signed with the source principal's key (see
-        # chalicelib/source_credentials.py): the role only reads the secret.
+        # chalicelib/aws/source_credentials.py): the role only reads the secret.
         statements = [_statement("ReadSourceCredentials", ["secretsmanager:GetSecretValue"],
                                  [_secret_arn(scope, source_secret)])]
     else:
@@ -169,7 +169,7 @@ def broker_policy(policy: AccessPolicy, stage: Stage, scope: Scope = Scope()) ->
     statements += _table_statements(stage, scope) + _settings_statements(stage, scope)
     worker = stage.setting("ROLEBROKER_WORKER_FUNCTION")
     if worker:
-        # Slack's slow half runs in the worker, invoked asynchronously (chalicelib/dispatch.py).
+        # Slack's slow half runs in the worker, invoked asynchronously (chalicelib/chat/dispatch.py).
         statements.append(_statement("InvokeWorker", ["lambda:InvokeFunction"],
                                      [scope.arn("lambda", f"function:{worker}")]))
     # No logs:CreateLogGroup: the stack (infra/resources.json) creates each group

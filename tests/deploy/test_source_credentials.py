@@ -19,8 +19,8 @@ from botocore.config import Config
 from botocore.stub import Stubber
 from moto import mock_aws
 
+from chalicelib.aws.source_credentials import sts_client_from_secret
 from chalicelib.exceptions import ConfigurationError, DependencyDown
-from chalicelib.source_credentials import sts_client_from_secret
 
 SECRET_ID = "rolebroker/prod/source-credentials"
 REGION = "eu-west-1"

@@ -68,7 +68,7 @@ def broker_with(issuer: DevIssuer, moto_server: Moto,
     def make(overrides: dict[str, Any], table: bool = False) -> Broker:
         environ = broker_environ(issuer)
         if table:
-            from chalicelib.store import create_table
+            from chalicelib.aws.store import create_table
 
             name = f"faults-{uuid.uuid4().hex[:8]}"
             create_table(moto_server.client("dynamodb"), name)

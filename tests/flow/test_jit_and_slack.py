@@ -23,8 +23,8 @@ from chalice.test import Client
 from pytest_httpserver import HTTPServer
 
 from chalicelib.audit import AuditLog
+from chalicelib.aws.store import create_table
 from chalicelib.exceptions import Conflict
-from chalicelib.store import create_table
 from devstack.issuer import DevIssuer
 from tests.conftest import Moto, broker_environ
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib.access.policy import decide, parse_policy
 from chalicelib.exceptions import NotFound, PolicyError
-from chalicelib.identity import Identity
-from chalicelib.policy import decide, parse_policy
+from chalicelib.identity.tokens import Identity
 
 ROOT = Path(__file__).resolve().parents[2]
 

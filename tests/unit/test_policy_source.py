@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib.access.source import FileSource, PolicyCache, S3Source, SsmSource, source_for
 from chalicelib.exceptions import DependencyDown
-from chalicelib.policy_source import FileSource, PolicyCache, S3Source, SsmSource, source_for
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = (ROOT / "devstack" / "access-policy.yaml").read_text()

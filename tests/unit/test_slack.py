@@ -8,8 +8,8 @@ import time
 
 import pytest
 
+from chalicelib.chat.slack import SlackRequestVerifier, parse_command, parse_duration, request_blocks
 from chalicelib.exceptions import BadRequest, Unauthenticated
-from chalicelib.slack import SlackRequestVerifier, parse_command, parse_duration, request_blocks
 
 # https://api.slack.com/authentication/verifying-requests-from-slack (the worked example)
 SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from chalicelib.identity import Identity
+from chalicelib.identity.tokens import Identity
 from chalicelib.stamping import session_name_for, session_tags_for
 
 STS_NAME = re.compile(r"^[\w+=,.@-]{2,64}$", re.ASCII)

@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .exceptions import AwsRefused, DependencyDown, Throttled
+from chalicelib.exceptions import AwsRefused, DependencyDown, Throttled
 
 LOG = logging.getLogger(__name__)
 

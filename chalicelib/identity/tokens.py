@@ -31,8 +31,8 @@ import jwt
 from jwt import PyJWKClient
 from jwt.exceptions import PyJWKClientConnectionError, PyJWKClientError
 
-from .exceptions import DependencyDown, Unauthenticated
-from .settings import Settings
+from chalicelib.exceptions import DependencyDown, Unauthenticated
+from chalicelib.settings import Settings
 
 LOG = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .exceptions import Conflict, DependencyDown, NotFound, Throttled
+from chalicelib.exceptions import Conflict, DependencyDown, NotFound, Throttled
 
 LOG = logging.getLogger(__name__)
 

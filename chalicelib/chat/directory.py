@@ -15,11 +15,11 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from .exceptions import Forbidden
-from .identity import Identity
-from .policy import AccessPolicy
-from .slack import SlackApi
-from .store import AccessStore
+from chalicelib.access.policy import AccessPolicy
+from chalicelib.aws.store import AccessStore
+from chalicelib.chat.slack import SlackApi
+from chalicelib.exceptions import Forbidden
+from chalicelib.identity.tokens import Identity
 
 SNAPSHOT_TTL = timedelta(hours=12)
 SNAPSHOT_REFRESH_SECONDS = 600

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 
 from slack_sdk.signature import Clock, SignatureVerifier
 
-from .exceptions import BadRequest, DependencyDown, Unauthenticated
+from chalicelib.exceptions import BadRequest, DependencyDown, Unauthenticated
 
 LOG = logging.getLogger(__name__)
 MAX_SLACK_BODY = 64 * 1024

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .exceptions import DependencyDown
+from chalicelib.exceptions import DependencyDown
 
 
 def resolve_secret(value: str | None, client_factory: Callable[[str], Any]) -> str | None:

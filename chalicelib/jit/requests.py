@@ -13,11 +13,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from .audit import AuditLog, CallContext
-from .exceptions import BadRequest, Conflict, Forbidden, NotFound
-from .identity import Identity
-from .policy import AccessPolicy, Role, decide
-from .store import APPROVED, PENDING, AccessRequest, AccessStore
+from chalicelib.access.policy import AccessPolicy, Role, decide
+from chalicelib.audit import AuditLog, CallContext
+from chalicelib.aws.store import APPROVED, PENDING, AccessRequest, AccessStore
+from chalicelib.exceptions import BadRequest, Conflict, Forbidden, NotFound
+from chalicelib.identity.tokens import Identity
 
 
 class Notifier(Protocol):

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from .exceptions import DependencyDown, PolicyError
-from .policy import AccessPolicy, parse_policy
+from chalicelib.access.policy import AccessPolicy, parse_policy
+from chalicelib.exceptions import DependencyDown, PolicyError
 
 LOG = logging.getLogger(__name__)
 MAX_POLICY_BYTES = 4 * 1024 * 1024

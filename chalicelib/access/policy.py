@@ -21,8 +21,8 @@ from typing import Any
 
 import yaml
 
-from .exceptions import NotFound, PolicyError
-from .identity import Identity
+from chalicelib.exceptions import NotFound, PolicyError
+from chalicelib.identity.tokens import Identity
 
 ROLE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 ACCOUNT_ID_RE = re.compile(r"^\d{12}$")

@@ -15,17 +15,17 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from .access import AccessRequests
-from .audit import CallContext
-from .broker import Broker
-from .console import ConsoleLinks
-from .directory import Directory
-from .exceptions import BadRequest, RolebrokerError
-from .identity import Identity
-from .policy import AccessPolicy
-from .slack import HELP, SlackApi, decided_line, ephemeral, parse_command, parse_duration, request_blocks
-from .store import AccessStore
-from .validation import REQUEST_FIELDS, role_name, validate_fields
+from chalicelib.access.policy import AccessPolicy
+from chalicelib.audit import CallContext
+from chalicelib.aws.store import AccessStore
+from chalicelib.broker import Broker
+from chalicelib.chat.directory import Directory
+from chalicelib.chat.slack import HELP, SlackApi, decided_line, ephemeral, parse_command, parse_duration, request_blocks
+from chalicelib.console import ConsoleLinks
+from chalicelib.exceptions import BadRequest, RolebrokerError
+from chalicelib.identity.tokens import Identity
+from chalicelib.jit.requests import AccessRequests
+from chalicelib.validation import REQUEST_FIELDS, role_name, validate_fields
 
 LOG = logging.getLogger(__name__)
 ACCESS_LABELS = {"allowed": "allowed", "approval_required": "approval required", "mfa_required": "MFA required"}

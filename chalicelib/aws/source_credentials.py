@@ -30,7 +30,7 @@ from botocore.config import Config
 from botocore.credentials import CredentialProvider, CredentialResolver, DeferredRefreshableCredentials
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .exceptions import ConfigurationError, DependencyDown
+from chalicelib.exceptions import ConfigurationError, DependencyDown
 
 LOG = logging.getLogger(__name__)
 METHOD = "rolebroker-source-secret"

@@ -1,0 +1,1 @@
+"""The access policy: loading, its sources, and pure decisions."""

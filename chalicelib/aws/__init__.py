@@ -1,0 +1,1 @@
+"""One adapter per AWS service: STS, the DynamoDB store, secrets."""

@@ -1,0 +1,1 @@
+"""Slack: signatures, the /aws command, buttons and the background worker."""

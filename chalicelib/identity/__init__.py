@@ -1,0 +1,1 @@
+"""Who is calling: OIDC tokens, issuers and the one principal per person."""
