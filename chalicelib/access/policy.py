@@ -166,6 +166,8 @@ class AccessPolicy:
     roles: Mapping[str, Role]
     slack_users: Mapping[str, str] = field(default_factory=dict)
     slack_channel: str | None = None
+    admins: tuple[Rule, ...] = ()
+    auditors: tuple[Rule, ...] = ()
     _index: RuleIndex = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
     _order: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
@@ -187,6 +189,14 @@ class AccessPolicy:
         """Roles with at least one rule that could match, in policy order."""
         found: list[Role] = list(self._index.candidates(identity))
         return sorted(found, key=lambda role: self._order[role.name])
+
+    def is_admin(self, identity: Identity) -> bool:
+        """May revoke sessions and ask about anyone's access (``admins:``)."""
+        return any(rule.matches(identity) for rule in self.admins)
+
+    def is_auditor(self, identity: Identity) -> bool:
+        """May ask about anyone's access and read any request's evidence (``auditors:``)."""
+        return any(rule.matches(identity) for rule in self.auditors)
 
 
 # --------------------------------------------------------------------------
@@ -354,7 +364,7 @@ class _Validator:
         return value
 
     def policy(self, data: Any) -> AccessPolicy:
-        top = self.mapping(data, "policy", 1, {"version", "accounts", "roles", "slack"},
+        top = self.mapping(data, "policy", 1, {"version", "accounts", "roles", "slack", "admins", "auditors"},
                            {"version", "accounts", "roles"})
         if top["version"] != 1 or isinstance(top["version"], bool):
             raise self.fail("version", f"must be 1, got {top['version']!r}", top.key_lines["version"])
@@ -365,7 +375,9 @@ class _Validator:
                                  set(top["roles"]) if isinstance(top["roles"], dict) else set())
         roles = {name: self.role(name, value, roles_map, accounts) for name, value in roles_map.items()}
         users, channel = self.slack(top)
-        return AccessPolicy(accounts=accounts, roles=roles, slack_users=users, slack_channel=channel)
+        return AccessPolicy(accounts=accounts, roles=roles, slack_users=users, slack_channel=channel,
+                            admins=self.rules(top, "admins", "policy") if "admins" in top else (),
+                            auditors=self.rules(top, "auditors", "policy") if "auditors" in top else ())
 
     def account(self, name: str, value: Any, parent: _Map) -> Account:
         where = f"accounts.{name}"
