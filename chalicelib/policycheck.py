@@ -1,26 +1,44 @@
-"""Validate an access policy and explain decisions: usable in the policy's CI.
+"""Validate an access policy, explain decisions, and answer who-can / what-can /
+diff from it: usable in the policy's CI.
 
     python -m chalicelib.policycheck policy.yaml
     python -m chalicelib.policycheck policy.yaml --role sandbox-admin \\
         --claims '{"email": "alice@example.com", "groups": ["platform-admins"]}' --expect allow
+    python -m chalicelib.policycheck who-can ROLE [--policy PATH] [--json]
+    python -m chalicelib.policycheck what-can --claims JSON [--policy PATH] [--json]
+    python -m chalicelib.policycheck diff OLD NEW [--json]
 
-Exit status: 0 valid (and, with ``--expect``, the decision matched), 1 invalid
-policy, 2 usage error, 3 the decision differed from ``--expect``.
+``--policy`` defaults to ``$ROLEBROKER_POLICY`` when that is a file path.
+
+Exit status: 0 valid (with ``--expect``, the decision matched; with ``diff``,
+no access changed), 1 invalid policy, 2 usage error (including an unknown
+role or an unreadable file), 3 the decision differed from ``--expect``,
+4 ``diff`` found access changes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from chalicelib.access import queries
 from chalicelib.access.policy import AccessPolicy, decide, parse_policy
 from chalicelib.exceptions import NotFound, PolicyError, RolebrokerError
-from chalicelib.identity.tokens import identity_from_claims
+from chalicelib.identity.tokens import Identity, identity_from_claims
 from chalicelib.settings import Settings
+
+OK, INVALID, USAGE, UNEXPECTED, ACCESS_CHANGED = 0, 1, 2, 3, 4
+QUERIES = ("who-can", "what-can", "diff")
+
+
+class _Usage(Exception):
+    """A usage error: one line on stderr, exit 2."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,19 +46,48 @@ def _parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("policy", type=Path, help="access policy file (YAML or JSON)")
     parser.add_argument("--role", help="explain the decision for this role")
-    parser.add_argument("--claims", default="{}", help="the caller's token claims as a JSON object")
-    parser.add_argument("--identity-claim", default="email")
-    parser.add_argument("--groups-claim", default="groups")
+    _claims_options(parser)
     parser.add_argument("--granted", action="store_true", help="assume an approved grant exists")
     parser.add_argument("--expect", choices=["allow", "deny"], help="exit 3 unless the decision is this")
     return parser
 
 
-def explain(policy: AccessPolicy, role_name: str, claims: dict[str, object], *, identity_claim: str = "email",
-            groups_claim: str = "groups", granted: bool = False) -> tuple[bool, str]:
+def _claims_options(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    parser.add_argument("--claims", default=None if required else "{}", required=required,
+                        help="the caller's token claims as a JSON object")
+    parser.add_argument("--identity-claim", default="email")
+    parser.add_argument("--groups-claim", default="groups")
+
+
+def _query_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m chalicelib.policycheck", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    who = commands.add_parser("who-can", help="every rule that grants a role, with its conditions")
+    who.add_argument("role")
+    what = commands.add_parser("what-can", help="every role a token's claims may use or request, and how")
+    _claims_options(what, required=True)
+    changes = commands.add_parser("diff", help="who gains or loses which access; exit 4 when anyone does")
+    changes.add_argument("old", type=Path)
+    changes.add_argument("new", type=Path)
+    for command in (who, what):
+        command.add_argument("--policy", type=Path, help="access policy file (default: $ROLEBROKER_POLICY)")
+    for command in (who, what, changes):
+        command.add_argument("--json", action="store_true", help="print one JSON document")
+    return parser
+
+
+def identity_for(claims: Mapping[str, object], *, identity_claim: str = "email",
+                 groups_claim: str = "groups") -> Identity:
+    """The identity a token with these claims would have (the broker's own mapping)."""
     settings = Settings(issuer="", audiences=("",), policy_source="", identity_claim=identity_claim,
                         groups_claim=groups_claim)
-    identity = identity_from_claims(claims, settings)
+    return identity_from_claims(claims, settings)
+
+
+def explain(policy: AccessPolicy, role_name: str, claims: dict[str, object], *, identity_claim: str = "email",
+            groups_claim: str = "groups", granted: bool = False) -> tuple[bool, str]:
+    identity = identity_for(claims, identity_claim=identity_claim, groups_claim=groups_claim)
     now = datetime.now(UTC)
     grant_until = now.replace(year=now.year + 1) if granted else None
     decision = decide(policy.role(role_name), identity, grant_until=grant_until, now=now)
@@ -48,36 +95,84 @@ def explain(policy: AccessPolicy, role_name: str, claims: dict[str, object], *, 
     return decision.allowed, f"{verdict} {role_name} for {identity.subject}: {decision.reason}"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        policy = parse_policy(args.policy.read_text(encoding="utf-8"), str(args.policy))
-    except OSError as exc:
-        print(f"policycheck: cannot read {args.policy}: {exc.strerror}", file=sys.stderr)
-        return 2
+        if args and args[0] in QUERIES:
+            return _query(_query_parser().parse_args(args), os.environ if environ is None else environ)
+        return _check(_parser().parse_args(args))
     except PolicyError as exc:
         print(f"policycheck: {exc}", file=sys.stderr)
-        return 1
+        return INVALID
+    except (_Usage, NotFound, RolebrokerError) as exc:
+        print(f"policycheck: {exc}", file=sys.stderr)
+        return USAGE
+
+
+def _load(path: Path) -> AccessPolicy:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise _Usage(f"cannot read {path}: {exc.strerror}") from None
+    return parse_policy(text, str(path))
+
+
+def _claims(text: str) -> dict[str, object]:
+    try:
+        claims = json.loads(text)
+    except ValueError as exc:
+        raise _Usage(f"--claims must be a JSON object ({exc})") from None
+    if not isinstance(claims, dict):
+        raise _Usage("--claims must be a JSON object (not an object)")
+    return claims
+
+
+def _check(args: argparse.Namespace) -> int:
+    policy = _load(args.policy)
     print(f"{args.policy}: valid ({len(policy.accounts)} accounts, {len(policy.roles)} roles)")
     if not args.role:
-        return 0
-    try:
-        claims = json.loads(args.claims)
-        if not isinstance(claims, dict):
-            raise ValueError("not an object")
-        allowed, line = explain(policy, args.role, claims, identity_claim=args.identity_claim,
-                                groups_claim=args.groups_claim, granted=args.granted)
-    except ValueError as exc:
-        print(f"policycheck: --claims must be a JSON object ({exc})", file=sys.stderr)
-        return 2
-    except (NotFound, RolebrokerError) as exc:
-        print(f"policycheck: {exc}", file=sys.stderr)
-        return 2
+        return OK
+    allowed, line = explain(policy, args.role, _claims(args.claims), identity_claim=args.identity_claim,
+                            groups_claim=args.groups_claim, granted=args.granted)
     print(line)
     if args.expect and (args.expect == "allow") != allowed:
         print(f"policycheck: expected {args.expect}", file=sys.stderr)
-        return 3
-    return 0
+        return UNEXPECTED
+    return OK
+
+
+def _policy_path(args: argparse.Namespace, environ: Mapping[str, str]) -> Path:
+    if args.policy is not None:
+        return Path(args.policy)
+    source = environ.get("ROLEBROKER_POLICY", "").strip()
+    if not source:
+        raise _Usage("give --policy PATH or set ROLEBROKER_POLICY to the policy file")
+    if source.startswith(("ssm:", "s3://")):
+        raise _Usage(f"ROLEBROKER_POLICY is {source}: fetch it to a file first and pass --policy PATH")
+    return Path(source)
+
+
+def _query(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    if args.command == "diff":
+        result = queries.diff(_load(args.old), _load(args.new))
+        _print(args, result.to_dict(), lambda: queries.format_diff(result))
+        return ACCESS_CHANGED if result.changes_access else OK
+    policy = _load(_policy_path(args, environ))
+    if args.command == "who-can":
+        answer = queries.who_can(policy, args.role)
+        _print(args, answer, lambda: queries.format_who_can(answer))
+        return OK
+    identity = identity_for(_claims(args.claims), identity_claim=args.identity_claim,
+                            groups_claim=args.groups_claim)
+    roles = queries.what_can(policy, identity)
+    document = {"identity": identity.subject, "groups": sorted(identity.groups),
+                "admin": policy.is_admin(identity), "auditor": policy.is_auditor(identity), "roles": roles}
+    _print(args, document, lambda: queries.format_what_can(identity.subject, roles))
+    return OK
+
+
+def _print(args: argparse.Namespace, document: Mapping[str, Any], text: Any) -> None:
+    print(json.dumps(document, indent=2, default=str) if args.json else text())
 
 
 if __name__ == "__main__":
