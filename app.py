@@ -33,6 +33,7 @@ from chalicelib.validation import (
     DECISION_FIELDS,
     REQUEST_FIELDS,
     Field,
+    access_query,
     validate,
 )
 
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from chalicelib.chat.dispatch import Dispatcher
     from chalicelib.chat.slack import SlackRequestVerifier
     from chalicelib.console import ConsoleLinks
+    from chalicelib.inquiries import AccessInquiries
     from chalicelib.jit.requests import AccessRequests
 
 app = Chalice(app_name="rolebroker")
@@ -69,6 +71,7 @@ class Services:
     broker: Broker
     audit: AuditLog
     console: ConsoleLinks
+    inquiries: AccessInquiries
     client: Callable[[str], Any]
     clock: Callable[[], datetime] = utcnow
     access: AccessRequests | None = None
@@ -130,8 +133,9 @@ def _build_services(
 
     from chalicelib.access.source import PolicyCache, source_for
     from chalicelib.aws.sts import StsGateway
-    from chalicelib.broker import Broker
+    from chalicelib.broker import Broker, NoGrants
     from chalicelib.console import ConsoleLinks
+    from chalicelib.inquiries import AccessInquiries
 
     settings = Settings.from_environ(environ)
     config = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=3, read_timeout=5)
@@ -158,8 +162,10 @@ def _build_services(
                     session_limit_seconds=settings.session_limit_seconds, clock=clock)
     console = ConsoleLinks(broker, issuer_url=settings.public_url or "rolebroker", clock=clock,
                            federation_url=settings.federation_url)
+    inquiries = AccessInquiries(policy=policy.get, grants=store or NoGrants(), audit=audit, settings=settings,
+                                clock=clock)
     svc = Services(settings=settings, verifier=TokenVerifier(settings), broker=broker, audit=audit,
-                   console=console, client=client, clock=clock)
+                   console=console, inquiries=inquiries, client=client, clock=clock)
     if store is not None:
         _add_jit_and_slack(svc, store, policy.get, inline_tasks)
     return svc
@@ -387,6 +393,15 @@ def console_link() -> dict[str, Any]:
     body = validate(raw_body(request), CONSOLE_FIELDS)
     link = services().console.link(caller(), body["role"], context=call_context(request))
     return {"url": link["url"], "expires_at": link["expires_at"]}
+
+
+@api("/v1/access")
+def access() -> dict[str, Any]:
+    """What the caller can use; admins and auditors may ask about a role or anyone."""
+    request = current()
+    params = request.query_params
+    query = access_query({name: params.getlist(name) for name in params} if params is not None else None)
+    return services().inquiries.answer(caller(), query, context=call_context(request))
 
 
 # --------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,3 +112,53 @@ DECISION_FIELDS = {"reason": Field("text", False)}
 CONSOLE_FIELDS = {"role": Field("role")}
 
 _CHECKS = {"role": role_name, "duration": _duration, "grant_duration": _grant_duration, "text": _text}
+
+
+MAX_IDENTITY_CHARS = 256
+MAX_QUERY_GROUPS = 100
+
+
+def access_query(params: Mapping[str, Sequence[str]] | None) -> dict[str, Any]:
+    """``GET /v1/access`` parameters: ``role``, or ``identity`` with optional ``groups``."""
+    params = params or {}
+    unknown = sorted(set(params) - {"role", "identity", "groups"})
+    if unknown:
+        raise BadRequest(f"unknown parameter(s) {', '.join(repr(k[:40]) for k in unknown[:5])}; "
+                         "allowed: role, or identity and groups")
+    single = {name: _once(name, values) for name, values in params.items()}
+    if "role" in single:
+        if len(single) > 1:
+            raise BadRequest("ask about either role or identity (with groups), not both")
+        return {"role": role_name("role", single["role"])}
+    if "groups" in single and "identity" not in single:
+        raise BadRequest("give identity with groups: groups alone name nobody")
+    query: dict[str, Any] = {}
+    if "identity" in single:
+        query["identity"] = _identity(single["identity"])
+    if "groups" in single:
+        query["groups"] = _groups(single["groups"])
+    return query
+
+
+def _once(name: str, values: Sequence[str]) -> str:
+    if len(values) != 1:
+        raise BadRequest(f"{name!r} may be given once")
+    return values[0]
+
+
+def _identity(value: str) -> str:
+    if not 1 <= len(value) <= MAX_IDENTITY_CHARS:
+        raise BadRequest(f"'identity' must be 1-{MAX_IDENTITY_CHARS} characters")
+    if any(unicodedata.category(ch) in {"Cc", *_INVISIBLE} for ch in value):
+        raise BadRequest("'identity' must not contain control characters")
+    return value
+
+
+def _groups(value: str) -> list[str]:
+    groups = value.split(",") if value else []
+    if len(groups) > MAX_QUERY_GROUPS:
+        raise BadRequest(f"'groups' may name at most {MAX_QUERY_GROUPS} groups")
+    if any(not g or len(g) > MAX_IDENTITY_CHARS or any(unicodedata.category(ch) == "Cc" for ch in g)
+           for g in groups):
+        raise BadRequest("'groups' must be a comma-separated list of group names")
+    return groups

@@ -1,0 +1,84 @@
+"""Questions about access over the API: who may ask what, and the answers.
+
+Anyone may ask what they themselves can use; the answer comes from their own
+verified token, as ``/v1/roles`` does, and shows no rule's claim values (a
+rule's value list may name other people). Asking who can use a role, or what
+another person can use, is for the policy's ``admins`` and ``auditors``; those
+answers come from ``chalicelib.access.queries`` over the same policy, and each
+one leaves an audit line naming who asked about whom.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from chalicelib.access import queries
+from chalicelib.access.policy import AccessPolicy, Rule
+from chalicelib.audit import AuditLog, CallContext
+from chalicelib.broker import GrantStore
+from chalicelib.exceptions import Forbidden
+from chalicelib.identity.tokens import Identity, identity_from_claims
+from chalicelib.settings import Settings
+
+
+def identity_named(settings: Settings, subject: str, groups: list[str]) -> Identity:
+    """The identity a verified token naming ``subject`` with ``groups`` would have."""
+    claims: dict[str, Any] = {settings.identity_claim: subject, settings.groups_claim: groups,
+                              "iss": settings.issuer}
+    if settings.identity_claim == "email":
+        claims["email_verified"] = True
+    return identity_from_claims(claims, settings)
+
+
+def oversight(policy: AccessPolicy) -> str:
+    """Who may ask about others, without any claim value: for a 403's message."""
+    def rules(found: tuple[Rule, ...]) -> str:
+        return "; or ".join(rule.describe() for rule in found) or "nobody: the policy names none"
+
+    return f"admins ({rules(policy.admins)}) and auditors ({rules(policy.auditors)})"
+
+
+class AccessInquiries:
+    def __init__(self, *, policy: Callable[[], AccessPolicy], grants: GrantStore, audit: AuditLog,
+                 settings: Settings, clock: Callable[[], datetime]) -> None:
+        self._policy = policy
+        self._grants = grants
+        self._audit = audit
+        self._settings = settings
+        self._clock = clock
+
+    def answer(self, caller: Identity, query: Mapping[str, Any], *, context: CallContext) -> dict[str, Any]:
+        """``query`` is ``{}``, ``{"role"}`` or ``{"identity", "groups"?}`` (validated)."""
+        policy = self._policy()
+        if "role" in query:
+            self._allow(policy, caller, context, f"ask who can use role {query['role']}", role=query["role"])
+            return queries.who_can(policy, query["role"])
+        subject = query.get("identity")
+        # TODO(principal): compare principals once identities have them.
+        if subject is None or (subject == caller.subject and "groups" not in query):
+            return self._what_can(policy, caller, source="token", show_rules=False)
+        self._allow(policy, caller, context, "ask about another person's access", about=subject)
+        return self._what_can(policy, identity_named(self._settings, subject, query.get("groups", [])),
+                              source="query", show_rules=True)
+
+    def _what_can(self, policy: AccessPolicy, identity: Identity, *, source: str,
+                  show_rules: bool) -> dict[str, Any]:
+        now = self._clock()
+        grants = self._grants.active_grants(identity.subject, now)
+        roles = queries.what_can(policy, identity, grants=grants, now=now, show_rules=show_rules)
+        return {"identity": identity.subject, "groups": sorted(identity.groups), "source": source,
+                "admin": policy.is_admin(identity), "auditor": policy.is_auditor(identity), "roles": roles}
+
+    def _allow(self, policy: AccessPolicy, caller: Identity, context: CallContext, what: str,
+               **fields: Any) -> None:
+        if policy.is_admin(caller) or policy.is_auditor(caller):
+            self._audit.record(action="access-query", outcome="allowed", context=context, identity=caller,
+                               reason=what, **fields)
+            return
+        reason = (f"only {oversight(policy)} may {what}; "
+                  "GET /v1/access with no parameters answers what you can use")
+        self._audit.record(action="access-query", outcome="denied", context=context, identity=caller,
+                           reason=reason, **fields)
+        raise Forbidden(reason)
