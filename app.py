@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from chalicelib.chat.slack import SlackRequestVerifier
     from chalicelib.console import ConsoleLinks
     from chalicelib.inquiries import AccessInquiries
+    from chalicelib.jit.evidence import GrantEvidence
     from chalicelib.jit.requests import AccessRequests
 
 app = Chalice(app_name="rolebroker")
@@ -75,6 +76,7 @@ class Services:
     client: Callable[[str], Any]
     clock: Callable[[], datetime] = utcnow
     access: AccessRequests | None = None
+    evidence: GrantEvidence | None = None
     directory: Directory | None = None
     chatops: ChatOps | None = None
     dispatcher: Dispatcher | None = None
@@ -86,6 +88,11 @@ class Services:
         if self.access is None:
             raise DependencyDown("just-in-time access is not configured on this broker (ROLEBROKER_TABLE)")
         return self.access
+
+    def grant_evidence(self) -> GrantEvidence:
+        if self.evidence is None:
+            raise DependencyDown("just-in-time access is not configured on this broker (ROLEBROKER_TABLE)")
+        return self.evidence
 
     def slack(self) -> tuple[SlackRequestVerifier, ChatOps, Dispatcher]:
         """Slack's verifier (its secret resolved on first use), worker and dispatcher."""
@@ -180,6 +187,8 @@ def _add_jit_and_slack(svc: Services, store: Any, policy: Callable[[], Any], inl
         LambdaDispatcher,
         ThreadDispatcher,
     )
+    from chalicelib.jit.cloudtrail import QueryTargets
+    from chalicelib.jit.evidence import GrantEvidence
     from chalicelib.jit.requests import AccessRequests
 
     settings = svc.settings
@@ -196,6 +205,13 @@ def _add_jit_and_slack(svc: Services, store: Any, policy: Callable[[], Any], inl
         svc.dispatcher = ThreadDispatcher(run_task)
     svc.access = AccessRequests(policy=policy, store=store, audit=svc.audit, clock=svc.clock,
                                 notifier=DispatchingNotifier(svc.dispatcher))
+    try:
+        targets = QueryTargets(event_data_store=settings.cloudtrail_event_data_store,
+                               athena_table=settings.athena_cloudtrail_table)
+    except ValueError as exc:
+        raise ConfigurationError(f"ROLEBROKER_CLOUDTRAIL_EVENT_DATA_STORE or "
+                                 f"ROLEBROKER_ATHENA_CLOUDTRAIL_TABLE: {exc}") from None
+    svc.evidence = GrantEvidence(policy=policy, store=store, audit=svc.audit, clock=svc.clock, targets=targets)
     svc.directory = Directory(store, clock=svc.clock)
     svc.chatops = ChatOps(policy=policy, broker=svc.broker, access=svc.access, console=svc.console,
                           directory=svc.directory, store=store, slack=_slack_api(svc), clock=svc.clock)
@@ -438,6 +454,12 @@ def _decide(request_ref: str, fields: Mapping[str, Field],
     decided = act(svc.requests(), caller(), checked_request_id(request_ref), body, call_context(request))
     result: dict[str, Any] = decided.to_dict(svc.clock())
     return result
+
+
+@api("/v1/requests/{request_ref}/evidence")
+def request_evidence(request_ref: str) -> dict[str, Any]:
+    """The request, its history, its grant's sessions and CloudTrail queries for them."""
+    return services().grant_evidence().of(caller(), checked_request_id(request_ref), context=call_context(current()))
 
 
 @api("/v1/requests/{request_ref}/approve", methods=["POST"])

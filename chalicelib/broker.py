@@ -18,8 +18,9 @@ from chalicelib.audit import AuditLog, CallContext
 from chalicelib.aws.sts import AssumedSession, StsGateway
 from chalicelib.exceptions import Forbidden, RolebrokerError
 from chalicelib.identity.tokens import Identity
+from chalicelib.jit.grants import ActiveGrant, IssuedSession
 from chalicelib.profiles import config_fragment, profile_section
-from chalicelib.stamping import session_name_for, session_tags_for
+from chalicelib.stamping import grant_tags, session_name_for, session_tags_for
 
 # A Lambda execution role calling AssumeRole is role chaining, which STS caps
 # at one hour whatever the target role's MaxSessionDuration says.
@@ -33,11 +34,20 @@ class Issued:
     session_name: str
     seconds: int
     warnings: list[str]
+    grant: ActiveGrant | None = None
 
 
 class GrantStore(Protocol):
     def active_grants(self, subject: str, now: datetime) -> Mapping[str, datetime]:
         """Role name -> end of the caller's approved, unexpired grant."""
+        ...
+
+    def active_grant(self, subject: str, role: str, now: datetime) -> ActiveGrant | None:
+        """The caller's approved, unexpired grant for ``role``, if any."""
+        ...
+
+    def record_session(self, grant: ActiveGrant, session: IssuedSession, *, now: datetime) -> None:
+        """Record a session issued under ``grant``; refuse if the grant no longer holds."""
         ...
 
 
@@ -46,6 +56,12 @@ class NoGrants:
 
     def active_grants(self, subject: str, now: datetime) -> Mapping[str, datetime]:
         return {}
+
+    def active_grant(self, subject: str, role: str, now: datetime) -> ActiveGrant | None:
+        return None
+
+    def record_session(self, grant: ActiveGrant, session: IssuedSession, *, now: datetime) -> None:
+        raise AssertionError("no grant exists without a table")
 
 
 def utcnow() -> datetime:
@@ -152,13 +168,14 @@ class Broker:
         usable = [role for role, decision in self.decisions(identity) if decision.allowed]
         return config_fragment(usable, broker_url)
 
-    def decide(self, identity: Identity, role_name: str) -> tuple[Role, Decision, datetime | None]:
+    def decide(self, identity: Identity, role_name: str) -> tuple[Role, Decision, ActiveGrant | None]:
         role = self._policy().role(role_name)
         now = self._clock()
-        grant_until = None
+        grant = None
         if role.approval is not None:
-            grant_until = self._grants.active_grants(identity.subject, now).get(role.name)
-        return role, decide(role, identity, grant_until=grant_until, now=now), grant_until
+            grant = self._grants.active_grant(identity.subject, role.name, now)
+        until = grant.until if grant is not None else None
+        return role, decide(role, identity, grant_until=until, now=now), grant
 
     def assume(
         self,
@@ -171,13 +188,15 @@ class Broker:
     ) -> Issued:
         """Decide, then call STS with the session stamped; audit either way."""
         started = time.monotonic()
-        role, decision, grant_until = self.decide(identity, role_name)
+        role, decision, grant = self.decide(identity, role_name)
+        # A grant counts only if the decision rests on it (an approval role).
+        grant = grant if decision.allowed else None
 
         def audit(outcome: str, reason: str, **extra: Any) -> None:
             self._audit.record(action=action, outcome=outcome, reason=reason, context=context,
                                identity=identity, role=role.name, account=role.account.id,
                                rule=decision.rule, claims_used=dict(decision.claims_used) or None,
-                               requested_seconds=requested_seconds,
+                               requested_seconds=requested_seconds, grant=grant.request_id if grant else None,
                                latency_ms=_ms(started), **extra)
 
         if not decision.allowed:
@@ -190,21 +209,28 @@ class Broker:
         session_name = session_name_for(identity)
         try:
             seconds, warnings = session_duration(
-                requested_seconds, role, limit=self._limit, grant_until=grant_until, now=self._clock())
+                requested_seconds, role, limit=self._limit, grant_until=grant.until if grant else None,
+                now=self._clock())
             session = self._sts.assume(
                 role_arn=role.role_arn,
                 session_name=session_name,
                 source_identity=session_name,
-                tags=session_tags_for(identity),
+                tags=session_tags_for(identity) + grant_tags(grant),
                 external_id=role.account.external_id,
                 duration_seconds=seconds,
             )
+            if grant is not None:
+                # Recorded before the credentials leave: if the grant was
+                # revoked meanwhile (or is full), nobody ever holds them.
+                self._grants.record_session(grant, _issued_session(grant, role, session, session_name,
+                                                                   action, self._clock()), now=self._clock())
         except RolebrokerError as exc:
             audit("error", str(exc), session_name=session_name)
             raise
         audit("allowed", decision.reason, session_name=session_name, duration_seconds=seconds,
               assumed_role_arn=session.assumed_role_arn)
-        return Issued(role=role, session=session, session_name=session_name, seconds=seconds, warnings=warnings)
+        return Issued(role=role, session=session, session_name=session_name, seconds=seconds, warnings=warnings,
+                      grant=grant)
 
     def credentials(
         self,
@@ -227,6 +253,14 @@ class Broker:
             "credentials": credential_process_document(session),
             "profile": {"name": role.name, "config": profile_section(role, broker_url)},
         }
+
+
+def _issued_session(grant: ActiveGrant, role: Role, session: AssumedSession, session_name: str, kind: str,
+                    now: datetime) -> IssuedSession:
+    return IssuedSession(request_id=grant.request_id, role=role.name, role_arn=role.role_arn,
+                         account_id=role.account.id, assumed_role_arn=session.assumed_role_arn,
+                         access_key_id=session.access_key_id, session_name=session.source_identity or session_name,
+                         issued_at=now, expires_at=session.expiration, kind=kind)
 
 
 def _ms(started: float) -> int:

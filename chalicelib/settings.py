@@ -66,6 +66,9 @@ class Settings:
     worker_function: str | None = None
     federation_url: str = "https://signin.aws.amazon.com/federation"
     source_credentials_secret: str | None = None
+    cloudtrail_event_data_store: str | None = None
+    athena_cloudtrail_table: str = "cloudtrail_logs"
+    event_bus: str | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -123,6 +126,9 @@ class Settings:
             federation_url=environ.get("ROLEBROKER_FEDERATION_URL", "").strip()
             or "https://signin.aws.amazon.com/federation",
             source_credentials_secret=environ.get("ROLEBROKER_SOURCE_CREDENTIALS_SECRET", "").strip() or None,
+            cloudtrail_event_data_store=environ.get("ROLEBROKER_CLOUDTRAIL_EVENT_DATA_STORE", "").strip() or None,
+            athena_cloudtrail_table=environ.get("ROLEBROKER_ATHENA_CLOUDTRAIL_TABLE", "").strip() or "cloudtrail_logs",
+            event_bus=environ.get("ROLEBROKER_EVENT_BUS", "").strip() or None,
         )
 
 

@@ -13,6 +13,7 @@ import hashlib
 import re
 
 from chalicelib.identity.tokens import Identity
+from chalicelib.jit.grants import ActiveGrant
 
 _NOT_ALLOWED = re.compile(r"[^A-Za-z0-9_+=,.@-]")
 _TAG_NOT_ALLOWED = re.compile(r"[^\w .:/=+@-]", re.UNICODE)
@@ -22,6 +23,8 @@ MAX_TAG_VALUE = 256
 IDENTITY_TAG = "rolebroker:identity"
 GROUPS_TAG = "rolebroker:groups"
 ISSUER_TAG = "rolebroker:issuer"
+GRANT_TAG = "rolebroker:grant"  # the JIT request id a session was issued under
+TICKET_TAG = "rolebroker:ticket"  # the request's ticket, when it has one
 
 
 def session_name_for(identity: Identity) -> str:
@@ -57,3 +60,14 @@ def session_tags_for(identity: Identity) -> list[dict[str, str]]:
     if groups:
         tags.append({"Key": GROUPS_TAG, "Value": groups})
     return tags[:MAX_TAGS]
+
+
+def grant_tags(grant: ActiveGrant | None) -> list[dict[str, str]]:
+    """Tags naming the grant (and its ticket) a session is issued under, so
+    every CloudTrail event of that session can be tied back to the request."""
+    if grant is None:
+        return []
+    tags = [{"Key": GRANT_TAG, "Value": _tag_value(grant.request_id)}]
+    if grant.ticket:
+        tags.append({"Key": TICKET_TAG, "Value": _tag_value(grant.ticket)})
+    return tags

@@ -14,6 +14,11 @@ One table, keyed ``pk``/``sk``:
 * ``IDENTITY#<identity>`` / ``SNAPSHOT``: the groups from that person's last
   verified token, so Slack (which knows only an email) can be judged by the
   same policy; it expires after a working day.
+* ``REQUEST#<id>`` / ``SESSION#<issued at>#<access key id>``: each STS
+  session issued under the request's grant (ARNs, key id, times; never a
+  secret), the evidence that ties the grant to CloudTrail. Written in one
+  transaction with a counter on the request that is conditional on the grant
+  still being approved, unexpired and under ``MAX_SESSIONS_PER_GRANT``.
 
 Every transition is one ``TransactWriteItems``: the request's conditional
 update, the event and (on approval) the grant succeed or fail together. The
@@ -33,7 +38,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.exceptions import Conflict, DependencyDown, NotFound, Throttled
+from chalicelib.exceptions import Conflict, DependencyDown, Forbidden, NotFound, Throttled
+from chalicelib.jit.grants import ActiveGrant, IssuedSession
 
 LOG = logging.getLogger(__name__)
 
@@ -42,6 +48,9 @@ PENDING, APPROVED, DENIED, EXPIRED, CANCELLED, REVOKED = (
 GRANT_TTL_GRACE = timedelta(days=1)
 _STEPS = {None: 0, PENDING: 1, APPROVED: 2}
 _THROTTLING = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
+# Sessions one grant may issue (and the evidence lists): a grant of at most
+# seven days, renewed by the client each 45 minutes, stays far below it.
+MAX_SESSIONS_PER_GRANT = 1000
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,7 @@ class AccessRequest:
     grant_until: datetime | None = None
     requester_slack: str | None = None
     messages: tuple[tuple[str, str], ...] = ()
+    ticket: str | None = None
 
     def status_at(self, now: datetime) -> str:
         if self.status == PENDING and now >= self.pending_until:
@@ -155,6 +165,16 @@ class AccessStore:
                 grants[role] = until
         return grants
 
+    def active_grant(self, subject: str, role: str, now: datetime) -> ActiveGrant | None:
+        """The caller's approved, unexpired grant for ``role`` that lasts longest, if any."""
+        items = self._query(KeyConditionExpression="pk = :pk AND begins_with(sk, :role)",
+                            ExpressionAttributeValues={":pk": _s(f"GRANT#{subject}"), ":role": _s(f"ROLE#{role}#")})
+        grants = [ActiveGrant(request_id=i["request_id"]["S"], role=i["role"]["S"],
+                              until=datetime.fromisoformat(i["until"]["S"]), ticket=i.get("ticket", {}).get("S"))
+                  for i in items if i["role"]["S"] == role]
+        live = [g for g in grants if g.until > now]
+        return max(live, key=lambda g: g.until) if live else None
+
     def get(self, request_id: str) -> AccessRequest:
         try:
             answer = self._client.get_item(TableName=self._table, ConsistentRead=True,
@@ -213,6 +233,7 @@ class AccessStore:
             "role": _s(request.role), "until": _s(_iso(grant_until)), "request_id": _s(request.id),
             "approved_by": _s(approver),
             "expires_at_epoch": _n((grant_until + GRANT_TTL_GRACE).timestamp()),
+            **({"ticket": _s(request.ticket)} if request.ticket else {}),
         }}}
         self._transact([update, self._event(request.id, now, approver, PENDING, APPROVED, None), grant])
 
@@ -242,6 +263,50 @@ class AccessStore:
                 ExpressionAttributeValues={":m": {"L": [{"L": [_s(channel), _s(ts)]}]}, ":empty": {"L": []}})
         except (ClientError, BotoCoreError) as exc:
             raise _translate(exc) from exc
+
+    # -- sessions issued under grants (evidence)
+
+    def record_session(self, grant: ActiveGrant, session: IssuedSession, *, now: datetime) -> None:
+        """Record a session under its grant, if the grant still holds and has room."""
+        limit = MAX_SESSIONS_PER_GRANT
+        count = {"TableName": self._table,
+                 "Key": {"pk": _s(f"REQUEST#{grant.request_id}"), "sk": _s("STATE")},
+                 "UpdateExpression": "ADD sessions_issued :one",
+                 "ConditionExpression": "#status = :approved AND grant_until > :now AND "
+                                        "(attribute_not_exists(sessions_issued) OR sessions_issued < :limit)",
+                 "ExpressionAttributeNames": {"#status": "status"},
+                 "ExpressionAttributeValues": {":one": _n(1), ":approved": _s(APPROVED), ":now": _s(_iso(now)),
+                                               ":limit": _n(limit)}}
+        record = {"TableName": self._table, "Item": _session_item(session),
+                  "ConditionExpression": "attribute_not_exists(pk)"}
+        try:
+            self._client.transact_write_items(TransactItems=[{"Update": count}, {"Put": record}])
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise _translate(exc) from exc
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+            if "ConditionalCheckFailed" not in reasons:
+                raise _translate(exc) from exc
+            raise self._refusal(grant, now, limit) from exc
+        except BotoCoreError as exc:
+            raise _translate(exc) from exc
+
+    def _refusal(self, grant: ActiveGrant, now: datetime, limit: int) -> Forbidden:
+        request = self.get(grant.request_id)
+        again = f"request access again (rolebroker request --role {grant.role} --reason ...)"
+        status = request.status_at(now)
+        if status == APPROVED:
+            return Forbidden(f"grant {grant.request_id} has issued {limit} sessions, the most one grant may; {again}")
+        if status == REVOKED:
+            when = f" at {request.decided_at.isoformat()}" if request.decided_at else ""
+            return Forbidden(f"your grant for role {grant.role} was revoked{when}; {again}")
+        return Forbidden(f"your grant for role {grant.role} has ended ({status}); {again}")
+
+    def sessions(self, request_id: str) -> list[IssuedSession]:
+        """The sessions issued under a request's grant, oldest first."""
+        items = self._query_all(KeyConditionExpression="pk = :pk AND begins_with(sk, :s)",
+                                ExpressionAttributeValues={":pk": _s(f"REQUEST#{request_id}"), ":s": _s("SESSION#")})
+        return [_session(i) for i in items]
 
     # -- identity snapshots
 
@@ -332,6 +397,41 @@ class AccessStore:
         items: list[dict[str, Any]] = answer.get("Items", [])
         return items
 
+    def _query_all(self, **kwargs: Any) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        while True:
+            try:
+                answer = self._client.query(TableName=self._table, **kwargs)
+            except (ClientError, BotoCoreError) as exc:
+                raise _translate(exc) from exc
+            items += answer.get("Items", [])
+            if "LastEvaluatedKey" not in answer:
+                return items
+            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+
+def _session_item(session: IssuedSession) -> dict[str, Any]:
+    # No requester or pending_pk: session items stay out of both indexes.
+    return {
+        "pk": _s(f"REQUEST#{session.request_id}"),
+        "sk": _s(f"SESSION#{_iso(session.issued_at)}#{session.access_key_id}"),
+        "request_id": _s(session.request_id), "role": _s(session.role), "role_arn": _s(session.role_arn),
+        "account_id": _s(session.account_id), "assumed_role_arn": _s(session.assumed_role_arn),
+        "access_key_id": _s(session.access_key_id), "session_name": _s(session.session_name),
+        "issued_at": _s(_iso(session.issued_at)), "expires_at": _s(_iso(session.expires_at)),
+        "kind": _s(session.kind),
+    }
+
+
+def _session(item: Mapping[str, Any]) -> IssuedSession:
+    return IssuedSession(
+        request_id=item["request_id"]["S"], role=item["role"]["S"], role_arn=item["role_arn"]["S"],
+        account_id=item["account_id"]["S"], assumed_role_arn=item["assumed_role_arn"]["S"],
+        access_key_id=item["access_key_id"]["S"], session_name=item["session_name"]["S"],
+        issued_at=datetime.fromisoformat(item["issued_at"]["S"]),
+        expires_at=datetime.fromisoformat(item["expires_at"]["S"]), kind=item["kind"]["S"],
+    )
+
 
 def _request(item: Mapping[str, Any]) -> AccessRequest:
     def opt(name: str) -> str | None:
@@ -344,7 +444,7 @@ def _request(item: Mapping[str, Any]) -> AccessRequest:
         status=item["status"]["S"], created_at=datetime.fromisoformat(item["created_at"]["S"]),
         pending_until=datetime.fromisoformat(item["pending_until"]["S"]), decided_by=opt("decided_by"),
         decided_at=_dt(opt("decided_at")), note=opt("note"), grant_until=_dt(opt("grant_until")),
-        requester_slack=opt("requester_slack"),
+        requester_slack=opt("requester_slack"), ticket=opt("ticket"),
         messages=tuple((m["L"][0]["S"], m["L"][1]["S"]) for m in item.get("messages", {}).get("L", [])),
     )
 
