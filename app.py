@@ -153,6 +153,14 @@ def _build_services(
     client = client_factory or default_client
     policy = PolicyCache(source_for(settings.policy_source, client), settings.policy_ttl_seconds)
     audit = audit or AuditLog()
+    if settings.event_bus:
+        from chalicelib.aws.events import EventBridgePublisher
+
+        # One short try: the audit line is the record, the event a copy.
+        events = client_factory("events") if client_factory else boto3.client(
+            "events", region_name=settings.region,
+            config=Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=1, read_timeout=2))
+        audit.publish_to(EventBridgePublisher(events, settings.event_bus))
     store = None
     if settings.table_name:
         from chalicelib.aws.store import AccessStore
@@ -195,7 +203,10 @@ def _add_jit_and_slack(svc: Services, store: Any, policy: Callable[[], Any], inl
 
     def run_task(task: dict[str, Any]) -> None:
         assert svc.chatops is not None
-        svc.chatops.run(task)
+        try:
+            svc.chatops.run(task)
+        finally:
+            svc.audit.flush()
 
     if inline_tasks:
         svc.dispatcher = InlineDispatcher(run_task)
@@ -281,6 +292,14 @@ def _map_error(request: Request, exc: Exception) -> Response:
 
 @app.middleware("http")
 def authenticate(event: Request, get_response: Callable[[Request], Response]) -> Response:
+    try:
+        return _authenticated(event, get_response)
+    finally:
+        if _services is not None:
+            _services.audit.flush()
+
+
+def _authenticated(event: Request, get_response: Callable[[Request], Response]) -> Response:
     rid = request_id(event)
     if event.path not in PUBLIC_PATHS:
         try:
@@ -529,6 +548,9 @@ def slack_interactions() -> Response:
 @app.lambda_function(name="slack_worker")
 def slack_worker(event: dict[str, Any], context: Any) -> None:
     """The asynchronous half of the Slack routes (see chalicelib/chat/dispatch.py)."""
-    chatops = services().chatops
-    if chatops is not None:
-        chatops.run(event)
+    svc = services()
+    if svc.chatops is not None:
+        try:
+            svc.chatops.run(event)
+        finally:
+            svc.audit.flush()

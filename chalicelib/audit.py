@@ -3,6 +3,11 @@
 The record says who asked, what for, from where, what we decided and why.
 It never holds a token, a key, a signature or a session token: callers pass
 named fields, and nothing here accepts a credential object.
+
+A sink (EventBridge, when ``ROLEBROKER_EVENT_BUS`` is set) may also receive
+each entry. Entries wait in a small buffer that ``flush`` empties, once per
+request or task, so one request's lines go out in one batch; a sink never
+fails a request.
 """
 
 from __future__ import annotations
@@ -10,14 +15,23 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from chalicelib.identity.tokens import Identity
 
 LOGGER_NAME = "rolebroker.audit"
+LOG = logging.getLogger(__name__)
+SINK_BATCH = 10
+
+
+class AuditSink(Protocol):
+    def publish(self, entries: Sequence[Mapping[str, Any]]) -> None:
+        """Send entries somewhere else too; must not raise."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,26 @@ class AuditLog:
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._emit = emit or _stdout_logger().info
         self._clock = clock
+        self._sink: AuditSink | None = None
+        self._pending: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def publish_to(self, sink: AuditSink) -> None:
+        self._sink = sink
+
+    def flush(self) -> None:
+        """Hand the buffered entries to the sink, if there is one."""
+        if self._sink is None:
+            return
+        with self._lock:
+            entries, self._pending = self._pending, []
+        if not entries:
+            return
+        try:
+            self._sink.publish(entries)
+        except Exception as exc:  # a copy for SIEMs must never cost a request
+            LOG.warning("%d audit events not published (%s); they are in the audit log",
+                        len(entries), type(exc).__name__)
 
     def record(
         self,
@@ -75,3 +109,9 @@ class AuditLog:
             entry["amr"] = list(identity.amr)
         entry.update({k: v for k, v in fields.items() if v is not None})
         self._emit(json.dumps(entry, sort_keys=True, default=str))
+        if self._sink is not None:
+            with self._lock:
+                self._pending.append(entry)
+                full = len(self._pending) >= SINK_BATCH
+            if full:
+                self.flush()

@@ -126,7 +126,8 @@ class AccessRequests:
         self._require_status(request, APPROVED)
         self._store.revoke(request, who=identity.subject, now=self._clock(), note=note)
         self._audit.record(action="revoke", outcome="revoked", context=context, identity=identity,
-                           role=request.role, request_ref=request.id, reason=note or "")
+                           role=request.role, request_ref=request.id, requester=request.requester,
+                           reason=note or "")
         self.notifier.request_decided(request.id)
         return self._store.get(request.id)
 
