@@ -18,7 +18,7 @@ from chalicelib.access import queries
 from chalicelib.access.policy import AccessPolicy, Rule
 from chalicelib.audit import AuditLog, CallContext
 from chalicelib.broker import GrantStore
-from chalicelib.exceptions import Forbidden
+from chalicelib.exceptions import BadRequest, Forbidden, Unauthenticated
 from chalicelib.identity.tokens import Identity, identity_from_claims
 from chalicelib.settings import Settings
 
@@ -50,25 +50,45 @@ class AccessInquiries:
         self._clock = clock
 
     def answer(self, caller: Identity, query: Mapping[str, Any], *, context: CallContext) -> dict[str, Any]:
-        """``query`` is ``{}``, ``{"role"}`` or ``{"identity", "groups"?}`` (validated)."""
+        """``query`` has any of ``role``, ``identity`` and ``groups`` (validated).
+
+        ``role`` alone asks who can use it; with ``identity`` or ``groups`` it
+        narrows a what-can answer to that role. ``groups`` without
+        ``identity`` asks about anyone holding exactly those groups.
+        """
         policy = self._policy()
-        if "role" in query:
-            self._allow(policy, caller, context, f"ask who can use role {query['role']}", role=query["role"])
-            return queries.who_can(policy, query["role"])
-        subject = query.get("identity")
+        role, subject, groups = query.get("role"), query.get("identity"), query.get("groups")
+        if role is not None:
+            policy.role(role)  # an unknown role is a 404 for everyone
+        if subject is None and groups is None and role is not None:
+            self._allow(policy, caller, context, f"ask who can use role {role}", role=role)
+            return queries.who_can(policy, role)
         # TODO(principal): compare principals once identities have them.
-        if subject is None or (subject == caller.subject and "groups" not in query):
-            return self._what_can(policy, caller, source="token", show_rules=False)
-        self._allow(policy, caller, context, "ask about another person's access", about=subject)
-        return self._what_can(policy, identity_named(self._settings, subject, query.get("groups", [])),
-                              source="query", show_rules=True)
+        if groups is None and subject in (None, caller.subject):
+            answer = self._what_can(policy, caller, source="token", show_rules=False)
+        else:
+            self._allow(policy, caller, context, "ask about another person's access", about=subject or "(anyone)",
+                        groups=groups, role=role)
+            answer = self._what_can(policy, self._identity(subject, groups or []), source="query", show_rules=True)
+        if role is not None:
+            answer["roles"] = [r for r in answer["roles"] if r["role"] == role]
+        return answer
+
+    def _identity(self, subject: str | None, groups: list[str]) -> Identity:
+        if subject is None:
+            # Anyone with exactly these groups and no claim a rule could name.
+            return Identity(subject="", groups=frozenset(groups), issuer=self._settings.issuer)
+        try:
+            return identity_named(self._settings, subject, groups)
+        except Unauthenticated as exc:  # the broker's own identity rules, applied to a question
+            raise BadRequest(f"'identity' cannot name anyone: {exc}") from None
 
     def _what_can(self, policy: AccessPolicy, identity: Identity, *, source: str,
                   show_rules: bool) -> dict[str, Any]:
         now = self._clock()
         grants = self._grants.active_grants(identity.subject, now)
         roles = queries.what_can(policy, identity, grants=grants, now=now, show_rules=show_rules)
-        return {"identity": identity.subject, "groups": sorted(identity.groups), "source": source,
+        return {"identity": identity.subject or None, "groups": sorted(identity.groups), "source": source,
                 "admin": policy.is_admin(identity), "auditor": policy.is_auditor(identity), "roles": roles}
 
     def _allow(self, policy: AccessPolicy, caller: Identity, context: CallContext, what: str,

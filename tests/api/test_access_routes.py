@@ -75,7 +75,6 @@ def test_others_get_a_403_that_says_who_may(api: Harness, params: dict[str, str]
 
 
 @pytest.mark.parametrize(("query", "fragment"), [
-    ("role=prod-admin&identity=bob@example.com", "either role or identity"),
     ("role=no/such", "'role' must be 1-64 characters"),
     ("identity=", "'identity' must be 1-256 characters"),
     ("identity=" + "x" * 257, "'identity' must be 1-256 characters"),
@@ -84,6 +83,7 @@ def test_others_get_a_403_that_says_who_may(api: Harness, params: dict[str, str]
     ("identity=b&groups=" + ",".join(f"g{i}" for i in range(101)), "at most 100 groups"),
     ("identity=a&identity=b", "'identity' may be given once"),
     ("colour=blue", "unknown parameter(s) 'colour'"),
+    ("identity=%20%20", "'identity' must be 1-256 characters"),
 ])
 def test_bad_parameters_are_400(api: Harness, query: str, fragment: str) -> None:
     response = api.get(f"/v1/access?{query}", sub="carol@example.com", groups=["security"])
@@ -97,10 +97,24 @@ def test_an_unknown_role_is_404(api: Harness) -> None:
     assert "unknown role 'nope'" in response.json_body["Message"]
 
 
-def test_groups_without_identity_ask_about_a_hypothetical_member(api: Harness) -> None:
+def test_groups_without_identity_ask_about_anyone_with_those_groups(api: Harness) -> None:
     response = ask(api, {"groups": "sre"}, sub="carol@example.com", groups=["audit"])
-    assert response.status_code == 400
-    assert "give identity with groups" in response.json_body["Message"]
+    assert response.status_code == 200, response.body
+    body = response.json_body
+    assert body["identity"] is None and body["groups"] == ["sre"]
+    assert [r["role"] for r in body["roles"]] == ["prod-readonly"]
+    assert ask(api, {"groups": "sre"}, sub="bob@example.com", groups=["developers"]).status_code == 403
+
+
+def test_role_with_identity_narrows_the_answer_to_that_role(api: Harness) -> None:
+    response = ask(api, {"role": "prod-breakglass", "identity": "bob@example.com", "groups": "developers"},
+                   sub="carol@example.com", groups=["security"])
+    assert response.status_code == 200, response.body
+    assert [(r["role"], r["access"]) for r in response.json_body["roles"]] == [
+        ("prod-breakglass", "approval_required")]
+    mine = ask(api, {"role": "sandbox-admin", "identity": "bob@example.com"}, sub="bob@example.com",
+               groups=["developers"])
+    assert mine.status_code == 200 and mine.json_body["roles"] == []
 
 
 def test_no_token_is_401(api: Harness) -> None:
