@@ -158,7 +158,10 @@ def _build_services(
                     session_limit_seconds=settings.session_limit_seconds, clock=clock)
     console = ConsoleLinks(broker, issuer_url=settings.public_url or "rolebroker", clock=clock,
                            federation_url=settings.federation_url)
-    svc = Services(settings=settings, verifier=TokenVerifier(settings), broker=broker, audit=audit,
+    # Issuers beyond the default are declared in the policy; the verifier looks
+    # one up by its exact iss and keeps each issuer's keys across reloads.
+    verifier = TokenVerifier(settings, policy_issuers=lambda iss: policy.get().issuer_for_url(iss))
+    svc = Services(settings=settings, verifier=verifier, broker=broker, audit=audit,
                    console=console, client=client, clock=clock)
     if store is not None:
         _add_jit_and_slack(svc, store, policy.get, inline_tasks)
@@ -190,7 +193,7 @@ def _add_jit_and_slack(svc: Services, store: Any, policy: Callable[[], Any], inl
         svc.dispatcher = ThreadDispatcher(run_task)
     svc.access = AccessRequests(policy=policy, store=store, audit=svc.audit, clock=svc.clock,
                                 notifier=DispatchingNotifier(svc.dispatcher))
-    svc.directory = Directory(store, clock=svc.clock)
+    svc.directory = Directory(store, clock=svc.clock, identity_claim=settings.identity_claim)
     svc.chatops = ChatOps(policy=policy, broker=svc.broker, access=svc.access, console=svc.console,
                           directory=svc.directory, store=store, slack=_slack_api(svc), clock=svc.clock)
 

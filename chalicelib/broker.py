@@ -37,7 +37,7 @@ class Issued:
 
 class GrantStore(Protocol):
     def active_grants(self, subject: str, now: datetime) -> Mapping[str, datetime]:
-        """Role name -> end of the caller's approved, unexpired grant."""
+        """Role name -> end of the approved, unexpired grant of principal key ``subject``."""
         ...
 
 
@@ -136,7 +136,7 @@ class Broker:
         """Decisions for every role the caller could use or request."""
         now = self._clock()
         candidates = self._policy().candidate_roles(identity)
-        grants = self._grants.active_grants(identity.subject, now) if any(
+        grants = self._grants.active_grants(identity.principal.key, now) if any(
             role.approval for role in candidates) else {}
         result = []
         for role in candidates:
@@ -157,7 +157,7 @@ class Broker:
         now = self._clock()
         grant_until = None
         if role.approval is not None:
-            grant_until = self._grants.active_grants(identity.subject, now).get(role.name)
+            grant_until = self._grants.active_grants(identity.principal.key, now).get(role.name)
         return role, decide(role, identity, grant_until=grant_until, now=now), grant_until
 
     def assume(
