@@ -59,7 +59,7 @@ def test_without_an_email_identity_claim_only_the_static_mapping_counts() -> Non
     directory, store = _directory("preferred_username")
     slack = Mock(spec=SlackApi)
     slack.user_email.return_value = "erin@example.com"
-    with pytest.raises(Forbidden, match="slack.users"):
+    with pytest.raises(Forbidden, match=r"slack\.users"):
         directory.slack_identity("U0ERIN", _policy(), slack)
     slack.user_email.assert_not_called()
     who = directory.slack_identity("U0ERIN", _policy({"U0ERIN": "Erin"}), slack)
