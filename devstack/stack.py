@@ -81,6 +81,7 @@ class LocalStack:
     log_dir: Path = ROOT / ".devstack"
     issuer: DevIssuer | None = None
     ci_issuer: DevIssuer | None = None
+    policy_path: Path | None = None  # what the broker reads: the example, or a copy
     fakes: FakeWeb | None = None
     _processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     _logs: list[Any] = field(default_factory=list)
@@ -177,21 +178,32 @@ class LocalStack:
         for email, user in DEFAULT_USERS.items():
             store.remember_identity(email, frozenset(user["groups"]), now, timedelta(days=7))
 
-    def _rendered_policy(self) -> Path:
+    def _policy_file(self) -> Path:
+        """The example policy, or a copy naming the CI issuer's real address.
+
+        On the default ports the broker reads the example itself, so edits to
+        it take effect at the next policy reload, as in a deployment.
+        """
         assert self.ci_issuer is not None
+        example = ROOT / self.policy
+        text = example.read_text()
+        rendered = render_policy(text, self.ci_issuer.url)
+        if rendered == text:
+            return Path(self.policy)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        rendered = self.log_dir / "access-policy.yaml"
-        rendered.write_text(render_policy((ROOT / self.policy).read_text(), self.ci_issuer.url))
-        return rendered
+        copy = self.log_dir / "access-policy.yaml"
+        copy.write_text(rendered)
+        return copy
 
     def _start_broker(self) -> None:
         assert self.issuer is not None
         chalice = str(Path(sys.executable).with_name("chalice"))
+        self.policy_path = self._policy_file()
         env = {
             **os.environ,
             **self.aws_env(),
             "ROLEBROKER_OIDC_ISSUER": self.issuer.url,
-            "ROLEBROKER_POLICY": str(self._rendered_policy()),
+            "ROLEBROKER_POLICY": str(self.policy_path),
             "ROLEBROKER_PUBLIC_URL": self.broker_url,
             "ROLEBROKER_SLACK_SIGNING_SECRET": DEV_SLACK_SIGNING_SECRET,
             "ROLEBROKER_SLACK_BOT_TOKEN": DEV_SLACK_BOT_TOKEN,
@@ -255,12 +267,11 @@ class LocalStack:
             "",
             "rolebroker local stack is up (Ctrl-C stops everything):",
             f"  broker (chalice local)   {self.broker_url}",
-            f"  dev OIDC issuer (people) {self.issuer.url}   the default issuer: rules without `issuer`",
-            f"  dev CI issuer (GitHub-   {self.ci_issuer.url}   issuer `ci` in the policy, identity claim sub",
-            "    Actions-shaped tokens)",
+            f"  dev issuer for people    {self.issuer.url}   the default issuer (rules without `issuer:`)",
+            f"  dev issuer for CI jobs   {self.ci_issuer.url}   issuer `ci` in the policy, GitHub-Actions-shaped",
             f"  AWS emulation (moto)     {self.aws_url}   STS, DynamoDB",
             f"  fake Slack + sign-in     {self.fakes_url}   (what the broker sent: {self.fakes_url}/_recorded)",
-            f"  access policy            {self.policy}",
+            f"  access policy            {self.policy_path}",
             "",
             "Next, in another terminal:",
             "  . .venv/bin/activate",
