@@ -179,7 +179,10 @@ def _build_services(
                            federation_url=settings.federation_url)
     inquiries = AccessInquiries(policy=policy.get, grants=store or NoGrants(), audit=audit, settings=settings,
                                 clock=clock)
-    svc = Services(settings=settings, verifier=TokenVerifier(settings), broker=broker, audit=audit,
+    # Issuers beyond the default are declared in the policy; the verifier looks
+    # one up by its exact iss and keeps each issuer's keys across reloads.
+    verifier = TokenVerifier(settings, policy_issuers=lambda iss: policy.get().issuer_for_url(iss))
+    svc = Services(settings=settings, verifier=verifier, broker=broker, audit=audit,
                    console=console, inquiries=inquiries, client=client, clock=clock)
     if store is not None:
         _add_jit_and_slack(svc, store, policy.get, inline_tasks)
@@ -223,7 +226,7 @@ def _add_jit_and_slack(svc: Services, store: Any, policy: Callable[[], Any], inl
         raise ConfigurationError(f"ROLEBROKER_CLOUDTRAIL_EVENT_DATA_STORE or "
                                  f"ROLEBROKER_ATHENA_CLOUDTRAIL_TABLE: {exc}") from None
     svc.evidence = GrantEvidence(policy=policy, store=store, audit=svc.audit, clock=svc.clock, targets=targets)
-    svc.directory = Directory(store, clock=svc.clock)
+    svc.directory = Directory(store, clock=svc.clock, identity_claim=settings.identity_claim)
     svc.chatops = ChatOps(policy=policy, broker=svc.broker, access=svc.access, console=svc.console,
                           directory=svc.directory, store=store, slack=_slack_api(svc), clock=svc.clock)
 

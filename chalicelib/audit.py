@@ -103,8 +103,11 @@ class AuditLog:
             "reason": reason,
         }
         if identity is not None:
-            entry["who"] = identity.subject
+            entry["who"] = identity.subject  # as the token gave it
+            entry["principal"] = identity.principal.key
             entry["issuer"] = identity.issuer
+            if identity.sub:
+                entry["sub"] = identity.sub
             entry["groups"] = sorted(identity.groups)
             entry["amr"] = list(identity.amr)
         entry.update({k: v for k, v in fields.items() if v is not None})

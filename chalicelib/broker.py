@@ -39,7 +39,7 @@ class Issued:
 
 class GrantStore(Protocol):
     def active_grants(self, subject: str, now: datetime) -> Mapping[str, datetime]:
-        """Role name -> end of the caller's approved, unexpired grant."""
+        """Role name -> end of the approved, unexpired grant of principal key ``subject``."""
         ...
 
     def active_grant(self, subject: str, role: str, now: datetime) -> ActiveGrant | None:
@@ -152,7 +152,7 @@ class Broker:
         """Decisions for every role the caller could use or request."""
         now = self._clock()
         candidates = self._policy().candidate_roles(identity)
-        grants = self._grants.active_grants(identity.subject, now) if any(
+        grants = self._grants.active_grants(identity.principal.key, now) if any(
             role.approval for role in candidates) else {}
         result = []
         for role in candidates:
@@ -173,7 +173,7 @@ class Broker:
         now = self._clock()
         grant = None
         if role.approval is not None:
-            grant = self._grants.active_grant(identity.subject, role.name, now)
+            grant = self._grants.active_grant(identity.principal.key, role.name, now)
         until = grant.until if grant is not None else None
         return role, decide(role, identity, grant_until=until, now=now), grant
 

@@ -25,11 +25,12 @@ from chalicelib.settings import Settings
 
 def identity_named(settings: Settings, subject: str, groups: list[str]) -> Identity:
     """The identity a verified token naming ``subject`` with ``groups`` would have."""
+    # ``sub`` only tells two accounts of one IdP apart; a question has none of its own.
     claims: dict[str, Any] = {settings.identity_claim: subject, settings.groups_claim: groups,
-                              "iss": settings.issuer}
+                              "iss": settings.issuer, "sub": f"query:{subject}"}
     if settings.identity_claim == "email":
         claims["email_verified"] = True
-    return identity_from_claims(claims, settings)
+    return identity_from_claims(claims, settings.default_issuer)
 
 
 def oversight(policy: AccessPolicy) -> str:
@@ -63,8 +64,7 @@ class AccessInquiries:
         if subject is None and groups is None and role is not None:
             self._allow(policy, caller, context, f"ask who can use role {role}", role=role)
             return queries.who_can(policy, role)
-        # TODO(principal): compare principals once identities have them.
-        if groups is None and subject in (None, caller.subject):
+        if groups is None and (subject is None or self._identity(subject, []).principal == caller.principal):
             answer = self._what_can(policy, caller, source="token", show_rules=False)
         else:
             self._allow(policy, caller, context, "ask about another person's access", about=subject or "(anyone)",
@@ -86,7 +86,7 @@ class AccessInquiries:
     def _what_can(self, policy: AccessPolicy, identity: Identity, *, source: str,
                   show_rules: bool) -> dict[str, Any]:
         now = self._clock()
-        grants = self._grants.active_grants(identity.subject, now)
+        grants = self._grants.active_grants(identity.principal.key, now)
         roles = queries.what_can(policy, identity, grants=grants, now=now, show_rules=show_rules)
         return {"identity": identity.subject or None, "groups": sorted(identity.groups), "source": source,
                 "admin": policy.is_admin(identity), "auditor": policy.is_auditor(identity), "roles": roles}

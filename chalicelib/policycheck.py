@@ -3,17 +3,24 @@ diff from it: usable in the policy's CI.
 
     python -m chalicelib.policycheck policy.yaml
     python -m chalicelib.policycheck policy.yaml --role sandbox-admin \\
-        --claims '{"email": "alice@example.com", "groups": ["platform-admins"]}' --expect allow
+        --claims '{"sub": "00u1", "email": "alice@example.com", "email_verified": true,
+                   "groups": ["platform-admins"]}' --expect allow
+    python -m chalicelib.policycheck policy.yaml --issuer ci --role ci-deploy \\
+        --claims '{"sub": "repo:acme/infra:ref:refs/heads/main", "repository": "acme/infra"}'
     python -m chalicelib.policycheck who-can ROLE [--policy PATH] [--json]
-    python -m chalicelib.policycheck what-can --claims JSON [--policy PATH] [--json]
+    python -m chalicelib.policycheck what-can --claims JSON [--issuer NAME] [--policy PATH] [--json]
     python -m chalicelib.policycheck diff OLD NEW [--json]
+
+The claims are read as the named issuer's verified token would be (its
+identity claim, groups claim and email rules); ``--identity-claim`` and
+``--groups-claim`` describe the default issuer.
 
 ``--policy`` defaults to ``$ROLEBROKER_POLICY`` when that is a file path.
 
 Exit status: 0 valid (with ``--expect``, the decision matched; with ``diff``,
 no access changed), 1 invalid policy, 2 usage error (including an unknown
-role or an unreadable file), 3 the decision differed from ``--expect``,
-4 ``diff`` found access changes.
+role, issuer or an unreadable file), 3 the decision differed from
+``--expect``, 4 ``diff`` found access changes.
 """
 
 from __future__ import annotations
@@ -30,8 +37,9 @@ from typing import Any
 from chalicelib.access import queries
 from chalicelib.access.policy import AccessPolicy, decide, parse_policy
 from chalicelib.exceptions import NotFound, PolicyError, RolebrokerError
+from chalicelib.identity.issuers import Issuer
+from chalicelib.identity.principal import DEFAULT_ISSUER
 from chalicelib.identity.tokens import Identity, identity_from_claims
-from chalicelib.settings import Settings
 
 OK, INVALID, USAGE, UNEXPECTED, ACCESS_CHANGED = 0, 1, 2, 3, 4
 QUERIES = ("who-can", "what-can", "diff")
@@ -55,8 +63,9 @@ def _parser() -> argparse.ArgumentParser:
 def _claims_options(parser: argparse.ArgumentParser, required: bool = False) -> None:
     parser.add_argument("--claims", default=None if required else "{}", required=required,
                         help="the caller's token claims as a JSON object")
-    parser.add_argument("--identity-claim", default="email")
-    parser.add_argument("--groups-claim", default="groups")
+    parser.add_argument("--issuer", default=DEFAULT_ISSUER, help="the issuer (a name under issuers:) of the token")
+    parser.add_argument("--identity-claim", default="email", help="the default issuer's identity claim")
+    parser.add_argument("--groups-claim", default="groups", help="the default issuer's groups claim")
 
 
 def _query_parser() -> argparse.ArgumentParser:
@@ -77,17 +86,26 @@ def _query_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def identity_for(claims: Mapping[str, object], *, identity_claim: str = "email",
-                 groups_claim: str = "groups") -> Identity:
-    """The identity a token with these claims would have (the broker's own mapping)."""
-    settings = Settings(issuer="", audiences=("",), policy_source="", identity_claim=identity_claim,
+def identity_for(policy: AccessPolicy, claims: Mapping[str, object], *, issuer: str = DEFAULT_ISSUER,
+                 identity_claim: str = "email", groups_claim: str = "groups") -> Identity:
+    """The identity a token from ``issuer`` with these claims would have (the broker's own mapping).
+
+    ``sub`` decides nothing in a policy, so a question may leave it out.
+    """
+    claims = {"sub": "policycheck", **claims}
+    if issuer == DEFAULT_ISSUER:
+        chosen = Issuer(name=DEFAULT_ISSUER, url="", audiences=("",), identity_claim=identity_claim,
                         groups_claim=groups_claim)
-    return identity_from_claims(claims, settings)
+    elif issuer in policy.issuers:
+        chosen = policy.issuers[issuer]
+    else:
+        raise NotFound(f"unknown issuer {issuer!r}; the policy defines {', '.join(policy.issuers) or 'none'}")
+    return identity_from_claims(claims, chosen)
 
 
 def explain(policy: AccessPolicy, role_name: str, claims: dict[str, object], *, identity_claim: str = "email",
-            groups_claim: str = "groups", granted: bool = False) -> tuple[bool, str]:
-    identity = identity_for(claims, identity_claim=identity_claim, groups_claim=groups_claim)
+            groups_claim: str = "groups", granted: bool = False, issuer: str = DEFAULT_ISSUER) -> tuple[bool, str]:
+    identity = identity_for(policy, claims, issuer=issuer, identity_claim=identity_claim, groups_claim=groups_claim)
     now = datetime.now(UTC)
     grant_until = now.replace(year=now.year + 1) if granted else None
     decision = decide(policy.role(role_name), identity, grant_until=grant_until, now=now)
@@ -129,11 +147,12 @@ def _claims(text: str) -> dict[str, object]:
 
 def _check(args: argparse.Namespace) -> int:
     policy = _load(args.policy)
-    print(f"{args.policy}: valid ({len(policy.accounts)} accounts, {len(policy.roles)} roles)")
+    issuers = ", ".join([DEFAULT_ISSUER, *policy.issuers])
+    print(f"{args.policy}: valid ({len(policy.accounts)} accounts, {len(policy.roles)} roles; issuers: {issuers})")
     if not args.role:
         return OK
     allowed, line = explain(policy, args.role, _claims(args.claims), identity_claim=args.identity_claim,
-                            groups_claim=args.groups_claim, granted=args.granted)
+                            groups_claim=args.groups_claim, granted=args.granted, issuer=args.issuer)
     print(line)
     if args.expect and (args.expect == "allow") != allowed:
         print(f"policycheck: expected {args.expect}", file=sys.stderr)
@@ -162,7 +181,7 @@ def _query(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         answer = queries.who_can(policy, args.role)
         _print(args, answer, lambda: queries.format_who_can(answer))
         return OK
-    identity = identity_for(_claims(args.claims), identity_claim=args.identity_claim,
+    identity = identity_for(policy, _claims(args.claims), issuer=args.issuer, identity_claim=args.identity_claim,
                             groups_claim=args.groups_claim)
     roles = queries.what_can(policy, identity)
     document = {"identity": identity.subject, "groups": sorted(identity.groups),

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from chalicelib.exceptions import ConfigurationError
+from chalicelib.identity.issuers import Issuer
+from chalicelib.identity.principal import DEFAULT_ISSUER
 
 # Asymmetric algorithms only: HS* would let anyone holding the public key
 # (everybody) mint tokens, and "none" would need no key at all.
@@ -20,6 +23,9 @@ ASYMMETRIC_ALGORITHMS = (
     "EdDSA",
 )
 MAX_LEEWAY_SECONDS = 60
+MAX_TOKEN_AGE_RANGE = (60, 7 * 24 * 3600)
+JWKS_MAX_STALE_RANGE = (0, 30 * 24 * 3600)
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -27,17 +33,38 @@ def _split(value: str) -> tuple[str, ...]:
 
 
 def _flag(value: str) -> bool:
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    return value.strip().lower() in _TRUE
+
+
+def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in _TRUE | _FALSE:
+        raise ConfigurationError(f"{name} must be true or false, got {raw[:20]!r}")
+    return raw in _TRUE
 
 
 def _int(environ: Mapping[str, str], name: str, default: int) -> int:
     raw = environ.get(name, "").strip()
     if not raw:
         return default
+    # int() would also take non-ASCII digits such as "１２".
+    if not raw.isascii():
+        raise ConfigurationError(f"{name} must be an integer, got {raw[:20]!r}")
     try:
         return int(raw)
     except ValueError:
-        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
+        raise ConfigurationError(f"{name} must be an integer, got {raw[:20]!r}") from None
+
+
+def _in_range(environ: Mapping[str, str], name: str, bounds: tuple[int, int], default: int | None) -> int | None:
+    if not environ.get(name, "").strip():
+        return default
+    value = _int(environ, name, 0)
+    if not bounds[0] <= value <= bounds[1]:
+        raise ConfigurationError(f"{name} must be between {bounds[0]} and {bounds[1]} seconds, got {value}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -69,6 +96,24 @@ class Settings:
     cloudtrail_event_data_store: str | None = None
     athena_cloudtrail_table: str = "cloudtrail_logs"
     event_bus: str | None = None
+    require_email_verified: bool = True
+    max_token_age_seconds: int | None = None
+    jwks_max_stale_seconds: int = 24 * 3600
+
+    @property
+    def default_issuer(self) -> Issuer:
+        """The issuer the ``ROLEBROKER_OIDC_*`` variables define; rules without ``issuer`` name it."""
+        return Issuer(
+            name=DEFAULT_ISSUER,
+            url=self.issuer,
+            audiences=self.audiences,
+            identity_claim=self.identity_claim,
+            groups_claim=self.groups_claim,
+            require_email_verified=self.require_email_verified,
+            max_token_age_seconds=self.max_token_age_seconds,
+            jwks_url=self.jwks_url,
+            accept_cognito_access_tokens=self.accept_cognito_access_tokens,
+        )
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -97,6 +142,7 @@ class Settings:
             raise ConfigurationError(
                 f"ROLEBROKER_JWT_LEEWAY must be between 0 and {MAX_LEEWAY_SECONDS} seconds"
             )
+        stage = environ.get("ROLEBROKER_STAGE", "").strip() or "local"
         return cls(
             issuer=issuer,
             audiences=audiences,
@@ -113,10 +159,10 @@ class Settings:
             table_name=environ.get("ROLEBROKER_TABLE", "").strip() or None,
             slack_signing_secret=environ.get("ROLEBROKER_SLACK_SIGNING_SECRET", "").strip()
             or None,
-            public_url=environ.get("ROLEBROKER_PUBLIC_URL", "").strip().rstrip("/") or None,
+            public_url=_public_url(environ, stage),
             policy_ttl_seconds=_int(environ, "ROLEBROKER_POLICY_TTL", 60),
             region=environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1",
-            stage=environ.get("ROLEBROKER_STAGE", "").strip() or "local",
+            stage=stage,
             session_limit_seconds=_session_limit(environ),
             slack_bot_token=environ.get("ROLEBROKER_SLACK_BOT_TOKEN", "").strip() or None,
             slack_api_url=environ.get("ROLEBROKER_SLACK_API_URL", "").strip() or "https://slack.com/api/",
@@ -129,7 +175,28 @@ class Settings:
             cloudtrail_event_data_store=environ.get("ROLEBROKER_CLOUDTRAIL_EVENT_DATA_STORE", "").strip() or None,
             athena_cloudtrail_table=environ.get("ROLEBROKER_ATHENA_CLOUDTRAIL_TABLE", "").strip() or "cloudtrail_logs",
             event_bus=environ.get("ROLEBROKER_EVENT_BUS", "").strip() or None,
+            require_email_verified=_bool(environ, "ROLEBROKER_REQUIRE_EMAIL_VERIFIED", True),
+            max_token_age_seconds=_in_range(environ, "ROLEBROKER_MAX_TOKEN_AGE_SECONDS", MAX_TOKEN_AGE_RANGE, None),
+            jwks_max_stale_seconds=_in_range(environ, "ROLEBROKER_JWKS_MAX_STALE_SECONDS", JWKS_MAX_STALE_RANGE,
+                                             24 * 3600) or 0,
         )
+
+
+def _public_url(environ: Mapping[str, str], stage: str) -> str | None:
+    # Outside the local stack the broker URL written into people's profiles
+    # must not come from the request's Host header, which the caller chooses.
+    url = environ.get("ROLEBROKER_PUBLIC_URL", "").strip().rstrip("/")
+    if not url:
+        if stage != "local":
+            raise ConfigurationError(
+                f"ROLEBROKER_PUBLIC_URL is required for stage {stage!r}: the broker URL written into profiles "
+                "must not come from the request's Host header")
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigurationError(f"ROLEBROKER_PUBLIC_URL must be an http(s) URL such as "
+                                 f"https://broker.example.com, got {url[:60]!r}")
+    return url
 
 
 def _session_limit(environ: Mapping[str, str]) -> int:

@@ -1,10 +1,21 @@
 """What we stamp on every session, derived only from the verified identity.
 
-STS allows ``[\\w+=,.@-]`` (ASCII word characters) and 2-64 characters for
-both ``RoleSessionName`` and ``SourceIdentity``. When an identity needs
-changing to fit (other characters, or too long), we append a short hash of
-the original so that two different people can never end up with the same
-session name.
+``RoleSessionName`` and ``SourceIdentity`` are one pure function of the
+caller's principal key (``principal.py``), ``session_name_for_key``, so that
+anyone holding a principal can recompute the exact value AWS recorded (in
+CloudTrail, or in an IAM condition on ``aws:SourceIdentity``):
+
+* if the key is 2-64 characters of STS's alphabet ``[A-Za-z0-9_+=,.@-]``,
+  it is used as it is (``alice@example.com``);
+* otherwise every other character becomes ``-``, the result is cut to 53
+  characters, and ``-`` plus the first 10 hex digits of the SHA-256 of the
+  key (UTF-8) are appended
+  (``ci|repo:acme/infra:ref:refs/heads/main`` becomes
+  ``ci-repo-acme-infra-ref-refs-heads-main-<10 hex>``), so two principals
+  never share a session name.
+
+Emails are already casefolded in the key, so ``Erin@Example.com`` and
+``erin@example.com`` are stamped alike.
 """
 
 from __future__ import annotations
@@ -16,6 +27,8 @@ from chalicelib.identity.tokens import Identity
 from chalicelib.jit.grants import ActiveGrant
 
 _NOT_ALLOWED = re.compile(r"[^A-Za-z0-9_+=,.@-]")
+# Session tag values may hold Unicode letters and digits (\p{L}\p{N} in STS's
+# pattern), so Unicode \w is meant here, unlike in session names.
 _TAG_NOT_ALLOWED = re.compile(r"[^\w .:/=+@-]", re.UNICODE)
 MAX_NAME = 64
 MAX_TAGS = 50
@@ -27,14 +40,18 @@ GRANT_TAG = "rolebroker:grant"  # the JIT request id a session was issued under
 TICKET_TAG = "rolebroker:ticket"  # the request's ticket, when it has one
 
 
+def session_name_for_key(principal_key: str) -> str:
+    """``RoleSessionName`` and ``SourceIdentity`` for a principal key (see the module docstring)."""
+    clean = _NOT_ALLOWED.sub("-", principal_key)
+    if clean == principal_key and 2 <= len(clean) <= MAX_NAME:
+        return clean
+    digest = hashlib.sha256(principal_key.encode("utf-8")).hexdigest()[:10]
+    return f"{clean[: MAX_NAME - len(digest) - 1]}-{digest}"
+
+
 def session_name_for(identity: Identity) -> str:
     """``RoleSessionName`` (and ``SourceIdentity``) for a verified identity."""
-    raw = identity.subject
-    clean = _NOT_ALLOWED.sub("-", raw)
-    if clean == raw and 2 <= len(clean) <= MAX_NAME:
-        return clean
-    digest = hashlib.sha256(raw.encode("utf-8")).hexdigest()[:10]
-    return f"{clean[: MAX_NAME - len(digest) - 1]}-{digest}"
+    return session_name_for_key(identity.principal.key)
 
 
 def _tag_value(value: str) -> str:
@@ -48,7 +65,7 @@ def session_tags_for(identity: Identity) -> list[dict[str, str]]:
     values) and truncated at a group boundary; the full list is in the audit
     log.
     """
-    tags = [{"Key": IDENTITY_TAG, "Value": _tag_value(identity.subject)}]
+    tags = [{"Key": IDENTITY_TAG, "Value": _tag_value(identity.principal.key)}]
     if identity.issuer:
         tags.append({"Key": ISSUER_TAG, "Value": _tag_value(identity.issuer)})
     groups = ""

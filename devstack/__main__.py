@@ -25,8 +25,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="start the local stack in the foreground (what `make run` does)")
-    token = sub.add_parser("token", help="print a JWT signed by the running dev issuer")
-    token.add_argument("--sub", required=True, help="subject (an email becomes the email claim too)")
+    token = sub.add_parser("token", help="print a JWT signed by a running dev issuer")
+    token.add_argument("--issuer", choices=["people", "ci"], default="people",
+                       help="people (default; the broker's default issuer) or ci (GitHub-Actions-shaped)")
+    token.add_argument("--sub", help="subject; for people required (an email becomes the email claim too), "
+                                     "for ci made from --claim repository=... and ref=... when left out")
     token.add_argument("--groups", action="append", default=[],
                        help="group(s), comma-separated or repeated")
     token.add_argument("--claim", action="append", type=_claim, default=[], metavar="K=V",
@@ -44,9 +47,16 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "token":
+        if args.issuer == "people" and not args.sub:
+            print("devstack: token --issuer people needs --sub", file=sys.stderr)
+            return 2
         groups = [g.strip() for item in args.groups for g in item.split(",") if g.strip()]
-        port = int(os.environ.get("ROLEBROKER_ISSUER_PORT", 8001))
-        spec = {"sub": args.sub, "groups": groups, "claims": dict(args.claim), "ttl": args.ttl, "mfa": args.mfa}
+        if args.issuer == "ci":
+            port = int(os.environ.get("ROLEBROKER_CI_ISSUER_PORT", 8004))
+        else:
+            port = int(os.environ.get("ROLEBROKER_ISSUER_PORT", 8001))
+        spec = {"sub": args.sub or "", "groups": groups or None, "claims": dict(args.claim), "ttl": args.ttl,
+                "mfa": args.mfa}
         try:
             print(mint_via_running_issuer(port, spec))
         except OSError as exc:

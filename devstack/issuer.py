@@ -11,6 +11,12 @@ local stack and the tests exercise the same code paths as a real IdP:
 * ``POST /dev/token``, which mints a token for any claims: what
   ``python -m devstack token`` calls. That is why this issuer must never
   listen anywhere but loopback.
+
+``kind="people"`` mints what an IdP gives a person (``email``,
+``email_verified``, ``groups``, ``amr``); ``kind="github"`` mints what
+GitHub Actions gives a job: ``sub`` is ``repo:OWNER/REPO:ref:REF``, with
+``repository``, ``ref``, ``repository_owner``, ``actor``, ``workflow`` and no
+email, groups or ``amr``. The local stack runs one of each.
 """
 
 from __future__ import annotations
@@ -60,9 +66,11 @@ class DevIssuer(LoopbackServer):
     host: str = "127.0.0.1"
     port: int = 0
     audience: str = "rolebroker-local"
+    kind: str = "people"  # people | github
     keys: list[_Key] = field(default_factory=lambda: [new_key()])
     users: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(DEFAULT_USERS))
     jwks_requests: int = 0
+    discovery_requests: int = 0
     jwks_available: bool = True
     _codes: dict[str, dict[str, Any]] = field(default_factory=dict)
     _refresh: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -87,6 +95,7 @@ class DevIssuer(LoopbackServer):
 
     def mint(self, sub: str, *, groups: list[str] | None = None, claims: dict[str, Any] | None = None,
              ttl: int = 3600, audience: str | None = None, mfa: bool = False) -> str:
+        """A signed token; for ``kind="github"`` an empty ``sub`` is made from ``repository`` and ``ref``."""
         now = int(time.time())
         payload: dict[str, Any] = {
             "iss": self.url,
@@ -96,10 +105,13 @@ class DevIssuer(LoopbackServer):
             "nbf": now,
             "exp": now + ttl,
             "jti": uuid.uuid4().hex,
-            "amr": ["pwd", "mfa"] if mfa else ["pwd"],
         }
-        if "@" in sub:
-            payload.update(email=sub, email_verified=True)
+        if self.kind == "github":
+            payload.update(_github_claims(sub, claims or {}))
+        else:
+            payload["amr"] = ["pwd", "mfa"] if mfa else ["pwd"]
+            if "@" in sub:
+                payload.update(email=sub, email_verified=True)
         if groups is not None:
             payload["groups"] = groups
         payload.update(claims or {})
@@ -165,6 +177,27 @@ class DevIssuer(LoopbackServer):
                      "token_type": "Bearer", "expires_in": 3600}
 
 
+def _github_claims(sub: str, claims: dict[str, Any]) -> dict[str, Any]:
+    """The claims GitHub Actions puts in a job's token, made consistent with ``sub``."""
+    repository = str(claims.get("repository") or "acme/infra")
+    ref = str(claims.get("ref") or "refs/heads/main")
+    if sub.startswith("repo:") and ":ref:" in sub and not claims.get("repository"):
+        repository, _, ref = sub[len("repo:"):].partition(":ref:")
+    return {
+        "sub": sub or f"repo:{repository}:ref:{ref}",
+        "repository": repository,
+        "repository_owner": repository.split("/", 1)[0],
+        "ref": ref,
+        "ref_type": "branch",
+        "actor": "octocat",
+        "workflow": "deploy",
+        "event_name": "push",
+        "run_id": str(int(time.time())),
+        "runner_environment": "github-hosted",
+        "job_workflow_ref": f"{repository}/.github/workflows/deploy.yml@{ref}",
+    }
+
+
 def _handler_for(issuer: DevIssuer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
@@ -183,6 +216,7 @@ def _handler_for(issuer: DevIssuer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             parsed = urlparse(self.path)
             if parsed.path == "/.well-known/openid-configuration":
+                issuer.discovery_requests += 1
                 self._send(200, issuer.discovery())
             elif parsed.path == "/jwks.json":
                 issuer.jwks_requests += 1

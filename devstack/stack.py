@@ -1,6 +1,9 @@
-"""Start and stop the local stack: moto server, dev issuer, chalice local.
+"""Start and stop the local stack: moto server, two dev issuers, chalice local.
 
-Everything binds 127.0.0.1. ``LocalStack`` is used by ``make run`` (in the
+The people issuer is the broker's default issuer (``ROLEBROKER_OIDC_ISSUER``);
+the CI issuer, shaped like GitHub Actions, is declared in the example
+policy's ``issuers:``, which is rendered with the CI issuer's real address
+into the log directory. Everything binds 127.0.0.1. ``LocalStack`` is used by ``make run`` (in the
 foreground, until Ctrl-C) and by the end-to-end tests (as a fixture), so
 the tests run exactly what a developer runs.
 """
@@ -71,11 +74,14 @@ class LocalStack:
     issuer_port: int = 8001
     aws_port: int = 8002
     slack_port: int = 8003
+    ci_issuer_port: int = 0  # 0: any free port (`make run` uses 8004)
     policy: str = "devstack/access-policy.yaml"
     quiet: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
     log_dir: Path = ROOT / ".devstack"
     issuer: DevIssuer | None = None
+    ci_issuer: DevIssuer | None = None
+    policy_path: Path | None = None  # what the broker reads: the example, or a copy
     fakes: FakeWeb | None = None
     _processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     _logs: list[Any] = field(default_factory=list)
@@ -87,6 +93,7 @@ class LocalStack:
             issuer_port=int(environ.get("ROLEBROKER_ISSUER_PORT", 8001)),
             aws_port=int(environ.get("ROLEBROKER_AWS_PORT", 8002)),
             slack_port=int(environ.get("ROLEBROKER_SLACK_PORT", 8003)),
+            ci_issuer_port=int(environ.get("ROLEBROKER_CI_ISSUER_PORT", 8004)),
         )
 
     @property
@@ -114,16 +121,17 @@ class LocalStack:
         }
 
     def start(self) -> LocalStack:
-        busy = [p for p in (self.broker_port, self.issuer_port, self.aws_port, self.slack_port)
-                if port_in_use(p)]
+        busy = [p for p in (self.broker_port, self.issuer_port, self.aws_port, self.slack_port,
+                            self.ci_issuer_port) if p and port_in_use(p)]
         if busy:
             raise RuntimeError(
-                f"port(s) {busy} on {LOOPBACK} are already in use; stop what holds them or set "
-                "ROLEBROKER_PORT / ROLEBROKER_ISSUER_PORT / ROLEBROKER_AWS_PORT / ROLEBROKER_SLACK_PORT"
+                f"port(s) {busy} on {LOOPBACK} are already in use; stop what holds them or set ROLEBROKER_PORT / "
+                "ROLEBROKER_ISSUER_PORT / ROLEBROKER_AWS_PORT / ROLEBROKER_SLACK_PORT / ROLEBROKER_CI_ISSUER_PORT"
             )
         try:
             self._start_aws()
             self.issuer = DevIssuer(port=self.issuer_port, audience=AUDIENCE).start()
+            self.ci_issuer = DevIssuer(port=self.ci_issuer_port, audience=CI_AUDIENCE, kind="github").start()
             self.fakes = FakeWeb(port=self.slack_port).start()
             self._seed()
             self._start_broker()
@@ -170,13 +178,32 @@ class LocalStack:
         for email, user in DEFAULT_USERS.items():
             store.remember_identity(email, frozenset(user["groups"]), now, timedelta(days=7))
 
+    def _policy_file(self) -> Path:
+        """The example policy, or a copy naming the CI issuer's real address.
+
+        On the default ports the broker reads the example itself, so edits to
+        it take effect at the next policy reload, as in a deployment.
+        """
+        assert self.ci_issuer is not None
+        example = ROOT / self.policy
+        text = example.read_text()
+        rendered = render_policy(text, self.ci_issuer.url)
+        if rendered == text:
+            return Path(self.policy)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        copy = self.log_dir / "access-policy.yaml"
+        copy.write_text(rendered)
+        return copy
+
     def _start_broker(self) -> None:
         assert self.issuer is not None
         chalice = str(Path(sys.executable).with_name("chalice"))
+        self.policy_path = self._policy_file()
         env = {
             **os.environ,
             **self.aws_env(),
             "ROLEBROKER_OIDC_ISSUER": self.issuer.url,
+            "ROLEBROKER_POLICY": str(self.policy_path),
             "ROLEBROKER_PUBLIC_URL": self.broker_url,
             "ROLEBROKER_SLACK_SIGNING_SECRET": DEV_SLACK_SIGNING_SECRET,
             "ROLEBROKER_SLACK_BOT_TOKEN": DEV_SLACK_BOT_TOKEN,
@@ -205,9 +232,10 @@ class LocalStack:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         self._processes.clear()
-        if self.issuer is not None:
-            self.issuer.stop()
-            self.issuer = None
+        for issuer in (self.issuer, self.ci_issuer):
+            if issuer is not None:
+                issuer.stop()
+        self.issuer = self.ci_issuer = None
         if self.fakes is not None:
             self.fakes.stop()
             self.fakes = None
@@ -227,20 +255,23 @@ class LocalStack:
                     continue
         return records
 
-    def mint(self, sub: str, **kwargs: Any) -> str:
-        assert self.issuer is not None
-        return self.issuer.mint(sub, **kwargs)
+    def mint(self, sub: str, *, issuer: str = "people", **kwargs: Any) -> str:
+        """A token from the people issuer, or (``issuer="ci"``) from the CI issuer."""
+        dev = self.ci_issuer if issuer == "ci" else self.issuer
+        assert dev is not None
+        return dev.mint(sub, **kwargs)
 
     def banner(self) -> str:
-        assert self.issuer is not None
+        assert self.issuer is not None and self.ci_issuer is not None
         return "\n".join([
             "",
             "rolebroker local stack is up (Ctrl-C stops everything):",
             f"  broker (chalice local)   {self.broker_url}",
-            f"  dev OIDC issuer          {self.issuer.url}",
+            f"  dev issuer for people    {self.issuer.url}   the default issuer (rules without `issuer:`)",
+            f"  dev issuer for CI jobs   {self.ci_issuer.url}   issuer `ci` in the policy, GitHub-Actions-shaped",
             f"  AWS emulation (moto)     {self.aws_url}   STS, DynamoDB",
             f"  fake Slack + sign-in     {self.fakes_url}   (what the broker sent: {self.fakes_url}/_recorded)",
-            f"  access policy            {self.policy}",
+            f"  access policy            {self.policy_path}",
             "",
             "Next, in another terminal:",
             "  . .venv/bin/activate",
@@ -249,11 +280,25 @@ class LocalStack:
             "  curl -s -H \"Authorization: Bearer $T\" -H 'Content-Type: application/json' \\",
             f"       -d '{{\"role\": \"sandbox-admin\"}}' {self.broker_url}/v1/credentials",
             f"  curl -s -H \"Authorization: Bearer $T\" {self.broker_url}/v1/config",
+            "  CI=$(python -m devstack token --issuer ci --claim repository=acme/infra --claim ref=refs/heads/main)",
+            f"  curl -s -H \"Authorization: Bearer $CI\" {self.broker_url}/v1/roles        # ci-deploy only",
             "  python -m devstack slack '/aws roles' --user U0ALICE",
             "  python -m devstack slack '/aws request prod-breakglass 1h INC-42 db down' --user U0BOB",
             "  python -m devstack slack --click approve --request <ID> --user U0CAROL",
             "",
         ])
+
+
+# The example policy names the dev CI issuer by its default address; a stack
+# (or a test) running it elsewhere renders the policy with the real one.
+CI_ISSUER_PLACEHOLDER = "http://127.0.0.1:8004"
+CI_AUDIENCE = "rolebroker-ci"
+
+
+def render_policy(text: str, ci_issuer_url: str, ci_audience: str = CI_AUDIENCE) -> str:
+    """The example policy with its ``ci`` issuer at ``ci_issuer_url`` and ``ci_audience``."""
+    return text.replace(CI_ISSUER_PLACEHOLDER, ci_issuer_url).replace(
+        f"audiences: [{CI_AUDIENCE}]", f"audiences: [{ci_audience}]")
 
 
 def mint_via_running_issuer(port: int, spec: dict[str, Any]) -> str:

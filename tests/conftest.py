@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -27,6 +28,7 @@ from devstack.stack import FAKE_AWS_CREDENTIALS, free_port, wait_for  # noqa: E4
 from tests.secretscan import SCANNER, CollectingHandler  # noqa: E402
 
 AUDIENCE = "rolebroker-test"
+CI_AUDIENCE = "rolebroker-ci"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -87,6 +89,24 @@ def issuer() -> Iterator[DevIssuer]:
     dev.stop()
 
 
+@pytest.fixture(scope="session")
+def ci_issuer() -> Iterator[DevIssuer]:
+    """A second issuer shaped like GitHub Actions: the example policy's ``ci``."""
+    dev = DevIssuer(audience=CI_AUDIENCE, kind="github").start()
+    yield dev
+    dev.stop()
+
+
+@pytest.fixture(scope="session")
+def example_policy(ci_issuer: DevIssuer, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The example policy with its ``ci`` issuer pointed at this session's CI issuer."""
+    from devstack.stack import render_policy
+
+    path = tmp_path_factory.mktemp("policy") / "access-policy.yaml"
+    path.write_text(render_policy(Path(POLICY).read_text(), ci_issuer.url, CI_AUDIENCE))
+    return str(path)
+
+
 def broker_environ(issuer: DevIssuer, **overrides: str) -> dict[str, str]:
     return {
         "ROLEBROKER_OIDC_ISSUER": issuer.url,
@@ -135,6 +155,7 @@ class Harness:
     client: Client
     stubber: Stubber
     issuer: DevIssuer
+    ci: DevIssuer
     audit_lines: list[str] = field(default_factory=list)
 
     def token(self, sub: str = "alice@example.com", **kwargs: Any) -> str:
@@ -158,19 +179,29 @@ class Harness:
         return [json.loads(line) for line in self.audit_lines]
 
 
-@pytest.fixture
-def api(issuer: DevIssuer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+@contextmanager
+def harness(issuer: DevIssuer, ci: DevIssuer, policy: str, monkeypatch: pytest.MonkeyPatch,
+            **environ: str) -> Iterator[Harness]:
+    """The app with STS stubbed, the example policy and ``environ`` on top of the defaults."""
     import app as app_module
 
     sts = fake_client("sts")
     lines: list[str] = []
     services = app_module._build_services(
-        broker_environ(issuer), client_factory=lambda name: sts if name == "sts" else fake_client(name),
+        broker_environ(issuer, ROLEBROKER_POLICY=policy, **environ),
+        client_factory=lambda name: sts if name == "sts" else fake_client(name),
         audit=AuditLog(emit=lines.append),
     )
     monkeypatch.setattr(app_module, "_services", services)
     with Stubber(sts) as stubber, Client(app_module.app) as client:
-        yield Harness(client=client, stubber=stubber, issuer=issuer, audit_lines=lines)
+        yield Harness(client=client, stubber=stubber, issuer=issuer, ci=ci, audit_lines=lines)
+
+
+@pytest.fixture
+def api(issuer: DevIssuer, ci_issuer: DevIssuer, example_policy: str,
+        monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+    with harness(issuer, ci_issuer, example_policy, monkeypatch) as h:
+        yield h
 
 
 @dataclass

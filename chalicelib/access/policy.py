@@ -8,6 +8,14 @@ Deciding is pure (no I/O, no clock unless passed in). Rules are indexed by
 their most selective condition (a group or a claim value), so a caller's
 decision touches only the rules that could match them, however large the
 policy grows.
+
+Every rule belongs to one issuer: ``issuer: NAME`` names one declared under
+``issuers:``; a rule without it matches the default issuer only, so a CI
+provider's token that happens to carry ``groups: [security]`` matches no
+people's rule, approvers' rules included.
+
+Patterns end in ``\\Z`` and use ASCII classes: ``$`` would accept a trailing
+newline and ``\\d`` or ``\\w`` non-ASCII digits and letters.
 """
 
 from __future__ import annotations
@@ -22,19 +30,23 @@ from typing import Any
 import yaml
 
 from chalicelib.exceptions import NotFound, PolicyError
+from chalicelib.identity.issuers import Issuer, is_safe_url
+from chalicelib.identity.principal import DEFAULT_ISSUER, canonical_value
 from chalicelib.identity.tokens import Identity
 
-ROLE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-ACCOUNT_ID_RE = re.compile(r"^\d{12}$")
-IAM_ROLE_NAME_RE = re.compile(r"^(/[\w+=,.@-]+)*/?[\w+=,.@-]{1,64}$")
-ROLE_ARN_RE = re.compile(r"^arn:aws(-[a-z]+)*:iam::(\d{12}):role/([\w+=,.@/-]{1,512})$")
-REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
-EXTERNAL_ID_RE = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
-SLACK_USER_RE = re.compile(r"^[UW][A-Z0-9]{2,}$")
+ROLE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+ACCOUNT_ID_RE = re.compile(r"[0-9]{12}\Z")
+IAM_ROLE_NAME_RE = re.compile(r"(/[\w+=,.@-]+)*/?[\w+=,.@-]{1,64}\Z", re.ASCII)
+ROLE_ARN_RE = re.compile(r"arn:aws(-[a-z]+)*:iam::([0-9]{12}):role/([\w+=,.@/-]{1,512})\Z", re.ASCII)
+REGION_RE = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}\Z")
+EXTERNAL_ID_RE = re.compile(r"[\w+=,.@:/-]{2,1224}\Z", re.ASCII)
+SLACK_USER_RE = re.compile(r"[UW][A-Z0-9]{2,}\Z")
+ISSUER_NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}\Z")
 
 MIN_SESSION_SECONDS = 900
 MAX_SESSION_SECONDS = 43200
 MAX_GRANT_SECONDS = 7 * 24 * 3600
+MAX_TOKEN_AGE_SECONDS = 7 * 24 * 3600
 DEFAULT_PENDING_TIMEOUT_SECONDS = 24 * 3600
 Scalar = str | int | bool
 
@@ -57,15 +69,18 @@ class Rule:
 
     groups: frozenset[str] = frozenset()
     claims: tuple[tuple[str, tuple[Scalar, ...]], ...] = ()
+    issuer: str = DEFAULT_ISSUER
 
     def matches(self, identity: Identity) -> bool:
+        if identity.principal.issuer != self.issuer:
+            return False
         if self.groups and not (self.groups & identity.groups):
             return False
         return all(_claim_matches(identity.claims.get(k), allowed) for k, allowed in self.claims)
 
     def describe(self) -> str:
         """A description safe to show any caller: claim values are omitted."""
-        parts = []
+        parts = [] if self.issuer == DEFAULT_ISSUER else [f"issuer {self.issuer}"]
         if self.groups:
             parts.append("group " + " or ".join(sorted(self.groups)))
         if self.claims:
@@ -168,8 +183,10 @@ class AccessPolicy:
     slack_channel: str | None = None
     admins: tuple[Rule, ...] = ()
     auditors: tuple[Rule, ...] = ()
+    issuers: Mapping[str, Issuer] = field(default_factory=dict)
     _index: RuleIndex = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
     _order: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+    _by_url: dict[str, Issuer] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         index = RuleIndex()
@@ -178,6 +195,11 @@ class AccessPolicy:
                 index.add(rule, role)
         object.__setattr__(self, "_index", index)
         self._order.update((name, position) for position, name in enumerate(self.roles))
+        self._by_url.update((issuer.url, issuer) for issuer in self.issuers.values())
+
+    def issuer_for_url(self, url: str) -> Issuer | None:
+        """The declared issuer whose ``url`` is exactly ``url`` (a token's ``iss``)."""
+        return self._by_url.get(url)
 
     def role(self, name: str) -> Role:
         try:
@@ -322,6 +344,7 @@ def parse_policy(text: str, source: str = "policy") -> AccessPolicy:
 class _Validator:
     def __init__(self, source: str) -> None:
         self.source = source
+        self.issuer_names: set[str] = {DEFAULT_ISSUER}
 
     def fail(self, where: str, message: str, line: int | None) -> PolicyError:
         return PolicyError(f"{where}: {message}", source=self.source, line=line)
@@ -364,10 +387,13 @@ class _Validator:
         return value
 
     def policy(self, data: Any) -> AccessPolicy:
-        top = self.mapping(data, "policy", 1, {"version", "accounts", "roles", "slack", "admins", "auditors"},
+        top = self.mapping(data, "policy", 1, {"version", "issuers", "accounts", "roles", "slack", "admins",
+                                               "auditors"},
                            {"version", "accounts", "roles"})
         if top["version"] != 1 or isinstance(top["version"], bool):
             raise self.fail("version", f"must be 1, got {top['version']!r}", top.key_lines["version"])
+        issuers = self.issuers(top)
+        self.issuer_names |= set(issuers)
         accounts_map = self.mapping(top["accounts"], "accounts", top.key_lines["accounts"],
                                     set(top["accounts"]) if isinstance(top["accounts"], dict) else set())
         accounts = {name: self.account(name, value, accounts_map) for name, value in accounts_map.items()}
@@ -377,7 +403,67 @@ class _Validator:
         users, channel = self.slack(top)
         return AccessPolicy(accounts=accounts, roles=roles, slack_users=users, slack_channel=channel,
                             admins=self.rules(top, "admins", "policy") if "admins" in top else (),
-                            auditors=self.rules(top, "auditors", "policy") if "auditors" in top else ())
+                            auditors=self.rules(top, "auditors", "policy") if "auditors" in top else (),
+                            issuers=issuers)
+
+    def issuers(self, top: _Map) -> dict[str, Issuer]:
+        if "issuers" not in top:
+            return {}
+        m = self.mapping(top["issuers"], "issuers", top.key_lines["issuers"],
+                         set(top["issuers"]) if isinstance(top["issuers"], dict) else set())
+        issuers: dict[str, Issuer] = {}
+        for name, value in m.items():
+            issuer = self.issuer(name, value, m.key_lines[name])
+            same = next((other for other in issuers.values() if other.url == issuer.url), None)
+            if same is not None:
+                raise self.fail(f"issuers.{name}.url", f"has the same url as issuer {same.name}; "
+                                "a token's iss must select exactly one issuer", value.key_lines["url"])
+            issuers[name] = issuer
+        return issuers
+
+    def issuer(self, name: str, value: Any, line: int) -> Issuer:
+        where = f"issuers.{name}"
+        if name == DEFAULT_ISSUER:
+            raise self.fail(where, "the name 'default' is reserved for the issuer ROLEBROKER_OIDC_ISSUER "
+                            "defines; rules without issuer match it", line)
+        if not ISSUER_NAME_RE.match(name):
+            raise self.fail(where, "issuer names are 1-32 characters of [a-z0-9_-], starting with a letter", line)
+        i = self.mapping(value, where, line,
+                         {"url", "audiences", "identity_claim", "groups_claim", "require_email_verified",
+                          "max_token_age_seconds", "jwks_url"},
+                         {"url", "audiences", "identity_claim"})
+        return Issuer(
+            name=name,
+            url=self.url(i, "url", where),
+            audiences=self.audiences(i, where),
+            identity_claim=self.claim_name(i, "identity_claim", where, "email"),
+            groups_claim=self.claim_name(i, "groups_claim", where, "groups"),
+            require_email_verified=self.boolean(i, "require_email_verified", where, True),
+            max_token_age_seconds=self.integer(i, "max_token_age_seconds", where, 60, MAX_TOKEN_AGE_SECONDS, 0)
+            if "max_token_age_seconds" in i else None,
+            jwks_url=self.url(i, "jwks_url", where) if "jwks_url" in i else None,
+        )
+
+    def url(self, m: _Map, key: str, where: str) -> str:
+        value = m[key]
+        if not isinstance(value, str) or not is_safe_url(value):
+            raise self.fail(f"{where}.{key}", f"must be an https:// URL (http:// only on loopback), got {value!r}",
+                            m.key_lines[key])
+        return value
+
+    def audiences(self, m: _Map, where: str) -> tuple[str, ...]:
+        value = m["audiences"]
+        values = [value] if isinstance(value, str) else value
+        if not isinstance(values, list) or not values or not all(isinstance(v, str) and v for v in values):
+            raise self.fail(f"{where}.audiences", "must be a client id or a non-empty list of them",
+                            m.key_lines["audiences"])
+        return tuple(values)
+
+    def claim_name(self, m: _Map, key: str, where: str, default: str) -> str:
+        value = m.get(key, default)
+        if not isinstance(value, str) or not value or not value.isprintable() or len(value) > 256:
+            raise self.fail(f"{where}.{key}", f"must be a claim name, got {value!r}", m.key_lines[key])
+        return value
 
     def account(self, name: str, value: Any, parent: _Map) -> Account:
         where = f"accounts.{name}"
@@ -444,9 +530,13 @@ class _Validator:
         return tuple(self.rule(item, f"{where}.{key}[{i}]", m.key_lines[key]) for i, item in enumerate(value))
 
     def rule(self, value: Any, where: str, line: int) -> Rule:
-        r = self.mapping(value, where, line, {"groups", "claims"})
-        if not r:
+        r = self.mapping(value, where, line, {"groups", "claims", "issuer"})
+        if "groups" not in r and "claims" not in r:
             raise self.fail(where, "an empty rule would match everybody; name groups or claims", r.line)
+        issuer = r.get("issuer", DEFAULT_ISSUER)
+        if issuer not in self.issuer_names:
+            raise self.fail(f"{where}.issuer", f"unknown issuer {issuer!r} (define it under issuers, or leave "
+                            "issuer out for the default issuer)", r.key_lines["issuer"])
         groups: frozenset[str] = frozenset()
         if "groups" in r:
             g = r["groups"]
@@ -466,8 +556,10 @@ class _Validator:
                 if not values or not all(isinstance(x, (str, int, bool)) for x in values):
                     raise self.fail(f"{where}.claims.{k}", "must be a string, number, boolean or a list of them",
                                     c.key_lines[k])
+                if k == "email":  # tokens' emails are compared casefolded; so are the policy's
+                    values = [canonical_value(k, x) if isinstance(x, str) else x for x in values]
                 claims.append((k, tuple(values)))
-        return Rule(groups=groups, claims=tuple(claims))
+        return Rule(groups=groups, claims=tuple(claims), issuer=issuer)
 
     def approval(self, m: _Map, where: str) -> Approval:
         where = f"{where}.approval"

@@ -31,6 +31,7 @@ from datetime import datetime
 from typing import Any
 
 from chalicelib.access.policy import AccessPolicy, Role, Rule, decide
+from chalicelib.identity.principal import DEFAULT_ISSUER
 from chalicelib.identity.tokens import Identity
 
 # A rule whose groups and claim values multiply out to more grants than this
@@ -62,6 +63,7 @@ class Condition:
 
 
 Grant = frozenset[Condition]
+_DEFAULT_ISSUER_CONDITION = Condition("issuer", "", json.dumps(DEFAULT_ISSUER))
 
 
 def rule_conditions(rule: Rule) -> dict[str, Any]:
@@ -72,6 +74,8 @@ def rule_conditions(rule: Rule) -> dict[str, Any]:
     if rule.claims:
         data["claims"] = {key: list(values) for key, values in rule.claims}
     data.update(_other_conditions(rule))
+    if data.get("issuer") == DEFAULT_ISSUER:
+        del data["issuer"]  # shown only when a rule names another issuer
     return data
 
 
@@ -111,14 +115,20 @@ def covered(grant: Grant, by: set[Grant]) -> bool:
     return grant in by or any(other <= grant for other in by)
 
 
+def _shown(grant: Grant) -> list[Condition]:
+    # The default issuer stays a condition (a CI rule with the same group is
+    # another grant), but goes unsaid, as in the policy itself.
+    return [c for c in sorted(grant) if c != _DEFAULT_ISSUER_CONDITION]
+
+
 def describe_grant(grant: Grant) -> str:
-    return " and ".join(c.describe() for c in sorted(grant))
+    return " and ".join(c.describe() for c in _shown(grant))
 
 
 def grant_data(grant: Grant) -> dict[str, Any]:
     """A grant as plain data, shaped like a rule with one value per condition."""
     data: dict[str, Any] = {}
-    for condition in sorted(grant):
+    for condition in _shown(grant):
         value = json.loads(condition.value) if condition.kind != "rule" else condition.value
         if condition.kind == "group":
             data["groups"] = [value]

@@ -9,22 +9,27 @@ One table, keyed ``pk``/``sk``:
   it from which status to which, when, and why). Events are written with
   ``attribute_not_exists`` and never updated; the step number (created,
   decided, revoked) makes a second decision impossible to record.
-* ``GRANT#<identity>`` / ``ROLE#<role>#<request id>``: an approved grant and
+* ``GRANT#<principal>`` / ``ROLE#<role>#<request id>``: an approved grant and
   its end; DynamoDB's TTL deletes it a day after it ends.
-* ``IDENTITY#<identity>`` / ``SNAPSHOT``: the groups from that person's last
-  verified token, so Slack (which knows only an email) can be judged by the
-  same policy; it expires after a working day.
+* ``IDENTITY#<principal>`` / ``SNAPSHOT``: the groups from that person's
+  newest verified token (by ``iat``), so Slack (which knows only an email)
+  can be judged by the same policy; it expires after a working day.
 * ``REQUEST#<id>`` / ``SESSION#<issued at>#<access key id>``: each STS
   session issued under the request's grant (ARNs, key id, times; never a
   secret), the evidence that ties the grant to CloudTrail. Written in one
   transaction with a counter on the request that is conditional on the grant
   still being approved, unexpired and under ``MAX_SESSIONS_PER_GRANT``.
 
+``<principal>`` and every ``requester``/``who`` is a principal key
+(``chalicelib/identity/principal.py``). A request also keeps the requester's
+``iss`` and ``sub``.
+
 Every transition is one ``TransactWriteItems``: the request's conditional
 update, the event and (on approval) the grant succeed or fail together. The
 conditions carry the rules that must hold even against a buggy or racing
 caller: only a pending request moves, an approval must come before the
-pending timeout, and the approver must not be the requester.
+pending timeout, and the approver is not the requester: neither the same
+principal nor the same ``iss`` + ``sub``.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ _THROTTLING = {"ProvisionedThroughputExceededException", "ThrottlingException", 
 # Sessions one grant may issue (and the evidence lists): a grant of at most
 # seven days, renewed by the client each 45 minutes, stays far below it.
 MAX_SESSIONS_PER_GRANT = 1000
+IssSub = tuple[str, str]  # a token's iss and sub
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,8 @@ class AccessRequest:
     requester_slack: str | None = None
     messages: tuple[tuple[str, str], ...] = ()
     ticket: str | None = None
+    requester_iss: str | None = None
+    requester_sub: str | None = None
 
     def status_at(self, now: datetime) -> str:
         if self.status == PENDING and now >= self.pending_until:
@@ -205,11 +213,13 @@ class AccessStore:
     # -- writes
 
     def create(self, *, role: str, requester: str, duration_seconds: int, reason: str,
-               now: datetime, pending_seconds: int, requester_slack: str | None = None) -> AccessRequest:
+               now: datetime, pending_seconds: int, requester_slack: str | None = None,
+               requester_sub: IssSub | None = None) -> AccessRequest:
+        iss, sub = requester_sub or (None, None)
         request = AccessRequest(id=uuid.uuid4().hex[:12], role=role, requester=requester,
                                 duration_seconds=duration_seconds, reason=reason, status=PENDING,
                                 created_at=now, pending_until=now + timedelta(seconds=pending_seconds),
-                                requester_slack=requester_slack)
+                                requester_slack=requester_slack, requester_iss=iss, requester_sub=sub)
         item = {
             "pk": _s(f"REQUEST#{request.id}"), "sk": _s("STATE"), "id": _s(request.id), "role": _s(role),
             "requester": _s(requester), "duration_seconds": _n(duration_seconds), "reason": _s(reason),
@@ -218,16 +228,19 @@ class AccessStore:
         }
         if requester_slack:
             item["requester_slack"] = _s(requester_slack)
+        if iss and sub:
+            item["requester_iss"], item["requester_sub"] = _s(iss), _s(sub)
         self._transact([
             {"Put": {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}},
             self._event(request.id, now, requester, None, PENDING, reason),
         ])
         return request
 
-    def approve(self, request: AccessRequest, *, approver: str, now: datetime, grant_until: datetime) -> None:
+    def approve(self, request: AccessRequest, *, approver: str, now: datetime, grant_until: datetime,
+                approver_sub: IssSub | None = None) -> None:
         """Approve and write the grant; the database refuses self-approval."""
         update = self._transition(request.id, PENDING, APPROVED, approver, now, note=None,
-                                  extra={"grant_until": _s(_iso(grant_until))})
+                                  extra={"grant_until": _s(_iso(grant_until))}, approver_sub=approver_sub)
         grant = {"Put": {"TableName": self._table, "Item": {
             "pk": _s(f"GRANT#{request.requester}"), "sk": _s(f"ROLE#{request.role}#{request.id}"),
             "role": _s(request.role), "until": _s(_iso(grant_until)), "request_id": _s(request.id),
@@ -237,8 +250,9 @@ class AccessStore:
         }}}
         self._transact([update, self._event(request.id, now, approver, PENDING, APPROVED, None), grant])
 
-    def deny(self, request: AccessRequest, *, approver: str, now: datetime, note: str | None) -> None:
-        self._transact([self._transition(request.id, PENDING, DENIED, approver, now, note),
+    def deny(self, request: AccessRequest, *, approver: str, now: datetime, note: str | None,
+             approver_sub: IssSub | None = None) -> None:
+        self._transact([self._transition(request.id, PENDING, DENIED, approver, now, note, approver_sub=approver_sub),
                         self._event(request.id, now, approver, PENDING, DENIED, note)])
 
     def cancel(self, request: AccessRequest, *, who: str, now: datetime) -> None:
@@ -310,14 +324,31 @@ class AccessStore:
 
     # -- identity snapshots
 
-    def remember_identity(self, subject: str, groups: frozenset[str], now: datetime, ttl: timedelta) -> None:
+    def remember_identity(self, subject: str, groups: frozenset[str], now: datetime, ttl: timedelta,
+                          issued_at: int | None = None) -> bool:
+        """Record a token's groups unless a newer token's (by ``iat``) are already recorded.
+
+        Returns whether it was recorded. Without the condition, a person
+        removed from a group could replay an older, still valid token and
+        have Slack judge them by their old groups again.
+        """
         item: dict[str, Any] = {"pk": _s(f"IDENTITY#{subject}"), "sk": _s("SNAPSHOT"), "seen_at": _s(_iso(now)),
                                 "expires_at_epoch": _n((now + ttl).timestamp())}
         item["groups"] = {"L": [_s(g) for g in sorted(groups)]}
+        condition: dict[str, Any] = {}
+        if issued_at is not None:
+            item["iat"] = _n(issued_at)
+            condition = {"ConditionExpression": "attribute_not_exists(iat) OR iat <= :iat",
+                         "ExpressionAttributeValues": {":iat": _n(issued_at)}}
         try:
-            self._client.put_item(TableName=self._table, Item=item)
-        except (ClientError, BotoCoreError) as exc:
+            self._client.put_item(TableName=self._table, Item=item, **condition)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
             raise _translate(exc) from exc
+        except BotoCoreError as exc:
+            raise _translate(exc) from exc
+        return True
 
     def recall_identity(self, subject: str, now: datetime) -> frozenset[str] | None:
         """Groups from the person's last verified token, if it is recent enough."""
@@ -333,7 +364,7 @@ class AccessStore:
 
     def _transition(self, request_id: str, from_status: str, to_status: str, who: str, now: datetime,
                     note: str | None, *, extra: dict[str, dict[str, str]] | None = None,
-                    own: bool = False) -> dict[str, Any]:
+                    own: bool = False, approver_sub: IssSub | None = None) -> dict[str, Any]:
         values: dict[str, dict[str, str]] = {
             ":from": _s(from_status), ":to": _s(to_status), ":who": _s(who), ":now": _s(_iso(now)),
             **{f":{k}": v for k, v in (extra or {}).items()},
@@ -347,8 +378,12 @@ class AccessStore:
         if from_status == PENDING:
             condition += " AND pending_until > :now"
             # The rule that matters most is enforced by the database itself:
-            # approvers never equal the requester; a cancel must come from them.
+            # approvers are never the requester (neither their principal nor
+            # their iss + sub); a cancel must come from them.
             condition += " AND requester = :who" if own else " AND requester <> :who"
+            if approver_sub and not own:
+                condition += " AND NOT (requester_iss = :iss AND requester_sub = :sub)"
+                values[":iss"], values[":sub"] = _s(approver_sub[0]), _s(approver_sub[1])
         return {"Update": {
             "TableName": self._table,
             "Key": {"pk": _s(f"REQUEST#{request_id}"), "sk": _s("STATE")},
@@ -444,7 +479,8 @@ def _request(item: Mapping[str, Any]) -> AccessRequest:
         status=item["status"]["S"], created_at=datetime.fromisoformat(item["created_at"]["S"]),
         pending_until=datetime.fromisoformat(item["pending_until"]["S"]), decided_by=opt("decided_by"),
         decided_at=_dt(opt("decided_at")), note=opt("note"), grant_until=_dt(opt("grant_until")),
-        requester_slack=opt("requester_slack"), ticket=opt("ticket"),
+        requester_slack=opt("requester_slack"), ticket=opt("ticket"), requester_iss=opt("requester_iss"),
+        requester_sub=opt("requester_sub"),
         messages=tuple((m["L"][0]["S"], m["L"][1]["S"]) for m in item.get("messages", {}).get("L", [])),
     )
 

@@ -1,11 +1,14 @@
 """Who a Slack user is, in the broker's terms.
 
-Slack tells us a user id. The email comes from the policy's static
-``slack.users`` mapping or Slack's ``users.info`` (the verified profile
-email; guests and bots are refused). Slack knows nothing of IdP groups, so
-the groups are those of the person's last verified token, remembered for a
-working day: the same access policy then decides for Slack as for the API.
-MFA is never carried over (Slack cannot prove it).
+Slack tells us a user id. A Slack user is always a person of the default
+issuer: their principal comes from the policy's static ``slack.users``
+mapping (a value of the default issuer's identity claim) or, only when that
+claim is ``email``, from Slack's ``users.info`` (the verified profile email,
+casefolded like any email; guests and bots are refused). Slack knows nothing
+of IdP groups, so the groups are those of the person's newest verified token
+(by ``iat``), remembered for a working day under their principal: the same
+access policy then decides for Slack as for the API. MFA is never carried
+over (Slack cannot prove it).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from chalicelib.access.policy import AccessPolicy
 from chalicelib.aws.store import AccessStore
 from chalicelib.chat.slack import SlackApi
 from chalicelib.exceptions import Forbidden
+from chalicelib.identity.principal import DEFAULT_ISSUER, Principal, canonical_value
 from chalicelib.identity.tokens import Identity
 
 SNAPSHOT_TTL = timedelta(hours=12)
@@ -28,31 +32,39 @@ EMAIL_CACHE_SECONDS = 3600
 
 class Directory:
     def __init__(self, store: AccessStore, clock: Callable[[], datetime],
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, identity_claim: str = "email") -> None:
         self._store = store
         self._clock = clock
         self._monotonic = monotonic
+        self._identity_claim = identity_claim  # the default issuer's
         self._written: dict[tuple[str, frozenset[str]], float] = {}
         self._emails: dict[str, tuple[str | None, float]] = {}
         self._lock = threading.Lock()
 
     def remember(self, identity: Identity) -> None:
-        """Record the groups of a verified token (at most every 10 minutes)."""
-        key = (identity.subject, identity.groups)
+        """Record the groups of a verified token (at most every 10 minutes per principal and groups)."""
+        if identity.principal.issuer != DEFAULT_ISSUER:
+            return  # Slack users are people of the default issuer; nobody maps to a CI job
+        key = (identity.principal.key, identity.groups)
         now = self._monotonic()
         with self._lock:
             if now - self._written.get(key, -SNAPSHOT_REFRESH_SECONDS) < SNAPSHOT_REFRESH_SECONDS:
                 return
             self._written[key] = now
-        self._store.remember_identity(identity.subject, identity.groups, self._clock(), SNAPSHOT_TTL)
+        self._store.remember_identity(identity.principal.key, identity.groups, self._clock(), SNAPSHOT_TTL,
+                                      issued_at=identity.issued_at)
 
     def slack_identity(self, user_id: str, policy: AccessPolicy, slack: SlackApi | None) -> Identity:
-        email = policy.slack_users.get(user_id) or self._email(user_id, slack)
-        if not email:
+        value = policy.slack_users.get(user_id)
+        if value is None and self._identity_claim == "email":
+            value = self._email(user_id, slack)
+        if not value:
             raise Forbidden("your Slack account is not linked to a rolebroker identity: your Slack profile "
                             "needs your company email, or an admin can map you under slack.users in the policy")
-        groups = self._store.recall_identity(email, self._clock()) or frozenset()
-        return Identity(subject=email, groups=groups, claims={"email": email}, issuer="slack")
+        principal = Principal(DEFAULT_ISSUER, canonical_value(self._identity_claim, value))
+        groups = self._store.recall_identity(principal.key, self._clock()) or frozenset()
+        return Identity(subject=value, principal=principal, groups=groups,
+                        claims={self._identity_claim: principal.value}, issuer="slack")
 
     def _email(self, user_id: str, slack: SlackApi | None) -> str | None:
         if slack is None:

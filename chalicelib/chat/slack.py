@@ -107,7 +107,7 @@ def parse_command(text: str) -> Command:
     return Command(name, rest.split(), rest)
 
 
-_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?$")
+_DURATION = re.compile(r"(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s?)?\Z")  # ASCII digits, no trailing newline
 
 
 def parse_duration(text: str) -> int:

@@ -1,55 +1,83 @@
-"""Who is calling: OIDC JWT verification with PyJWT and ``PyJWKClient``.
+"""Who is calling: OIDC JWT verification with PyJWT, for one or more issuers.
 
 The rules, in the order a token meets them:
 
-* Size and shape are checked before any key lookup, and the header's ``alg``
-  must be one of the pinned asymmetric algorithms, so garbage and forged
-  ``none``/``HS256`` tokens never cause a JWKS fetch.
-* Keys come from the IdP's JWKS (discovered from the issuer unless
-  ``ROLEBROKER_JWKS_URL`` is set). PyJWT cools down forced refreshes for
-  unknown ``kid`` values, so random ``kid`` values cannot make us hammer the
-  IdP; a key the IdP rotates in is picked up on the first refresh after the
-  cool-down (30 s).
-* If the IdP is unreachable we keep serving the last key set we fetched;
-  with nothing cached the caller gets a 503, never a 500.
-* ``exp``, ``iat``, ``iss`` and ``aud`` are required; clock leeway is at most
-  60 s. Cognito access tokens (no ``aud``) are accepted only when configured,
-  and then only with ``token_use=access`` and a ``client_id`` we accept.
+* Size and shape are checked before any key lookup; the header's ``alg``
+  must be one of the pinned asymmetric algorithms and ``kid`` must be set,
+  so garbage and forged ``none``/``HS256`` tokens never cause a fetch.
+* The token's *unverified* ``iss`` only selects whose keys and settings
+  verify it: the default issuer (``ROLEBROKER_OIDC_*``) or one declared under
+  the policy's ``issuers:``. An ``iss`` we do not know is refused before any
+  fetch; signature verification then checks ``iss`` exactly.
+* Keys come from that issuer's JWKS, cached, rotated and kept through an
+  outage per issuer (``keys.py``); the caches survive policy reloads.
+* ``exp``, ``iat``, ``iss``, ``sub`` and ``aud`` are required; clock leeway
+  is at most 60 s. A token with several audiences must name one of ours in
+  ``azp`` (OIDC Core 3.1.3.7). An issuer may cap the token's age. Cognito
+  access tokens (no ``aud``) are accepted only when configured, and then only
+  with ``token_use=access`` and a ``client_id`` we accept.
+* The caller is one principal (``principal.py``): the issuer's identity
+  claim, with no fallback to another claim. ``email`` counts only when
+  ``email_verified`` is ``true`` or ``"true"`` (any case), unless the issuer
+  is configured not to require it; otherwise the email is treated as absent
+  everywhere (identity, rules, Slack, audit).
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import threading
-import urllib.request
+import time
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
-from jwt import PyJWKClient
-from jwt.exceptions import PyJWKClientConnectionError, PyJWKClientError
 
-from chalicelib.exceptions import DependencyDown, Unauthenticated
+from chalicelib.exceptions import Unauthenticated
+from chalicelib.identity.issuers import Issuer
+from chalicelib.identity.keys import KeySet, Opener, urlopen
+from chalicelib.identity.principal import DEFAULT_ISSUER, Principal, canonical_value
 from chalicelib.settings import Settings
 
-LOG = logging.getLogger(__name__)
-
 MAX_TOKEN_BYTES = 16 * 1024
-JWKS_LIFESPAN_SECONDS = 300
-JWKS_REFRESH_COOLDOWN_SECONDS = 30
+MAX_IDENTITY_CHARS = 256
 _KEPT_CLAIM_TYPES = (str, int, bool)
 
 
 @dataclass(frozen=True)
 class Identity:
-    """A verified caller: a person or a workload (e.g. a CI job)."""
+    """A verified caller: a person or a workload (e.g. a CI job).
+
+    ``subject`` is the identity claim as the token gave it (for display and
+    audit); ``principal`` is who they are (for every comparison). Built
+    directly, as tests and tools do, an identity's principal defaults to the
+    default issuer and ``subject`` as given; verified tokens always carry an
+    explicit, canonical one.
+    """
 
     subject: str
     groups: frozenset[str] = frozenset()
     claims: Mapping[str, Any] = field(default_factory=dict)
-    issuer: str = ""
+    issuer: str = ""  # the token's iss; "slack" for a Slack user mapped to a principal
+    principal: Principal = field(default=None)  # type: ignore[assignment]
+    sub: str | None = None
+    issued_at: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.principal is None:
+            object.__setattr__(self, "principal", Principal(DEFAULT_ISSUER, self.subject))
+
+    @property
+    def iss_sub(self) -> tuple[str, str] | None:
+        """The token's ``iss`` and ``sub``: the IdP's own name for this account."""
+        return (self.issuer, self.sub) if self.sub else None
+
+    def is_same_person(self, principal_key: str, iss: str | None, sub: str | None) -> bool:
+        """Whether a record's principal, or its ``iss`` + ``sub``, is this caller's."""
+        if principal_key == self.principal.key:
+            return True
+        return self.sub is not None and sub is not None and (iss, sub) == (self.issuer, self.sub)
 
     @property
     def amr(self) -> tuple[str, ...]:
@@ -63,15 +91,33 @@ class Identity:
         return "mfa" in self.amr
 
 
-def identity_from_claims(claims: Mapping[str, Any], settings: Settings) -> Identity:
-    """Build an ``Identity`` from verified claims (pure)."""
-    subject = _subject(claims, settings.identity_claim)
+def identity_from_claims(claims: Mapping[str, Any], issuer: Issuer) -> Identity:
+    """Build an ``Identity`` from verified claims of ``issuer`` (pure)."""
+    trusted = trusted_claims(claims, issuer)
+    value = _identity_value(trusted, issuer.identity_claim, unverified_email="email" in claims)
+    iat = claims.get("iat")
     return Identity(
-        subject=subject,
-        groups=frozenset(groups_from_claim(claims.get(settings.groups_claim))),
-        claims=_kept_claims(claims),
+        subject=value,
+        principal=Principal(issuer.name, canonical_value(issuer.identity_claim, value)),
+        groups=frozenset(groups_from_claim(trusted.get(issuer.groups_claim))),
+        claims=_kept_claims(trusted),
         issuer=str(claims.get("iss", "")),
+        sub=_usable(claims.get("sub"), "sub"),
+        issued_at=iat if isinstance(iat, int) and not isinstance(iat, bool) else None,
     )
+
+
+def trusted_claims(claims: Mapping[str, Any], issuer: Issuer) -> Mapping[str, Any]:
+    """``claims`` without ``email`` unless the issuer vouches for it."""
+    if "email" not in claims or not issuer.require_email_verified or email_is_verified(claims):
+        return claims
+    return {k: v for k, v in claims.items() if k != "email"}
+
+
+def email_is_verified(claims: Mapping[str, Any]) -> bool:
+    # Only the boolean true, or the string "true" some IdPs send, counts.
+    verified = claims.get("email_verified")
+    return verified is True or (isinstance(verified, str) and verified.lower() == "true")
 
 
 def groups_from_claim(value: Any) -> list[str]:
@@ -85,17 +131,23 @@ def groups_from_claim(value: Any) -> list[str]:
     raise Unauthenticated("token's groups claim is neither a list nor a string")
 
 
-def _subject(claims: Mapping[str, Any], identity_claim: str) -> str:
-    value = claims.get(identity_claim)
-    if identity_claim == "email":
-        if value is not None and claims.get("email_verified") is False:
-            raise Unauthenticated("token's email is not verified by the identity provider")
-        if value is None:
-            value = claims.get("sub")
+def _identity_value(claims: Mapping[str, Any], claim: str, *, unverified_email: bool) -> str:
+    if claim not in claims:
+        if claim == "email" and unverified_email:
+            raise Unauthenticated("token's 'email' claim is not verified by the identity provider "
+                                  "(email_verified must be true)")
+        raise Unauthenticated(f"token has no {claim!r} claim, which this broker identifies callers by "
+                              "(there is no fallback to another claim)")
+    return _usable(claims[claim], claim)
+
+
+def _usable(value: Any, claim: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise Unauthenticated(f"token has no usable identity claim ({identity_claim!r})")
-    if len(value) > 256:
-        raise Unauthenticated("token's identity claim is longer than 256 characters")
+        raise Unauthenticated(f"token's {claim!r} claim is missing or not a non-empty string")
+    if len(value) > MAX_IDENTITY_CHARS:
+        raise Unauthenticated(f"token's {claim!r} claim is longer than {MAX_IDENTITY_CHARS} characters")
+    if any(unicodedata.category(ch) == "Cc" for ch in value):
+        raise Unauthenticated(f"token's {claim!r} claim contains control characters")
     return value.strip()
 
 
@@ -106,75 +158,77 @@ def _kept_claims(claims: Mapping[str, Any]) -> dict[str, Any]:
             kept[key] = value
         elif isinstance(value, list) and all(isinstance(v, str) for v in value):
             kept[key] = list(value)
+    if isinstance(kept.get("email"), str):
+        kept["email"] = canonical_value("email", kept["email"])  # rules compare emails casefolded
     return kept
 
 
-class _LastGoodJWKClient(PyJWKClient):
-    """A ``PyJWKClient`` that falls back to the last key set it fetched.
-
-    An IdP outage then does not lock everybody out: tokens signed with keys
-    we already know keep verifying. Because the fallback goes through
-    ``get_jwk_set``, it is cached for a lifespan like a fresh fetch, so an
-    outage costs one failed fetch per lifespan, not one per request.
-    """
-
-    def __init__(self, uri: str, **kwargs: Any) -> None:
-        super().__init__(uri, **kwargs)
-        self._last_good: Any = None
-
-    def fetch_data(self) -> Any:
-        try:
-            data = super().fetch_data()
-        except PyJWKClientConnectionError:
-            if self._last_good is None:
-                raise
-            LOG.warning("JWKS endpoint unreachable; serving the last key set fetched")
-            return self._last_good
-        self._last_good = data
-        return data
-
-
-Opener = Callable[[str, float], bytes]
-
-
-def _urlopen(url: str, timeout: float) -> bytes:
-    if not url.startswith(("https://", "http://")):
-        raise ValueError("only http(s) URLs are fetched")
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310 - scheme checked
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - scheme checked
-        body: bytes = response.read(1024 * 1024)
-        return body
+def _no_policy_issuers(url: str) -> Issuer | None:
+    return None
 
 
 class TokenVerifier:
-    """Verifies bearer tokens and returns the caller's ``Identity``."""
+    """Verifies bearer tokens and returns the caller's ``Identity``.
 
-    def __init__(self, settings: Settings, *, opener: Opener = _urlopen) -> None:
+    ``policy_issuers`` looks up a non-default issuer by its exact ``iss``
+    (the access policy's ``issuers:``); ``clock`` is the wall clock for token
+    age, ``monotonic`` drives the key caches.
+    """
+
+    def __init__(self, settings: Settings, *, policy_issuers: Callable[[str], Issuer | None] = _no_policy_issuers,
+                 opener: Opener = urlopen, clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self._settings = settings
+        self._default = settings.default_issuer
+        self._policy_issuers = policy_issuers
         self._opener = opener
+        self._clock = clock
+        self._monotonic = monotonic
         self._lock = threading.Lock()
-        self._jwks: PyJWKClient | None = None
+        self._keys: dict[tuple[str, str | None], KeySet] = {}
 
     def verify(self, authorization: str | None) -> Identity:
         token = _bearer(authorization)
-        header = _header(token, self._settings.algorithms)
-        key = self._signing_key(header)
-        claims = self._decode(token, key)
-        return identity_from_claims(claims, self._settings)
+        header, unverified = _unverified(token, self._settings.algorithms)
+        issuer = self._issuer_for(unverified.get("iss"))
+        key = self._key_set(issuer).key(header["kid"]).key
+        claims = self._decode(token, key, issuer)
+        return identity_from_claims(claims, issuer)
 
-    def _decode(self, token: str, key: Any) -> dict[str, Any]:
+    def _issuer_for(self, iss: Any) -> Issuer:
+        # Selection only: the signature check below verifies ``iss`` exactly.
+        if not isinstance(iss, str) or not iss:
+            raise Unauthenticated("token lacks the required claim 'iss'")
+        if iss == self._default.url:
+            return self._default
+        issuer = self._policy_issuers(iss)
+        if issuer is None or issuer.url != iss or issuer.is_default:
+            raise Unauthenticated("token was issued by an issuer this broker does not trust")
+        return issuer
+
+    def _key_set(self, issuer: Issuer) -> KeySet:
+        cache_key = (issuer.url, issuer.jwks_url)
+        with self._lock:
+            if cache_key not in self._keys:
+                self._keys[cache_key] = KeySet(
+                    issuer.url, issuer.jwks_url, opener=self._opener, monotonic=self._monotonic,
+                    timeout=self._settings.jwks_timeout_seconds,
+                    max_stale_seconds=self._settings.jwks_max_stale_seconds)
+            return self._keys[cache_key]
+
+    def _decode(self, token: str, key: Any, issuer: Issuer) -> dict[str, Any]:
         settings = self._settings
-        cognito = settings.accept_cognito_access_tokens
+        cognito = issuer.accept_cognito_access_tokens
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
                 key,
                 algorithms=list(settings.algorithms),
-                audience=None if cognito else list(settings.audiences),
-                issuer=settings.issuer,
+                audience=None if cognito else list(issuer.audiences),
+                issuer=issuer.url,
                 leeway=settings.leeway_seconds,
                 options={
-                    "require": ["exp", "iat", "iss"] + ([] if cognito else ["aud"]),
+                    "require": ["exp", "iat", "iss", "sub"] + ([] if cognito else ["aud"]),
                     "verify_aud": not cognito,
                 },
             )
@@ -193,57 +247,16 @@ class TokenVerifier:
         except jwt.InvalidTokenError:
             raise Unauthenticated("token is malformed or invalid") from None
         if cognito:
-            _check_cognito_audience(claims, settings.audiences)
+            _check_cognito_audience(claims, issuer.audiences)
+        _check_authorized_party(claims, issuer.audiences)
+        self._check_age(claims, issuer)
         return claims
 
-    def _signing_key(self, header: Mapping[str, Any]) -> Any:
-        kid = header.get("kid")
-        if not isinstance(kid, str) or not kid:
-            raise Unauthenticated("token has no key id (kid) header")
-        client = self._jwks_client()
-        try:
-            return client.get_signing_key(kid).key
-        except PyJWKClientConnectionError as exc:
-            LOG.error("JWKS fetch failed: %s", type(exc).__name__)
-            raise DependencyDown(
-                "the identity provider's signing keys are unavailable; try again shortly"
-            ) from exc
-        except PyJWKClientError:
-            raise Unauthenticated("token is signed with a key the identity provider does not publish") from None
-        except jwt.PyJWKError:
-            raise Unauthenticated("token's key cannot be used") from None
-
-    def _jwks_client(self) -> PyJWKClient:
-        with self._lock:
-            if self._jwks is None:
-                uri = self._settings.jwks_url or self._discover_jwks_uri()
-                self._jwks = _LastGoodJWKClient(
-                    uri,
-                    lifespan=JWKS_LIFESPAN_SECONDS,
-                    cooldown_duration=JWKS_REFRESH_COOLDOWN_SECONDS,
-                    timeout=self._settings.jwks_timeout_seconds,
-                    cache_keys=False,
-                )
-            return self._jwks
-
-    def _discover_jwks_uri(self) -> str:
-        url = self._settings.issuer.rstrip("/") + "/.well-known/openid-configuration"
-        try:
-            document = json.loads(self._opener(url, self._settings.jwks_timeout_seconds))
-        except (OSError, ValueError) as exc:
-            LOG.error("OIDC discovery failed for %s: %s", url, type(exc).__name__)
-            raise DependencyDown(
-                "the identity provider's discovery document is unavailable; try again shortly"
-            ) from exc
-        jwks_uri = document.get("jwks_uri") if isinstance(document, dict) else None
-        if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http://")):
-            raise DependencyDown("the identity provider's discovery document has no jwks_uri")
-        if document.get("issuer") != self._settings.issuer:
-            raise DependencyDown(
-                "the identity provider's discovery document names a different issuer; "
-                "check ROLEBROKER_OIDC_ISSUER"
-            )
-        return jwks_uri
+    def _check_age(self, claims: Mapping[str, Any], issuer: Issuer) -> None:
+        limit = issuer.max_token_age_seconds
+        if limit is not None and self._clock() - claims["iat"] > limit + self._settings.leeway_seconds:
+            raise Unauthenticated(f"token is older than {limit} seconds, the most this broker accepts "
+                                  "from its issuer; get a new one")
 
 
 def _bearer(authorization: str | None) -> str:
@@ -258,15 +271,27 @@ def _bearer(authorization: str | None) -> str:
     return token
 
 
-def _header(token: str, algorithms: tuple[str, ...]) -> dict[str, Any]:
+def _unverified(token: str, algorithms: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The header and payload, unverified: only to check shape and pick an issuer."""
     try:
-        header: dict[str, Any] = jwt.get_unverified_header(token)
+        parts = jwt.decode_complete(token, options={"verify_signature": False})
     except jwt.InvalidTokenError:
         raise Unauthenticated("token is malformed (not a signed JWT)") from None
+    header: dict[str, Any] = parts["header"]
     alg = header.get("alg")
     if alg not in algorithms:
         raise Unauthenticated(f"token algorithm {str(alg)[:16]!r} is not accepted")
-    return header
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise Unauthenticated("token has no key id (kid) header")
+    payload: dict[str, Any] = parts["payload"]
+    return header, payload
+
+
+def _check_authorized_party(claims: Mapping[str, Any], audiences: tuple[str, ...]) -> None:
+    aud = claims.get("aud")
+    if isinstance(aud, list) and len(set(map(str, aud))) > 1 and claims.get("azp") not in audiences:
+        raise Unauthenticated("token has several audiences but its authorized party (azp) is not this broker")
 
 
 def _check_cognito_audience(claims: Mapping[str, Any], audiences: tuple[str, ...]) -> None:

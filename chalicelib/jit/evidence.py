@@ -21,7 +21,7 @@ from chalicelib.exceptions import NotFound
 from chalicelib.identity.tokens import Identity
 from chalicelib.jit.cloudtrail import QueryTargets, evidence_queries
 from chalicelib.jit.grants import IssuedSession
-from chalicelib.stamping import session_name_for
+from chalicelib.stamping import session_name_for_key
 
 
 class GrantEvidence:
@@ -57,8 +57,8 @@ class GrantEvidence:
 
     @staticmethod
     def _may_read(policy: AccessPolicy, identity: Identity, request: AccessRequest) -> bool:
-        # TODO(principal): compare principals once identities have them.
-        if request.requester == identity.subject or policy.is_admin(identity) or policy.is_auditor(identity):
+        own = identity.is_same_person(request.requester, request.requester_iss, request.requester_sub)
+        if own or policy.is_admin(identity) or policy.is_auditor(identity):
             return True
         role = policy.roles.get(request.role)
         return bool(role and role.approval and role.approval.is_approver(identity))
@@ -69,5 +69,5 @@ class GrantEvidence:
         if not approved or request.grant_until is None:
             return None  # never approved: no grant, no session
         # Sessions end by the grant's end, however early it was revoked.
-        return evidence_queries(sessions, session_name=session_name_for(Identity(subject=request.requester)),
+        return evidence_queries(sessions, session_name=session_name_for_key(request.requester),
                                 window_start=approved[0], window_end=request.grant_until, targets=self._targets)

@@ -5,6 +5,11 @@ unexpired grant. The checks here give people clear answers; the store's
 conditional writes enforce the same rules again (pending only, before the
 timeout, approver is not the requester), so a race or a bug cannot get round
 them.
+
+Requests and grants belong to a principal (``identity.principal.key``).
+"Is the approver the requester?" is asked of the principal *and* of the
+token's ``iss`` + ``sub``, so neither another form of the same email nor
+another claim of the same IdP account can approve its own request.
 """
 
 from __future__ import annotations
@@ -54,10 +59,10 @@ class AccessRequests:
             raise Forbidden(f"you may not request role {role.name}: {decision.reason}")
         if duration_seconds > role.approval.max_grant_seconds:
             raise BadRequest(f"role {role.name} grants at most {role.approval.max_grant_seconds} seconds")
-        request = self._store.create(role=role.name, requester=identity.subject, duration_seconds=duration_seconds,
-                                     reason=reason, now=self._clock(),
+        request = self._store.create(role=role.name, requester=identity.principal.key,
+                                     duration_seconds=duration_seconds, reason=reason, now=self._clock(),
                                      pending_seconds=role.approval.pending_timeout_seconds,
-                                     requester_slack=requester_slack)
+                                     requester_slack=requester_slack, requester_sub=identity.iss_sub)
         self._record("request", "created", context, identity, role, reason, request_ref=request.id)
         self.notifier.request_created(request.id)
         return request
@@ -70,9 +75,9 @@ class AccessRequests:
 
     def mine_and_approvable(self, identity: Identity) -> list[AccessRequest]:
         policy = self._policy()
-        own = self._store.by_requester(identity.subject)
+        own = self._store.by_requester(identity.principal.key)
         approvable = [r for r in self._store.pending()
-                      if r.requester != identity.subject and self._is_approver(policy, r.role, identity)]
+                      if not _is_own(r, identity) and self._is_approver(policy, r.role, identity)]
         seen: set[str] = set()
         result = []
         for request in own + approvable:
@@ -93,7 +98,8 @@ class AccessRequests:
         now = self._clock()
         seconds = min(request.duration_seconds, role.approval.max_grant_seconds)
         grant_until = now + timedelta(seconds=seconds)
-        self._store.approve(request, approver=identity.subject, now=now, grant_until=grant_until)
+        self._store.approve(request, approver=identity.principal.key, approver_sub=identity.iss_sub, now=now,
+                            grant_until=grant_until)
         self._record("approve", "approved", context, identity, role, f"grant until {grant_until.isoformat()}",
                      request_ref=request.id, requester=request.requester)
         self.notifier.request_decided(request.id)
@@ -101,7 +107,8 @@ class AccessRequests:
 
     def deny(self, identity: Identity, request_id: str, *, note: str | None, context: CallContext) -> AccessRequest:
         request, role = self._decidable(identity, request_id, context, "deny")
-        self._store.deny(request, approver=identity.subject, now=self._clock(), note=note)
+        self._store.deny(request, approver=identity.principal.key, approver_sub=identity.iss_sub,
+                         now=self._clock(), note=note)
         self._record("deny", "denied", context, identity, role, note or "", request_ref=request.id,
                      requester=request.requester)
         self.notifier.request_decided(request.id)
@@ -109,10 +116,10 @@ class AccessRequests:
 
     def cancel(self, identity: Identity, request_id: str, *, context: CallContext) -> AccessRequest:
         request = self._visible(identity, request_id)
-        if request.requester != identity.subject:
+        if request.requester != identity.principal.key:
             raise Forbidden("only the requester can cancel a request")
         self._require_status(request, PENDING)
-        self._store.cancel(request, who=identity.subject, now=self._clock())
+        self._store.cancel(request, who=identity.principal.key, now=self._clock())
         self._audit.record(action="cancel", outcome="cancelled", context=context, identity=identity,
                            role=request.role, request_ref=request.id)
         self.notifier.request_decided(request.id)
@@ -124,7 +131,7 @@ class AccessRequests:
         if not self._is_approver(policy, request.role, identity):
             raise Forbidden(f"only an approver of role {request.role} can revoke its grants")
         self._require_status(request, APPROVED)
-        self._store.revoke(request, who=identity.subject, now=self._clock(), note=note)
+        self._store.revoke(request, who=identity.principal.key, now=self._clock(), note=note)
         self._audit.record(action="revoke", outcome="revoked", context=context, identity=identity,
                            role=request.role, request_ref=request.id, requester=request.requester,
                            reason=note or "")
@@ -138,7 +145,7 @@ class AccessRequests:
         policy = self._policy()
         request = self._visible(identity, request_id, policy)
         role = policy.role(request.role)
-        if request.requester == identity.subject:
+        if _is_own(request, identity):
             self._record(action, "denied", context, identity, role, "self-approval", request_ref=request.id)
             raise Forbidden("you cannot approve or deny your own request; ask an approver")
         if role.approval is None or not role.approval.is_approver(identity):
@@ -156,7 +163,7 @@ class AccessRequests:
     def _visible(self, identity: Identity, request_id: str, policy: AccessPolicy | None = None) -> AccessRequest:
         request = self._store.get(request_id)
         policy = policy or self._policy()
-        if request.requester != identity.subject and not self._is_approver(policy, request.role, identity):
+        if request.requester != identity.principal.key and not self._is_approver(policy, request.role, identity):
             # Someone else's request looks exactly like a missing one.
             raise NotFound(f"no access request {request_id!r}")
         return request
@@ -170,3 +177,7 @@ class AccessRequests:
                 reason: str, **fields: Any) -> None:
         self._audit.record(action=action, outcome=outcome, context=context, identity=identity, reason=reason,
                            role=role.name, account=role.account.id, **fields)
+
+
+def _is_own(request: AccessRequest, identity: Identity) -> bool:
+    return identity.is_same_person(request.requester, request.requester_iss, request.requester_sub)

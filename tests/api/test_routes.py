@@ -117,23 +117,38 @@ def test_duration_is_capped_by_role_chaining_and_says_so(
 
 
 def test_role_max_caps_duration(api: Harness) -> None:
+    from chalicelib.stamping import session_name_for_key
+
     arn = "arn:aws:iam::222222222222:role/DeployRole"
+    name = session_name_for_key("ci|repo:acme/infra:ref:refs/heads/main")
     api.stubber.add_response("assume_role", _answer(arn), {
-        "RoleArn": arn, "RoleSessionName": "repo-acme-infra", "SourceIdentity": "repo-acme-infra",
+        "RoleArn": arn, "RoleSessionName": name, "SourceIdentity": name,
         "DurationSeconds": 900, "ExternalId": "rolebroker-sandbox", "Tags": _any_tags()})
-    response = api.post("/v1/credentials", {"role": "ci-deploy", "duration_seconds": 3600},
-                        sub="repo-acme-infra", claims={"repository": "acme/infra", "ref": "refs/heads/main"})
+    token = api.ci.mint("", claims={"repository": "acme/infra", "ref": "refs/heads/main"})
+    response = api.post("/v1/credentials", {"role": "ci-deploy", "duration_seconds": 3600}, token=token)
     assert response.status_code == 200, response.body
     assert response.json_body["duration_seconds"] == 900
     assert "at most 900" in response.json_body["warnings"][0]
 
 
 def test_claim_rule_must_match_every_claim(api: Harness) -> None:
-    response = api.post("/v1/credentials", {"role": "ci-deploy"},
-                        sub="repo-acme-infra", claims={"repository": "acme/infra", "ref": "refs/heads/feature"})
+    token = api.ci.mint("", claims={"repository": "acme/infra", "ref": "refs/heads/feature"})
+    response = api.post("/v1/credentials", {"role": "ci-deploy"}, token=token)
     assert response.status_code == 403
     assert response.json_body["Message"] == (
-        "role ci-deploy requires a matching repository, ref claim")
+        "role ci-deploy requires issuer ci and a matching repository, ref claim")
+
+
+def test_console_is_refused_for_a_role_without_console_even_when_its_rule_allows(api: Harness) -> None:
+    # prod-readonly allows platform-admins but has no console: true; the Stubber has nothing
+    # queued, so any STS call would fail the request with another status.
+    response = api.post("/v1/console", {"role": "prod-readonly"}, groups=["platform-admins"])
+    assert response.status_code == 403, response.body
+    assert response.json_body["Message"] == (
+        "role prod-readonly does not allow console sign-in (console: false in the policy)")
+    audit = api.audits()[-1]
+    assert (audit["action"], audit["outcome"], audit["role"]) == ("console", "denied", "prod-readonly")
+    assert audit["rule"] == "group platform-admins or sre"
 
 
 def test_unknown_role_is_404(api: Harness) -> None:

@@ -1,4 +1,5 @@
-"""The JWT matrix: every bad token is a 401 and never reaches STS."""
+"""The JWT matrix: every bad token is a 401 and never reaches STS; every
+accepted form of an identity resolves to one principal."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from devstack.issuer import DevIssuer, new_key
-from tests.conftest import AUDIENCE, Harness
+from tests.conftest import AUDIENCE, Harness, harness
 
 
 def _b64(data: dict[str, Any]) -> str:
@@ -22,8 +23,8 @@ def _b64(data: dict[str, Any]) -> str:
 
 def _claims(issuer: DevIssuer, **overrides: Any) -> dict[str, Any]:
     now = int(time.time())
-    claims = {"iss": issuer.url, "aud": AUDIENCE, "sub": "alice@example.com", "email": "alice@example.com",
-              "groups": ["platform-admins"], "iat": now, "exp": now + 600}
+    claims = {"iss": issuer.url, "aud": AUDIENCE, "sub": "00uALICE", "email": "alice@example.com",
+              "email_verified": True, "groups": ["platform-admins"], "iat": now, "exp": now + 600}
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not None}
 
@@ -103,8 +104,19 @@ CASES: dict[str, Callable[[DevIssuer], str]] = {
     "tampered signature": _tamper_signature,
     "oversized": lambda i: _sign(i, _claims(i, padding="x" * 20000)),
     "email not verified": lambda i: _sign(i, _claims(i, email_verified=False)),
+    "email_verified is the string false": lambda i: _sign(i, _claims(i, email_verified="false")),
+    "email_verified is 0": lambda i: _sign(i, _claims(i, email_verified=0)),
+    "email_verified is 1": lambda i: _sign(i, _claims(i, email_verified=1)),
+    "email_verified is yes": lambda i: _sign(i, _claims(i, email_verified="yes")),
+    "email_verified is missing": lambda i: _sign(i, _claims(i, email_verified=None)),
+    "same sub without email (scope=openid)": lambda i: _sign(i, _claims(i, email=None, email_verified=None)),
+    "several audiences without azp": lambda i: _sign(i, _claims(i, aud=[AUDIENCE, "another-client"])),
+    "several audiences, azp another client": lambda i: _sign(
+        i, _claims(i, aud=[AUDIENCE, "another-client"], azp="another-client")),
     "groups claim is an object": lambda i: _sign(i, _claims(i, groups={"a": 1})),
     "no identity": lambda i: _sign(i, _claims(i, sub=None, email=None)),
+    "no sub": lambda i: _sign(i, _claims(i, sub=None)),
+    "identity claim with a newline": lambda i: _sign(i, _claims(i, email="alice@example.com\nbob@example.com")),
 }
 
 
@@ -145,8 +157,87 @@ def test_groups_as_a_single_string_are_accepted(api: Harness) -> None:
     assert "sandbox-admin" in names
 
 
-def test_identity_falls_back_to_sub_without_email(api: Harness) -> None:
-    token = _sign(api.issuer, _claims(api.issuer, sub="repo:acme/infra:ref:refs/heads/main", email=None,
-                                      repository="acme/infra", ref="refs/heads/main", groups=None))
-    names = [r["name"] for r in api.get("/v1/roles", token=token).json_body["roles"]]
-    assert names == ["ci-deploy"]
+def test_a_token_without_the_identity_claim_is_401_naming_it(api: Harness) -> None:
+    token = _sign(api.issuer, _claims(api.issuer, email=None, email_verified=None))
+    response = api.get("/v1/roles", token=token)
+    assert response.status_code == 401
+    assert "'email'" in response.json_body["Message"]
+
+
+@pytest.mark.parametrize("verified", [True, "true", "TRUE", "True"])
+def test_only_true_or_the_string_true_verifies_an_email(api: Harness, verified: object) -> None:
+    token = _sign(api.issuer, _claims(api.issuer, email_verified=verified))
+    assert api.get("/v1/roles", token=token).status_code == 200
+
+
+def test_an_unverified_email_is_absent_for_rules_even_with_another_identity_claim(
+        issuer: DevIssuer, ci_issuer: DevIssuer, example_policy: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with harness(issuer, ci_issuer, example_policy, monkeypatch, ROLEBROKER_IDENTITY_CLAIM="sub") as api:
+        # sandbox-readonly allows claims {email: dana@example.com}
+        verified = _sign(issuer, _claims(issuer, sub="00uDANA", email="dana@example.com", groups=None))
+        unverified = _sign(issuer, _claims(issuer, sub="00uDANA", email="dana@example.com", groups=None,
+                                           email_verified="false"))
+        assert [r["name"] for r in api.get("/v1/roles", token=verified).json_body["roles"]] == ["sandbox-readonly"]
+        assert api.get("/v1/roles", token=unverified).json_body["roles"] == []
+        denied = api.post("/v1/credentials", {"role": "sandbox-readonly"}, token=unverified)
+        assert denied.status_code == 403
+        audit = api.audits()[-1]
+        assert audit["who"] == "00uDANA" and "dana@example.com" not in api.audit_lines[-1]
+
+
+def test_email_case_is_one_principal_shown_as_given(api: Harness) -> None:
+    token = _sign(api.issuer, _claims(api.issuer, sub="00uDANA", email="Dana@Example.COM", groups=None))
+    roles = api.get("/v1/roles", token=token).json_body["roles"]
+    assert [r["name"] for r in roles] == ["sandbox-readonly"]  # the rule says dana@example.com
+    arn = "arn:aws:iam::222222222222:role/ReadOnlyRole"
+    api.expect_assume(arn, "dana@example.com", expected={
+        "RoleArn": arn, "RoleSessionName": "dana@example.com", "SourceIdentity": "dana@example.com",
+        "DurationSeconds": 3600, "ExternalId": "rolebroker-sandbox",
+        "Tags": [{"Key": "rolebroker:identity", "Value": "dana@example.com"},
+                 {"Key": "rolebroker:issuer", "Value": api.issuer.url}]})
+    assert api.post("/v1/credentials", {"role": "sandbox-readonly"}, token=token).status_code == 200
+    api.stubber.assert_no_pending_responses()
+    issued = [a for a in api.audits() if a["action"] == "credentials"][-1]
+    assert issued["who"] == "Dana@Example.COM" and issued["principal"] == "dana@example.com"
+    assert issued["sub"] == "00uDANA"
+
+
+def test_several_audiences_need_azp_naming_this_broker(api: Harness) -> None:
+    token = _sign(api.issuer, _claims(api.issuer, aud=[AUDIENCE, "another-client"], azp=AUDIENCE))
+    assert api.get("/v1/roles", token=token).status_code == 200
+    one = _sign(api.issuer, _claims(api.issuer, azp="another-client"))  # one audience: azp not required
+    assert api.get("/v1/roles", token=one).status_code == 200
+
+
+def test_a_ci_token_gets_only_rules_that_name_its_issuer(api: Harness) -> None:
+    token = api.ci.mint("", claims={"repository": "acme/infra", "ref": "refs/heads/main"},
+                        groups=["platform-admins"])
+    assert [r["name"] for r in api.get("/v1/roles", token=token).json_body["roles"]] == ["ci-deploy"]
+
+
+def test_default_issuer_claims_do_not_match_a_ci_rule(api: Harness) -> None:
+    token = _sign(api.issuer, _claims(api.issuer, repository="acme/infra", ref="refs/heads/main", groups=None))
+    assert api.get("/v1/roles", token=token).json_body["roles"] == []
+
+
+def test_a_ci_token_for_another_audience_is_401(api: Harness) -> None:
+    token = api.ci.mint("", claims={"repository": "acme/infra", "ref": "refs/heads/main"}, audience=AUDIENCE)
+    assert api.get("/v1/roles", token=token).status_code == 401
+
+
+def test_a_ci_session_is_stamped_with_its_principal(api: Harness) -> None:
+    from chalicelib.stamping import session_name_for_key
+
+    principal = "ci|repo:acme/infra:ref:refs/heads/main"
+    name = session_name_for_key(principal)
+    arn = "arn:aws:iam::222222222222:role/DeployRole"
+    api.expect_assume(arn, name, expected={
+        "RoleArn": arn, "RoleSessionName": name, "SourceIdentity": name, "DurationSeconds": 900,
+        "ExternalId": "rolebroker-sandbox",
+        "Tags": [{"Key": "rolebroker:identity", "Value": "ci_repo:acme/infra:ref:refs/heads/main"},
+                 {"Key": "rolebroker:issuer", "Value": api.ci.url}]})
+    token = api.ci.mint("", claims={"repository": "acme/infra", "ref": "refs/heads/main"})
+    response = api.post("/v1/credentials", {"role": "ci-deploy"}, token=token)
+    assert response.status_code == 200, response.body
+    assert response.json_body["source_identity"] == name
+    api.stubber.assert_no_pending_responses()

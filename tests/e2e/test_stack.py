@@ -47,6 +47,22 @@ def test_token_command_prints_a_jwt_from_the_running_issuer(stack: LocalStack) -
     assert "sandbox-admin" in [role["name"] for role in body["roles"]]
 
 
+def test_the_stack_runs_two_issuers_and_the_ci_one_gets_only_its_rules(stack: LocalStack) -> None:
+    assert stack.issuer is not None and stack.ci_issuer is not None
+    assert stack.ci_issuer.url in stack.banner() and "--issuer ci" in stack.banner()
+    env = {**os.environ, "ROLEBROKER_CI_ISSUER_PORT": stack.ci_issuer.url.rsplit(":", 1)[1]}
+    out = subprocess.run([sys.executable, "-m", "devstack", "token", "--issuer", "ci", "--claim",
+                          "repository=acme/infra", "--claim", "ref=refs/heads/main", "--groups", "platform-admins"],
+                         env=env, capture_output=True, text=True, check=True)
+    token = out.stdout.strip()
+    status, body = call(stack, "GET", "/v1/roles", token)
+    assert status == 200, body
+    assert [role["name"] for role in body["roles"]] == ["ci-deploy"]  # its groups claim matches no people's rule
+    status, body = call(stack, "POST", "/v1/credentials", token, {"role": "ci-deploy"})
+    assert status == 200, body
+    assert body["source_identity"].startswith("ci-repo-acme-infra-ref-refs-heads-main-")
+
+
 def test_credentials_work_with_the_real_aws_cli(stack: LocalStack) -> None:
     token = stack.mint("alice@example.com", groups=["platform-admins"])
     status, body = call(stack, "POST", "/v1/credentials", token, {"role": "sandbox-admin"})

@@ -1,29 +1,71 @@
-"""TokenVerifier against a real JWKS endpoint on 127.0.0.1 (the dev issuer)."""
+"""TokenVerifier against a real JWKS endpoint on 127.0.0.1 (the dev issuer).
+
+Key-cache timing runs on an injected clock, so nothing here sleeps or
+depends on how loaded the machine is.
+"""
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import jwt
 import pytest
 
 from chalicelib.exceptions import DependencyDown, Unauthenticated
-from chalicelib.identity import tokens as identity_module
+from chalicelib.identity import keys as keys_module
+from chalicelib.identity.issuers import Issuer
 from chalicelib.identity.tokens import TokenVerifier, groups_from_claim, identity_from_claims
 from chalicelib.settings import Settings
 from devstack.issuer import DevIssuer, new_key
 
 
+@dataclass
+class FakeClock:
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
-def own_issuer():  # type: ignore[no-untyped-def]
+def own_issuer() -> Iterator[DevIssuer]:
     dev = DevIssuer(audience="aud-1").start()
+    yield dev
+    dev.stop()
+
+
+@pytest.fixture
+def second_issuer() -> Iterator[DevIssuer]:
+    dev = DevIssuer(audience="aud-2", kind="github").start()
     yield dev
     dev.stop()
 
 
 def settings_for(dev: DevIssuer, **kw: object) -> Settings:
     return Settings(issuer=dev.url, audiences=("aud-1",), policy_source="unused", **kw)  # type: ignore[arg-type]
+
+
+def fetches(dev: DevIssuer) -> int:
+    return dev.jwks_requests + dev.discovery_requests
+
+
+def _b64(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def signed(dev: DevIssuer, audience: str = "aud-1", headers: dict[str, Any] | None = None, **claims: Any) -> str:
+    now = int(time.time())
+    payload = {"iss": dev.url, "aud": audience, "sub": "00uALICE", "email": "alice@example.com",
+               "email_verified": True, "iat": now, "exp": now + 600, **claims}
+    payload = {k: v for k, v in payload.items() if v is not None}
+    key = dev.keys[0]
+    return jwt.encode(payload, key.private, algorithm="RS256", headers={"kid": key.kid, **(headers or {})})
 
 
 def test_valid_token_gives_identity_with_groups(own_issuer: DevIssuer) -> None:
@@ -45,20 +87,42 @@ def test_jwks_down_with_nothing_cached_is_503(own_issuer: DevIssuer) -> None:
 def test_issuer_down_before_discovery_is_503(own_issuer: DevIssuer) -> None:
     settings = Settings(issuer="http://127.0.0.1:9", audiences=("a",), policy_source="x")
     with pytest.raises(DependencyDown):
-        TokenVerifier(settings).verify("Bearer " + own_issuer.mint("x@example.com"))
+        TokenVerifier(settings).verify("Bearer " + own_issuer.mint("x@example.com",
+                                                                    claims={"iss": "http://127.0.0.1:9"}))
 
 
-def test_cached_keys_keep_serving_when_the_idp_goes_down(
-        own_issuer: DevIssuer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(identity_module, "JWKS_LIFESPAN_SECONDS", 0.05)
-    verifier = TokenVerifier(settings_for(own_issuer))
+def test_cached_keys_keep_serving_when_the_idp_goes_down(own_issuer: DevIssuer) -> None:
+    clock = FakeClock()
+    verifier = TokenVerifier(settings_for(own_issuer), monotonic=clock)
     token = own_issuer.mint("alice@example.com")
     verifier.verify("Bearer " + token)
     own_issuer.jwks_available = False
-    time.sleep(0.1)  # the cached set has expired; the refetch fails
+    clock.now += keys_module.JWKS_LIFESPAN_SECONDS + 1  # the cached set has expired; the refetch fails
     requests_before = own_issuer.jwks_requests
     assert verifier.verify("Bearer " + token).subject == "alice@example.com"
-    assert own_issuer.jwks_requests == requests_before + 1
+    assert verifier.verify("Bearer " + token).subject == "alice@example.com"
+    assert own_issuer.jwks_requests == requests_before + 1  # one failed fetch per lifespan, not per request
+
+
+def test_the_last_good_keys_serve_an_outage_only_up_to_the_cap(own_issuer: DevIssuer) -> None:
+    clock = FakeClock()
+    verifier = TokenVerifier(settings_for(own_issuer, jwks_max_stale_seconds=3600), monotonic=clock)
+    token = own_issuer.mint("alice@example.com")
+    verifier.verify("Bearer " + token)
+    own_issuer.jwks_available = False
+    clock.now += 3500
+    assert verifier.verify("Bearer " + token).subject == "alice@example.com"
+    clock.now += keys_module.JWKS_LIFESPAN_SECONDS  # past the cap: the keys are too old to trust
+    with pytest.raises(DependencyDown):
+        verifier.verify("Bearer " + token)
+    own_issuer.jwks_available = True
+    clock.now += 1
+    assert verifier.verify("Bearer " + token).subject == "alice@example.com"
+
+
+def test_the_default_outage_cap_is_a_day() -> None:
+    assert Settings.from_environ({"ROLEBROKER_OIDC_ISSUER": "https://idp", "ROLEBROKER_OIDC_AUDIENCE": "a",
+                                  "ROLEBROKER_POLICY": "p"}).jwks_max_stale_seconds == 24 * 3600
 
 
 def test_random_kids_do_not_hammer_the_idp(own_issuer: DevIssuer) -> None:
@@ -75,21 +139,21 @@ def test_random_kids_do_not_hammer_the_idp(own_issuer: DevIssuer) -> None:
     assert own_issuer.jwks_requests - baseline <= 1
 
 
-def test_rotated_key_is_accepted_after_the_cooldown(
-        own_issuer: DevIssuer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(identity_module, "JWKS_REFRESH_COOLDOWN_SECONDS", 0.2)
-    verifier = TokenVerifier(settings_for(own_issuer))
+def test_rotated_key_is_accepted_after_the_cooldown(own_issuer: DevIssuer) -> None:
+    clock = FakeClock()
+    verifier = TokenVerifier(settings_for(own_issuer), monotonic=clock)
     verifier.verify("Bearer " + own_issuer.mint("alice@example.com"))
     own_issuer.rotate()
     rotated = own_issuer.mint("alice@example.com")
+    clock.now += keys_module.JWKS_REFRESH_COOLDOWN_SECONDS - 1
     with pytest.raises(Unauthenticated):  # within the cool-down: not fetched yet
         verifier.verify("Bearer " + rotated)
-    time.sleep(0.3)
+    clock.now += 1
     assert verifier.verify("Bearer " + rotated).subject == "alice@example.com"
 
 
 def test_production_cooldown_lets_rotation_in_within_a_minute() -> None:
-    assert identity_module.JWKS_REFRESH_COOLDOWN_SECONDS <= 60
+    assert keys_module.JWKS_REFRESH_COOLDOWN_SECONDS <= 60
 
 
 def test_cognito_access_tokens_only_when_configured(own_issuer: DevIssuer) -> None:
@@ -100,8 +164,8 @@ def test_cognito_access_tokens_only_when_configured(own_issuer: DevIssuer) -> No
     key = own_issuer.keys[0]
     no_aud = jwt.encode(payload, key.private, algorithm="RS256", headers={"kid": key.kid})
     with pytest.raises(Unauthenticated):
-        TokenVerifier(settings_for(own_issuer)).verify("Bearer " + no_aud)
-    cognito = TokenVerifier(settings_for(own_issuer, accept_cognito_access_tokens=True))
+        TokenVerifier(settings_for(own_issuer, identity_claim="sub")).verify("Bearer " + no_aud)
+    cognito = TokenVerifier(settings_for(own_issuer, accept_cognito_access_tokens=True, identity_claim="sub"))
     assert cognito.verify("Bearer " + no_aud).subject == "abc-123"
     payload["client_id"] = "someone-else"
     other = jwt.encode(payload, key.private, algorithm="RS256", headers={"kid": key.kid})
@@ -109,17 +173,33 @@ def test_cognito_access_tokens_only_when_configured(own_issuer: DevIssuer) -> No
         cognito.verify("Bearer " + other)
 
 
+@pytest.mark.parametrize(("aud", "accepted"), [
+    ("aud-1", True), (["aud-1"], True), ("someone-else", False), (["someone-else", "x"], False),
+])
+def test_cognito_mode_still_checks_an_aud_when_the_token_has_one(
+        own_issuer: DevIssuer, aud: object, accepted: bool) -> None:
+    cognito = TokenVerifier(settings_for(own_issuer, accept_cognito_access_tokens=True))
+    token = signed(own_issuer, audience=aud, azp="aud-1")  # type: ignore[arg-type]
+    if accepted:
+        assert cognito.verify("Bearer " + token).subject == "alice@example.com"
+    else:
+        with pytest.raises(Unauthenticated, match="audience"):
+            cognito.verify("Bearer " + token)
+
+
 def test_jwks_url_overrides_discovery(own_issuer: DevIssuer) -> None:
+    from chalicelib.identity.keys import urlopen
+
     settings = settings_for(own_issuer, jwks_url=f"{own_issuer.url}/jwks.json")
     opened: list[str] = []
 
     def opener(url: str, timeout: float) -> bytes:
         opened.append(url)
-        raise OSError("discovery must not be used")
+        return urlopen(url, timeout)
 
     verifier = TokenVerifier(settings, opener=opener)
     assert verifier.verify("Bearer " + own_issuer.mint("a@example.com")).subject == "a@example.com"
-    assert opened == []
+    assert opened == [f"{own_issuer.url}/jwks.json"] and own_issuer.discovery_requests == 0
 
 
 @pytest.mark.parametrize(("value", "expected"), [
@@ -129,10 +209,235 @@ def test_groups_claim_shapes(value: object, expected: list[str]) -> None:
     assert groups_from_claim(value) == expected
 
 
+DEFAULT = Issuer(name="default", url="https://idp.example.com", audiences=("a",))
+
+
 def test_identity_claim_is_configurable() -> None:
-    settings = Settings(issuer="i", audiences=("a",), policy_source="p", identity_claim="preferred_username",
-                        groups_claim="roles")
-    who = identity_from_claims({"preferred_username": "alice", "roles": ["x"], "sub": "123"}, settings)
-    assert who.subject == "alice" and who.groups == {"x"}
+    issuer = Issuer(name="default", url="i", audiences=("a",), identity_claim="preferred_username",
+                    groups_claim="roles")
+    who = identity_from_claims({"preferred_username": "alice", "roles": ["x"], "sub": "123", "iss": "i"}, issuer)
+    assert who.subject == "alice" and who.groups == {"x"} and who.principal.key == "alice"
+    with pytest.raises(Unauthenticated, match="'preferred_username'"):
+        identity_from_claims({"sub": "123", "iss": "i"}, issuer)
+
+
+def test_no_fallback_from_email_to_sub() -> None:
+    with pytest.raises(Unauthenticated, match="'email'"):
+        identity_from_claims({"sub": "00uERIN", "iss": DEFAULT.url}, DEFAULT)
+
+
+def test_an_email_principal_is_casefolded_and_shown_as_given() -> None:
+    who = identity_from_claims({"sub": "00uERIN", "iss": DEFAULT.url, "email": " Erin@Example.COM ",
+                                "email_verified": True, "iat": 1700000000}, DEFAULT)
+    assert who.subject == "Erin@Example.COM"
+    assert who.principal.key == "erin@example.com"
+    assert who.claims["email"] == "erin@example.com"  # rules compare emails casefolded too
+    assert (who.issuer, who.sub, who.issued_at) == (DEFAULT.url, "00uERIN", 1700000000)
+
+
+@pytest.mark.parametrize(("verified", "counts"), [
+    (True, True), ("true", True), ("TRUE", True), ("True", True),
+    (False, False), ("false", False), (0, False), (1, False), ("yes", False), ("", False), (None, False),
+    ([True], False), (" true", False),
+])
+def test_only_true_or_the_string_true_verifies_an_email(verified: object, counts: bool) -> None:
+    claims = {"sub": "00uERIN", "iss": "i", "email": "erin@example.com", "preferred_username": "erin"}
+    if verified is not None:
+        claims["email_verified"] = verified
+    issuer = Issuer(name="default", url="i", audiences=("a",), identity_claim="preferred_username")
+    who = identity_from_claims(claims, issuer)
+    assert ("email" in who.claims) is counts
+    if not counts:
+        with pytest.raises(Unauthenticated, match="'email'"):
+            identity_from_claims(claims, DEFAULT)
+
+
+def test_an_issuer_may_trust_emails_without_email_verified() -> None:
+    trusting = Issuer(name="default", url="i", audiences=("a",), require_email_verified=False)
+    who = identity_from_claims({"sub": "1", "iss": "i", "email": "erin@example.com"}, trusting)
+    assert who.principal.key == "erin@example.com"
+
+
+@pytest.mark.parametrize("value", ["x" * 257, "alice@example.com\n", "alice\u0000@example.com", "   ", 42])
+def test_unusable_identity_values_are_refused(value: object) -> None:
     with pytest.raises(Unauthenticated):
-        identity_from_claims({"sub": "123"}, settings)
+        identity_from_claims({"sub": "1", "iss": "i", "email": value, "email_verified": True}, DEFAULT)
+
+
+def test_a_token_without_sub_is_refused() -> None:
+    with pytest.raises(Unauthenticated, match="'sub'"):
+        identity_from_claims({"iss": "i", "email": "erin@example.com", "email_verified": True}, DEFAULT)
+
+
+# --------------------------------------------------------------------------
+# Pre-checks: a forged or garbage token never makes us fetch keys
+
+
+def _assert_refused_without_fetch(dev: DevIssuer, verifier: TokenVerifier, authorization: str,
+                                  match: str) -> None:
+    before = fetches(dev)
+    with pytest.raises(Unauthenticated, match=match):
+        verifier.verify(authorization)
+    assert fetches(dev) == before
+
+
+def test_precheck_alg_is_pinned_before_any_fetch(own_issuer: DevIssuer) -> None:
+    verifier = TokenVerifier(settings_for(own_issuer))
+    token = ".".join([_b64({"alg": "HS256", "kid": own_issuer.keys[0].kid}), _b64({"iss": own_issuer.url}), "c2ln"])
+    _assert_refused_without_fetch(own_issuer, verifier, "Bearer " + token, "algorithm")
+    none = ".".join([_b64({"alg": "none", "kid": own_issuer.keys[0].kid}), _b64({"iss": own_issuer.url}), ""])
+    _assert_refused_without_fetch(own_issuer, verifier, "Bearer " + none, "algorithm")
+
+
+@pytest.mark.parametrize("header", ["Basic YWxpY2U6cHc=", "Token abc", "Bearer", "bearer  ", "Bearerx y"])
+def test_precheck_bearer_scheme_before_any_fetch(own_issuer: DevIssuer, header: str) -> None:
+    verifier = TokenVerifier(settings_for(own_issuer))
+    token = signed(own_issuer)
+    _assert_refused_without_fetch(own_issuer, verifier, header.replace("abc", token), "Bearer|bearer")
+
+
+def test_precheck_missing_kid_before_any_fetch(own_issuer: DevIssuer) -> None:
+    verifier = TokenVerifier(settings_for(own_issuer))
+    token = jwt.encode({"iss": own_issuer.url, "aud": "aud-1", "sub": "x"}, own_issuer.keys[0].private,
+                       algorithm="RS256")
+    _assert_refused_without_fetch(own_issuer, verifier, "Bearer " + token, "key id")
+
+
+def test_precheck_unknown_issuer_before_any_fetch(own_issuer: DevIssuer, second_issuer: DevIssuer) -> None:
+    verifier = TokenVerifier(settings_for(own_issuer))
+    token = second_issuer.mint("", audience="aud-1")
+    before = fetches(second_issuer)
+    _assert_refused_without_fetch(own_issuer, verifier, "Bearer " + token, "issuer this broker does not trust")
+    assert fetches(second_issuer) == before
+
+
+def test_precheck_oversized_and_garbage_tokens_before_any_fetch(own_issuer: DevIssuer) -> None:
+    verifier = TokenVerifier(settings_for(own_issuer))
+    _assert_refused_without_fetch(own_issuer, verifier, "Bearer " + signed(own_issuer, padding="x" * 20000),
+                                  "too large")
+    _assert_refused_without_fetch(own_issuer, verifier, "Bearer abc.def.ghi", "malformed")
+
+
+def test_precheck_discovery_naming_another_issuer_fetches_no_keys(own_issuer: DevIssuer) -> None:
+    def opener(url: str, timeout: float) -> bytes:
+        return json.dumps({"issuer": "https://evil.example.com", "jwks_uri": f"{own_issuer.url}/jwks.json"}).encode()
+
+    verifier = TokenVerifier(settings_for(own_issuer), opener=opener)
+    before = own_issuer.jwks_requests
+    with pytest.raises(DependencyDown, match="different issuer"):
+        verifier.verify("Bearer " + signed(own_issuer))
+    assert own_issuer.jwks_requests == before
+
+
+@pytest.mark.parametrize("jwks_uri", ["file:///etc/passwd", "ftp://127.0.0.1/jwks.json", "/jwks.json", 42])
+def test_precheck_only_http_jwks_uris_are_fetched(own_issuer: DevIssuer, jwks_uri: object) -> None:
+    opened: list[str] = []
+
+    def opener(url: str, timeout: float) -> bytes:
+        opened.append(url)
+        if url.endswith("/.well-known/openid-configuration"):
+            return json.dumps({"issuer": own_issuer.url, "jwks_uri": jwks_uri}).encode()
+        raise AssertionError(f"fetched {url}")
+
+    verifier = TokenVerifier(settings_for(own_issuer), opener=opener)
+    with pytest.raises(DependencyDown, match="jwks_uri"):
+        verifier.verify("Bearer " + signed(own_issuer))
+    assert opened == [f"{own_issuer.url}/.well-known/openid-configuration"]
+
+
+def test_urlopen_refuses_anything_but_http() -> None:
+    from chalicelib.identity.keys import urlopen
+
+    with pytest.raises(ValueError, match="http"):
+        urlopen("file:///etc/passwd", 1.0)
+
+
+def test_precheck_identity_claim_length_fetches_nothing_more(own_issuer: DevIssuer) -> None:
+    verifier = TokenVerifier(settings_for(own_issuer))
+    verifier.verify("Bearer " + signed(own_issuer))
+    _assert_refused_without_fetch(own_issuer, verifier, "Bearer " + signed(own_issuer, email="a" * 250 + "@x.example"),
+                                  "longer than 256")
+    assert verifier.verify("Bearer " + signed(own_issuer, email="a" * 240 + "@x.example")).subject
+
+
+# --------------------------------------------------------------------------
+# Audiences, token age and several issuers
+
+
+def test_several_audiences_need_azp_among_ours(own_issuer: DevIssuer) -> None:
+    verifier = TokenVerifier(settings_for(own_issuer))
+    assert verifier.verify("Bearer " + signed(own_issuer, audience=["aud-1", "x"], azp="aud-1")).subject
+    for azp in (None, "x", ["aud-1"]):
+        with pytest.raises(Unauthenticated, match="azp"):
+            verifier.verify("Bearer " + signed(own_issuer, audience=["aud-1", "x"], azp=azp))
+
+
+def test_max_token_age(own_issuer: DevIssuer) -> None:
+    now = time.time()
+    verifier = TokenVerifier(settings_for(own_issuer, max_token_age_seconds=600, leeway_seconds=0),
+                             clock=lambda: now)
+    assert verifier.verify("Bearer " + signed(own_issuer, iat=int(now) - 599, exp=int(now) + 600)).subject
+    with pytest.raises(Unauthenticated, match="older than 600 seconds"):
+        verifier.verify("Bearer " + signed(own_issuer, iat=int(now) - 601, exp=int(now) + 600))
+
+
+def _ci(dev: DevIssuer, **kw: Any) -> Issuer:
+    return Issuer(name="ci", url=dev.url, audiences=("aud-2",), identity_claim="sub", **kw)
+
+
+def test_a_second_issuer_verifies_with_its_own_keys_and_settings(
+        own_issuer: DevIssuer, second_issuer: DevIssuer) -> None:
+    ci = _ci(second_issuer)
+    verifier = TokenVerifier(settings_for(own_issuer), policy_issuers=lambda url: ci if url == ci.url else None)
+    who = verifier.verify("Bearer " + second_issuer.mint("", claims={"repository": "acme/infra"}))
+    assert who.principal.key == "ci|repo:acme/infra:ref:refs/heads/main"
+    assert who.issuer == second_issuer.url and who.principal.issuer == "ci"
+    with pytest.raises(Unauthenticated, match="audience"):  # the default issuer's audience is not the CI one's
+        verifier.verify("Bearer " + second_issuer.mint("", audience="aud-1"))
+    forged = jwt.encode({"iss": second_issuer.url, "aud": "aud-2", "sub": "repo:x", "iat": int(time.time()),
+                         "exp": int(time.time()) + 60}, own_issuer.keys[0].private, algorithm="RS256",
+                        headers={"kid": second_issuer.keys[0].kid})
+    with pytest.raises(Unauthenticated, match="signature"):  # signed with the other issuer's key
+        verifier.verify("Bearer " + forged)
+
+
+def test_keys_cache_rotate_and_survive_outages_per_issuer(own_issuer: DevIssuer, second_issuer: DevIssuer) -> None:
+    ci = _ci(second_issuer)
+    clock = FakeClock()
+    verifier = TokenVerifier(settings_for(own_issuer), policy_issuers=lambda url: ci if url == ci.url else None,
+                             monotonic=clock)
+    people, job = own_issuer.mint("alice@example.com"), second_issuer.mint("")
+    verifier.verify("Bearer " + people)
+    verifier.verify("Bearer " + job)
+    second_issuer.jwks_available = False
+    second_issuer.rotate()
+    rotated_job = second_issuer.mint("")
+    clock.now += keys_module.JWKS_REFRESH_COOLDOWN_SECONDS + 1
+    with pytest.raises(DependencyDown):  # its IdP is down and the new key cannot be fetched
+        verifier.verify("Bearer " + rotated_job)
+    assert verifier.verify("Bearer " + job).principal.issuer == "ci"  # last good keys still serve
+    own_issuer.rotate()
+    assert verifier.verify("Bearer " + own_issuer.mint("alice@example.com")).subject == "alice@example.com"
+
+
+@pytest.mark.parametrize("wrong", ["another url", "the default's name"])
+def test_a_policy_lookup_must_return_exactly_the_issuer_asked_for(
+        own_issuer: DevIssuer, second_issuer: DevIssuer, wrong: str) -> None:
+    # Defence in depth: a buggy lookup must not hand a token another issuer's settings.
+    ci = _ci(second_issuer)
+    answer = (Issuer(name="ci", url="https://elsewhere.example", audiences=("aud-2",), identity_claim="sub")
+              if wrong == "another url" else Issuer(name="default", url=ci.url, audiences=("aud-2",),
+                                                    identity_claim="sub"))
+    verifier = TokenVerifier(settings_for(own_issuer), policy_issuers=lambda url: answer)
+    _assert_refused_without_fetch(second_issuer, verifier, "Bearer " + second_issuer.mint(""),
+                                  "issuer this broker does not trust")
+
+
+def test_key_caches_survive_a_policy_reload(own_issuer: DevIssuer, second_issuer: DevIssuer) -> None:
+    reloaded = [_ci(second_issuer), _ci(second_issuer, max_token_age_seconds=3600)]
+    verifier = TokenVerifier(settings_for(own_issuer), policy_issuers=lambda url: reloaded[0])
+    verifier.verify("Bearer " + second_issuer.mint(""))
+    reloaded.pop(0)
+    before = fetches(second_issuer)
+    verifier.verify("Bearer " + second_issuer.mint(""))
+    assert fetches(second_issuer) == before

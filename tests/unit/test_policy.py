@@ -141,3 +141,122 @@ def test_candidate_roles_use_the_index() -> None:
     policy = parse_policy(BASE.split("roles:")[0] + "roles:\n" + roles)
     assert [r.name for r in policy.candidate_roles(who(groups=("g7", "g150")))] == ["r7", "r150"]
     assert policy.candidate_roles(who(groups=("nobody",))) == []
+
+
+def test_a_list_valued_claim_matches_when_any_value_is_allowed() -> None:
+    # The rule index anchors on the first condition (the group, or the first
+    # claim), so the list claim must come second for the match itself to decide.
+    text = BASE.replace("      - groups: [admins]", "      - groups: [admins]\n        claims: {env: [prod, staging]}\n"
+                        "      - claims: {repository: acme/infra, env: prod}")
+    role = parse_policy(text).roles["admin"]
+    assert decide(role, who(groups=("admins",), env=["dev", "staging"])).allowed
+    assert not decide(role, who(groups=("admins",), env=["dev", "test"])).allowed
+    assert not decide(role, who(groups=("admins",), env=[])).allowed
+    assert not decide(role, who(groups=("admins",), env=["prod-like"])).allowed
+    assert decide(role, who(repository="acme/infra", env=["prod"])).allowed
+    assert not decide(role, who(repository="acme/infra", env=["dev"])).allowed
+
+
+def test_emails_in_rules_compare_casefolded() -> None:
+    text = BASE.replace("      - groups: [admins]", "      - claims: {email: Alice@Example.com}")
+    role = parse_policy(text).roles["admin"]
+    assert decide(role, who("alice@example.com")).allowed
+    assert not decide(role, who("alice@example.org")).allowed
+
+
+ISSUERS = """\
+version: 1
+issuers:
+  github:
+    url: https://token.actions.githubusercontent.com
+    audiences: rolebroker
+    identity_claim: sub
+    max_token_age_seconds: 900
+  partner:
+    url: https://login.partner.example/v2.0
+    audiences: [broker-a, broker-b]
+    identity_claim: preferred_username
+    groups_claim: roles
+    require_email_verified: false
+    jwks_url: https://login.partner.example/keys
+"""
+
+
+def _with_issuers(rules: str) -> str:
+    return ISSUERS + BASE.replace("version: 1\n", "").replace("      - groups: [admins]", rules)
+
+
+def test_issuers_load_with_their_settings() -> None:
+    policy = parse_policy(_with_issuers("      - groups: [admins]"))
+    github = policy.issuer_for_url("https://token.actions.githubusercontent.com")
+    assert github is not None and github.name == "github" and github.audiences == ("rolebroker",)
+    assert github.identity_claim == "sub" and github.max_token_age_seconds == 900
+    assert github.groups_claim == "groups" and github.require_email_verified
+    partner = policy.issuers["partner"]
+    assert partner.audiences == ("broker-a", "broker-b") and partner.groups_claim == "roles"
+    assert not partner.require_email_verified and partner.jwks_url == "https://login.partner.example/keys"
+    assert policy.issuer_for_url("https://token.actions.githubusercontent.com/") is None  # iss matches exactly
+
+
+def test_a_rule_matches_only_its_issuer_and_without_one_only_the_default() -> None:
+    from chalicelib.identity.principal import Principal
+
+    text = _with_issuers("      - issuer: github\n        claims: {repository: acme/infra}\n"
+                         "      - groups: [admins]")
+    role = parse_policy(text).roles["admin"]
+    job = Identity(subject="repo:acme/infra:ref:refs/heads/main", principal=Principal("github", "repo:acme"),
+                   groups=frozenset({"admins"}), claims={"repository": "acme/infra"})
+    person = who(groups=("admins",), repository="acme/infra")
+    assert decide(role, job).rule == "issuer github and a matching repository claim"
+    assert decide(role, person).rule == "group admins"
+    assert not decide(role, Identity(subject="x", principal=Principal("github", "x"), groups=frozenset({"admins"}),
+                                     claims={})).allowed
+    assert not decide(role, who(repository="acme/infra")).allowed
+
+
+@pytest.mark.parametrize(("patch", "fragment"), [
+    (("      - groups: [admins]", "      - issuer: gitlab\n        groups: [admins]"), "unknown issuer 'gitlab'"),
+    (("      - groups: [admins]", "      - issuer: github"), "empty rule would match everybody"),
+    (("  github:", "  default:"), "reserved"),
+    (("  github:", "  Git Hub:"), "issuer names"),
+    (("    url: https://token.actions.githubusercontent.com", "    url: http://token.example"), "https"),
+    (("    url: https://login.partner.example/v2.0", "    url: https://token.actions.githubusercontent.com"),
+     "same url as issuer github"),
+    (("    identity_claim: sub\n", ""), "missing required key 'identity_claim'"),
+    (("    audiences: rolebroker", "    audiences: []"), "audiences"),
+    (("    max_token_age_seconds: 900", "    max_token_age_seconds: 5"), "from 60 to"),
+    (("    max_token_age_seconds: 900", "    max_age: 900"), "unknown key 'max_age'"),
+    (("    jwks_url: https://login.partner.example/keys", "    jwks_url: file:///etc/keys"), "https"),
+])
+def test_bad_issuers_fail_naming_the_place(patch: tuple[str, str], fragment: str) -> None:
+    text = _with_issuers("      - groups: [admins]").replace(*patch)
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(text, "policy.yaml")
+    assert fragment in str(caught.value)
+    assert caught.value.line is not None
+
+
+def test_loopback_issuers_may_use_http() -> None:
+    text = _with_issuers("      - groups: [admins]").replace(
+        "https://token.actions.githubusercontent.com", "http://127.0.0.1:8004")
+    assert parse_policy(text).issuers["github"].url == "http://127.0.0.1:8004"
+
+
+@pytest.mark.parametrize(("patch", "fragment"), [
+    (('    id: "222222222222"', '    id: "222222222222\\n"'), "12-digit"),
+    (('    id: "222222222222"', '    id: "２２２２２２２２２２２２"'), "12-digit"),
+    (("    region: eu-west-1", "    region: eu-west-١"), "AWS region"),
+    (("    role_name: Admin", "    role_name: Admïn"), "IAM role name"),
+    (("    role_name: Admin", '    role_name: "Admin\\n"'), "IAM role name"),
+    (("    role_name: Admin", "    role_arn: arn:aws:iam::２２２２２２２２２２２２:role/Admin"), "IAM role ARN"),
+    (("  admin:", '  "admin\\n":'), "role names"),
+])
+def test_patterns_refuse_trailing_newlines_and_non_ascii_digits(patch: tuple[str, str], fragment: str) -> None:
+    with pytest.raises(PolicyError, match=fragment):
+        parse_policy(BASE.replace(*patch), "policy.yaml")
+
+
+def test_slack_user_ids_refuse_a_trailing_newline() -> None:
+    text = BASE + 'slack:\n  users: {"U0ALICE\\n": alice@example.com}\n'
+    with pytest.raises(PolicyError, match="Slack user id"):
+        parse_policy(text)

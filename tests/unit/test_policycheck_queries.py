@@ -34,11 +34,11 @@ def test_who_can_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["who-can", "ci-deploy", "--policy", str(POLICY), "--json"]) == 0
     answer = json.loads(capsys.readouterr().out)
     assert answer["rules"] == [{"claims": {"repository": ["acme/infra"], "ref": ["refs/heads/main"]},
-                                "requires_mfa": False, "requires_approval": False}]
+                                "issuer": "ci", "requires_mfa": False, "requires_approval": False}]
 
 
 def test_what_can(capsys: pytest.CaptureFixture[str]) -> None:
-    claims = {"email": "alice@example.com", "groups": ["platform-admins"], "amr": ["mfa"]}
+    claims = {"email": "alice@example.com", "email_verified": True, "groups": ["platform-admins"], "amr": ["mfa"]}
     assert main(["what-can", "--claims", json.dumps(claims), "--policy", str(POLICY), "--json"]) == 0
     answer = json.loads(capsys.readouterr().out)
     assert answer["identity"] == "alice@example.com"
@@ -72,7 +72,7 @@ def test_diff_exit_codes_for_ci(tmp_path: Path, capsys: pytest.CaptureFixture[st
     (["who-can", "nope", "--policy", str(POLICY)], 2, "unknown role 'nope'"),
     (["who-can", "sandbox-admin"], 2, "--policy PATH or set ROLEBROKER_POLICY"),
     (["what-can", "--claims", "[1]", "--policy", str(POLICY)], 2, "--claims must be a JSON object"),
-    (["what-can", "--claims", "{}", "--policy", str(POLICY)], 2, "identity claim"),
+    (["what-can", "--claims", "{}", "--policy", str(POLICY)], 2, "no 'email' claim"),
     (["diff", str(POLICY), "/nonexistent/policy.yaml"], 2, "cannot read /nonexistent/policy.yaml"),
 ])
 def test_usage_errors_are_one_line_and_exit_2(argv: list[str], code: int, fragment: str,
@@ -96,13 +96,14 @@ def test_ssm_or_s3_policy_sources_are_explained(capsys: pytest.CaptureFixture[st
 
 def test_an_invalid_policy_exits_1_naming_the_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = write(tmp_path, "bad.yaml", POLICY.read_text().replace("role_name: ReadOnlyRole", "role_nme: x", 1))
+    line = Path(bad).read_text().splitlines().index("    role_nme: x") + 1
     assert main(["diff", str(POLICY), bad]) == 1
-    assert f"{bad}:26: roles.sandbox-readonly: unknown key 'role_nme'" in capsys.readouterr().err
+    assert f"{bad}:{line}: roles.sandbox-readonly: unknown key 'role_nme'" in capsys.readouterr().err
     assert main(["who-can", "sandbox-admin", "--policy", bad]) == 1
 
 
 def test_the_documented_form_still_works(capsys: pytest.CaptureFixture[str]) -> None:
-    claims = json.dumps({"email": "bob@example.com", "groups": ["developers"]})
+    claims = json.dumps({"email": "bob@example.com", "email_verified": True, "groups": ["developers"]})
     assert main([str(POLICY), "--role", "sandbox-admin", "--claims", claims, "--expect", "deny"]) == 0
     assert "DENY sandbox-admin for bob@example.com" in capsys.readouterr().out
 

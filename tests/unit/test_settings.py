@@ -41,3 +41,48 @@ def test_secrets_are_not_in_repr() -> None:
     settings = Settings.from_environ({**BASE, "ROLEBROKER_SLACK_SIGNING_SECRET": "s3cr3t-value",
                                       "ROLEBROKER_SLACK_BOT_TOKEN": "fake-bot-token-secret"})
     assert "s3cr3t-value" not in repr(settings) and "fake-bot-token-secret" not in repr(settings)
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod", "staging"])
+def test_the_public_url_is_required_outside_the_local_stage(stage: str) -> None:
+    with pytest.raises(ConfigurationError, match="ROLEBROKER_PUBLIC_URL"):
+        Settings.from_environ({**BASE, "ROLEBROKER_STAGE": stage})
+    settings = Settings.from_environ({**BASE, "ROLEBROKER_STAGE": stage,
+                                      "ROLEBROKER_PUBLIC_URL": "https://broker.example.com/"})
+    assert settings.public_url == "https://broker.example.com"
+
+
+def test_the_local_stage_may_derive_the_public_url() -> None:
+    assert Settings.from_environ(BASE).public_url is None
+
+
+@pytest.mark.parametrize("url", ["broker.example.com", "ftp://broker.example.com", "https://"])
+def test_the_public_url_must_be_an_http_url(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="ROLEBROKER_PUBLIC_URL"):
+        Settings.from_environ({**BASE, "ROLEBROKER_PUBLIC_URL": url})
+
+
+def test_the_default_issuer_comes_from_the_existing_variables() -> None:
+    settings = Settings.from_environ({**BASE, "ROLEBROKER_IDENTITY_CLAIM": "preferred_username",
+                                      "ROLEBROKER_GROUPS_CLAIM": "roles",
+                                      "ROLEBROKER_JWKS_URL": "https://idp.example.com/keys",
+                                      "ROLEBROKER_MAX_TOKEN_AGE_SECONDS": "3600",
+                                      "ROLEBROKER_REQUIRE_EMAIL_VERIFIED": "false"})
+    issuer = settings.default_issuer
+    assert (issuer.name, issuer.url, issuer.audiences) == ("default", "https://idp.example.com", ("a", "b"))
+    assert (issuer.identity_claim, issuer.groups_claim, issuer.jwks_url) == (
+        "preferred_username", "roles", "https://idp.example.com/keys")
+    assert issuer.max_token_age_seconds == 3600 and not issuer.require_email_verified
+    plain = Settings.from_environ(BASE).default_issuer
+    assert plain.require_email_verified and plain.max_token_age_seconds is None
+
+
+@pytest.mark.parametrize(("extra", "fragment"), [
+    ({"ROLEBROKER_MAX_TOKEN_AGE_SECONDS": "5"}, "ROLEBROKER_MAX_TOKEN_AGE_SECONDS"),
+    ({"ROLEBROKER_JWKS_MAX_STALE_SECONDS": "-1"}, "ROLEBROKER_JWKS_MAX_STALE_SECONDS"),
+    ({"ROLEBROKER_JWKS_MAX_STALE_SECONDS": "１２"}, "integer"),
+    ({"ROLEBROKER_REQUIRE_EMAIL_VERIFIED": "maybe"}, "ROLEBROKER_REQUIRE_EMAIL_VERIFIED"),
+])
+def test_bad_identity_settings_fail_clearly(extra: dict[str, str], fragment: str) -> None:
+    with pytest.raises(ConfigurationError, match=fragment):
+        Settings.from_environ({**BASE, **extra})

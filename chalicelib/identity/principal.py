@@ -1,0 +1,65 @@
+"""The principal: what "the same person" means everywhere in rolebroker.
+
+A person (or a workload, e.g. a CI job) is one principal: the name of the
+issuer that vouched for them plus the canonical value of *that issuer's*
+identity claim. There is no fallback to another claim: a token without the
+configured claim has no principal and is refused.
+
+Canonical means: surrounding whitespace removed, and for ``email`` Unicode
+NFC normalisation and case folding (mailbox names are case-insensitive in
+practice, and IdPs hand out ``Erin@Example.com`` and ``erin@example.com``
+for the same mailbox). Every other claim is compared exactly.
+
+The principal's string ``key`` is what DynamoDB stores and what every
+comparison uses (self-approval, grants, Slack snapshots, revocation):
+
+* default issuer: the canonical value itself (``erin@example.com``), so data
+  written before issuers existed stays valid;
+* any other issuer: ``<issuer name>|<value>``
+  (``ci|repo:acme/infra:ref:refs/heads/main``).
+
+Issuer names cannot contain ``|``, so the prefix is unambiguous. A default
+value that itself contains ``|`` is written ``default|<value>``; without
+that, a person whose claim read ``ci|repo:acme/infra`` would share a key
+with the CI job of that name.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+
+DEFAULT_ISSUER = "default"
+SEPARATOR = "|"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """One person or workload: an issuer name and a canonical claim value."""
+
+    issuer: str
+    value: str
+
+    @property
+    def key(self) -> str:
+        if self.issuer == DEFAULT_ISSUER and SEPARATOR not in self.value:
+            return self.value
+        return f"{self.issuer}{SEPARATOR}{self.value}"
+
+    @classmethod
+    def from_key(cls, key: str) -> Principal:
+        issuer, separator, value = key.partition(SEPARATOR)
+        if not separator:
+            return cls(DEFAULT_ISSUER, key)
+        return cls(issuer, value)
+
+    def __str__(self) -> str:
+        return self.key
+
+
+def canonical_value(claim: str, value: str) -> str:
+    """The form of an identity claim's value that principals compare."""
+    value = value.strip()
+    if claim == "email":
+        return unicodedata.normalize("NFC", value).casefold()
+    return value
