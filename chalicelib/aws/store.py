@@ -41,7 +41,11 @@ PENDING, APPROVED, DENIED, EXPIRED, CANCELLED, REVOKED = (
     "pending", "approved", "denied", "expired", "cancelled", "revoked")
 GRANT_TTL_GRACE = timedelta(days=1)
 _STEPS = {None: 0, PENDING: 1, APPROVED: 2}
-_THROTTLING = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
+_THROTTLING = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+               "TransactionConflictException"}
+# A cancelled transaction names a reason per item, in codes of their own
+# (not the exception names above): a race or throttling is worth a retry.
+_RETRYABLE_REASONS = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
 
 
 @dataclass(frozen=True)
@@ -318,7 +322,7 @@ class AccessStore:
                         "the request is no longer pending, has timed out, or you may not decide it "
                         "(requesters cannot approve their own requests)"
                     ) from exc
-                if any(r in _THROTTLING or r == "TransactionConflict" for r in reasons):
+                if any(r in _RETRYABLE_REASONS for r in reasons):
                     raise Throttled("the request store is busy; retry in a moment") from exc
             raise _translate(exc) from exc
         except BotoCoreError as exc:
