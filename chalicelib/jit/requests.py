@@ -108,13 +108,13 @@ class AccessRequests:
         return self._store.get(request.id)
 
     def cancel(self, identity: Identity, request_id: str, *, context: CallContext) -> AccessRequest:
-        request = self._visible(identity, request_id)
+        policy = self._policy()
+        request = self._visible(identity, request_id, policy)
         if request.requester != identity.subject:
             raise Forbidden("only the requester can cancel a request")
         self._require_status(request, PENDING)
         self._store.cancel(request, who=identity.subject, now=self._clock())
-        self._audit.record(action="cancel", outcome="cancelled", context=context, identity=identity,
-                           role=request.role, request_ref=request.id)
+        self._record_change("cancel", "cancelled", context, identity, request, "", policy)
         self.notifier.request_decided(request.id)
         return self._store.get(request.id)
 
@@ -125,8 +125,7 @@ class AccessRequests:
             raise Forbidden(f"only an approver of role {request.role} can revoke its grants")
         self._require_status(request, APPROVED)
         self._store.revoke(request, who=identity.subject, now=self._clock(), note=note)
-        self._audit.record(action="revoke", outcome="revoked", context=context, identity=identity,
-                           role=request.role, request_ref=request.id, reason=note or "")
+        self._record_change("revoke", "revoked", context, identity, request, note or "", policy)
         self.notifier.request_decided(request.id)
         return self._store.get(request.id)
 
@@ -164,6 +163,15 @@ class AccessRequests:
     def _is_approver(policy: AccessPolicy, role_name: str, identity: Identity) -> bool:
         role = policy.roles.get(role_name)
         return bool(role and role.approval and role.approval.is_approver(identity))
+
+    def _record_change(self, action: str, outcome: str, context: CallContext, identity: Identity,
+                       request: AccessRequest, reason: str, policy: AccessPolicy) -> None:
+        # The role may have left the policy since the request was made; the
+        # line still names it, without an account.
+        role = policy.roles.get(request.role)
+        self._audit.record(action=action, outcome=outcome, context=context, identity=identity, reason=reason,
+                           role=request.role, account=role.account.id if role else None, request_ref=request.id,
+                           requester=request.requester)
 
     def _record(self, action: str, outcome: str, context: CallContext, identity: Identity, role: Role,
                 reason: str, **fields: Any) -> None:
