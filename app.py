@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from chalice.app import Chalice, Request, Response
 
 from chalicelib.audit import AuditLog, CallContext
-from chalicelib.exceptions import ConfigurationError, DependencyDown, NotFound, RolebrokerError, Unauthenticated
+from chalicelib.exceptions import ConfigurationError, DependencyDown, RolebrokerError, Unauthenticated
 from chalicelib.identity.tokens import Identity, TokenVerifier
 from chalicelib.settings import Settings
 from chalicelib.validation import (
@@ -33,6 +33,7 @@ from chalicelib.validation import (
     DECISION_FIELDS,
     REQUEST_FIELDS,
     Field,
+    checked_request_id,
     validate,
 )
 
@@ -53,7 +54,6 @@ PUBLIC_PATHS = frozenset({"/v1/health", "/v1/client-config", "/slack/commands", 
 # by their Content-Type, so curl's default form type works and a wrong type
 # gets the same clear 400 as any other bad body.
 ANY_BODY_TYPE = ["*/*"]
-REQUEST_ID_PATTERN = "0123456789abcdef"
 SECRET_TTL_SECONDS = 300
 _CONTEXT_KEY = "rolebroker"
 
@@ -333,12 +333,6 @@ def broker_url(request: Request) -> str:
     stage = request.context.get("stage")
     suffix = f"/{stage}" if stage and host.endswith(".amazonaws.com") else ""
     return f"{proto}://{host}{suffix}"
-
-
-def checked_request_id(value: str) -> str:
-    if len(value) != 12 or any(ch not in REQUEST_ID_PATTERN for ch in value):
-        raise NotFound(f"no access request {value[:40]!r}")
-    return value
 
 
 # --------------------------------------------------------------------------

@@ -1,8 +1,6 @@
-"""Slack at the protocol level: signatures, the ``/aws`` grammar, messages
-and the Web API. No policy decisions here; ``chatops.py`` makes those.
-
-Nothing here ever puts a key, a session token or a token into a message:
-the message builders take plain request/role data, never credentials.
+"""Slack at the protocol level: signatures, the ``/aws`` grammar and the Web
+API. No policy decisions here (``chatops.py`` makes those) and no message
+text (``messages.py`` makes all of it).
 """
 
 from __future__ import annotations
@@ -22,16 +20,7 @@ from chalicelib.exceptions import BadRequest, DependencyDown, Unauthenticated
 
 LOG = logging.getLogger(__name__)
 MAX_SLACK_BODY = 64 * 1024
-HELP = (
-    "*rolebroker* — AWS access from Slack\n"
-    "• `/aws roles` — roles you can use or request\n"
-    "• `/aws console ROLE` — a console sign-in link, only for you\n"
-    "• `/aws request ROLE DURATION REASON` — ask for time-bound access (e.g. `2h`, `30m`)\n"
-    "• `/aws requests` — your requests and those waiting for you\n"
-    "• `/aws approve ID` / `/aws deny ID [REASON]` — decide a request\n"
-    "Credentials never appear in Slack: use `rolebroker credential-process` or `aws --profile`."
-)
-COMMANDS = {"help", "roles", "console", "request", "requests", "approve", "deny"}
+COMMANDS = {"help", "roles", "console", "request", "requests", "approve", "deny", "cancel"}
 
 
 class _Clock(Clock):
@@ -117,58 +106,6 @@ def parse_duration(text: str) -> int:
         raise BadRequest(f"cannot read duration {text[:20]!r}: use e.g. 2h, 30m or 3600")
     hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
     return hours * 3600 + minutes * 60 + seconds
-
-
-def ephemeral(text: str, blocks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    message: dict[str, Any] = {"response_type": "ephemeral", "text": text}
-    if blocks:
-        message["blocks"] = blocks
-    return message
-
-
-def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
-
-
-def request_blocks(request: Mapping[str, Any], *, mfa_note: bool) -> list[dict[str, Any]]:
-    """The approvers' message, with Approve / Deny buttons while pending."""
-    minutes = int(request["duration_seconds"]) // 60
-    lines = [
-        f"*Access request* `{request['id']}`",
-        f"*{request['requester']}* asks for *{request['role']}* for {minutes} min.",
-        f"> {_escape(request['reason'])}",
-    ]
-    blocks: list[dict[str, Any]] = [_section("\n".join(lines))]
-    if request["status"] == "pending":
-        if mfa_note:
-            blocks.append(_section(":lock: This role requires MFA, which Slack cannot prove: approve with "
-                                   f"`rolebroker approve {request['id']}` or the API."))
-        else:
-            blocks.append({"type": "actions", "block_id": f"decide:{request['id']}", "elements": [
-                {"type": "button", "action_id": "approve", "style": "primary", "value": request["id"],
-                 "text": {"type": "plain_text", "text": "Approve"}},
-                {"type": "button", "action_id": "deny", "style": "danger", "value": request["id"],
-                 "text": {"type": "plain_text", "text": "Deny"}},
-            ]})
-    else:
-        blocks.append(_section(decided_line(request)))
-    return blocks
-
-
-def decided_line(request: Mapping[str, Any]) -> str:
-    status = request["status"]
-    who = request.get("decided_by") or "nobody"
-    when = request.get("decided_at") or ""
-    line = f"*{status.capitalize()}* by {who} at {when}"
-    if status == "approved" and request.get("grant_until"):
-        line += f"; access until {request['grant_until']}"
-    if request.get("note"):
-        line += f" ({_escape(request['note'])})"
-    return line
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 class SlackApi:

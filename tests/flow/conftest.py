@@ -128,14 +128,20 @@ class Jit:
 
 
 @pytest.fixture
+def jit_policy() -> str:
+    """The access policy the ``jit`` app runs with; a test module may override it."""
+    return POLICY
+
+
+@pytest.fixture
 def jit(issuer: DevIssuer, moto_server: Moto, httpserver: HTTPServer, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> Iterator[Jit]:
+        monkeypatch: pytest.MonkeyPatch, jit_policy: str) -> Iterator[Jit]:
     import app as app_module
 
     table = f"rolebroker-{uuid.uuid4().hex[:8]}"
     create_table(moto_server.client("dynamodb"), table)
     policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY)
+    policy.write_text(jit_policy)
     users = {"U0ALICE": "alice@example.com", "U0DAVE": "dave@example.com"}
     httpserver.expect_request("/api/chat.postMessage").respond_with_json(
         {"ok": True, "channel": "C0APPROVALS", "ts": "1700000000.000100"})
