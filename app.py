@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from chalicelib.chat.chatops import ChatOps
     from chalicelib.chat.directory import Directory
     from chalicelib.chat.dispatch import Dispatcher
-    from chalicelib.chat.slack import SlackRequestVerifier
+    from chalicelib.chat.slack import SlackOrigin, SlackRequestVerifier, SlackWorkspaces
     from chalicelib.console import ConsoleLinks
     from chalicelib.jit.requests import AccessRequests
 
@@ -75,6 +75,7 @@ class Services:
     directory: Directory | None = None
     chatops: ChatOps | None = None
     dispatcher: Dispatcher | None = None
+    slack_workspaces: SlackWorkspaces | None = None
     _slack_verifier: SlackRequestVerifier | None = None
     _slack_verifier_at: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -174,9 +175,11 @@ def _add_jit_and_slack(svc: Services, store: Any, policy: Callable[[], Any], inl
         LambdaDispatcher,
         ThreadDispatcher,
     )
+    from chalicelib.chat.slack import SlackWorkspaces
     from chalicelib.jit.requests import AccessRequests
 
     settings = svc.settings
+    svc.slack_workspaces = SlackWorkspaces(settings.slack_team_ids)
 
     def run_task(task: dict[str, Any]) -> None:
         assert svc.chatops is not None
@@ -211,7 +214,9 @@ def _slack_api(svc: Services) -> Any:
         web.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=2))
         return web
 
-    return SlackApi(web_client, response_url_prefixes=settings.slack_response_url_prefixes)
+    assert svc.slack_workspaces is not None
+    return SlackApi(web_client, response_url_prefixes=settings.slack_response_url_prefixes,
+                    workspaces=svc.slack_workspaces)
 
 
 # --------------------------------------------------------------------------
@@ -460,12 +465,28 @@ def _verified_slack_form(request: Request) -> tuple[dict[str, str], Any, Any]:
     return parse_form(body), chatops, dispatcher
 
 
+def _refused(request: Request, origin: SlackOrigin) -> bool:
+    """Whether a signed Slack request comes from outside the served workspaces (audited if so)."""
+    svc = services()
+    assert svc.slack_workspaces is not None
+    refusal = svc.slack_workspaces.refusal(origin)
+    if refusal:
+        svc.audit.record(action="slack", outcome="denied", context=call_context(request, "slack"),
+                         reason=refusal, path=request.path)
+    return refusal is not None
+
+
 @api("/slack/commands", methods=["POST"])
 def slack_commands() -> Any:
+    from chalicelib.chat import messages
+    from chalicelib.chat.slack import command_origin
+
     request = current()
     form, chatops, dispatcher = _verified_slack_form(request)
     if form.get("ssl_check") == "1":
         return Response(body="", status_code=200)
+    if _refused(request, command_origin(form)):
+        return messages.not_served()
     message, background = chatops.acknowledge(form)
     if background:
         dispatcher.dispatch({"kind": "command", "form": form, "request_id": request_id(request)})
@@ -474,11 +495,13 @@ def slack_commands() -> Any:
 
 @api("/slack/interactions", methods=["POST"])
 def slack_interactions() -> Response:
-    from chalicelib.chat.slack import parse_interaction
+    from chalicelib.chat.slack import interaction_origin, parse_interaction
 
     request = current()
     form, _, dispatcher = _verified_slack_form(request)
     payload = parse_interaction(form)
+    if _refused(request, interaction_origin(payload)):
+        return Response(body="", status_code=200)
     dispatcher.dispatch({"kind": "interaction", "payload": payload, "request_id": request_id(request)})
     return Response(body="", status_code=200)
 

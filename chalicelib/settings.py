@@ -6,6 +6,7 @@ mappings; everything below receives a ``Settings``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -20,6 +21,8 @@ ASYMMETRIC_ALGORITHMS = (
     "EdDSA",
 )
 MAX_LEEWAY_SECONDS = 60
+# A workspace (T…) or an Enterprise Grid organisation (E…), as Slack writes them.
+SLACK_TEAM_ID_RE = re.compile(r"[TE][A-Z0-9]{2,20}")
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -64,6 +67,7 @@ class Settings:
     slack_api_url: str = "https://slack.com/api/"
     slack_response_url_prefixes: tuple[str, ...] = ("https://hooks.slack.com/",)
     worker_function: str | None = None
+    slack_team_ids: tuple[str, ...] = ()
     federation_url: str = "https://signin.aws.amazon.com/federation"
     source_credentials_secret: str | None = None
 
@@ -94,6 +98,7 @@ class Settings:
             raise ConfigurationError(
                 f"ROLEBROKER_JWT_LEEWAY must be between 0 and {MAX_LEEWAY_SECONDS} seconds"
             )
+        slack_signing_secret = environ.get("ROLEBROKER_SLACK_SIGNING_SECRET", "").strip() or None
         return cls(
             issuer=issuer,
             audiences=audiences,
@@ -108,8 +113,8 @@ class Settings:
             ),
             client_id=environ.get("ROLEBROKER_OIDC_CLIENT_ID", "").strip() or audiences[0],
             table_name=environ.get("ROLEBROKER_TABLE", "").strip() or None,
-            slack_signing_secret=environ.get("ROLEBROKER_SLACK_SIGNING_SECRET", "").strip()
-            or None,
+            slack_signing_secret=slack_signing_secret,
+            slack_team_ids=_slack_team_ids(environ, required=slack_signing_secret is not None),
             public_url=environ.get("ROLEBROKER_PUBLIC_URL", "").strip().rstrip("/") or None,
             policy_ttl_seconds=_int(environ, "ROLEBROKER_POLICY_TTL", 60),
             region=environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1",
@@ -139,3 +144,18 @@ def _session_limit(environ: Mapping[str, str]) -> int:
             "the Lambda role's own AssumeRole is role chaining, which STS caps at one hour"
         )
     return limit
+
+
+def _slack_team_ids(environ: Mapping[str, str], *, required: bool) -> tuple[str, ...]:
+    # The signing secret proves a request came from our Slack app, not from
+    # which workspace: an app can be installed in several, and Slack Connect
+    # brings other companies' people into shared channels.
+    ids = _split(environ.get("ROLEBROKER_SLACK_TEAM_ID", ""))
+    bad = [value for value in ids if not SLACK_TEAM_ID_RE.fullmatch(value)]
+    if bad:
+        raise ConfigurationError(f"ROLEBROKER_SLACK_TEAM_ID takes Slack workspace (T…) or organisation (E…) ids, "
+                                 f"comma-separated; {bad[0][:40]!r} is not one")
+    if required and not ids:
+        raise ConfigurationError("ROLEBROKER_SLACK_SIGNING_SECRET needs ROLEBROKER_SLACK_TEAM_ID: the Slack "
+                                 "workspace id(s) (T…) or Enterprise Grid organisation id (E…) the broker serves")
+    return ids

@@ -27,6 +27,7 @@ from tests.conftest import Moto, broker_environ
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 SIGNING_SECRET = "test-signing-secret-" + "x" * 12
+TEAM_ID = "T0001"  # the workspace of tests/events/*.json
 POLICY = """\
 version: 1
 accounts:
@@ -74,6 +75,7 @@ class Jit:
     clock: FakeClock
     services: Any
     audit_lines: list[str]
+    users_info: dict[str, dict[str, Any]]
 
     def call(self, method: str, path: str, token: str, body: Any = None) -> Any:
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
@@ -142,20 +144,21 @@ def jit(issuer: DevIssuer, moto_server: Moto, httpserver: HTTPServer, tmp_path: 
     create_table(moto_server.client("dynamodb"), table)
     policy = tmp_path / "policy.yaml"
     policy.write_text(jit_policy)
-    users = {"U0ALICE": "alice@example.com", "U0DAVE": "dave@example.com"}
+    users_info: dict[str, dict[str, Any]] = {
+        user: {"id": user, "team_id": TEAM_ID, "profile": {"email": email}}
+        for user, email in (("U0ALICE", "alice@example.com"), ("U0DAVE", "dave@example.com"))}
     httpserver.expect_request("/api/chat.postMessage").respond_with_json(
         {"ok": True, "channel": "C0APPROVALS", "ts": "1700000000.000100"})
     httpserver.expect_request("/api/chat.update").respond_with_json({"ok": True})
 
-    def users_info(request: Any) -> Any:
+    def answer_users_info(request: Any) -> Any:
         from werkzeug import Response
 
         user_id = request.form.get("user") or request.args.get("user")
-        profile = {"email": users[user_id]} if user_id in users else {}
-        return Response(json.dumps({"ok": True, "user": {"id": user_id, "profile": profile}}),
-                        content_type="application/json")
+        user = users_info.get(user_id, {"id": user_id, "team_id": TEAM_ID, "profile": {}})
+        return Response(json.dumps({"ok": True, "user": user}), content_type="application/json")
 
-    httpserver.expect_request("/api/users.info").respond_with_handler(users_info)
+    httpserver.expect_request("/api/users.info").respond_with_handler(answer_users_info)
     httpserver.expect_request("/hooks/commands/1").respond_with_data("ok")
     httpserver.expect_request("/hooks/actions/1").respond_with_data("ok")
     httpserver.expect_request("/federation").respond_with_json({"SigninToken": "signin-token-xyz"})
@@ -164,6 +167,7 @@ def jit(issuer: DevIssuer, moto_server: Moto, httpserver: HTTPServer, tmp_path: 
     environ = broker_environ(
         issuer, ROLEBROKER_POLICY=str(policy), ROLEBROKER_TABLE=table,
         ROLEBROKER_SLACK_SIGNING_SECRET=SIGNING_SECRET, ROLEBROKER_SLACK_BOT_TOKEN="fake-bot-token-for-tests",
+        ROLEBROKER_SLACK_TEAM_ID=TEAM_ID,
         ROLEBROKER_SLACK_API_URL=httpserver.url_for("/api/"),
         ROLEBROKER_SLACK_RESPONSE_URL_PREFIX=httpserver.url_for("/hooks/"),
         ROLEBROKER_FEDERATION_URL=httpserver.url_for("/federation"))
@@ -171,4 +175,4 @@ def jit(issuer: DevIssuer, moto_server: Moto, httpserver: HTTPServer, tmp_path: 
                                           audit=AuditLog(emit=lines.append), inline_tasks=True, clock=clock)
     monkeypatch.setattr(app_module, "_services", services)
     with Client(app_module.app) as client:
-        yield Jit(client, issuer, httpserver, clock, services, lines)
+        yield Jit(client, issuer, httpserver, clock, services, lines, users_info)

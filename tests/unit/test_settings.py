@@ -39,5 +39,24 @@ def test_longer_sessions_with_a_source_principal() -> None:
 
 def test_secrets_are_not_in_repr() -> None:
     settings = Settings.from_environ({**BASE, "ROLEBROKER_SLACK_SIGNING_SECRET": "s3cr3t-value",
+                                      "ROLEBROKER_SLACK_TEAM_ID": "T0001",
                                       "ROLEBROKER_SLACK_BOT_TOKEN": "fake-bot-token-secret"})
     assert "s3cr3t-value" not in repr(settings) and "fake-bot-token-secret" not in repr(settings)
+
+
+SLACK = {**BASE, "ROLEBROKER_SLACK_SIGNING_SECRET": "ssm:/rolebroker/prod/slack-signing-secret"}
+
+
+def test_slack_needs_the_workspaces_it_serves() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_environ(SLACK)
+    assert "ROLEBROKER_SLACK_TEAM_ID" in str(caught.value)
+    settings = Settings.from_environ({**SLACK, "ROLEBROKER_SLACK_TEAM_ID": "T0123ABCD, E0456EFGH"})
+    assert settings.slack_team_ids == ("T0123ABCD", "E0456EFGH")
+
+
+@pytest.mark.parametrize("value", ["acme", "T0123ABCD,acme", "t0123abcd", "U0123ABCD", "T"])
+def test_slack_workspace_ids_look_like_slack_ids(value: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_environ({**SLACK, "ROLEBROKER_SLACK_TEAM_ID": value})
+    assert "ROLEBROKER_SLACK_TEAM_ID" in str(caught.value)
