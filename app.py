@@ -13,8 +13,8 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import secrets
 import threading
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from chalice.app import Chalice, Request, Response
 
 from chalicelib.audit import AuditLog, CallContext
+from chalicelib.aws.secrets import RefreshingSecret
 from chalicelib.exceptions import ConfigurationError, DependencyDown, RolebrokerError, Unauthenticated
 from chalicelib.identity.tokens import Identity, TokenVerifier
 from chalicelib.settings import Settings
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from chalicelib.chat.directory import Directory
     from chalicelib.chat.dispatch import Dispatcher
     from chalicelib.chat.slack import SlackOrigin, SlackRequestVerifier, SlackWorkspaces
+    from chalicelib.chat.tasks import TaskSeal, TaskWorker
     from chalicelib.console import ConsoleLinks
     from chalicelib.jit.requests import AccessRequests
 
@@ -54,7 +56,6 @@ PUBLIC_PATHS = frozenset({"/v1/health", "/v1/client-config", "/slack/commands", 
 # by their Content-Type, so curl's default form type works and a wrong type
 # gets the same clear 400 as any other bad body.
 ANY_BODY_TYPE = ["*/*"]
-SECRET_TTL_SECONDS = 300
 _CONTEXT_KEY = "rolebroker"
 
 
@@ -76,8 +77,11 @@ class Services:
     chatops: ChatOps | None = None
     dispatcher: Dispatcher | None = None
     slack_workspaces: SlackWorkspaces | None = None
-    _slack_verifier: SlackRequestVerifier | None = None
-    _slack_verifier_at: float = 0.0
+    task_secret: RefreshingSecret | None = None
+    task_seal: TaskSeal | None = None
+    worker: TaskWorker | None = None
+    _slack_secret: RefreshingSecret | None = None
+    _slack_verifier: tuple[str, SlackRequestVerifier] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def requests(self) -> AccessRequests:
@@ -86,21 +90,20 @@ class Services:
         return self.access
 
     def slack(self) -> tuple[SlackRequestVerifier, ChatOps, Dispatcher]:
-        """Slack's verifier (its secret resolved on first use), worker and dispatcher."""
+        """Slack's verifier (its secret re-read every few minutes, so a rotation needs no redeploy),
+        worker and dispatcher."""
         if self.chatops is None or self.dispatcher is None or not self.settings.slack_signing_secret:
             raise DependencyDown("Slack is not configured on this broker "
                                  "(ROLEBROKER_SLACK_SIGNING_SECRET and ROLEBROKER_TABLE)")
         with self._lock:
-            # Re-read every few minutes, so a rotated secret (in SSM) takes
-            # effect without recycling containers.
-            if self._slack_verifier is None or time.monotonic() - self._slack_verifier_at > SECRET_TTL_SECONDS:
-                from chalicelib.aws.secrets import resolve_secret
+            if self._slack_secret is None:
+                self._slack_secret = RefreshingSecret(self.settings.slack_signing_secret, self.client)
+            secret = self._slack_secret.get()
+            if self._slack_verifier is None or self._slack_verifier[0] != secret:
                 from chalicelib.chat.slack import SlackRequestVerifier
 
-                secret = resolve_secret(self.settings.slack_signing_secret, self.client)
-                self._slack_verifier = SlackRequestVerifier(secret or "")
-                self._slack_verifier_at = time.monotonic()
-            return self._slack_verifier, self.chatops, self.dispatcher
+                self._slack_verifier = (secret, SlackRequestVerifier(secret))
+            return self._slack_verifier[1], self.chatops, self.dispatcher
 
 
 _services: Services | None = None
@@ -171,26 +174,37 @@ def _add_jit_and_slack(svc: Services, store: Any, policy: Callable[[], Any], inl
     from chalicelib.chat.directory import Directory
     from chalicelib.chat.dispatch import (
         DispatchingNotifier,
-        InlineDispatcher,
-        LambdaDispatcher,
-        ThreadDispatcher,
+        InlineTransport,
+        LambdaTransport,
+        SealedDispatcher,
+        ThreadTransport,
+        Transport,
     )
     from chalicelib.chat.slack import SlackWorkspaces
+    from chalicelib.chat.tasks import TaskSeal, TaskWorker, epoch, signing_keys
     from chalicelib.jit.requests import AccessRequests
 
     settings = svc.settings
     svc.slack_workspaces = SlackWorkspaces(settings.slack_team_ids)
+    # Without a configured key, tasks never leave this process (settings
+    # refuse a worker function without one): a key of its own will do.
+    svc.task_secret = RefreshingSecret(settings.task_signing_key or secrets.token_hex(32), svc.client)
+    secret = svc.task_secret
+    svc.task_seal = TaskSeal(lambda: signing_keys(secret.get()), clock=epoch(svc.clock))
 
     def run_task(task: dict[str, Any]) -> None:
         assert svc.chatops is not None
         svc.chatops.run(task)
 
+    svc.worker = TaskWorker(svc.task_seal, store, run_task, svc.audit)
+    transport: Transport
     if inline_tasks:
-        svc.dispatcher = InlineDispatcher(run_task)
+        transport = InlineTransport(svc.worker.handle)
     elif settings.worker_function:
-        svc.dispatcher = LambdaDispatcher(svc.client("lambda"), settings.worker_function)
+        transport = LambdaTransport(svc.client("lambda"), settings.worker_function)
     else:
-        svc.dispatcher = ThreadDispatcher(run_task)
+        transport = ThreadTransport(svc.worker.handle)
+    svc.dispatcher = SealedDispatcher(svc.task_seal, transport)
     svc.access = AccessRequests(policy=policy, store=store, audit=svc.audit, clock=svc.clock,
                                 notifier=DispatchingNotifier(svc.dispatcher))
     svc.directory = Directory(store, clock=svc.clock)
@@ -507,8 +521,11 @@ def slack_interactions() -> Response:
 
 
 @app.lambda_function(name="slack_worker")
-def slack_worker(event: dict[str, Any], context: Any) -> None:
-    """The asynchronous half of the Slack routes (see chalicelib/chat/dispatch.py)."""
-    chatops = services().chatops
-    if chatops is not None:
-        chatops.run(event)
+def slack_worker(event: Any, context: Any) -> None:
+    """The asynchronous half of the Slack routes: runs only tasks the API function sealed
+    (chalicelib/chat/tasks.py); raising lets Lambda retry one the worker could not record."""
+    worker = services().worker
+    if worker is None:
+        app.log.error("slack_worker invoked, but this broker has no ROLEBROKER_TABLE; event dropped")
+        return
+    worker.handle(event)

@@ -68,6 +68,7 @@ class Settings:
     slack_response_url_prefixes: tuple[str, ...] = ("https://hooks.slack.com/",)
     worker_function: str | None = None
     slack_team_ids: tuple[str, ...] = ()
+    task_signing_key: str | None = field(default=None, repr=False)
     federation_url: str = "https://signin.aws.amazon.com/federation"
     source_credentials_secret: str | None = None
 
@@ -99,6 +100,7 @@ class Settings:
                 f"ROLEBROKER_JWT_LEEWAY must be between 0 and {MAX_LEEWAY_SECONDS} seconds"
             )
         slack_signing_secret = environ.get("ROLEBROKER_SLACK_SIGNING_SECRET", "").strip() or None
+        worker_function = environ.get("ROLEBROKER_WORKER_FUNCTION", "").strip() or None
         return cls(
             issuer=issuer,
             audiences=audiences,
@@ -124,7 +126,8 @@ class Settings:
             slack_api_url=environ.get("ROLEBROKER_SLACK_API_URL", "").strip() or "https://slack.com/api/",
             slack_response_url_prefixes=_split(environ.get("ROLEBROKER_SLACK_RESPONSE_URL_PREFIX", ""))
             or ("https://hooks.slack.com/",),
-            worker_function=environ.get("ROLEBROKER_WORKER_FUNCTION", "").strip() or None,
+            worker_function=worker_function,
+            task_signing_key=_task_signing_key(environ, required=worker_function is not None),
             federation_url=environ.get("ROLEBROKER_FEDERATION_URL", "").strip()
             or "https://signin.aws.amazon.com/federation",
             source_credentials_secret=environ.get("ROLEBROKER_SOURCE_CREDENTIALS_SECRET", "").strip() or None,
@@ -159,3 +162,18 @@ def _slack_team_ids(environ: Mapping[str, str], *, required: bool) -> tuple[str,
         raise ConfigurationError("ROLEBROKER_SLACK_SIGNING_SECRET needs ROLEBROKER_SLACK_TEAM_ID: the Slack "
                                  "workspace id(s) (T…) or Enterprise Grid organisation id (E…) the broker serves")
     return ids
+
+
+def _task_signing_key(environ: Mapping[str, str], *, required: bool) -> str | None:
+    # Tasks sent to a worker function leave the process: without a key the
+    # worker could not tell ours from anyone's. In-process dispatch (threads,
+    # tests) works without one: the broker then makes a key per process.
+    value = environ.get("ROLEBROKER_TASK_SIGNING_KEY", "").strip() or None
+    if value is None and required:
+        raise ConfigurationError("ROLEBROKER_WORKER_FUNCTION needs ROLEBROKER_TASK_SIGNING_KEY (an ssm:/name "
+                                 "SecureString both functions may read): the worker runs only tasks signed with it")
+    if value is not None and not value.startswith("ssm:"):
+        from chalicelib.chat.tasks import signing_keys
+
+        signing_keys(value)
+    return value

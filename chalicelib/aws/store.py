@@ -14,6 +14,9 @@ One table, keyed ``pk``/``sk``:
 * ``IDENTITY#<identity>`` / ``SNAPSHOT``: the groups from that person's last
   verified token, so Slack (which knows only an email) can be judged by the
   same policy; it expires after a working day.
+* ``TASK#<nonce>`` / ``NONCE``: a background task that has run (see
+  ``chalicelib/chat/tasks.py``), written with ``attribute_not_exists`` so a
+  task runs at most once; TTL'd an hour after the task expires.
 
 Every transition is one ``TransactWriteItems``: the request's conditional
 update, the event and (on approval) the grant succeed or fail together. The
@@ -40,6 +43,7 @@ LOG = logging.getLogger(__name__)
 PENDING, APPROVED, DENIED, EXPIRED, CANCELLED, REVOKED = (
     "pending", "approved", "denied", "expired", "cancelled", "revoked")
 GRANT_TTL_GRACE = timedelta(days=1)
+NONCE_GRACE_SECONDS = 3600
 _STEPS = {None: 0, PENDING: 1, APPROVED: 2}
 _THROTTLING = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
                "TransactionConflictException"}
@@ -269,6 +273,23 @@ class AccessStore:
         if not item or int(item["expires_at_epoch"]["N"]) <= now.timestamp():
             return None
         return frozenset(g["S"] for g in item["groups"]["L"])
+
+    # -- background tasks
+
+    def claim_task(self, nonce: str, expires_at: int) -> bool:
+        """Record a task's nonce; False if it was recorded before (the task already ran)."""
+        item = {"pk": _s(f"TASK#{nonce}"), "sk": _s("NONCE"),
+                # Kept past the task's expiry (after which it is refused anyway), then TTL'd.
+                "expires_at_epoch": _n(expires_at + NONCE_GRACE_SECONDS)}
+        try:
+            self._client.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise _translate(exc) from exc
+        except BotoCoreError as exc:
+            raise _translate(exc) from exc
+        return True
 
     def _transition(self, request_id: str, from_status: str, to_status: str, who: str, now: datetime,
                     note: str | None, *, extra: dict[str, dict[str, str]] | None = None,

@@ -27,6 +27,7 @@ from tests.conftest import Moto, broker_environ
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 SIGNING_SECRET = "test-signing-secret-" + "x" * 12
+TASK_KEY = "test-task-signing-key-" + "k" * 32
 TEAM_ID = "T0001"  # the workspace of tests/events/*.json
 POLICY = """\
 version: 1
@@ -167,7 +168,7 @@ def jit(issuer: DevIssuer, moto_server: Moto, httpserver: HTTPServer, tmp_path: 
     environ = broker_environ(
         issuer, ROLEBROKER_POLICY=str(policy), ROLEBROKER_TABLE=table,
         ROLEBROKER_SLACK_SIGNING_SECRET=SIGNING_SECRET, ROLEBROKER_SLACK_BOT_TOKEN="fake-bot-token-for-tests",
-        ROLEBROKER_SLACK_TEAM_ID=TEAM_ID,
+        ROLEBROKER_SLACK_TEAM_ID=TEAM_ID, ROLEBROKER_TASK_SIGNING_KEY=TASK_KEY,
         ROLEBROKER_SLACK_API_URL=httpserver.url_for("/api/"),
         ROLEBROKER_SLACK_RESPONSE_URL_PREFIX=httpserver.url_for("/hooks/"),
         ROLEBROKER_FEDERATION_URL=httpserver.url_for("/federation"))

@@ -60,3 +60,19 @@ def test_slack_workspace_ids_look_like_slack_ids(value: str) -> None:
     with pytest.raises(ConfigurationError) as caught:
         Settings.from_environ({**SLACK, "ROLEBROKER_SLACK_TEAM_ID": value})
     assert "ROLEBROKER_SLACK_TEAM_ID" in str(caught.value)
+
+
+def test_a_worker_function_needs_a_task_signing_key() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_environ({**BASE, "ROLEBROKER_WORKER_FUNCTION": "rolebroker-prod-slack_worker"})
+    assert "ROLEBROKER_TASK_SIGNING_KEY" in str(caught.value)
+    settings = Settings.from_environ({**BASE, "ROLEBROKER_WORKER_FUNCTION": "rolebroker-prod-slack_worker",
+                                      "ROLEBROKER_TASK_SIGNING_KEY": "ssm:/rolebroker/prod/task-signing-key"})
+    assert settings.task_signing_key == "ssm:/rolebroker/prod/task-signing-key"
+    assert "task-signing-key" not in repr(settings)
+
+
+def test_a_literal_task_signing_key_must_be_long_enough() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_environ({**BASE, "ROLEBROKER_TASK_SIGNING_KEY": "tooshort"})
+    assert "32" in str(caught.value) and "tooshort" not in str(caught.value)
