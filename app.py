@@ -35,6 +35,7 @@ from chalicelib.validation import (
     REQUEST_FIELDS,
     Field,
     checked_request_id,
+    page_params,
     validate,
 )
 
@@ -206,7 +207,7 @@ def _add_jit_and_slack(svc: Services, store: Any, policy: Callable[[], Any], inl
         transport = ThreadTransport(svc.worker.handle)
     svc.dispatcher = SealedDispatcher(svc.task_seal, transport)
     svc.access = AccessRequests(policy=policy, store=store, audit=svc.audit, clock=svc.clock,
-                                notifier=DispatchingNotifier(svc.dispatcher))
+                                notifier=DispatchingNotifier(svc.dispatcher), max_open=settings.max_open_requests)
     svc.directory = Directory(store, clock=svc.clock)
     svc.chatops = ChatOps(policy=policy, broker=svc.broker, access=svc.access, console=svc.console,
                           directory=svc.directory, store=store, slack=_slack_api(svc), clock=svc.clock)
@@ -417,8 +418,13 @@ def create_request() -> Response:
 
 @api("/v1/requests")
 def list_requests() -> dict[str, Any]:
-    now = services().clock()
-    return {"requests": [r.to_dict(now) for r in services().requests().mine_and_approvable(caller())]}
+    from chalicelib.jit.requests import MAX_PAGE_LIMIT, PAGE_LIMIT
+
+    limit, next_token = page_params(current().query_params, PAGE_LIMIT, MAX_PAGE_LIMIT)
+    svc = services()
+    found, next_token = svc.requests().page(caller(), limit=limit, next_token=next_token)
+    now = svc.clock()
+    return {"requests": [r.to_dict(now) for r in found], "next_token": next_token}
 
 
 @api("/v1/requests/{request_ref}")

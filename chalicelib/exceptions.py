@@ -96,3 +96,7 @@ class TaskRejected(Exception):
         self.reason = reason
         self.kind = kind
         self.nonce = nonce
+
+
+class SlotTaken(Conflict):
+    """Another request took the open-request slot first; pick another and try again."""

@@ -21,6 +21,7 @@ ASYMMETRIC_ALGORITHMS = (
     "EdDSA",
 )
 MAX_LEEWAY_SECONDS = 60
+MAX_OPEN_REQUESTS = 100  # open-request slots are numbered 00-99
 # A workspace (T…) or an Enterprise Grid organisation (E…), as Slack writes them.
 SLACK_TEAM_ID_RE = re.compile(r"[TE][A-Z0-9]{2,20}")
 
@@ -69,6 +70,7 @@ class Settings:
     worker_function: str | None = None
     slack_team_ids: tuple[str, ...] = ()
     task_signing_key: str | None = field(default=None, repr=False)
+    max_open_requests: int = 5
     federation_url: str = "https://signin.aws.amazon.com/federation"
     source_credentials_secret: str | None = None
 
@@ -128,6 +130,7 @@ class Settings:
             or ("https://hooks.slack.com/",),
             worker_function=worker_function,
             task_signing_key=_task_signing_key(environ, required=worker_function is not None),
+            max_open_requests=_max_open_requests(environ),
             federation_url=environ.get("ROLEBROKER_FEDERATION_URL", "").strip()
             or "https://signin.aws.amazon.com/federation",
             source_credentials_secret=environ.get("ROLEBROKER_SOURCE_CREDENTIALS_SECRET", "").strip() or None,
@@ -177,3 +180,10 @@ def _task_signing_key(environ: Mapping[str, str], *, required: bool) -> str | No
 
         signing_keys(value)
     return value
+
+
+def _max_open_requests(environ: Mapping[str, str]) -> int:
+    cap = _int(environ, "ROLEBROKER_MAX_OPEN_REQUESTS", 5)
+    if not 1 <= cap <= MAX_OPEN_REQUESTS:
+        raise ConfigurationError(f"ROLEBROKER_MAX_OPEN_REQUESTS must be between 1 and {MAX_OPEN_REQUESTS}")
+    return cap

@@ -18,6 +18,7 @@ _INVISIBLE = {"Cf", "Cs", "Co", "Cn"}
 _LINE_BREAKS = {"Zl", "Zp"}  # U+2028, U+2029: Slack and browsers start a new line
 REQUEST_REF_CHARS = frozenset("0123456789abcdef")
 REQUEST_REF_LENGTH = 12
+MAX_TOKEN_CHARS = 512
 _HAS_ALNUM = re.compile(r"[A-Za-z0-9]")
 
 
@@ -80,6 +81,25 @@ def checked_request_id(value: str) -> str:
     if len(value) != REQUEST_REF_LENGTH or not set(value) <= REQUEST_REF_CHARS:
         raise NotFound(f"no access request {value[:40]!r}")
     return value
+
+
+def page_params(query: Mapping[str, str] | None, default_limit: int, max_limit: int) -> tuple[int, str | None]:
+    """``?limit=`` and ``?next_token=`` of a list route; anything else is an error."""
+    query = query or {}
+    unknown = sorted(set(query) - {"limit", "next_token"})
+    if unknown:
+        raise BadRequest(f"unknown query parameter(s) {', '.join(repr(k[:40]) for k in unknown[:5])}; "
+                         "allowed: limit, next_token")
+    limit = default_limit
+    if "limit" in query:
+        raw = query["limit"]
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= max_limit:
+            raise BadRequest(f"limit must be a whole number from 1 to {max_limit}")
+        limit = int(raw)
+    token = query.get("next_token") or None
+    if token is not None and len(token) > MAX_TOKEN_CHARS:
+        raise BadRequest("next_token is not one this broker gave out; list again without it")
+    return limit, token
 
 
 def _integer(name: str, value: Any, low: int, high: int) -> int:

@@ -31,6 +31,7 @@ from chalicelib.validation import DECISION_FIELDS, REQUEST_FIELDS, checked_reque
 LOG = logging.getLogger(__name__)
 ACCESS_LABELS = {"allowed": "allowed", "approval_required": "approval required", "mfa_required": "MFA required"}
 Reply = dict[str, Any]
+SLACK_PAGE = 10  # a Slack reply stays readable; the rest is a command away
 
 
 class ChatOps:
@@ -110,8 +111,11 @@ class ChatOps:
 
     def _cmd_requests(self, identity: Identity, args: list[str], rest: str, context: CallContext,
                       user: str) -> Reply:
+        if args and (args[0] != "more" or len(args) != 2):
+            raise BadRequest("usage: /aws requests, then /aws requests more TOKEN for the next page")
+        found, next_token = self._access.page(identity, limit=SLACK_PAGE, next_token=args[1] if args else None)
         now = self._clock()
-        return messages.requests_reply([r.to_dict(now) for r in self._access.mine_and_approvable(identity)], None)
+        return messages.requests_reply([r.to_dict(now) for r in found], next_token)
 
     def _cmd_approve(self, identity: Identity, args: list[str], rest: str, context: CallContext,
                      user: str) -> Reply:

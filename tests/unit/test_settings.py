@@ -76,3 +76,15 @@ def test_a_literal_task_signing_key_must_be_long_enough() -> None:
     with pytest.raises(ConfigurationError) as caught:
         Settings.from_environ({**BASE, "ROLEBROKER_TASK_SIGNING_KEY": "tooshort"})
     assert "32" in str(caught.value) and "tooshort" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("value", "cap"), [("", 5), ("1", 1), ("100", 100)])
+def test_the_open_request_cap(value: str, cap: int) -> None:
+    assert Settings.from_environ({**BASE, "ROLEBROKER_MAX_OPEN_REQUESTS": value}).max_open_requests == cap
+
+
+@pytest.mark.parametrize("value", ["0", "101", "five"])
+def test_a_bad_open_request_cap_is_refused(value: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_environ({**BASE, "ROLEBROKER_MAX_OPEN_REQUESTS": value})
+    assert "ROLEBROKER_MAX_OPEN_REQUESTS" in str(caught.value)

@@ -8,6 +8,7 @@ the mapping (a race shown as a 503, throttling shown as a conflict) fails here.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -16,7 +17,7 @@ from botocore.exceptions import EndpointConnectionError
 from botocore.stub import ANY, Stubber
 
 from chalicelib.aws.store import AccessRequest, AccessStore
-from chalicelib.exceptions import Conflict, DependencyDown, RolebrokerError, Throttled
+from chalicelib.exceptions import Conflict, DependencyDown, RolebrokerError, SlotTaken, Throttled
 from tests.conftest import fake_client
 
 TABLE = "rolebroker-test"
@@ -117,3 +118,45 @@ def test_deny_is_one_conditional_transaction(stubbed: tuple[AccessStore, Stubber
         {"Put": {"TableName": TABLE, "Item": ANY, "ConditionExpression": "attribute_not_exists(pk)"}},
     ]})
     deny(store)
+
+
+def create_in_slot(store: AccessStore) -> None:
+    store.create(role="breakglass", requester="bob@example.com", duration_seconds=3600, reason="INC-42", now=NOW,
+                 pending_seconds=3600, slot=3)
+
+
+def test_a_new_request_takes_its_slot_in_the_same_transaction(stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    pending_until_us = int((NOW + timedelta(hours=1)).timestamp()) * 1_000_000
+    stubber.add_response("transact_write_items", {}, {"TransactItems": [
+        {"Put": {"TableName": TABLE, "Item": ANY, "ConditionExpression": "attribute_not_exists(pk)"}},
+        {"Put": {"TableName": TABLE, "Item": ANY, "ConditionExpression": "attribute_not_exists(pk)"}},
+        {"Put": {"TableName": TABLE, "Item": {
+            "pk": {"S": "OPEN#bob@example.com"}, "sk": {"S": "SLOT#03"}, "request_id": ANY,
+            "until_us": {"N": str(pending_until_us)}, "expires_at_epoch": ANY},
+            "ConditionExpression": "attribute_not_exists(pk) OR until_us <= :now",
+            "ExpressionAttributeValues": {":now": {"N": str(int(NOW.timestamp()) * 1_000_000)}}}},
+    ]})
+    create_in_slot(store)
+
+
+@pytest.mark.parametrize(("codes", "expected"), [
+    (("None", "None", "ConditionalCheckFailed"), SlotTaken),
+    (("ConditionalCheckFailed", "None", "None"), Conflict),
+    (("None", "None", "TransactionConflict"), Throttled),
+])
+def test_a_taken_slot_is_told_apart_from_other_failures(stubbed: tuple[AccessStore, Stubber], codes: tuple[str, ...],
+                                                        expected: type[RolebrokerError]) -> None:
+    store, stubber = stubbed
+    cancelled(stubber, *codes)
+    with pytest.raises(expected) as caught:
+        create_in_slot(store)
+    assert type(caught.value) is expected
+
+
+def test_deciding_a_request_gives_its_slot_back_if_still_its_own(stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    stubber.add_response("transact_write_items", {}, {"TransactItems": [ANY, ANY, {"Delete": {
+        "TableName": TABLE, "Key": {"pk": {"S": "OPEN#bob@example.com"}, "sk": {"S": "SLOT#03"}},
+        "ConditionExpression": "request_id = :id", "ExpressionAttributeValues": {":id": {"S": "0123456789ab"}}}}]})
+    store.deny(replace(PENDING_REQUEST, slot=3), approver="carol@example.com", now=NOW, note=None)
