@@ -96,8 +96,8 @@ def page_params(query: Mapping[str, str] | None, default_limit: int, max_limit: 
         if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= max_limit:
             raise BadRequest(f"limit must be a whole number from 1 to {max_limit}")
         limit = int(raw)
-    token = query.get("next_token") or None
-    if token is not None and len(token) > MAX_TOKEN_CHARS:
+    token = query.get("next_token")
+    if token is not None and not 0 < len(token) <= MAX_TOKEN_CHARS:
         raise BadRequest("next_token is not one this broker gave out; list again without it")
     return limit, token
 

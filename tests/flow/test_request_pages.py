@@ -106,7 +106,8 @@ def test_requesters_see_their_own_newest_first(jit: Jit) -> None:
 
 @pytest.mark.parametrize(("query", "fragment"), [
     ("limit=0", "limit"), ("limit=101", "limit"), ("limit=ten", "limit"), ("limit=-1", "limit"),
-    ("limit=%F0%9D%9F%9D", "limit"), ("next_token=garbage", "next_token"),
+    ("limit=%F0%9D%9F%9D", "limit"), ("next_token=garbage", "next_token"), ("next_token=", "next_token"),
+    ("next_token=" + "A" * 513, "next_token"),
     ("next_token=eyJwIjoicCIsImkiOiIuLi8uLiIsImEiOiJ4In0", "next_token"), ("page=2", "unknown"),
 ])
 def test_bad_paging_parameters_are_a_400(jit: Jit, query: str, fragment: str) -> None:
