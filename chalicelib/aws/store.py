@@ -421,7 +421,8 @@ class AccessStore:
             code = exc.response.get("Error", {}).get("Code", "")
             if code == "TransactionCanceledException":
                 reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-                if slot_index is not None and reasons[slot_index:slot_index + 1] == ["ConditionalCheckFailed"]:
+                if slot_index is not None and reasons[slot_index:slot_index + 1] in (["ConditionalCheckFailed"],
+                                                                                   ["TransactionConflict"]):
                     raise SlotTaken("another request took that open-request slot first") from exc
                 if "ConditionalCheckFailed" in reasons or not reasons:
                     raise Conflict(

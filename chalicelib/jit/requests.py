@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,7 +25,6 @@ from chalicelib.identity.tokens import Identity
 from chalicelib.validation import checked_request_id
 
 DEFAULT_MAX_OPEN = 5
-SLOT_ATTEMPTS = 3
 PAGE_LIMIT = 50
 MAX_PAGE_LIMIT = 100
 READ_BATCH = 100
@@ -115,8 +115,13 @@ class AccessRequests:
         return request
 
     def _create_within_cap(self, identity: Identity, role: Role, context: CallContext, **fields: Any) -> AccessRequest:
-        """Create the request in a free open-request slot; the store's condition settles races."""
-        for _ in range(SLOT_ATTEMPTS):
+        """Create the request in a free open-request slot; the store's condition settles races.
+
+        Each lost race means another request took a slot (or raced us for
+        it), so ``max_open + 1`` attempts always end in a created request or
+        the clear cap message, not in giving up while a slot is free.
+        """
+        for _ in range(self._max_open + 1):
             now = self._clock()
             held = self._store.open_requests(identity.subject, now)
             if len(held) >= self._max_open:
@@ -126,7 +131,8 @@ class AccessRequests:
                     f"you have {len(held)} open access requests ({shown}); one person may have at most "
                     f"{self._max_open} at once. Cancel one you no longer need (POST /v1/requests/ID/cancel or "
                     "/aws cancel ID in Slack) or wait for approvers to decide")
-            slot = min(set(range(self._max_open)) - held.keys())
+            # A random free slot, so racing creates mostly pick different ones.
+            slot = random.choice(sorted(set(range(self._max_open)) - held.keys()))  # noqa: S311 - not a secret
             try:
                 return self._store.create(role=role.name, requester=identity.subject, now=now, slot=slot, **fields)
             except SlotTaken:

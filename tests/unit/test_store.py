@@ -143,7 +143,8 @@ def test_a_new_request_takes_its_slot_in_the_same_transaction(stubbed: tuple[Acc
 @pytest.mark.parametrize(("codes", "expected"), [
     (("None", "None", "ConditionalCheckFailed"), SlotTaken),
     (("ConditionalCheckFailed", "None", "None"), Conflict),
-    (("None", "None", "TransactionConflict"), Throttled),
+    (("None", "None", "TransactionConflict"), SlotTaken),
+    (("TransactionConflict", "None", "None"), Throttled),
 ])
 def test_a_taken_slot_is_told_apart_from_other_failures(stubbed: tuple[AccessStore, Stubber], codes: tuple[str, ...],
                                                         expected: type[RolebrokerError]) -> None:
