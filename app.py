@@ -13,8 +13,8 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import secrets
 import threading
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 from chalice.app import Chalice, Request, Response
 
 from chalicelib.audit import AuditLog, CallContext
-from chalicelib.exceptions import ConfigurationError, DependencyDown, NotFound, RolebrokerError, Unauthenticated
+from chalicelib.aws.secrets import RefreshingSecret
+from chalicelib.exceptions import ConfigurationError, DependencyDown, RolebrokerError, Unauthenticated
 from chalicelib.identity.tokens import Identity, TokenVerifier
 from chalicelib.settings import Settings
 from chalicelib.validation import (
@@ -34,6 +35,8 @@ from chalicelib.validation import (
     REQUEST_FIELDS,
     Field,
     access_query,
+    checked_request_id,
+    page_params,
     validate,
 )
 
@@ -42,7 +45,8 @@ if TYPE_CHECKING:
     from chalicelib.chat.chatops import ChatOps
     from chalicelib.chat.directory import Directory
     from chalicelib.chat.dispatch import Dispatcher
-    from chalicelib.chat.slack import SlackRequestVerifier
+    from chalicelib.chat.slack import SlackOrigin, SlackRequestVerifier, SlackWorkspaces
+    from chalicelib.chat.tasks import TaskSeal, TaskWorker
     from chalicelib.console import ConsoleLinks
     from chalicelib.inquiries import AccessInquiries
     from chalicelib.jit.evidence import GrantEvidence
@@ -56,8 +60,6 @@ PUBLIC_PATHS = frozenset({"/v1/health", "/v1/client-config", "/slack/commands", 
 # by their Content-Type, so curl's default form type works and a wrong type
 # gets the same clear 400 as any other bad body.
 ANY_BODY_TYPE = ["*/*"]
-REQUEST_ID_PATTERN = "0123456789abcdef"
-SECRET_TTL_SECONDS = 300
 _CONTEXT_KEY = "rolebroker"
 
 
@@ -80,8 +82,12 @@ class Services:
     directory: Directory | None = None
     chatops: ChatOps | None = None
     dispatcher: Dispatcher | None = None
-    _slack_verifier: SlackRequestVerifier | None = None
-    _slack_verifier_at: float = 0.0
+    slack_workspaces: SlackWorkspaces | None = None
+    task_secret: RefreshingSecret | None = None
+    task_seal: TaskSeal | None = None
+    worker: TaskWorker | None = None
+    _slack_secret: RefreshingSecret | None = None
+    _slack_verifier: tuple[str, SlackRequestVerifier] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def requests(self) -> AccessRequests:
@@ -95,21 +101,20 @@ class Services:
         return self.evidence
 
     def slack(self) -> tuple[SlackRequestVerifier, ChatOps, Dispatcher]:
-        """Slack's verifier (its secret resolved on first use), worker and dispatcher."""
+        """Slack's verifier (its secret re-read every few minutes, so a rotation needs no redeploy),
+        worker and dispatcher."""
         if self.chatops is None or self.dispatcher is None or not self.settings.slack_signing_secret:
             raise DependencyDown("Slack is not configured on this broker "
                                  "(ROLEBROKER_SLACK_SIGNING_SECRET and ROLEBROKER_TABLE)")
         with self._lock:
-            # Re-read every few minutes, so a rotated secret (in SSM) takes
-            # effect without recycling containers.
-            if self._slack_verifier is None or time.monotonic() - self._slack_verifier_at > SECRET_TTL_SECONDS:
-                from chalicelib.aws.secrets import resolve_secret
+            if self._slack_secret is None:
+                self._slack_secret = RefreshingSecret(self.settings.slack_signing_secret, self.client)
+            secret = self._slack_secret.get()
+            if self._slack_verifier is None or self._slack_verifier[0] != secret:
                 from chalicelib.chat.slack import SlackRequestVerifier
 
-                secret = resolve_secret(self.settings.slack_signing_secret, self.client)
-                self._slack_verifier = SlackRequestVerifier(secret or "")
-                self._slack_verifier_at = time.monotonic()
-            return self._slack_verifier, self.chatops, self.dispatcher
+                self._slack_verifier = (secret, SlackRequestVerifier(secret))
+            return self._slack_verifier[1], self.chatops, self.dispatcher
 
 
 _services: Services | None = None
@@ -194,15 +199,25 @@ def _add_jit_and_slack(svc: Services, store: Any, policy: Callable[[], Any], inl
     from chalicelib.chat.directory import Directory
     from chalicelib.chat.dispatch import (
         DispatchingNotifier,
-        InlineDispatcher,
-        LambdaDispatcher,
-        ThreadDispatcher,
+        InlineTransport,
+        LambdaTransport,
+        SealedDispatcher,
+        ThreadTransport,
+        Transport,
     )
+    from chalicelib.chat.slack import SlackWorkspaces
+    from chalicelib.chat.tasks import TaskSeal, TaskWorker, epoch, signing_keys
     from chalicelib.jit.cloudtrail import QueryTargets
     from chalicelib.jit.evidence import GrantEvidence
     from chalicelib.jit.requests import AccessRequests
 
     settings = svc.settings
+    svc.slack_workspaces = SlackWorkspaces(settings.slack_team_ids)
+    # Without a configured key, tasks never leave this process (settings
+    # refuse a worker function without one): a key of its own will do.
+    svc.task_secret = RefreshingSecret(settings.task_signing_key or secrets.token_hex(32), svc.client)
+    secret = svc.task_secret
+    svc.task_seal = TaskSeal(lambda: signing_keys(secret.get()), clock=epoch(svc.clock))
 
     def run_task(task: dict[str, Any]) -> None:
         assert svc.chatops is not None
@@ -211,14 +226,17 @@ def _add_jit_and_slack(svc: Services, store: Any, policy: Callable[[], Any], inl
         finally:
             svc.audit.flush()
 
+    svc.worker = TaskWorker(svc.task_seal, store, run_task, svc.audit)
+    transport: Transport
     if inline_tasks:
-        svc.dispatcher = InlineDispatcher(run_task)
+        transport = InlineTransport(svc.worker.handle)
     elif settings.worker_function:
-        svc.dispatcher = LambdaDispatcher(svc.client("lambda"), settings.worker_function)
+        transport = LambdaTransport(svc.client("lambda"), settings.worker_function)
     else:
-        svc.dispatcher = ThreadDispatcher(run_task)
+        transport = ThreadTransport(svc.worker.handle)
+    svc.dispatcher = SealedDispatcher(svc.task_seal, transport)
     svc.access = AccessRequests(policy=policy, store=store, audit=svc.audit, clock=svc.clock,
-                                notifier=DispatchingNotifier(svc.dispatcher))
+                                notifier=DispatchingNotifier(svc.dispatcher), max_open=settings.max_open_requests)
     try:
         targets = QueryTargets(event_data_store=settings.cloudtrail_event_data_store,
                                athena_table=settings.athena_cloudtrail_table)
@@ -247,7 +265,9 @@ def _slack_api(svc: Services) -> Any:
         web.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=2))
         return web
 
-    return SlackApi(web_client, response_url_prefixes=settings.slack_response_url_prefixes)
+    assert svc.slack_workspaces is not None
+    return SlackApi(web_client, response_url_prefixes=settings.slack_response_url_prefixes,
+                    workspaces=svc.slack_workspaces)
 
 
 # --------------------------------------------------------------------------
@@ -379,12 +399,6 @@ def broker_url(request: Request) -> str:
     return f"{proto}://{host}{suffix}"
 
 
-def checked_request_id(value: str) -> str:
-    if len(value) != 12 or any(ch not in REQUEST_ID_PATTERN for ch in value):
-        raise NotFound(f"no access request {value[:40]!r}")
-    return value
-
-
 # --------------------------------------------------------------------------
 # Routes: broker
 
@@ -457,8 +471,13 @@ def create_request() -> Response:
 
 @api("/v1/requests")
 def list_requests() -> dict[str, Any]:
-    now = services().clock()
-    return {"requests": [r.to_dict(now) for r in services().requests().mine_and_approvable(caller())]}
+    from chalicelib.jit.requests import MAX_PAGE_LIMIT, PAGE_LIMIT
+
+    limit, next_token = page_params(current().query_params, PAGE_LIMIT, MAX_PAGE_LIMIT)
+    svc = services()
+    found, next_token = svc.requests().page(caller(), limit=limit, next_token=next_token)
+    now = svc.clock()
+    return {"requests": [r.to_dict(now) for r in found], "next_token": next_token}
 
 
 @api("/v1/requests/{request_ref}")
@@ -525,12 +544,28 @@ def _verified_slack_form(request: Request) -> tuple[dict[str, str], Any, Any]:
     return parse_form(body), chatops, dispatcher
 
 
+def _refused(request: Request, origin: SlackOrigin) -> bool:
+    """Whether a signed Slack request comes from outside the served workspaces (audited if so)."""
+    svc = services()
+    assert svc.slack_workspaces is not None
+    refusal = svc.slack_workspaces.refusal(origin)
+    if refusal:
+        svc.audit.record(action="slack", outcome="denied", context=call_context(request, "slack"),
+                         reason=refusal, path=request.path)
+    return refusal is not None
+
+
 @api("/slack/commands", methods=["POST"])
 def slack_commands() -> Any:
+    from chalicelib.chat import messages
+    from chalicelib.chat.slack import command_origin
+
     request = current()
     form, chatops, dispatcher = _verified_slack_form(request)
     if form.get("ssl_check") == "1":
         return Response(body="", status_code=200)
+    if _refused(request, command_origin(form)):
+        return messages.not_served()
     message, background = chatops.acknowledge(form)
     if background:
         dispatcher.dispatch({"kind": "command", "form": form, "request_id": request_id(request)})
@@ -539,21 +574,27 @@ def slack_commands() -> Any:
 
 @api("/slack/interactions", methods=["POST"])
 def slack_interactions() -> Response:
-    from chalicelib.chat.slack import parse_interaction
+    from chalicelib.chat.slack import interaction_origin, parse_interaction
 
     request = current()
     form, _, dispatcher = _verified_slack_form(request)
     payload = parse_interaction(form)
+    if _refused(request, interaction_origin(payload)):
+        return Response(body="", status_code=200)
     dispatcher.dispatch({"kind": "interaction", "payload": payload, "request_id": request_id(request)})
     return Response(body="", status_code=200)
 
 
 @app.lambda_function(name="slack_worker")
-def slack_worker(event: dict[str, Any], context: Any) -> None:
-    """The asynchronous half of the Slack routes (see chalicelib/chat/dispatch.py)."""
+def slack_worker(event: Any, context: Any) -> None:
+    """The asynchronous half of the Slack routes: runs only tasks the API function sealed
+    (chalicelib/chat/tasks.py); raising lets Lambda retry one the worker could not record."""
     svc = services()
-    if svc.chatops is not None:
-        try:
-            svc.chatops.run(event)
-        finally:
-            svc.audit.flush()
+    worker = svc.worker
+    if worker is None:
+        app.log.error("slack_worker invoked, but this broker has no ROLEBROKER_TABLE; event dropped")
+        return
+    try:
+        worker.handle(event)
+    finally:
+        svc.audit.flush()  # a dropped task's audit line reaches EventBridge too

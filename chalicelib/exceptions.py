@@ -86,3 +86,17 @@ class PolicyError(Exception):
 
 class ConfigurationError(Exception):
     """The broker's own settings are missing or invalid."""
+
+
+class TaskRejected(Exception):
+    """A background task the worker will not run; ``reason`` says why (never the task's content)."""
+
+    def __init__(self, reason: str, *, kind: str | None = None, nonce: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind
+        self.nonce = nonce
+
+
+class SlotTaken(Conflict):
+    """Another request took the open-request slot first; pick another and try again."""

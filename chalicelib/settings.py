@@ -6,6 +6,7 @@ mappings; everything below receives a ``Settings``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -26,6 +27,9 @@ MAX_LEEWAY_SECONDS = 60
 MAX_TOKEN_AGE_RANGE = (60, 7 * 24 * 3600)
 JWKS_MAX_STALE_RANGE = (0, 30 * 24 * 3600)
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+MAX_OPEN_REQUESTS = 100  # open-request slots are numbered 00-99
+# A workspace (T…) or an Enterprise Grid organisation (E…), as Slack writes them.
+SLACK_TEAM_ID_RE = re.compile(r"[TE][A-Z0-9]{2,20}")
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -91,6 +95,9 @@ class Settings:
     slack_api_url: str = "https://slack.com/api/"
     slack_response_url_prefixes: tuple[str, ...] = ("https://hooks.slack.com/",)
     worker_function: str | None = None
+    slack_team_ids: tuple[str, ...] = ()
+    task_signing_key: str | None = field(default=None, repr=False)
+    max_open_requests: int = 5
     federation_url: str = "https://signin.aws.amazon.com/federation"
     source_credentials_secret: str | None = None
     cloudtrail_event_data_store: str | None = None
@@ -143,6 +150,8 @@ class Settings:
                 f"ROLEBROKER_JWT_LEEWAY must be between 0 and {MAX_LEEWAY_SECONDS} seconds"
             )
         stage = environ.get("ROLEBROKER_STAGE", "").strip() or "local"
+        slack_signing_secret = environ.get("ROLEBROKER_SLACK_SIGNING_SECRET", "").strip() or None
+        worker_function = environ.get("ROLEBROKER_WORKER_FUNCTION", "").strip() or None
         return cls(
             issuer=issuer,
             audiences=audiences,
@@ -157,8 +166,8 @@ class Settings:
             ),
             client_id=environ.get("ROLEBROKER_OIDC_CLIENT_ID", "").strip() or audiences[0],
             table_name=environ.get("ROLEBROKER_TABLE", "").strip() or None,
-            slack_signing_secret=environ.get("ROLEBROKER_SLACK_SIGNING_SECRET", "").strip()
-            or None,
+            slack_signing_secret=slack_signing_secret,
+            slack_team_ids=_slack_team_ids(environ, required=slack_signing_secret is not None),
             public_url=_public_url(environ, stage),
             policy_ttl_seconds=_int(environ, "ROLEBROKER_POLICY_TTL", 60),
             region=environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1",
@@ -168,7 +177,9 @@ class Settings:
             slack_api_url=environ.get("ROLEBROKER_SLACK_API_URL", "").strip() or "https://slack.com/api/",
             slack_response_url_prefixes=_split(environ.get("ROLEBROKER_SLACK_RESPONSE_URL_PREFIX", ""))
             or ("https://hooks.slack.com/",),
-            worker_function=environ.get("ROLEBROKER_WORKER_FUNCTION", "").strip() or None,
+            worker_function=worker_function,
+            task_signing_key=_task_signing_key(environ, required=worker_function is not None),
+            max_open_requests=_max_open_requests(environ),
             federation_url=environ.get("ROLEBROKER_FEDERATION_URL", "").strip()
             or "https://signin.aws.amazon.com/federation",
             source_credentials_secret=environ.get("ROLEBROKER_SOURCE_CREDENTIALS_SECRET", "").strip() or None,
@@ -212,3 +223,40 @@ def _session_limit(environ: Mapping[str, str]) -> int:
             "the Lambda role's own AssumeRole is role chaining, which STS caps at one hour"
         )
     return limit
+
+
+def _slack_team_ids(environ: Mapping[str, str], *, required: bool) -> tuple[str, ...]:
+    # The signing secret proves a request came from our Slack app, not from
+    # which workspace: an app can be installed in several, and Slack Connect
+    # brings other companies' people into shared channels.
+    ids = _split(environ.get("ROLEBROKER_SLACK_TEAM_ID", ""))
+    bad = [value for value in ids if not SLACK_TEAM_ID_RE.fullmatch(value)]
+    if bad:
+        raise ConfigurationError(f"ROLEBROKER_SLACK_TEAM_ID takes Slack workspace (T…) or organisation (E…) ids, "
+                                 f"comma-separated; {bad[0][:40]!r} is not one")
+    if required and not ids:
+        raise ConfigurationError("ROLEBROKER_SLACK_SIGNING_SECRET needs ROLEBROKER_SLACK_TEAM_ID: the Slack "
+                                 "workspace id(s) (T…) or Enterprise Grid organisation id (E…) the broker serves")
+    return ids
+
+
+def _task_signing_key(environ: Mapping[str, str], *, required: bool) -> str | None:
+    # Tasks sent to a worker function leave the process: without a key the
+    # worker could not tell ours from anyone's. In-process dispatch (threads,
+    # tests) works without one: the broker then makes a key per process.
+    value = environ.get("ROLEBROKER_TASK_SIGNING_KEY", "").strip() or None
+    if value is None and required:
+        raise ConfigurationError("ROLEBROKER_WORKER_FUNCTION needs ROLEBROKER_TASK_SIGNING_KEY (an ssm:/name "
+                                 "SecureString both functions may read): the worker runs only tasks signed with it")
+    if value is not None and not value.startswith("ssm:"):
+        from chalicelib.chat.tasks import signing_keys
+
+        signing_keys(value)
+    return value
+
+
+def _max_open_requests(environ: Mapping[str, str]) -> int:
+    cap = _int(environ, "ROLEBROKER_MAX_OPEN_REQUESTS", 5)
+    if not 1 <= cap <= MAX_OPEN_REQUESTS:
+        raise ConfigurationError(f"ROLEBROKER_MAX_OPEN_REQUESTS must be between 1 and {MAX_OPEN_REQUESTS}")
+    return cap

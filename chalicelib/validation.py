@@ -10,11 +10,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.access.policy import MAX_GRANT_SECONDS, MAX_SESSION_SECONDS, MIN_SESSION_SECONDS, ROLE_NAME_RE
-from chalicelib.exceptions import BadRequest
+from chalicelib.exceptions import BadRequest, NotFound
 
 MAX_BODY_BYTES = 8 * 1024
 MAX_REASON_CHARS = 500
 _INVISIBLE = {"Cf", "Cs", "Co", "Cn"}
+_LINE_BREAKS = {"Zl", "Zp"}  # U+2028, U+2029: Slack and browsers start a new line
+REQUEST_REF_CHARS = frozenset("0123456789abcdef")
+REQUEST_REF_LENGTH = 12
+MAX_TOKEN_CHARS = 512
 _HAS_ALNUM = re.compile(r"[A-Za-z0-9]")
 
 
@@ -72,6 +76,32 @@ def role_name(name: str, value: Any) -> str:
     return value
 
 
+def checked_request_id(value: str) -> str:
+    """An access request id as the store makes them; anything else is unknown."""
+    if len(value) != REQUEST_REF_LENGTH or not set(value) <= REQUEST_REF_CHARS:
+        raise NotFound(f"no access request {value[:40]!r}")
+    return value
+
+
+def page_params(query: Mapping[str, str] | None, default_limit: int, max_limit: int) -> tuple[int, str | None]:
+    """``?limit=`` and ``?next_token=`` of a list route; anything else is an error."""
+    query = query or {}
+    unknown = sorted(set(query) - {"limit", "next_token"})
+    if unknown:
+        raise BadRequest(f"unknown query parameter(s) {', '.join(repr(k[:40]) for k in unknown[:5])}; "
+                         "allowed: limit, next_token")
+    limit = default_limit
+    if "limit" in query:
+        raw = query["limit"]
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= max_limit:
+            raise BadRequest(f"limit must be a whole number from 1 to {max_limit}")
+        limit = int(raw)
+    token = query.get("next_token")
+    if token is not None and not 0 < len(token) <= MAX_TOKEN_CHARS:
+        raise BadRequest("next_token is not one this broker gave out; list again without it")
+    return limit, token
+
+
 def _integer(name: str, value: Any, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise BadRequest(f"{name!r} must be a whole number of seconds")
@@ -98,6 +128,8 @@ def _text(name: str, value: Any) -> str:
         raise BadRequest(f"{name!r} must be a string")
     if any(unicodedata.category(ch) == "Cc" for ch in value):
         raise BadRequest(f"{name!r} must not contain control characters")
+    if any(unicodedata.category(ch) in _LINE_BREAKS for ch in value):
+        raise BadRequest(f"{name!r} must be one line (no line or paragraph separators)")
     text = "".join(ch for ch in value if unicodedata.category(ch) not in _INVISIBLE).strip()
     if not _HAS_ALNUM.search(text):
         raise BadRequest(f"{name!r} must contain a letter or digit")

@@ -30,6 +30,7 @@ class FakeWeb(LoopbackServer):
     host: str = "127.0.0.1"
     port: int = 0
     users: dict[str, str] = field(default_factory=lambda: dict(SLACK_USERS))
+    team_id: str = "T0LOCAL"
     recorded: list[dict[str, Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ts: int = 0
@@ -87,7 +88,8 @@ def _handler(fake: FakeWeb) -> type[BaseHTTPRequestHandler]:
             if path == "/api/users.info":
                 email = fake.users.get(str(body.get("user")))
                 profile = {"email": email} if email else {}
-                self._json(200, {"ok": True, "user": {"id": body.get("user"), "profile": profile}})
+                self._json(200, {"ok": True, "user": {"id": body.get("user"), "team_id": fake.team_id,
+                                                      "profile": profile}})
             elif path == "/api/chat.postMessage":
                 self._json(200, {"ok": True, "channel": body.get("channel"), "ts": fake.next_ts()})
             elif path == "/api/chat.update":

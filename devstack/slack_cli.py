@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 from slack_sdk.signature import SignatureVerifier
 
-from .stack import DEV_SLACK_SIGNING_SECRET, LOOPBACK
+from .stack import DEV_SLACK_SIGNING_SECRET, DEV_SLACK_TEAM_ID, LOOPBACK
 
 
 def signed_post(broker_url: str, path: str, form: dict[str, str]) -> tuple[int, str]:
@@ -49,13 +49,14 @@ def run(text: str | None, user: str, click: str | None, request_id: str | None, 
     hook = f"{fakes}/hooks/{uuid.uuid4().hex}"
     before = len(recorded(fakes))
     if click:
-        payload = {"type": "block_actions", "user": {"id": user}, "response_url": hook,
+        payload = {"type": "block_actions", "team": {"id": DEV_SLACK_TEAM_ID},
+                   "user": {"id": user, "team_id": DEV_SLACK_TEAM_ID}, "response_url": hook,
                    "actions": [{"action_id": click, "value": request_id or "", "type": "button"}]}
         status, answer = signed_post(broker, "/slack/interactions", {"payload": json.dumps(payload)})
     else:
         command, _, rest = (text or "/aws help").partition(" ")
         form = {"command": command, "text": rest, "user_id": user, "user_name": user.lower(),
-                "team_id": "T0LOCAL", "channel_id": "C0LOCAL", "response_url": hook,
+                "team_id": DEV_SLACK_TEAM_ID, "channel_id": "C0LOCAL", "response_url": hook,
                 "trigger_id": uuid.uuid4().hex}
         status, answer = signed_post(broker, "/slack/commands", form)
     print(f"HTTP {status} {answer}")

@@ -34,6 +34,8 @@ LOCAL_TABLE = "rolebroker-local"
 # Development-only values: the local stack signs its own fake Slack requests.
 DEV_SLACK_SIGNING_SECRET = "devstack-slack-signing-secret-not-a-secret"
 DEV_SLACK_BOT_TOKEN = "fake-slack-bot-token-devstack"
+DEV_TASK_SIGNING_KEY = "devstack-task-signing-key-not-a-secret-0000"
+DEV_SLACK_TEAM_ID = "T0LOCAL"  # the workspace `python -m devstack slack` speaks for
 FAKE_AWS_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -207,6 +209,8 @@ class LocalStack:
             "ROLEBROKER_PUBLIC_URL": self.broker_url,
             "ROLEBROKER_SLACK_SIGNING_SECRET": DEV_SLACK_SIGNING_SECRET,
             "ROLEBROKER_SLACK_BOT_TOKEN": DEV_SLACK_BOT_TOKEN,
+            "ROLEBROKER_SLACK_TEAM_ID": DEV_SLACK_TEAM_ID,
+            "ROLEBROKER_TASK_SIGNING_KEY": DEV_TASK_SIGNING_KEY,
             "ROLEBROKER_SLACK_API_URL": f"{self.fakes_url}/api/",
             "ROLEBROKER_SLACK_RESPONSE_URL_PREFIX": f"{self.fakes_url}/hooks/",
             "ROLEBROKER_FEDERATION_URL": f"{self.fakes_url}/federation",

@@ -124,6 +124,7 @@ class Role:
     require_mfa: bool
     allow: tuple[Rule, ...]
     approval: Approval | None = None
+    description: str = ""
     _index: RuleIndex = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
@@ -506,6 +507,7 @@ class _Validator:
             require_mfa=self.boolean(m, "require_mfa", where, False),
             allow=self.rules(m, "allow", where),
             approval=self.approval(m, where) if "approval" in m else None,
+            description=str(m.get("description") or ""),
         )
 
     def role_arn(self, m: _Map, where: str, account: Account) -> str:

@@ -19,6 +19,14 @@ One table, keyed ``pk``/``sk``:
   secret), the evidence that ties the grant to CloudTrail. Written in one
   transaction with a counter on the request that is conditional on the grant
   still being approved, unexpired and under ``MAX_SESSIONS_PER_GRANT``.
+* ``OPEN#<principal>`` / ``SLOT#<n>``: the open-request slots a person holds,
+  one per pending request, at most ``ROLEBROKER_MAX_OPEN_REQUESTS``. A
+  request takes a free slot (never used, or its request's pending time over)
+  in the transaction that creates it, and gives it back in the one that
+  decides or cancels it, so two racing creates cannot exceed the cap.
+* ``TASK#<nonce>`` / ``NONCE``: a background task that has run (see
+  ``chalicelib/chat/tasks.py``), written with ``attribute_not_exists`` so a
+  task runs at most once; TTL'd an hour after the task expires.
 
 ``<principal>`` and every ``requester``/``who`` is a principal key
 (``chalicelib/identity/principal.py``). A request also keeps the requester's
@@ -43,7 +51,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.exceptions import Conflict, DependencyDown, Forbidden, NotFound, Throttled
+from chalicelib.exceptions import Conflict, DependencyDown, Forbidden, NotFound, SlotTaken, Throttled
 from chalicelib.jit.grants import ActiveGrant, IssuedSession
 
 LOG = logging.getLogger(__name__)
@@ -51,8 +59,14 @@ LOG = logging.getLogger(__name__)
 PENDING, APPROVED, DENIED, EXPIRED, CANCELLED, REVOKED = (
     "pending", "approved", "denied", "expired", "cancelled", "revoked")
 GRANT_TTL_GRACE = timedelta(days=1)
+NONCE_GRACE_SECONDS = 3600
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _STEPS = {None: 0, PENDING: 1, APPROVED: 2}
-_THROTTLING = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
+_THROTTLING = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+               "TransactionConflictException"}
+# A cancelled transaction names a reason per item, in codes of their own
+# (not the exception names above): a race or throttling is worth a retry.
+_RETRYABLE_REASONS = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
 # Sessions one grant may issue (and the evidence lists): a grant of at most
 # seven days, renewed by the client each 45 minutes, stays far below it.
 MAX_SESSIONS_PER_GRANT = 1000
@@ -78,6 +92,7 @@ class AccessRequest:
     ticket: str | None = None
     requester_iss: str | None = None
     requester_sub: str | None = None
+    slot: int | None = None  # the requester's open-request slot it holds while pending
 
     def status_at(self, now: datetime) -> str:
         if self.status == PENDING and now >= self.pending_until:
@@ -104,6 +119,18 @@ class AccessRequest:
 
 
 @dataclass(frozen=True)
+class PageKey:
+    """A position in a list of requests: the last one shown (or looked at)."""
+
+    request_id: str
+    created_at: str  # as stored, so the position is exact
+
+
+def page_key(request: AccessRequest) -> PageKey:
+    return PageKey(request.id, _iso(request.created_at))
+
+
+@dataclass(frozen=True)
 class RequestEvent:
     at: datetime
     who: str
@@ -114,6 +141,10 @@ class RequestEvent:
 
 def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat()
+
+
+def _micros(value: datetime) -> int:
+    return (value - _EPOCH) // timedelta(microseconds=1)
 
 
 def _dt(value: str | None) -> datetime | None:
@@ -200,26 +231,56 @@ class AccessStore:
                              from_status=i.get("from", {}).get("S"), to_status=i["to"]["S"],
                              note=i.get("note", {}).get("S")) for i in items]
 
-    def pending(self, limit: int = 100) -> list[AccessRequest]:
-        items = self._query(IndexName="gsi_pending", KeyConditionExpression="pending_pk = :p",
-                            ExpressionAttributeValues={":p": _s(PENDING)}, Limit=limit)
-        return [_request(i) for i in items]
+    def pending_page(self, *, after: PageKey | None, limit: int, now: datetime,
+                     created_after: datetime) -> tuple[list[AccessRequest], PageKey | None]:
+        """Pending requests still open at ``now``, oldest first, and where DynamoDB stopped.
 
-    def by_requester(self, requester: str, limit: int = 50) -> list[AccessRequest]:
-        items = self._query(IndexName="gsi_requester", KeyConditionExpression="requester = :r",
-                            ExpressionAttributeValues={":r": _s(requester)}, ScanIndexForward=False, Limit=limit)
-        return [_request(i) for i in items if i["sk"]["S"] == "STATE"]
+        Requests that timed out stay in the sparse index (nothing writes when
+        time passes), so the query starts at ``created_after`` (the longest
+        pending timeout ago) and filters out the rest, instead of wading
+        through every request that ever expired.
+        """
+        oldest = _iso(created_after)
+        kwargs: dict[str, Any] = {
+            "IndexName": "gsi_pending", "Limit": limit,
+            "KeyConditionExpression": "pending_pk = :p AND created_at > :oldest",
+            "FilterExpression": "pending_until > :now",
+            "ExpressionAttributeValues": {":p": _s(PENDING), ":oldest": _s(oldest), ":now": _s(_iso(now))},
+        }
+        if after is not None and after.created_at > oldest:
+            kwargs["ExclusiveStartKey"] = {"pending_pk": _s(PENDING), **_start_key(after)}
+        return self._request_page(**kwargs)
+
+    def requester_page(self, requester: str, *, after: PageKey | None,
+                       limit: int) -> tuple[list[AccessRequest], PageKey | None]:
+        """A person's own requests, newest first, and where DynamoDB stopped."""
+        kwargs: dict[str, Any] = {
+            "IndexName": "gsi_requester", "Limit": limit, "ScanIndexForward": False,
+            "KeyConditionExpression": "requester = :r", "ExpressionAttributeValues": {":r": _s(requester)},
+        }
+        if after is not None:
+            kwargs["ExclusiveStartKey"] = {"requester": _s(requester), **_start_key(after)}
+        return self._request_page(**kwargs)
+
+    def open_requests(self, requester: str, now: datetime) -> dict[int, str]:
+        """The open-request slots ``requester`` holds at ``now``: slot -> request id."""
+        items = self._query(KeyConditionExpression="pk = :pk", ConsistentRead=True,
+                            ExpressionAttributeValues={":pk": _s(f"OPEN#{requester}")})
+        return {int(i["sk"]["S"].removeprefix("SLOT#")): i["request_id"]["S"] for i in items
+                if int(i["until_us"]["N"]) > _micros(now)}
 
     # -- writes
 
-    def create(self, *, role: str, requester: str, duration_seconds: int, reason: str,
-               now: datetime, pending_seconds: int, requester_slack: str | None = None,
-               requester_sub: IssSub | None = None) -> AccessRequest:
+    def create(self, *, role: str, requester: str, duration_seconds: int, reason: str, now: datetime,
+               pending_seconds: int, requester_slack: str | None = None, requester_sub: IssSub | None = None,
+               slot: int | None = None) -> AccessRequest:
+        """Store a pending request; with ``slot``, also take that open-request slot of the requester's,
+        which the database gives only if it is free (``SlotTaken`` otherwise)."""
         iss, sub = requester_sub or (None, None)
         request = AccessRequest(id=uuid.uuid4().hex[:12], role=role, requester=requester,
                                 duration_seconds=duration_seconds, reason=reason, status=PENDING,
                                 created_at=now, pending_until=now + timedelta(seconds=pending_seconds),
-                                requester_slack=requester_slack, requester_iss=iss, requester_sub=sub)
+                                requester_slack=requester_slack, requester_iss=iss, requester_sub=sub, slot=slot)
         item = {
             "pk": _s(f"REQUEST#{request.id}"), "sk": _s("STATE"), "id": _s(request.id), "role": _s(role),
             "requester": _s(requester), "duration_seconds": _n(duration_seconds), "reason": _s(reason),
@@ -230,11 +291,40 @@ class AccessStore:
             item["requester_slack"] = _s(requester_slack)
         if iss and sub:
             item["requester_iss"], item["requester_sub"] = _s(iss), _s(sub)
-        self._transact([
+        items = [
             {"Put": {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}},
             self._event(request.id, now, requester, None, PENDING, reason),
-        ])
+        ]
+        if slot is not None:
+            item["open_slot"] = _n(slot)
+            items.append(self._take_slot(request, now))
+        self._transact(items, slot_index=2 if slot is not None else None)
         return request
+
+    def _take_slot(self, request: AccessRequest, now: datetime) -> dict[str, Any]:
+        # Free when never used or when its request's pending time is over
+        # (a request that times out is never written to again).
+        # Microseconds, so "free" here means exactly what status_at's "expired" means.
+        return {"Put": {
+            "TableName": self._table,
+            "Item": {"pk": _s(f"OPEN#{request.requester}"), "sk": _s(f"SLOT#{request.slot:02d}"),
+                     "request_id": _s(request.id), "until_us": _n(_micros(request.pending_until)),
+                     "expires_at_epoch": _n((request.pending_until + GRANT_TTL_GRACE).timestamp())},
+            "ConditionExpression": "attribute_not_exists(pk) OR until_us <= :now",
+            "ExpressionAttributeValues": {":now": _n(_micros(now))},
+        }}
+
+    def _release_slot(self, request: AccessRequest) -> list[dict[str, Any]]:
+        """The transaction item that frees the request's slot as it leaves ``pending`` (if it holds one)."""
+        if request.slot is None:
+            return []
+        return [{"Delete": {
+            "TableName": self._table,
+            "Key": {"pk": _s(f"OPEN#{request.requester}"), "sk": _s(f"SLOT#{request.slot:02d}")},
+            # Only while it is still ours: after our pending time another request may hold it.
+            "ConditionExpression": "request_id = :id",
+            "ExpressionAttributeValues": {":id": _s(request.id)},
+        }}]
 
     def approve(self, request: AccessRequest, *, approver: str, now: datetime, grant_until: datetime,
                 approver_sub: IssSub | None = None) -> None:
@@ -248,16 +338,17 @@ class AccessStore:
             "expires_at_epoch": _n((grant_until + GRANT_TTL_GRACE).timestamp()),
             **({"ticket": _s(request.ticket)} if request.ticket else {}),
         }}}
-        self._transact([update, self._event(request.id, now, approver, PENDING, APPROVED, None), grant])
+        self._transact([update, self._event(request.id, now, approver, PENDING, APPROVED, None), grant,
+                        *self._release_slot(request)])
 
     def deny(self, request: AccessRequest, *, approver: str, now: datetime, note: str | None,
              approver_sub: IssSub | None = None) -> None:
         self._transact([self._transition(request.id, PENDING, DENIED, approver, now, note, approver_sub=approver_sub),
-                        self._event(request.id, now, approver, PENDING, DENIED, note)])
+                        self._event(request.id, now, approver, PENDING, DENIED, note), *self._release_slot(request)])
 
     def cancel(self, request: AccessRequest, *, who: str, now: datetime) -> None:
         self._transact([self._transition(request.id, PENDING, CANCELLED, who, now, None, own=True),
-                        self._event(request.id, now, who, PENDING, CANCELLED, None)])
+                        self._event(request.id, now, who, PENDING, CANCELLED, None), *self._release_slot(request)])
 
     def revoke(self, request: AccessRequest, *, who: str, now: datetime, note: str | None) -> None:
         self._transact([
@@ -362,6 +453,23 @@ class AccessStore:
             return None
         return frozenset(g["S"] for g in item["groups"]["L"])
 
+    # -- background tasks
+
+    def claim_task(self, nonce: str, expires_at: int) -> bool:
+        """Record a task's nonce; False if it was recorded before (the task already ran)."""
+        item = {"pk": _s(f"TASK#{nonce}"), "sk": _s("NONCE"),
+                # Kept past the task's expiry (after which it is refused anyway), then TTL'd.
+                "expires_at_epoch": _n(expires_at + NONCE_GRACE_SECONDS)}
+        try:
+            self._client.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise _translate(exc) from exc
+        except BotoCoreError as exc:
+            raise _translate(exc) from exc
+        return True
+
     def _transition(self, request_id: str, from_status: str, to_status: str, who: str, now: datetime,
                     note: str | None, *, extra: dict[str, dict[str, str]] | None = None,
                     own: bool = False, approver_sub: IssSub | None = None) -> dict[str, Any]:
@@ -406,23 +514,35 @@ class AccessStore:
             item["note"] = _s(note)
         return {"Put": {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
 
-    def _transact(self, items: list[dict[str, Any]]) -> None:
+    def _transact(self, items: list[dict[str, Any]], *, slot_index: int | None = None) -> None:
         try:
             self._client.transact_write_items(TransactItems=items)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code == "TransactionCanceledException":
                 reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+                if slot_index is not None and reasons[slot_index:slot_index + 1] in (["ConditionalCheckFailed"],
+                                                                                   ["TransactionConflict"]):
+                    raise SlotTaken("another request took that open-request slot first") from exc
                 if "ConditionalCheckFailed" in reasons or not reasons:
                     raise Conflict(
                         "the request is no longer pending, has timed out, or you may not decide it "
                         "(requesters cannot approve their own requests)"
                     ) from exc
-                if any(r in _THROTTLING or r == "TransactionConflict" for r in reasons):
+                if any(r in _RETRYABLE_REASONS for r in reasons):
                     raise Throttled("the request store is busy; retry in a moment") from exc
             raise _translate(exc) from exc
         except BotoCoreError as exc:
             raise _translate(exc) from exc
+
+    def _request_page(self, **kwargs: Any) -> tuple[list[AccessRequest], PageKey | None]:
+        try:
+            answer = self._client.query(TableName=self._table, **kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc) from exc
+        last = answer.get("LastEvaluatedKey")
+        stopped = PageKey(last["pk"]["S"].removeprefix("REQUEST#"), last["created_at"]["S"]) if last else None
+        return [_request(i) for i in answer.get("Items", []) if i["sk"]["S"] == "STATE"], stopped
 
     def _query(self, **kwargs: Any) -> list[dict[str, Any]]:
         try:
@@ -468,6 +588,10 @@ def _session(item: Mapping[str, Any]) -> IssuedSession:
     )
 
 
+def _start_key(after: PageKey) -> dict[str, dict[str, str]]:
+    return {"created_at": _s(after.created_at), "pk": _s(f"REQUEST#{after.request_id}"), "sk": _s("STATE")}
+
+
 def _request(item: Mapping[str, Any]) -> AccessRequest:
     def opt(name: str) -> str | None:
         value = item.get(name)
@@ -481,6 +605,7 @@ def _request(item: Mapping[str, Any]) -> AccessRequest:
         decided_at=_dt(opt("decided_at")), note=opt("note"), grant_until=_dt(opt("grant_until")),
         requester_slack=opt("requester_slack"), ticket=opt("ticket"), requester_iss=opt("requester_iss"),
         requester_sub=opt("requester_sub"),
+        slot=int(item["open_slot"]["N"]) if "open_slot" in item else None,
         messages=tuple((m["L"][0]["S"], m["L"][1]["S"]) for m in item.get("messages", {}).get("L", [])),
     )
 

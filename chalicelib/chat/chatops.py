@@ -19,16 +19,19 @@ from chalicelib.access.policy import AccessPolicy
 from chalicelib.audit import CallContext
 from chalicelib.aws.store import AccessStore
 from chalicelib.broker import Broker
+from chalicelib.chat import messages
 from chalicelib.chat.directory import Directory
-from chalicelib.chat.slack import HELP, SlackApi, decided_line, ephemeral, parse_command, parse_duration, request_blocks
+from chalicelib.chat.slack import SlackApi, parse_command, parse_duration
 from chalicelib.console import ConsoleLinks
 from chalicelib.exceptions import BadRequest, RolebrokerError
 from chalicelib.identity.tokens import Identity
 from chalicelib.jit.requests import AccessRequests
-from chalicelib.validation import REQUEST_FIELDS, role_name, validate_fields
+from chalicelib.validation import DECISION_FIELDS, REQUEST_FIELDS, checked_request_id, role_name, validate_fields
 
 LOG = logging.getLogger(__name__)
 ACCESS_LABELS = {"allowed": "allowed", "approval_required": "approval required", "mfa_required": "MFA required"}
+Reply = dict[str, Any]
+SLACK_PAGE = 10  # a Slack reply stays readable; the rest is a command away
 
 
 class ChatOps:
@@ -51,8 +54,8 @@ class ChatOps:
         """The immediate answer, and whether the worker must do the rest."""
         command = parse_command(form.get("text", ""))
         if command.name == "help":
-            return ephemeral(HELP), False
-        return ephemeral(f":hourglass_flowing_sand: working on `/aws {command.name}` ..."), True
+            return messages.help_reply(), False
+        return messages.working_on(command.name), True
 
     # -- in the worker
 
@@ -78,35 +81,25 @@ class ChatOps:
         context = CallContext(request_id=request_id, channel="slack", user_agent="slack")
         try:
             identity = self._directory.slack_identity(form.get("user_id", ""), self._policy(), self._slack)
-            handler = getattr(self, f"_cmd_{command.name}", None)
+            handler = getattr(self, "_cmd_" + command.name, None)
             if handler is None:
-                return ephemeral(HELP)
-            message: dict[str, Any] = handler(identity, command.args, command.rest, context,
-                                              form.get("user_id", ""))
+                return messages.help_reply()
+            message: Reply = handler(identity, command.args, command.rest, context, form.get("user_id", ""))
             return message
         except RolebrokerError as exc:
-            return ephemeral(f":warning: {exc}")
+            return messages.warning(str(exc))
 
-    def _cmd_roles(self, identity: Identity, args: list[str], rest: str, context: CallContext,
-                   user: str) -> dict[str, Any]:
-        roles = self._broker.roles(identity)
-        if not roles:
-            return ephemeral(f"No roles for {identity.subject}. If you expected some, sign in once with "
-                             "`rolebroker login` so the broker knows your groups.")
-        lines = [f"• `{r['name']}` — {r['account']} {r['account_id']} ({r['region']}): "
-                 f"{_access_label(r['access'])}" for r in roles]
-        return ephemeral(f"Roles for {identity.subject}:\n" + "\n".join(lines))
+    def _cmd_roles(self, identity: Identity, args: list[str], rest: str, context: CallContext, user: str) -> Reply:
+        return messages.roles_reply(identity.subject, self._broker.roles(identity), ACCESS_LABELS)
 
     def _cmd_console(self, identity: Identity, args: list[str], rest: str, context: CallContext,
-                     user: str) -> dict[str, Any]:
+                     user: str) -> Reply:
         if len(args) != 1:
             raise BadRequest("usage: /aws console ROLE")
-        link = self._console.link(identity, role_name("role", args[0]), context=context)
-        return ephemeral(f"<{link['url']}|Open the AWS console as {link['role']}> "
-                         f"(link valid until {link['expires_at']}; only you can see this)")
+        return messages.console_reply(self._console.link(identity, role_name("role", args[0]), context=context))
 
     def _cmd_request(self, identity: Identity, args: list[str], rest: str, context: CallContext,
-                     user: str) -> dict[str, Any]:
+                     user: str) -> Reply:
         parts = rest.split(maxsplit=2)
         if len(parts) < 3:
             raise BadRequest("usage: /aws request ROLE DURATION REASON (e.g. /aws request prod-breakglass 2h INC-42)")
@@ -114,33 +107,39 @@ class ChatOps:
                                REQUEST_FIELDS)
         request = self._access.create(identity, body["role"], duration_seconds=body["duration_seconds"],
                                       reason=body["reason"], context=context, requester_slack=user)
-        return ephemeral(f"Request `{request.id}` for *{request.role}* is pending; approvers have been asked.")
+        return messages.request_filed(request.to_dict(self._clock()))
 
     def _cmd_requests(self, identity: Identity, args: list[str], rest: str, context: CallContext,
-                      user: str) -> dict[str, Any]:
+                      user: str) -> Reply:
+        if args and (args[0] != "more" or len(args) != 2):
+            raise BadRequest("usage: /aws requests, then /aws requests more TOKEN for the next page")
+        found, next_token = self._access.page(identity, limit=SLACK_PAGE, next_token=args[1] if args else None)
         now = self._clock()
-        requests = self._access.mine_and_approvable(identity)
-        if not requests:
-            return ephemeral("No access requests for you or waiting for you.")
-        lines = [f"• `{r.id}` {r.requester} → *{r.role}* ({r.duration_seconds // 60} min): {r.status_at(now)}"
-                 for r in requests]
-        return ephemeral("\n".join(lines))
+        return messages.requests_reply([r.to_dict(now) for r in found], next_token)
 
     def _cmd_approve(self, identity: Identity, args: list[str], rest: str, context: CallContext,
-                     user: str) -> dict[str, Any]:
+                     user: str) -> Reply:
         if len(args) != 1:
             raise BadRequest("usage: /aws approve ID")
-        request = self._access.approve(identity, args[0], context=context)
-        return ephemeral(f"Approved `{request.id}`: {request.requester} has *{request.role}* until "
-                         f"{request.grant_until.isoformat() if request.grant_until else '?'}.")
+        request = self._access.approve(identity, checked_request_id(args[0]), context=context)
+        return messages.approved_reply(request.to_dict(self._clock()))
 
-    def _cmd_deny(self, identity: Identity, args: list[str], rest: str, context: CallContext,
-                  user: str) -> dict[str, Any]:
+    def _cmd_deny(self, identity: Identity, args: list[str], rest: str, context: CallContext, user: str) -> Reply:
         if not args:
             raise BadRequest("usage: /aws deny ID [REASON]")
-        note = rest.split(maxsplit=1)[1] if len(rest.split(maxsplit=1)) > 1 else None
-        request = self._access.deny(identity, args[0], note=note, context=context)
-        return ephemeral(f"Denied `{request.id}` ({request.requester}, {request.role}).")
+        parts = rest.split(maxsplit=1)
+        # The note is held to the API's rules for a reason: one line, no
+        # control characters, at most 500 characters.
+        note = validate_fields({"reason": parts[1]} if len(parts) > 1 else {}, DECISION_FIELDS).get("reason")
+        request = self._access.deny(identity, checked_request_id(args[0]), note=note, context=context)
+        return messages.denied_reply(request.to_dict(self._clock()))
+
+    def _cmd_cancel(self, identity: Identity, args: list[str], rest: str, context: CallContext,
+                    user: str) -> Reply:
+        if len(args) != 1:
+            raise BadRequest("usage: /aws cancel ID")
+        request = self._access.cancel(identity, checked_request_id(args[0]), context=context)
+        return messages.cancelled_reply(request.to_dict(self._clock()))
 
     def interaction(self, payload: Mapping[str, Any], request_id: str) -> None:
         actions = payload.get("actions") or []
@@ -152,12 +151,13 @@ class ChatOps:
         context = CallContext(request_id=request_id, channel="slack", user_agent="slack")
         try:
             identity = self._directory.slack_identity(user, self._policy(), self._slack)
+            request_id = checked_request_id(str(action.get("value", "")))
             if action.get("action_id") == "approve":
-                self._access.approve(identity, str(action.get("value", "")), context=context)
+                self._access.approve(identity, request_id, context=context)
             elif action.get("action_id") == "deny":
-                self._access.deny(identity, str(action.get("value", "")), note=None, context=context)
+                self._access.deny(identity, request_id, note=None, context=context)
         except RolebrokerError as exc:
-            self._respond(response_url, {**ephemeral(f":warning: {exc}"), "replace_original": False})
+            self._respond(response_url, {**messages.warning(str(exc)), "replace_original": False})
 
     def notify_created(self, request_id: str) -> None:
         policy = self._policy()
@@ -166,29 +166,25 @@ class ChatOps:
             return
         request = self._store.get(request_id)
         role = policy.roles.get(request.role)
-        data = request.to_dict(self._clock())
-        text = f"Access request {request.id}: {request.requester} asks for {request.role}"
-        posted = self._slack.post(channel, text, request_blocks(data, mfa_note=bool(role and role.require_mfa)))
+        text, blocks = messages.approval_request(request.to_dict(self._clock()),
+                                                 description=role.description if role else "",
+                                                 mfa_note=bool(role and role.require_mfa))
+        posted = self._slack.post(channel, text, blocks)
         self._store.add_message(request.id, *posted)
 
     def notify_decided(self, request_id: str) -> None:
         if self._slack is None:
             return
         request = self._store.get(request_id)
+        role = self._policy().roles.get(request.role)
         data = request.to_dict(self._clock())
-        text = f"Access request {request.id}: {decided_line(data)}"
+        text, blocks = messages.decision_update(data, description=role.description if role else "")
         for channel, ts in request.messages:
-            self._slack.update(channel, ts, text, request_blocks(data, mfa_note=False))
+            self._slack.update(channel, ts, text, blocks)
         if request.requester_slack:
-            self._slack.post(request.requester_slack,
-                             f"Your request `{request.id}` for *{request.role}*: {decided_line(data)}")
+            self._slack.post(request.requester_slack, messages.requester_notice(data))
 
     def _respond(self, response_url: str, message: dict[str, Any]) -> None:
         if self._slack is not None and response_url:
             self._slack.respond(response_url, message)
 
-
-def _access_label(access: str) -> str:
-    if access.startswith("granted_until:"):
-        return f"granted until {access.split(':', 1)[1]}"
-    return ACCESS_LABELS.get(access, access)

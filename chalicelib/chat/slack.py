@@ -1,8 +1,6 @@
-"""Slack at the protocol level: signatures, the ``/aws`` grammar, messages
-and the Web API. No policy decisions here; ``chatops.py`` makes those.
-
-Nothing here ever puts a key, a session token or a token into a message:
-the message builders take plain request/role data, never credentials.
+"""Slack at the protocol level: signatures, the ``/aws`` grammar and the Web
+API. No policy decisions here (``chatops.py`` makes those) and no message
+text (``messages.py`` makes all of it).
 """
 
 from __future__ import annotations
@@ -11,27 +9,18 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from slack_sdk.signature import Clock, SignatureVerifier
 
-from chalicelib.exceptions import BadRequest, DependencyDown, Unauthenticated
+from chalicelib.exceptions import BadRequest, ConfigurationError, DependencyDown, Forbidden, Unauthenticated
 
 LOG = logging.getLogger(__name__)
 MAX_SLACK_BODY = 64 * 1024
-HELP = (
-    "*rolebroker* — AWS access from Slack\n"
-    "• `/aws roles` — roles you can use or request\n"
-    "• `/aws console ROLE` — a console sign-in link, only for you\n"
-    "• `/aws request ROLE DURATION REASON` — ask for time-bound access (e.g. `2h`, `30m`)\n"
-    "• `/aws requests` — your requests and those waiting for you\n"
-    "• `/aws approve ID` / `/aws deny ID [REASON]` — decide a request\n"
-    "Credentials never appear in Slack: use `rolebroker credential-process` or `aws --profile`."
-)
-COMMANDS = {"help", "roles", "console", "request", "requests", "approve", "deny"}
+COMMANDS = {"help", "roles", "console", "request", "requests", "approve", "deny", "cancel"}
 
 
 class _Clock(Clock):
@@ -91,6 +80,61 @@ def parse_interaction(form: Mapping[str, str]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class SlackOrigin:
+    """Where a signed Slack request comes from: workspace, organisation, and the user's own workspace."""
+
+    team_id: str | None
+    enterprise_id: str | None
+    user_team_id: str | None = None
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value[:40] if isinstance(value, str) and value else None
+
+
+def command_origin(form: Mapping[str, str]) -> SlackOrigin:
+    return SlackOrigin(_text_or_none(form.get("team_id")), _text_or_none(form.get("enterprise_id")))
+
+
+def interaction_origin(payload: Mapping[str, Any]) -> SlackOrigin:
+    def field(name: str, key: str) -> str | None:
+        holder = payload.get(name)
+        return _text_or_none(holder.get(key)) if isinstance(holder, Mapping) else None
+
+    return SlackOrigin(field("team", "id"), field("enterprise", "id"), field("user", "team_id"))
+
+
+class SlackWorkspaces:
+    """The workspaces (``T…``) and Enterprise Grid organisations (``E…``) the broker serves.
+
+    A request is served only from one of them, and only for their own
+    people: a Slack Connect channel shows our buttons to other companies'
+    members, whose clicks carry their own ``user.team_id``, and ``users.info``
+    names their home workspace (or calls them ``is_stranger``).
+    """
+
+    def __init__(self, allowed: Iterable[str]) -> None:
+        self.allowed = frozenset(allowed)
+
+    def refusal(self, origin: SlackOrigin) -> str | None:
+        """Why a request from ``origin`` is not served, or None."""
+        in_organisation = origin.enterprise_id is not None and origin.enterprise_id in self.allowed
+        if origin.team_id not in self.allowed and not in_organisation:
+            return f"Slack workspace {origin.team_id or '-'} is not one this broker serves"
+        if origin.user_team_id and origin.user_team_id not in self.allowed and not in_organisation:
+            return (f"Slack user from workspace {origin.user_team_id} (Slack Connect) is not one of this "
+                    "broker's people")
+        return None
+
+    def is_member(self, user: Mapping[str, Any]) -> bool:
+        """Whether a ``users.info`` user belongs to a served workspace or organisation."""
+        if user.get("is_stranger"):
+            return False
+        enterprise = (user.get("enterprise_user") or {}).get("enterprise_id")
+        return user.get("team_id") in self.allowed or (enterprise is not None and enterprise in self.allowed)
+
+
+@dataclass(frozen=True)
 class Command:
     name: str
     args: list[str]
@@ -119,66 +163,70 @@ def parse_duration(text: str) -> int:
     return hours * 3600 + minutes * 60 + seconds
 
 
-def ephemeral(text: str, blocks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    message: dict[str, Any] = {"response_type": "ephemeral", "text": text}
-    if blocks:
-        message["blocks"] = blocks
-    return message
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_ENCODED_DOTS_AND_SLASHES = ("%2e", "%2f", "%5c")
 
 
-def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+def _split_url(url: str) -> SplitResult | None:
+    """``url`` split, if it is a plain http(s) URL with nothing that parsers read differently."""
+    if not url or any(ch.isspace() or ord(ch) < 0x20 or ch in "\\\x7f" for ch in url):
+        return None
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in _DEFAULT_PORTS or not parts.hostname or "@" in parts.netloc or parts.fragment:
+        return None
+    lowered = parts.path.lower()
+    if any(seq in lowered for seq in _ENCODED_DOTS_AND_SLASHES) or {".", ".."} & set(parts.path.split("/")):
+        return None
+    return parts
 
 
-def request_blocks(request: Mapping[str, Any], *, mfa_note: bool) -> list[dict[str, Any]]:
-    """The approvers' message, with Approve / Deny buttons while pending."""
-    minutes = int(request["duration_seconds"]) // 60
-    lines = [
-        f"*Access request* `{request['id']}`",
-        f"*{request['requester']}* asks for *{request['role']}* for {minutes} min.",
-        f"> {_escape(request['reason'])}",
-    ]
-    blocks: list[dict[str, Any]] = [_section("\n".join(lines))]
-    if request["status"] == "pending":
-        if mfa_note:
-            blocks.append(_section(":lock: This role requires MFA, which Slack cannot prove: approve with "
-                                   f"`rolebroker approve {request['id']}` or the API."))
-        else:
-            blocks.append({"type": "actions", "block_id": f"decide:{request['id']}", "elements": [
-                {"type": "button", "action_id": "approve", "style": "primary", "value": request["id"],
-                 "text": {"type": "plain_text", "text": "Approve"}},
-                {"type": "button", "action_id": "deny", "style": "danger", "value": request["id"],
-                 "text": {"type": "plain_text", "text": "Deny"}},
-            ]})
-    else:
-        blocks.append(_section(decided_line(request)))
-    return blocks
+@dataclass(frozen=True)
+class UrlPlace:
+    """Where a URL may point: a scheme, a host, a port and a path prefix.
 
+    Compared part by part after parsing, never as text: a prefix without its
+    trailing slash would otherwise let ``hooks.slack.com.evil.example`` in, and
+    ``/hooks/../api/`` would pass a path prefix it leaves.
+    """
 
-def decided_line(request: Mapping[str, Any]) -> str:
-    status = request["status"]
-    who = request.get("decided_by") or "nobody"
-    when = request.get("decided_at") or ""
-    line = f"*{status.capitalize()}* by {who} at {when}"
-    if status == "approved" and request.get("grant_until"):
-        line += f"; access until {request['grant_until']}"
-    if request.get("note"):
-        line += f" ({_escape(request['note'])})"
-    return line
+    scheme: str
+    host: str
+    port: int
+    path: str
 
+    @classmethod
+    def parse(cls, prefix: str) -> UrlPlace:
+        parts = _split_url(prefix)
+        if parts is None or parts.query:
+            raise ConfigurationError(f"response URL prefix {prefix!r} must be an http(s) URL with a host and an "
+                                     "optional path, e.g. https://hooks.slack.com/")
+        path = parts.path if parts.path.endswith("/") else parts.path + "/"
+        return cls(parts.scheme.lower(), parts.hostname or "", parts.port or _DEFAULT_PORTS[parts.scheme.lower()],
+                   path)
 
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    def holds(self, url: str) -> bool:
+        parts = _split_url(url)
+        if parts is None:
+            return False
+        scheme = parts.scheme.lower()
+        return (scheme == self.scheme and parts.hostname == self.host
+                and (parts.port or _DEFAULT_PORTS[scheme]) == self.port and parts.path.startswith(self.path))
 
 
 class SlackApi:
     """The Web API calls we make, through slack_sdk's ``WebClient``."""
 
     def __init__(self, client_factory: Callable[[], Any], *, response_url_prefixes: tuple[str, ...],
-                 webhook_factory: Callable[[str], Any] | None = None) -> None:
+                 workspaces: SlackWorkspaces, webhook_factory: Callable[[str], Any] | None = None) -> None:
         self._client_factory = client_factory
         self._web: Any = None
         self._prefixes = response_url_prefixes
+        self._places = [UrlPlace.parse(prefix) for prefix in response_url_prefixes]
+        self._workspaces = workspaces
         self._webhook_factory = webhook_factory or _webhook
 
     @property
@@ -201,8 +249,11 @@ class SlackApi:
         except (SlackClientError, OSError) as exc:
             raise DependencyDown("Slack did not answer the profile lookup; try again in a moment") from exc
         user = answer.get("user") or {}
-        if user.get("deleted") or user.get("is_bot") or user.get("is_restricted"):
+        if user.get("deleted") or user.get("is_bot") or user.get("is_restricted") or user.get("is_ultra_restricted"):
             return None  # guests and bots never act as a broker identity
+        if not self._workspaces.is_member(user):
+            raise Forbidden("your Slack account belongs to another organisation or workspace (Slack Connect); "
+                            "rolebroker acts only for its own organisation's people")
         email = (user.get("profile") or {}).get("email")
         return email if isinstance(email, str) and email else None
 
@@ -214,7 +265,7 @@ class SlackApi:
         self._client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
 
     def respond(self, response_url: str, message: dict[str, Any]) -> None:
-        if not response_url.startswith(self._prefixes):
+        if not any(place.holds(response_url) for place in self._places):
             LOG.warning("refusing to post to a response_url outside %s", self._prefixes)
             return
         self._webhook_factory(response_url).send_dict(message)

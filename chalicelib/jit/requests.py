@@ -14,15 +14,66 @@ another claim of the same IdP account can approve its own request.
 
 from __future__ import annotations
 
+import base64
+import json
+import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from chalicelib.access.policy import AccessPolicy, Role, decide
+from chalicelib.access.policy import MAX_GRANT_SECONDS, AccessPolicy, Role, decide
 from chalicelib.audit import AuditLog, CallContext
-from chalicelib.aws.store import APPROVED, PENDING, AccessRequest, AccessStore
-from chalicelib.exceptions import BadRequest, Conflict, Forbidden, NotFound
+from chalicelib.aws.store import APPROVED, PENDING, AccessRequest, AccessStore, PageKey, page_key
+from chalicelib.exceptions import BadRequest, Conflict, Forbidden, NotFound, SlotTaken, Throttled
 from chalicelib.identity.tokens import Identity
+from chalicelib.validation import checked_request_id
+
+DEFAULT_MAX_OPEN = 5
+PAGE_LIMIT = 50
+MAX_PAGE_LIMIT = 100
+READ_BATCH = 100
+MAX_READS_PER_PAGE = 5
+PENDING_PHASE, OWN_PHASE = "p", "o"
+_TOKEN_KEYS = {"p", "i", "a"}
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where the next page starts: a phase (approvable, then own) and a position in it."""
+
+    phase: str
+    key: PageKey | None = None
+
+
+def encode_cursor(cursor: Cursor) -> str:
+    data: dict[str, str] = {"p": cursor.phase}
+    if cursor.key is not None:
+        data.update(i=cursor.key.request_id, a=cursor.key.created_at)
+    raw = json.dumps(data, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(token: str) -> Cursor:
+    """A ``next_token`` back into a cursor; anything we did not make is a 400.
+
+    The token carries only a position; every query is still scoped to the
+    caller, so an edited token can skip or repeat the caller's own items,
+    never show anyone else's.
+    """
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        if not isinstance(data, dict) or not set(data) <= _TOKEN_KEYS or data.get("p") not in (PENDING_PHASE,
+                                                                                                 OWN_PHASE):
+            raise ValueError
+        key = None
+        if "i" in data or "a" in data:
+            key = PageKey(checked_request_id(data["i"]), data["a"])
+            if datetime.fromisoformat(key.created_at).utcoffset() is None:
+                raise ValueError
+        return Cursor(data["p"], key)
+    except (ValueError, TypeError, KeyError, NotFound):
+        raise BadRequest("next_token is not one this broker gave out; list again without it") from None
 
 
 class Notifier(Protocol):
@@ -41,7 +92,9 @@ class SilentNotifier:
 
 class AccessRequests:
     def __init__(self, *, policy: Callable[[], AccessPolicy], store: AccessStore, audit: AuditLog,
-                 clock: Callable[[], datetime], notifier: Notifier | None = None) -> None:
+                 clock: Callable[[], datetime], notifier: Notifier | None = None,
+                 max_open: int = DEFAULT_MAX_OPEN) -> None:
+        self._max_open = max_open
         self._policy = policy
         self._store = store
         self._audit = audit
@@ -59,13 +112,38 @@ class AccessRequests:
             raise Forbidden(f"you may not request role {role.name}: {decision.reason}")
         if duration_seconds > role.approval.max_grant_seconds:
             raise BadRequest(f"role {role.name} grants at most {role.approval.max_grant_seconds} seconds")
-        request = self._store.create(role=role.name, requester=identity.principal.key,
-                                     duration_seconds=duration_seconds, reason=reason, now=self._clock(),
-                                     pending_seconds=role.approval.pending_timeout_seconds,
-                                     requester_slack=requester_slack, requester_sub=identity.iss_sub)
+        request = self._create_within_cap(identity, role, context, duration_seconds=duration_seconds, reason=reason,
+                                          pending_seconds=role.approval.pending_timeout_seconds,
+                                          requester_slack=requester_slack)
         self._record("request", "created", context, identity, role, reason, request_ref=request.id)
         self.notifier.request_created(request.id)
         return request
+
+    def _create_within_cap(self, identity: Identity, role: Role, context: CallContext, **fields: Any) -> AccessRequest:
+        """Create the request in a free open-request slot; the store's condition settles races.
+
+        Each lost race means another request took a slot (or raced us for
+        it), so ``max_open + 1`` attempts always end in a created request or
+        the clear cap message, not in giving up while a slot is free.
+        """
+        for _ in range(self._max_open + 1):
+            now = self._clock()
+            held = self._store.open_requests(identity.principal.key, now)
+            if len(held) >= self._max_open:
+                self._record("request", "denied", context, identity, role, "too many open requests")
+                shown = ", ".join(sorted(held.values()))
+                raise Throttled(
+                    f"you have {len(held)} open access requests ({shown}); one person may have at most "
+                    f"{self._max_open} at once. Cancel one you no longer need (POST /v1/requests/ID/cancel or "
+                    "/aws cancel ID in Slack) or wait for approvers to decide")
+            # A random free slot, so racing creates mostly pick different ones.
+            slot = random.choice(sorted(set(range(self._max_open)) - held.keys()))  # noqa: S311 - not a secret
+            try:
+                return self._store.create(role=role.name, requester=identity.principal.key, now=now, slot=slot,
+                                          requester_sub=identity.iss_sub, **fields)
+            except SlotTaken:
+                continue  # a racing create took it: look again
+        raise Throttled("the request store is busy with your other requests; retry in a moment")
 
     def get(self, identity: Identity, request_id: str) -> tuple[AccessRequest, list[dict[str, Any]]]:
         request = self._visible(identity, request_id)
@@ -73,18 +151,50 @@ class AccessRequests:
                     "note": e.note} for e in self._store.history(request_id)]
         return request, history
 
-    def mine_and_approvable(self, identity: Identity) -> list[AccessRequest]:
+    def page(self, identity: Identity, *, limit: int = PAGE_LIMIT,
+             next_token: str | None = None) -> tuple[list[AccessRequest], str | None]:
+        """The caller's page of requests and the token for the next (None: that was the last).
+
+        First the pending requests the caller may decide, oldest first (they
+        wait for someone), then the caller's own, newest first. Each page is
+        bounded work whatever the table holds: at most a few reads of the
+        pending index, so a page may come back short, with a token to go on.
+        """
         policy = self._policy()
-        own = self._store.by_requester(identity.principal.key)
-        approvable = [r for r in self._store.pending()
-                      if not _is_own(r, identity) and self._is_approver(policy, r.role, identity)]
-        seen: set[str] = set()
-        result = []
-        for request in own + approvable:
-            if request.id not in seen:
-                seen.add(request.id)
-                result.append(request)
-        return result
+        cursor = decode_cursor(next_token) if next_token else Cursor(PENDING_PHASE)
+        found: list[AccessRequest] = []
+        if cursor.phase == PENDING_PHASE:
+            if any(role.approval and role.approval.is_approver(identity) for role in policy.roles.values()):
+                found, after = self._approvable(policy, identity, cursor.key, limit)
+                if after is not None:
+                    return found, encode_cursor(after)
+            cursor = Cursor(OWN_PHASE)
+        own, after = self._own(identity, cursor.key, limit - len(found))
+        return found + own, encode_cursor(after) if after else None
+
+    def _approvable(self, policy: AccessPolicy, identity: Identity, key: PageKey | None,
+                    want: int) -> tuple[list[AccessRequest], Cursor | None]:
+        now = self._clock()
+        oldest = now - timedelta(seconds=MAX_GRANT_SECONDS)  # the longest pending timeout a policy may set
+        found: list[AccessRequest] = []
+        for _ in range(MAX_READS_PER_PAGE):
+            batch, stopped = self._store.pending_page(after=key, limit=READ_BATCH, now=now, created_after=oldest)
+            for request in batch:
+                if not _is_own(request, identity) and self._is_approver(policy, request.role, identity):
+                    if len(found) == want:
+                        return found, Cursor(PENDING_PHASE, key)
+                    found.append(request)
+                key = page_key(request)
+            if stopped is None:
+                return found, None
+            key = stopped
+        return found, Cursor(PENDING_PHASE, key)
+
+    def _own(self, identity: Identity, key: PageKey | None, want: int) -> tuple[list[AccessRequest], Cursor | None]:
+        batch, stopped = self._store.requester_page(identity.principal.key, after=key, limit=want + 1)
+        if len(batch) > want:
+            return batch[:want], Cursor(OWN_PHASE, page_key(batch[want - 1]) if want else key)
+        return batch, Cursor(OWN_PHASE, stopped) if stopped else None
 
     def approve(self, identity: Identity, request_id: str, *, context: CallContext) -> AccessRequest:
         request, role = self._decidable(identity, request_id, context, "approve")
@@ -115,13 +225,13 @@ class AccessRequests:
         return self._store.get(request.id)
 
     def cancel(self, identity: Identity, request_id: str, *, context: CallContext) -> AccessRequest:
-        request = self._visible(identity, request_id)
+        policy = self._policy()
+        request = self._visible(identity, request_id, policy)
         if request.requester != identity.principal.key:
             raise Forbidden("only the requester can cancel a request")
         self._require_status(request, PENDING)
         self._store.cancel(request, who=identity.principal.key, now=self._clock())
-        self._audit.record(action="cancel", outcome="cancelled", context=context, identity=identity,
-                           role=request.role, request_ref=request.id)
+        self._record_change("cancel", "cancelled", context, identity, request, "", policy)
         self.notifier.request_decided(request.id)
         return self._store.get(request.id)
 
@@ -132,9 +242,7 @@ class AccessRequests:
             raise Forbidden(f"only an approver of role {request.role} can revoke its grants")
         self._require_status(request, APPROVED)
         self._store.revoke(request, who=identity.principal.key, now=self._clock(), note=note)
-        self._audit.record(action="revoke", outcome="revoked", context=context, identity=identity,
-                           role=request.role, request_ref=request.id, requester=request.requester,
-                           reason=note or "")
+        self._record_change("revoke", "revoked", context, identity, request, note or "", policy)
         self.notifier.request_decided(request.id)
         return self._store.get(request.id)
 
@@ -172,6 +280,15 @@ class AccessRequests:
     def _is_approver(policy: AccessPolicy, role_name: str, identity: Identity) -> bool:
         role = policy.roles.get(role_name)
         return bool(role and role.approval and role.approval.is_approver(identity))
+
+    def _record_change(self, action: str, outcome: str, context: CallContext, identity: Identity,
+                       request: AccessRequest, reason: str, policy: AccessPolicy) -> None:
+        # The role may have left the policy since the request was made; the
+        # line still names it, without an account.
+        role = policy.roles.get(request.role)
+        self._audit.record(action=action, outcome=outcome, context=context, identity=identity, reason=reason,
+                           role=request.role, account=role.account.id if role else None, request_ref=request.id,
+                           requester=request.requester)
 
     def _record(self, action: str, outcome: str, context: CallContext, identity: Identity, role: Role,
                 reason: str, **fields: Any) -> None:

@@ -189,6 +189,7 @@ def test_settings_are_read_from_exactly_the_stages_parameters(example: Any) -> N
         "arn:aws:ssm:*:*:parameter/rolebroker/prod/access-policy",
         "arn:aws:ssm:*:*:parameter/rolebroker/prod/slack-bot-token",
         "arn:aws:ssm:*:*:parameter/rolebroker/prod/slack-signing-secret",
+        "arn:aws:ssm:*:*:parameter/rolebroker/prod/task-signing-key",
     ]
     assert not statements_with(prod_policy(example), "s3:")
 

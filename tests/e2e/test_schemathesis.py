@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from devstack.stack import LocalStack
 
@@ -30,6 +31,9 @@ def test_api_never_fails_and_matches_its_spec(case: schemathesis.Case, stack: Lo
         # TRACE, QUERY, ... never reach the app: chalice local's http.server
         # answers 501 itself, and API Gateway answers them when deployed.
         return
+    # A next_token is opaque: only the broker knows which strings it gave out, so a schema-valid
+    # one it did not make is rightly a 400, which the positive-data check would call a failure.
+    excluded = [positive_data_acceptance] if "next_token" in (case.query or {}) else []
     response = case.call_and_validate(base_url=stack.broker_url, headers={"Authorization": f"Bearer {token}"},
-                                      excluded_checks=[])
+                                      excluded_checks=excluded)
     assert response.status_code < 500

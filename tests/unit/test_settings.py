@@ -39,6 +39,7 @@ def test_longer_sessions_with_a_source_principal() -> None:
 
 def test_secrets_are_not_in_repr() -> None:
     settings = Settings.from_environ({**BASE, "ROLEBROKER_SLACK_SIGNING_SECRET": "s3cr3t-value",
+                                      "ROLEBROKER_SLACK_TEAM_ID": "T0001",
                                       "ROLEBROKER_SLACK_BOT_TOKEN": "fake-bot-token-secret"})
     assert "s3cr3t-value" not in repr(settings) and "fake-bot-token-secret" not in repr(settings)
 
@@ -86,3 +87,49 @@ def test_the_default_issuer_comes_from_the_existing_variables() -> None:
 def test_bad_identity_settings_fail_clearly(extra: dict[str, str], fragment: str) -> None:
     with pytest.raises(ConfigurationError, match=fragment):
         Settings.from_environ({**BASE, **extra})
+
+
+SLACK = {**BASE, "ROLEBROKER_SLACK_SIGNING_SECRET": "ssm:/rolebroker/prod/slack-signing-secret"}
+
+
+def test_slack_needs_the_workspaces_it_serves() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_environ(SLACK)
+    assert "ROLEBROKER_SLACK_TEAM_ID" in str(caught.value)
+    settings = Settings.from_environ({**SLACK, "ROLEBROKER_SLACK_TEAM_ID": "T0123ABCD, E0456EFGH"})
+    assert settings.slack_team_ids == ("T0123ABCD", "E0456EFGH")
+
+
+@pytest.mark.parametrize("value", ["acme", "T0123ABCD,acme", "t0123abcd", "U0123ABCD", "T"])
+def test_slack_workspace_ids_look_like_slack_ids(value: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_environ({**SLACK, "ROLEBROKER_SLACK_TEAM_ID": value})
+    assert "ROLEBROKER_SLACK_TEAM_ID" in str(caught.value)
+
+
+def test_a_worker_function_needs_a_task_signing_key() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_environ({**BASE, "ROLEBROKER_WORKER_FUNCTION": "rolebroker-prod-slack_worker"})
+    assert "ROLEBROKER_TASK_SIGNING_KEY" in str(caught.value)
+    settings = Settings.from_environ({**BASE, "ROLEBROKER_WORKER_FUNCTION": "rolebroker-prod-slack_worker",
+                                      "ROLEBROKER_TASK_SIGNING_KEY": "ssm:/rolebroker/prod/task-signing-key"})
+    assert settings.task_signing_key == "ssm:/rolebroker/prod/task-signing-key"
+    assert "task-signing-key" not in repr(settings)
+
+
+def test_a_literal_task_signing_key_must_be_long_enough() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_environ({**BASE, "ROLEBROKER_TASK_SIGNING_KEY": "tooshort"})
+    assert "32" in str(caught.value) and "tooshort" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("value", "cap"), [("", 5), ("1", 1), ("100", 100)])
+def test_the_open_request_cap(value: str, cap: int) -> None:
+    assert Settings.from_environ({**BASE, "ROLEBROKER_MAX_OPEN_REQUESTS": value}).max_open_requests == cap
+
+
+@pytest.mark.parametrize("value", ["0", "101", "five"])
+def test_a_bad_open_request_cap_is_refused(value: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_environ({**BASE, "ROLEBROKER_MAX_OPEN_REQUESTS": value})
+    assert "ROLEBROKER_MAX_OPEN_REQUESTS" in str(caught.value)

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from chalicelib.chat.slack import SlackRequestVerifier, parse_command, parse_duration, request_blocks
-from chalicelib.exceptions import BadRequest, Unauthenticated
+from chalicelib.chat.slack import SlackApi, SlackRequestVerifier, SlackWorkspaces, parse_command, parse_duration
+from chalicelib.exceptions import BadRequest, ConfigurationError, Unauthenticated
 
 # https://api.slack.com/authentication/verifying-requests-from-slack (the worked example)
 SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -90,14 +90,61 @@ def test_bad_durations(text: str) -> None:
         parse_duration(text)
 
 
-def test_request_message_has_buttons_only_while_pending_and_escapes_reason() -> None:
-    request = {"id": "abc", "requester": "bob@example.com", "role": "r", "duration_seconds": 3600,
-               "reason": "<!channel> please", "status": "pending"}
-    blocks = request_blocks(request, mfa_note=False)
-    assert blocks[-1]["type"] == "actions"
-    assert "&lt;!channel&gt;" in blocks[0]["text"]["text"]
-    assert request_blocks(request, mfa_note=True)[-1]["type"] == "section"
-    decided = request_blocks({**request, "status": "approved", "decided_by": "carol@example.com",
-                              "decided_at": "2026-01-01T00:00:00+00:00"}, mfa_note=False)
-    assert all(b["type"] != "actions" for b in decided)
-    assert "Approved* by carol@example.com" in decided[-1]["text"]["text"]
+
+class RecordingWebhooks:
+    def __init__(self) -> None:
+        self.urls: list[str] = []
+
+    def __call__(self, url: str) -> RecordingWebhooks:
+        self.urls.append(url)
+        return self
+
+    def send_dict(self, message: dict[str, object]) -> None:
+        pass
+
+
+def slack_api(*prefixes: str) -> tuple[SlackApi, RecordingWebhooks]:
+    hooks = RecordingWebhooks()
+    return SlackApi(lambda: None, response_url_prefixes=prefixes, workspaces=SlackWorkspaces(["T0001"]),
+                    webhook_factory=hooks), hooks
+
+
+@pytest.mark.parametrize(("prefix", "url"), [
+    ("https://hooks.slack.com", "https://hooks.slack.com.evil.example/commands/T1/2/3"),
+    ("https://hooks.slack.com", "https://hooks.slack.com@evil.example/commands/T1/2/3"),
+    ("https://hooks.slack.com/", "https://user:pw@hooks.slack.com/commands/T1/2/3"),
+    ("https://hooks.slack.com/", "http://hooks.slack.com/commands/T1/2/3"),
+    ("https://hooks.slack.com/", "https://hooks.slack.com:8443/commands/T1/2/3"),
+    ("https://hooks.slack.com/commands/", "https://hooks.slack.com/commands/../api/chat.postMessage"),
+    ("https://hooks.slack.com/commands/", "https://hooks.slack.com/commands/%2e%2e/api/chat.postMessage"),
+    ("https://hooks.slack.com/commands/", "https://hooks.slack.com/commands\\..\\api"),
+    ("https://hooks.slack.com/commands/", "https://hooks.slack.com/commandsX/1"),
+    ("http://127.0.0.1:8003/hooks/", "http://127.0.0.1:8003/hooks/../api/chat.postMessage"),
+    ("http://127.0.0.1:8003/hooks/", "http://127.0.0.1:8004/hooks/1"),
+    ("https://hooks.slack.com/", "https://hooks.slack.com/commands/1 2"),
+    ("https://hooks.slack.com/", "javascript://hooks.slack.com/%0aalert(1)"),
+    ("https://hooks.slack.com/", ""),
+])
+def test_response_urls_outside_the_configured_place_are_refused(prefix: str, url: str) -> None:
+    api, hooks = slack_api(prefix)
+    api.respond(url, {"text": "hi"})
+    assert hooks.urls == []
+
+
+@pytest.mark.parametrize(("prefix", "url"), [
+    ("https://hooks.slack.com/", "https://hooks.slack.com/commands/T1DC2JH3J/397700885554/96rGlfmibIGlgcZRskXaIFfN"),
+    ("https://hooks.slack.com", "https://hooks.slack.com/actions/T1/2/3"),
+    ("https://hooks.slack.com/", "https://HOOKS.slack.com/commands/T1/2/3"),
+    ("https://hooks.slack.com/", "https://hooks.slack.com:443/commands/T1/2/3"),
+    ("http://127.0.0.1:8003/hooks/", "http://127.0.0.1:8003/hooks/abc"),
+])
+def test_response_urls_in_the_configured_place_are_used(prefix: str, url: str) -> None:
+    api, hooks = slack_api(prefix)
+    api.respond(url, {"text": "hi"})
+    assert hooks.urls == [url]
+
+
+@pytest.mark.parametrize("prefix", ["hooks.slack.com", "ftp://hooks.slack.com/", "https:///x", "https://a@b/"])
+def test_a_bad_response_url_prefix_is_a_configuration_error(prefix: str) -> None:
+    with pytest.raises(ConfigurationError):
+        slack_api(prefix)

@@ -1,0 +1,144 @@
+"""Slack text: one cleaner, used by every message builder, and no Slack text
+built anywhere else."""
+
+from __future__ import annotations
+
+import ast
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib.chat import messages
+from chalicelib.chat.messages import inline
+
+ROOT = Path(__file__).resolve().parents[2]
+HOSTILE = "<!channel> & <https://evil.example|click>\n*Approved* by mallory\u2028\u2029\u202e\u200b\x00\x1b[31m"
+
+
+@pytest.mark.parametrize(("raw", "shown"), [
+    ("<!channel>", "&lt;!channel&gt;"),
+    ("a & b", "a &amp; b"),
+    ("&lt;", "&amp;lt;"),
+    ("<https://evil.example|docs>", "&lt;https://evil.example|docs&gt;"),
+    ("line one\n*Approved* by x", "line one *Approved* by x"),
+    ("tab\there\r\nand\x0bthere", "tab here and there"),
+    ("a\u2028b\u2029c\x85d", "a b c d"),
+    ("evil\u202etxt.exe\u200b", "eviltxt.exe"),
+    ("\x00\x07\x1b[31mred", "[31mred"),
+    ("  spaced   out  ", "spaced out"),
+    (None, ""),
+    (42, "42"),
+])
+def test_inline_makes_one_plain_escaped_line(raw: object, shown: str) -> None:
+    assert inline(raw) == shown
+
+
+def test_inline_caps_before_escaping() -> None:
+    assert inline("x" * 500, 10) == "x" * 9 + "…"
+    capped = inline("<" * 50, 10)
+    assert capped == "&lt;" * 9 + "…"
+    assert inline("a" * 10, 10) == "a" * 10
+
+
+REQUEST = {"id": HOSTILE, "role": HOSTILE, "requester": HOSTILE, "duration_seconds": 3600, "reason": HOSTILE * 20,
+           "status": "approved", "decided_by": HOSTILE, "decided_at": HOSTILE, "note": HOSTILE * 20,
+           "grant_until": HOSTILE, "created_at": HOSTILE, "pending_until": HOSTILE}
+ROLE = {"name": HOSTILE, "account": HOSTILE, "account_id": HOSTILE, "region": HOSTILE,
+        "access": "granted_until:" + HOSTILE}
+BUILDERS: dict[str, Callable[[], Any]] = {
+    "working_on": lambda: messages.working_on(HOSTILE),
+    "warning": lambda: messages.warning(HOSTILE * 50),
+    "roles_reply": lambda: messages.roles_reply(HOSTILE, [ROLE] * 3, {}),
+    "no_roles": lambda: messages.roles_reply(HOSTILE, [], {}),
+    "console_reply": lambda: messages.console_reply({"url": "https://signin.example/x?a=1|<b>", "role": HOSTILE,
+                                                     "expires_at": HOSTILE}),
+    "request_filed": lambda: messages.request_filed(REQUEST),
+    "requests_reply": lambda: messages.requests_reply([REQUEST, {**REQUEST, "status": HOSTILE}], HOSTILE),
+    "approved_reply": lambda: messages.approved_reply(REQUEST),
+    "denied_reply": lambda: messages.denied_reply(REQUEST),
+    "cancelled_reply": lambda: messages.cancelled_reply(REQUEST),
+    "approval_request": lambda: messages.approval_request({**REQUEST, "status": "pending"}, description=HOSTILE,
+                                                          mfa_note=False),
+    "approval_request_mfa": lambda: messages.approval_request({**REQUEST, "status": "pending"}, mfa_note=True),
+    "decision_update": lambda: messages.decision_update(REQUEST, description=HOSTILE * 30),
+    "requester_notice": lambda: messages.requester_notice(REQUEST),
+}
+
+
+def shown_texts(message: Any) -> list[str]:
+    """Every string Slack would render from a message (texts, fallback text, block texts)."""
+    found: list[str] = []
+
+    def walk(value: Any, key: str = "") -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, k)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v, key)
+        elif isinstance(value, str) and key in {"text", ""}:
+            found.append(value)
+
+    walk(message)
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_every_builder_cleans_every_value(name: str) -> None:
+    texts = shown_texts(BUILDERS[name]())
+    assert texts
+    for text in texts:
+        for raw in ("<!", "<https://evil", "\u2028", "\u2029", "\u202e", "\u200b", "\x00", "\x1b"):
+            assert raw not in text, (name, raw, text)
+        assert not any(line.lstrip("•> _").startswith("*Approved* by mallory") for line in text.splitlines()), text
+        assert len(text) < 4000, (name, len(text))
+
+
+def test_the_approvers_message_has_buttons_only_while_pending() -> None:
+    pending = {**REQUEST, "id": "0123456789ab", "status": "pending"}
+    _, blocks = messages.approval_request(pending, mfa_note=False)
+    assert blocks[-1]["type"] == "actions"
+    assert [b["value"] for b in blocks[-1]["elements"]] == ["0123456789ab", "0123456789ab"]
+    assert messages.approval_request(pending, mfa_note=True)[1][-1]["type"] == "section"
+    _, decided = messages.decision_update({**pending, "status": "approved", "decided_by": "carol@example.com"})
+    assert all(b["type"] != "actions" for b in decided)
+    assert decided[-1]["text"]["text"].startswith("*Approved* by carol@example.com")
+
+
+def test_long_role_lists_point_to_the_client() -> None:
+    roles = [{**ROLE, "name": f"role-{i}", "access": "allowed"} for i in range(messages.LIST_LINES + 7)]
+    text = messages.roles_reply("bob@example.com", roles, {})["text"]
+    assert text.count("\n• ") == messages.LIST_LINES and "… and 7 more: `rolebroker roles`" in text
+
+
+def test_console_links_keep_their_url_and_cannot_break_out_of_it() -> None:
+    reply = messages.console_reply({"url": "https://signin.aws.amazon.com/federation?Action=login&SigninToken=abc",
+                                    "role": "readonly", "expires_at": "2026-01-01T00:15:00+00:00"})
+    assert reply["text"].startswith("<https://signin.aws.amazon.com/federation?Action=login&SigninToken=abc|")
+    odd = messages.console_reply({"url": "https://x.example/?q=a|b>c<d e", "role": "r", "expires_at": "t"})
+    assert odd["text"].startswith("<https://x.example/?q=a%7Cb%3Ec%3Cd%20e|Open the AWS console as r>")
+
+
+def test_no_slack_text_is_built_outside_the_builders() -> None:
+    """In chatops.py an f-string may only be an error message (which ``messages.warning`` cleans)."""
+    tree = ast.parse((ROOT / "chalicelib" / "chat" / "chatops.py").read_text())
+    allowed: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+            allowed |= {id(arg) for arg in node.exc.args}
+    strays = [node.lineno for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) and id(node) not in allowed
+              and not _inside_logging(tree, node)]
+    assert strays == [], f"chatops.py builds text outside chalicelib/chat/messages.py at lines {strays}"
+    assert "ephemeral(" not in json.dumps((ROOT / "app.py").read_text())
+
+
+def _inside_logging(tree: ast.AST, target: ast.AST) -> bool:
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and isinstance(node.func.value,
+                                                                                              ast.Name)
+                and node.func.value.id == "LOG" and target in node.args):
+            return True
+    return False

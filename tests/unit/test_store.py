@@ -1,0 +1,163 @@
+"""How the store turns DynamoDB's refusals into the broker's errors.
+
+Each case is the exact error botocore raises (a Stubber queues the parsed
+error, with ``CancellationReasons`` where DynamoDB sends them), so a change in
+the mapping (a race shown as a 503, throttling shown as a conflict) fails here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from botocore.exceptions import EndpointConnectionError
+from botocore.stub import ANY, Stubber
+
+from chalicelib.aws.store import AccessRequest, AccessStore
+from chalicelib.exceptions import Conflict, DependencyDown, RolebrokerError, SlotTaken, Throttled
+from tests.conftest import fake_client
+
+TABLE = "rolebroker-test"
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+PENDING_REQUEST = AccessRequest(id="0123456789ab", role="breakglass", requester="bob@example.com",
+                                duration_seconds=3600, reason="INC-42", status="pending", created_at=NOW,
+                                pending_until=NOW + timedelta(hours=1))
+
+
+@pytest.fixture
+def stubbed() -> Iterator[tuple[AccessStore, Stubber]]:
+    client = fake_client("dynamodb")
+    with Stubber(client) as stubber:
+        yield AccessStore(client, TABLE), stubber
+        stubber.assert_no_pending_responses()
+
+
+def cancelled(stubber: Stubber, *codes: str) -> None:
+    stubber.add_client_error(
+        "transact_write_items", service_error_code="TransactionCanceledException", http_status_code=400,
+        service_message=f"Transaction cancelled, please refer cancellation reasons for specific reasons "
+                        f"[{', '.join(codes)}]",
+        modeled_fields={"CancellationReasons": [{"Code": code} for code in codes]})
+
+
+def deny(store: AccessStore) -> None:
+    store.deny(PENDING_REQUEST, approver="carol@example.com", now=NOW, note=None)
+
+
+@pytest.mark.parametrize(("codes", "expected", "fragment"), [
+    (("ConditionalCheckFailed", "None"), Conflict, "no longer pending"),
+    (("None", "ConditionalCheckFailed"), Conflict, "no longer pending"),
+    (("ConditionalCheckFailed", "TransactionConflict"), Conflict, "no longer pending"),
+    (("TransactionConflict", "None"), Throttled, "busy"),
+    (("None", "TransactionConflict"), Throttled, "busy"),
+    (("ThrottlingError", "None"), Throttled, "busy"),
+    (("ProvisionedThroughputExceeded", "None"), Throttled, "busy"),
+    (("ValidationError", "None"), DependencyDown, "an operator must check it"),
+])
+def test_cancelled_transactions_map_by_their_reasons(stubbed: tuple[AccessStore, Stubber], codes: tuple[str, ...],
+                                                     expected: type[RolebrokerError], fragment: str) -> None:
+    store, stubber = stubbed
+    cancelled(stubber, *codes)
+    with pytest.raises(expected) as caught:
+        deny(store)
+    assert type(caught.value) is expected
+    assert fragment in str(caught.value)
+
+
+@pytest.mark.parametrize(("code", "expected"), [
+    ("TransactionConflictException", Throttled),
+    ("ProvisionedThroughputExceededException", Throttled),
+    ("ThrottlingException", Throttled),
+    ("RequestLimitExceeded", Throttled),
+    ("ResourceNotFoundException", DependencyDown),
+    ("AccessDeniedException", DependencyDown),
+])
+def test_other_transaction_errors_map_by_code(stubbed: tuple[AccessStore, Stubber], code: str,
+                                              expected: type[RolebrokerError]) -> None:
+    store, stubber = stubbed
+    stubber.add_client_error("transact_write_items", service_error_code=code, http_status_code=400)
+    with pytest.raises(expected) as caught:
+        deny(store)
+    assert type(caught.value) is expected
+
+
+def test_a_failed_condition_outside_a_transaction_is_a_conflict(stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    stubber.add_client_error("update_item", service_error_code="ConditionalCheckFailedException",
+                             http_status_code=400)
+    with pytest.raises(Conflict):
+        store.add_message("0123456789ab", "C0APPROVALS", "1700000000.000100")
+
+
+def test_an_unreachable_table_is_a_503(stubbed: tuple[AccessStore, Stubber], monkeypatch: pytest.MonkeyPatch) -> None:
+    store, _ = stubbed
+
+    def unreachable(**kwargs: Any) -> None:
+        raise EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
+
+    monkeypatch.setattr(store._client, "transact_write_items", unreachable)
+    with pytest.raises(DependencyDown) as caught:
+        deny(store)
+    assert "unreachable" in str(caught.value)
+
+
+def test_deny_is_one_conditional_transaction(stubbed: tuple[AccessStore, Stubber]) -> None:
+    """The condition that keeps requesters from deciding their own request is sent to DynamoDB."""
+    store, stubber = stubbed
+    stubber.add_response("transact_write_items", {}, {"TransactItems": [
+        {"Update": {
+            "TableName": TABLE, "Key": {"pk": {"S": "REQUEST#0123456789ab"}, "sk": {"S": "STATE"}},
+            "UpdateExpression": ANY,
+            "ConditionExpression": "#status = :from AND pending_until > :now AND requester <> :who",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": ANY,
+        }},
+        {"Put": {"TableName": TABLE, "Item": ANY, "ConditionExpression": "attribute_not_exists(pk)"}},
+    ]})
+    deny(store)
+
+
+def create_in_slot(store: AccessStore) -> None:
+    store.create(role="breakglass", requester="bob@example.com", duration_seconds=3600, reason="INC-42", now=NOW,
+                 pending_seconds=3600, slot=3)
+
+
+def test_a_new_request_takes_its_slot_in_the_same_transaction(stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    pending_until_us = int((NOW + timedelta(hours=1)).timestamp()) * 1_000_000
+    stubber.add_response("transact_write_items", {}, {"TransactItems": [
+        {"Put": {"TableName": TABLE, "Item": ANY, "ConditionExpression": "attribute_not_exists(pk)"}},
+        {"Put": {"TableName": TABLE, "Item": ANY, "ConditionExpression": "attribute_not_exists(pk)"}},
+        {"Put": {"TableName": TABLE, "Item": {
+            "pk": {"S": "OPEN#bob@example.com"}, "sk": {"S": "SLOT#03"}, "request_id": ANY,
+            "until_us": {"N": str(pending_until_us)}, "expires_at_epoch": ANY},
+            "ConditionExpression": "attribute_not_exists(pk) OR until_us <= :now",
+            "ExpressionAttributeValues": {":now": {"N": str(int(NOW.timestamp()) * 1_000_000)}}}},
+    ]})
+    create_in_slot(store)
+
+
+@pytest.mark.parametrize(("codes", "expected"), [
+    (("None", "None", "ConditionalCheckFailed"), SlotTaken),
+    (("ConditionalCheckFailed", "None", "None"), Conflict),
+    (("None", "None", "TransactionConflict"), SlotTaken),
+    (("TransactionConflict", "None", "None"), Throttled),
+])
+def test_a_taken_slot_is_told_apart_from_other_failures(stubbed: tuple[AccessStore, Stubber], codes: tuple[str, ...],
+                                                        expected: type[RolebrokerError]) -> None:
+    store, stubber = stubbed
+    cancelled(stubber, *codes)
+    with pytest.raises(expected) as caught:
+        create_in_slot(store)
+    assert type(caught.value) is expected
+
+
+def test_deciding_a_request_gives_its_slot_back_if_still_its_own(stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    stubber.add_response("transact_write_items", {}, {"TransactItems": [ANY, ANY, {"Delete": {
+        "TableName": TABLE, "Key": {"pk": {"S": "OPEN#bob@example.com"}, "sk": {"S": "SLOT#03"}},
+        "ConditionExpression": "request_id = :id", "ExpressionAttributeValues": {":id": {"S": "0123456789ab"}}}}]})
+    store.deny(replace(PENDING_REQUEST, slot=3), approver="carol@example.com", now=NOW, note=None)

@@ -1,0 +1,133 @@
+"""Sealing background tasks: HMAC over the exact body, expiry, key rotation,
+and the signing key re-read from SSM so it can be rotated without a deploy."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from chalicelib.aws.secrets import RefreshingSecret
+from chalicelib.chat.tasks import TASK_TTL_SECONDS, TaskSeal, signing_keys
+from chalicelib.exceptions import ConfigurationError, DependencyDown, TaskRejected
+
+OLD = "old-task-signing-key-" + "o" * 32
+NEW = "new-task-signing-key-" + "n" * 32
+NOW = 1_800_000_000.0
+
+
+def seal_with(*keys: str, now: float = NOW) -> TaskSeal:
+    return TaskSeal(lambda: tuple(k.encode() for k in keys), clock=lambda: now, nonce=lambda: "f" * 32)
+
+
+def test_a_sealed_task_opens_with_its_nonce_and_expiry() -> None:
+    envelope = seal_with(OLD).seal({"kind": "request_created", "request_id": "0123456789ab"})
+    assert set(envelope) == {"rolebroker_task", "body", "sig"} and envelope["rolebroker_task"] == 1
+    assert len(envelope["sig"]) == 64 and OLD not in json.dumps(envelope)
+    opened = seal_with(OLD).open(envelope)
+    assert opened.task == {"kind": "request_created", "request_id": "0123456789ab"}
+    assert (opened.nonce, opened.expires_at) == ("f" * 32, int(NOW) + TASK_TTL_SECONDS)
+
+
+def test_rotation_accepts_the_previous_key_and_signs_with_the_first() -> None:
+    during = seal_with(NEW, OLD)
+    during.open(seal_with(OLD).seal({"kind": "x"}))
+    seal_with(NEW).open(during.seal({"kind": "x"}))
+    with pytest.raises(TaskRejected) as caught:
+        seal_with(NEW).open(seal_with(OLD).seal({"kind": "x"}))
+    assert caught.value.reason == "bad signature"
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    (lambda e: {**e, "sig": e["sig"][:-1] + ("0" if e["sig"][-1] != "0" else "1")}, "bad signature"),
+    (lambda e: {**e, "body": e["body"].replace("0123456789ab", "ffffffffffff")}, "bad signature"),
+    (lambda e: {**e, "body": e["body"] + " "}, "bad signature"),
+    (lambda e: {**e, "sig": e["sig"].upper()}, "bad signature"),
+    (lambda e: {**e, "rolebroker_task": True}, "unsigned or malformed task"),
+    (lambda e: {k: v for k, v in e.items() if k != "sig"}, "unsigned or malformed task"),
+    (lambda e: {**e, "body": {"task": {}}}, "unsigned or malformed task"),
+    (lambda e: {**e, "extra": 1}, "unsigned or malformed task"),
+    (lambda e: e["body"], "unsigned or malformed task"),
+    (lambda e: None, "unsigned or malformed task"),
+])
+def test_tampered_or_unsigned_envelopes_are_rejected(change: Any, reason: str) -> None:
+    envelope = seal_with(OLD).seal({"kind": "request_decided", "request_id": "0123456789ab"})
+    with pytest.raises(TaskRejected) as caught:
+        seal_with(OLD).open(change(envelope))
+    assert caught.value.reason == reason
+
+
+def test_a_signed_body_that_is_not_a_task_is_rejected() -> None:
+    sealer = seal_with(OLD)
+    for body in ("[]", '{"task": [], "nonce": "n", "exp": 1}', '{"task": {}, "nonce": 5, "exp": 1}',
+                 '{"task": {}, "nonce": "n", "exp": "soon"}', "not json"):
+        with pytest.raises(TaskRejected) as caught:
+            sealer.open({"rolebroker_task": 1, "body": body, "sig": sealer.sign(body)})
+        assert caught.value.reason == "unsigned or malformed task"
+
+
+def test_expiry_is_checked_against_the_clock() -> None:
+    envelope = seal_with(OLD).seal({"kind": "x"})
+    seal_with(OLD, now=NOW + TASK_TTL_SECONDS - 1).open(envelope)
+    with pytest.raises(TaskRejected) as caught:
+        seal_with(OLD, now=NOW + TASK_TTL_SECONDS).open(envelope)
+    assert caught.value.reason == "expired" and caught.value.kind == "x"
+
+
+@pytest.mark.parametrize("value", ["", " , ", "short", f"{NEW},short"])
+def test_weak_or_missing_keys_are_refused(value: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        signing_keys(value)
+    assert "ROLEBROKER_TASK_SIGNING_KEY" in str(caught.value) and "short" not in str(caught.value)
+
+
+def test_signing_keys_split_on_commas_and_whitespace() -> None:
+    assert signing_keys(f" {NEW},\n{OLD} ") == (NEW.encode(), OLD.encode())
+
+
+class FakeSsm:
+    def __init__(self, value: str) -> None:
+        self.value = value
+        self.calls: list[dict[str, Any]] = []
+        self.down = False
+
+    def get_parameter(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(kwargs)
+        if self.down:
+            raise OSError("unreachable")
+        return {"Parameter": {"Value": self.value}}
+
+
+def test_an_ssm_secret_is_re_read_after_its_lifetime() -> None:
+    ssm = FakeSsm(OLD)
+    now = [100.0]
+    secret = RefreshingSecret("ssm:/rolebroker/prod/task-signing-key", lambda service: ssm, ttl_seconds=300,
+                              monotonic=lambda: now[0])
+    assert secret.get() == OLD and secret.get() == OLD
+    assert ssm.calls == [{"Name": "/rolebroker/prod/task-signing-key", "WithDecryption": True}]
+    ssm.value = f"{NEW},{OLD}"
+    now[0] += 299
+    assert secret.get() == OLD
+    now[0] += 2
+    assert secret.get() == f"{NEW},{OLD}" and len(ssm.calls) == 2
+
+
+def test_a_failed_re_read_keeps_the_last_value_and_a_first_failure_is_a_503() -> None:
+    ssm = FakeSsm(OLD)
+    now = [0.0]
+    secret = RefreshingSecret("ssm:/k", lambda service: ssm, ttl_seconds=300, monotonic=lambda: now[0])
+    assert secret.get() == OLD
+    ssm.down = True
+    now[0] += 301
+    assert secret.get() == OLD
+    fresh = RefreshingSecret("ssm:/k", lambda service: ssm, ttl_seconds=300, monotonic=lambda: now[0])
+    with pytest.raises(DependencyDown):
+        fresh.get()
+
+
+def test_a_literal_secret_is_used_as_is() -> None:
+    def no_ssm(service: str) -> Any:
+        raise AssertionError("a literal needs no SSM call")
+
+    assert RefreshingSecret(NEW, no_ssm).get() == NEW
