@@ -142,7 +142,8 @@ def org_5000_trust(org_files: dict[int, Path], tmp_path_factory: pytest.TempPath
     return out
 
 
-def test_the_500_account_organisation_deploys_from_one_stackset(org_5000_trust: Path, orgs: dict[int, AccessPolicy]) -> None:
+def test_the_500_account_organisation_deploys_from_one_stackset(
+        org_5000_trust: Path, orgs: dict[int, AccessPolicy]) -> None:
     [template_path] = sorted(org_5000_trust.glob("roles-*.yaml"))
     template = yaml.safe_load(template_path.read_text())
     sizes = quotas.check_template(template, template_path.read_text(), "roles-1.yaml")
@@ -232,7 +233,7 @@ roles:
 
 
 def test_trust_policy_quota_boundary_through_the_generator(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, size = _trust_at(tmp_path, 2)
+    _, size = _trust_at(tmp_path, 2)
     base = int(size) - 2  # the trust policy without the ExternalId's characters
     assert _trust_at(tmp_path, quotas.TRUST_POLICY.limit - base) == (0, str(quotas.TRUST_POLICY.limit))
     assert _trust_at(tmp_path, quotas.TRUST_POLICY.limit - base + 1)[0] == 2
