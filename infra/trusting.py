@@ -45,10 +45,11 @@ from typing import Any, Protocol
 import yaml
 
 from chalicelib.access.policy import AccessPolicy, Account
+from chalicelib.aws.sts import BROKER_ROLE_PATH
 from chalicelib.stamping import GROUPS_TAG, IDENTITY_TAG, ISSUER_TAG
 from infra import quotas
 
-BROKER_PATH = "/rolebroker/"
+BROKER_PATH = BROKER_ROLE_PATH
 IAM_MIN_SESSION = 3600  # IAM refuses a MaxSessionDuration below one hour
 ABSENT = "0"  # mapping value: this role is not in this account
 NO_EXTERNAL_ID = "-"  # mapping value: this account has no ExternalId (IAM's minimum length is 2)
