@@ -5,6 +5,7 @@
     python -m infra.generate trust --policy FILE --broker-role-arn ARN [...] --out DIR
     python -m infra.generate source-principal --policy FILE [--organization-id o-..] [--out FILE]
     python -m infra.generate resources --stage STAGE --out FILE
+    python -m infra.generate package --policy FILE --stage STAGE --out DIR (iam options)
 
 Two inputs decide everything: the access policy (its accounts, and which
 roles sit outside the broker's IAM path) and the stage's section of
@@ -38,6 +39,7 @@ import argparse
 import difflib
 import json
 import re
+import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -368,6 +370,32 @@ def cmd_source_principal(args: argparse.Namespace) -> int:
     return 0
 
 
+# What `chalice package` needs of the project, copied so that the policies
+# generated for an operator's account never overwrite the checked-in examples.
+PACKAGE_FILES = ("app.py", "requirements.txt", "chalicelib")
+
+
+def cmd_package(args: argparse.Namespace) -> int:
+    """build/package: the project, its per-function policies and its stage-pinned resources."""
+    project, out = Path(args.project_dir), Path(args.out)
+    (out / ".chalice").mkdir(parents=True, exist_ok=True)
+    for name in PACKAGE_FILES:
+        target = out / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        if (project / name).is_dir():
+            shutil.copytree(project / name, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy2(project / name, target)
+    shutil.copy2(project / ".chalice" / "config.json", out / ".chalice" / "config.json")
+    args.project_dir = str(out)
+    cmd_iam(args)
+    template = json.loads((project / "infra" / "resources.json").read_text(encoding="utf-8"))
+    (out / "resources.json").write_text(render_json(stage_resources(template, args.stage)), encoding="utf-8")
+    print(f"wrote {out}: chalice package --stage {args.stage} --merge-template resources.json", file=sys.stderr)
+    return 0
+
+
 def cmd_resources(args: argparse.Namespace) -> int:
     template = json.loads((Path(args.project_dir) / "infra" / "resources.json").read_text(encoding="utf-8"))
     stage_from_config(load_config(Path(args.project_dir)), args.stage)
@@ -397,6 +425,14 @@ def parser() -> argparse.ArgumentParser:
                        help="tier of the ssm: parameter holding the policy (default advanced: 8 KB)")
         p.add_argument("--project-dir", default=str(ROOT), help="where .chalice/ is (default: this repository)")
         p.set_defaults(run=cmd_iam if name == "iam" else cmd_check)
+    p = sub.add_parser("package", help="copy the project into DIR with its generated policies, for chalice package")
+    p.add_argument("--policy", required=True, help="access policy file (YAML or JSON)")
+    p.add_argument("--stage", required=True)
+    p.add_argument("--out", required=True)
+    _scope_options(p)
+    p.add_argument("--ssm-tier", choices=("standard", "advanced"), default="advanced")
+    p.add_argument("--project-dir", default=str(ROOT), help=argparse.SUPPRESS)
+    p.set_defaults(run=cmd_package)
     p = sub.add_parser("trust", help="trust policies and StackSet templates for the trusting accounts")
     p.add_argument("--policy", required=True)
     p.add_argument("--broker-role-arn", required=True, action="append",
