@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from unittest.mock import Mock
@@ -15,6 +16,7 @@ from parliament import analyze_policy_string
 
 from chalicelib.access.policy import parse_policy
 from chalicelib.aws.store import create_table
+from infra import quotas
 from infra.generate import API as API_FUNCTION
 from infra.generate import (
     INDEX_ACTIONS,
@@ -28,7 +30,7 @@ from infra.generate import (
     stage_from_config,
 )
 from infra.generate import WORKER as WORKER_FUNCTION
-from infra.trusting import SESSION_TAG_KEYS
+from infra.trusting import SESSION_TAG_KEYS, Broker, plan_stacksets
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "infra" / "example-access-policy.yaml"
@@ -431,3 +433,38 @@ def test_resources_table_matches_store_create_table() -> None:
     assert table["TimeToLiveSpecification"] == ttl
     assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert table["SSESpecification"] == {"SSEEnabled": True}
+
+
+class RevokerAndBoundary:
+    """What a later feature adds: a per-account revoker role and a boundary on every broker role."""
+
+    def extend(self, template: dict[str, Any], role_ids: Sequence[str], first: bool) -> None:
+        for role_id in role_ids:
+            template["Resources"][role_id]["Properties"]["PermissionsBoundary"] = {"Ref": "BoundaryPolicy"}
+        template["Resources"]["BoundaryPolicy"] = {"Type": "AWS::IAM::ManagedPolicy", "Properties": {
+            "PolicyDocument": {"Version": "2012-10-17", "Statement": [
+                {"Effect": "Deny", "Action": "iam:*", "Resource": "*"}]}}}
+        if first:
+            template["Resources"]["Revoker"] = {"Type": "AWS::IAM::Role", "Properties": {
+                "RoleName": "rolebroker-revoker", "Path": "/rolebroker/",
+                "AssumeRolePolicyDocument": template["Resources"][role_ids[0]]["Properties"][
+                    "AssumeRolePolicyDocument"]}}
+
+
+def test_extensions_add_per_account_resources_once_and_are_quota_checked(example: Any) -> None:
+    broker = Broker.from_arns([BROKER, WORKER])
+    [part] = plan_stacksets(example, broker, [RevokerAndBoundary()])
+    resources = part.template["Resources"]
+    assert "Revoker" in resources and "BoundaryPolicy" in resources
+    assert all(resources[r]["Properties"]["PermissionsBoundary"] == {"Ref": "BoundaryPolicy"}
+               for r in ("BreakGlassRole", "CrossAccountAdminRole", "ReadOnlyRole"))
+    assert part.sizes["resources"] == 5
+    assert "Revoker" in part.body  # what is written is what was checked
+
+    class Flood:
+        def extend(self, template: dict[str, Any], role_ids: Sequence[str], first: bool) -> None:
+            for n in range(600):
+                template["Resources"][f"Topic{n}"] = {"Type": "AWS::SNS::Topic"}
+
+    with pytest.raises(quotas.QuotaExceeded, match="CloudFormation resources per template"):
+        plan_stacksets(example, broker, [Flood()])
