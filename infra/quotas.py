@@ -14,7 +14,8 @@ refuse it half-way through a deploy. The numbers are AWS's documented ones:
   body passed in the request 51,200 bytes (larger ones must be uploaded to
   S3 and passed by URL), one in S3 1 MB (cfn-lint's 1,000,000 bytes, the
   conservative reading), 200 parameters, 500 resources, 200 outputs, 200
-  mappings of at most 200 attributes each.
+  mappings of at most 200 attributes each; cfn-lint (E7010) also holds a
+  mapping to 200 keys, and so do we.
 * Lambda: the environment variables of a function together 4 KB.
 * SSM Parameter Store: a parameter's value 4 KB (standard tier) or 8 KB
   (advanced tier).
@@ -91,6 +92,9 @@ TEMPLATE_OUTPUTS = Quota(
     "CloudFormation outputs per template", 200, "outputs", "drop outputs or split the template")
 TEMPLATE_MAPPINGS = Quota(
     "CloudFormation mappings per template", 200, "mappings", "split the template")
+MAPPING_KEYS = Quota(
+    "CloudFormation keys per mapping", 200, "keys",
+    "split the organisation's accounts over two StackSets (two access policies, or OUs deployed separately)")
 MAPPING_ATTRIBUTES = Quota(
     "CloudFormation attributes per mapping key", 200, "attributes",
     "split the roles over more templates")
@@ -153,6 +157,7 @@ def check_template(template: Mapping[str, Any], body: str, what: str) -> dict[st
     }
     widest = 0
     for name, mapping in template.get("Mappings", {}).items():
+        MAPPING_KEYS.check(len(mapping), f"{what}: Mappings.{name}")
         for key, attributes in mapping.items():
             widest = max(widest, MAPPING_ATTRIBUTES.check(len(attributes), f"{what}: Mappings.{name}.{key}"))
     measured["widest_mapping"] = widest

@@ -16,9 +16,9 @@ Design, for an organisation of hundreds of accounts:
   template creates the union of the policy's role names, each under a
   condition read from a mapping keyed by ``AWS::AccountId``: the account's
   ExternalId and, per role, its ``MaxSessionDuration`` or ``"0"`` for "not in
-  this account". A mapping holds 200 accounts, so accounts are grouped in
-  mappings of 200 and each stack instance names its group in a parameter
-  override. One StackSet deploys it to every account (SERVICE_MANAGED,
+  this account". A mapping holds 200 accounts, so accounts are grouped by
+  the last digit of their id and each stack instance names its group in a
+  parameter override. One StackSet deploys it to every account (SERVICE_MANAGED,
   Organizations targets). When a template would break a CloudFormation quota
   (200 attributes per mapping key, 200 parameters, 500 resources, 1 MB),
   the roles are split over as many templates as needed, each its own
@@ -67,8 +67,11 @@ OPERATION_PREFERENCES = {"RegionConcurrencyType": "SEQUENTIAL", "MaxConcurrentPe
                          "FailureTolerancePercentage": 5, "ConcurrencyMode": "SOFT_FAILURE_TOLERANCE"}
 FIXED_PARAMETERS = 4  # TrustedAccountId, BrokerPrincipalArns, PermissionsBoundaryArn, AccountGroup
 # A mapping holds at most 200 keys (cfn-lint's E7010), so accounts are spread
-# over mappings Accounts1, Accounts2 ... and each stack instance is told its
-# mapping through the AccountGroup parameter: still one template, one StackSet.
+# over mappings by the last digit of their id, Accounts0 ... Accounts9, and
+# each stack instance is told its mapping through the AccountGroup parameter:
+# still one template, one StackSet. The digit never changes, so adding an
+# account never moves another to a different group (which would break its
+# stack instance's parameter override); ten groups of 200 hold 2,000 accounts.
 ACCOUNTS_PER_MAPPING = 200
 
 
@@ -237,17 +240,23 @@ def _in_account(attribute: str) -> dict[str, Any]:
     return {"Fn::FindInMap": [{"Ref": "AccountGroup"}, {"Ref": "AWS::AccountId"}, attribute]}
 
 
-def account_groups(accounts: Sequence[Account]) -> list[list[Account]]:
-    ordered = sorted(accounts, key=lambda a: a.id)
-    return [ordered[i:i + ACCOUNTS_PER_MAPPING] for i in range(0, len(ordered), ACCOUNTS_PER_MAPPING)]
+def account_groups(accounts: Sequence[Account]) -> dict[str, list[Account]]:
+    """Accounts by mapping name: the last digit of the id, so membership is stable."""
+    groups: dict[str, list[Account]] = {}
+    for account in sorted(accounts, key=lambda a: a.id):
+        groups.setdefault(f"Accounts{account.id[-1]}", []).append(account)
+    for name, members in groups.items():
+        quotas.Quota(quotas.MAPPING_KEYS.name, ACCOUNTS_PER_MAPPING, quotas.MAPPING_KEYS.unit,
+                     quotas.MAPPING_KEYS.remedy).check(len(members), f"{name} (accounts whose id ends in {name[-1]})")
+    return dict(sorted(groups.items()))
 
 
 def stackset_template(slots: Sequence[RoleSlot], accounts: Sequence[Account], broker: Broker,
                       extensions: Sequence[TemplateExtension] = (), first: bool = True) -> dict[str, Any]:
     """One template for every account in ``accounts``, creating the ``slots`` each account has."""
     mappings: dict[str, dict[str, dict[str, str]]] = {}
-    for number, group in enumerate(account_groups(accounts), start=1):
-        mapping = mappings[f"Accounts{number}"] = {}
+    for name, group in account_groups(accounts).items():
+        mapping = mappings[name] = {}
         for account in group:
             row = {"ExternalId": account.external_id or NO_EXTERNAL_ID}
             for slot in slots:
@@ -255,7 +264,7 @@ def stackset_template(slots: Sequence[RoleSlot], accounts: Sequence[Account], br
                 row[slot.logical_id] = str(role.max_session_seconds) if role else ABSENT
             mapping[account.id] = row
     parameters: dict[str, Any] = {
-        "AccountGroup": {"Type": "String", "Default": "Accounts1", "AllowedValues": sorted(mappings),
+        "AccountGroup": {"Type": "String", "Default": min(mappings), "AllowedValues": sorted(mappings),
                          "Description": "The mapping that lists this account (create-stack-instances overrides it)"},
         "TrustedAccountId": {"Type": "String", "Default": broker.account, "AllowedPattern": r"^\d{12}$",
                              "Description": "The account the broker runs in"},

@@ -316,7 +316,7 @@ def trust_dir(tmp_path: Path) -> Path:
 
 def test_trust_writes_a_policy_per_account_and_one_stackset_for_all(trust_dir: Path) -> None:
     files = sorted(str(p.relative_to(trust_dir)) for p in trust_dir.rglob("*") if p.is_file())
-    assert files == ["instances-1-Accounts1.json", "roles-1.yaml", "stackset-1.json",
+    assert files == ["instances-1-Accounts2.json", "instances-1-Accounts3.json", "roles-1.yaml", "stackset-1.json",
                      "trust-policies/production.json", "trust-policies/sandbox.json"]
 
 
@@ -365,12 +365,11 @@ def test_one_template_serves_every_account_through_a_mapping(trust_dir: Path) ->
     for role in roles.values():
         assert role["DeletionPolicy"] == role["UpdateReplacePolicy"] == "Delete"
         assert role["Properties"]["Path"] == "/rolebroker/"
-    accounts = template["Mappings"]["Accounts1"]
-    assert accounts == {
-        "222222222222": {"ExternalId": "rolebroker-sandbox", "BreakGlassRole": "0",
-                         "CrossAccountAdminRole": "3600", "ReadOnlyRole": "7200"},
-        "333333333333": {"ExternalId": "-", "BreakGlassRole": "3600",
-                         "CrossAccountAdminRole": "3600", "ReadOnlyRole": "3600"},
+    assert template["Mappings"] == {  # grouped by the last digit of the account id
+        "Accounts2": {"222222222222": {"ExternalId": "rolebroker-sandbox", "BreakGlassRole": "0",
+                                       "CrossAccountAdminRole": "3600", "ReadOnlyRole": "7200"}},
+        "Accounts3": {"333333333333": {"ExternalId": "-", "BreakGlassRole": "3600",
+                                       "CrossAccountAdminRole": "3600", "ReadOnlyRole": "3600"}},
     }
     assert template["Conditions"]["BreakGlassRoleInAccount"] == {"Fn::Not": [{"Fn::Equals": [
         {"Fn::FindInMap": [{"Ref": "AccountGroup"}, {"Ref": "AWS::AccountId"}, "BreakGlassRole"]}, "0"]}]}
@@ -389,17 +388,16 @@ def test_stackset_requests_are_service_managed_and_target_an_ou_intersected_with
 
     model = botocore.session.get_session().get_service_model("cloudformation")
     stackset = json.loads((trust_dir / "stackset-1.json").read_text())
-    instances = json.loads((trust_dir / "instances-1-Accounts1.json").read_text())
+    instances = json.loads((trust_dir / "instances-1-Accounts2.json").read_text())
     for operation, params in (("CreateStackSet", stackset), ("CreateStackInstances", instances)):
         report = ParamValidator().validate(params, model.operation_model(operation).input_shape)
         assert not report.has_errors(), report.generate_report()
     assert stackset["PermissionModel"] == "SERVICE_MANAGED"
     assert stackset["TemplateBody"] == (trust_dir / "roles-1.yaml").read_text()
-    assert instances["DeploymentTargets"] == {"OrganizationalUnitIds": ["r-root"],
-                                              "Accounts": ["222222222222", "333333333333"],
+    assert instances["DeploymentTargets"] == {"OrganizationalUnitIds": ["r-root"], "Accounts": ["222222222222"],
                                               "AccountFilterType": "INTERSECTION"}
     assert instances["Regions"] == ["us-east-1"]
-    assert instances["ParameterOverrides"] == [{"ParameterKey": "AccountGroup", "ParameterValue": "Accounts1"}]
+    assert instances["ParameterOverrides"] == [{"ParameterKey": "AccountGroup", "ParameterValue": "Accounts2"}]
     assert instances["OperationPreferences"]["MaxConcurrentPercentage"] == 25
 
 
@@ -468,3 +466,18 @@ def test_extensions_add_per_account_resources_once_and_are_quota_checked(example
 
     with pytest.raises(quotas.QuotaExceeded, match="CloudFormation resources per template"):
         plan_stacksets(example, broker, [Flood()])
+
+
+def test_adding_an_account_never_moves_another_to_a_different_group() -> None:
+    """A stack instance's AccountGroup override must stay true as the organisation grows."""
+    from chalicelib.access.policy import Account
+    from infra.trusting import account_groups
+
+    accounts = [Account(f"a{i}", f"{100000000000 + i * 7919:012d}", "eu-west-1") for i in range(300)]
+    before = {a.id: name for name, members in account_groups(accounts).items() for a in members}
+    grown = [*accounts, Account("new", "100000000001", "eu-west-1")]
+    after = {a.id: name for name, members in account_groups(grown).items() for a in members}
+    assert all(after[account] == group for account, group in before.items())
+    crowded = [Account(f"c{i}", f"{100000000000 + i * 10:012d}", "eu-west-1") for i in range(201)]
+    with pytest.raises(quotas.QuotaExceeded, match="keys per mapping"):
+        account_groups(crowded)  # 201 ids ending in 0
