@@ -141,7 +141,7 @@ def test_the_secrets_key_decrypts_only_for_the_brokers_roles(sam: dict[str, Any]
     assert decrypting[0]["Principal"] == {"AWS": [{"Fn::GetAtt": ["ApiHandlerRole", "Arn"]},
                                                   {"Fn::GetAtt": ["SlackWorkerRole", "Arn"]}]}
     assert decrypting[0]["Condition"]["StringEquals"]["kms:ViaService"] == [
-        {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}, {"Fn::Sub": "ssm.${AWS::Region}.amazonaws.com"}]
+        {"Fn::Sub": f"{service}.${{AWS::Region}}.amazonaws.com"} for service in ("s3", "secretsmanager", "ssm")]
     admin = statements["KeyAdministration"]
     assert not any(a in {"kms:Decrypt", "kms:*", "kms:ReEncrypt*"} for a in admin["Action"])
     assert sam["Resources"]["SecretsKeyAlias"]["Properties"]["AliasName"] == {"Fn::Sub": "alias/rolebroker-${Stage}"}
