@@ -174,9 +174,9 @@ class PolicyCache:
             self._checked_at = self._clock()
             try:
                 self._spawn(self._reload_in_background)
-            except BaseException:
+            except Exception:  # no thread to be had: try again after the next TTL
                 self._reloading.release()
-                raise
+                LOG.exception("could not start the access policy reload; serving the current copy")
         return policy
 
     def _load_first(self) -> AccessPolicy:

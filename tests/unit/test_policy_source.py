@@ -167,3 +167,18 @@ def test_ssm_and_s3_sources_read_through_their_clients(moto_server) -> None:  # 
     assert S3Source("policies", "p.yaml", s3).read() == GOOD
     with pytest.raises(DependencyDown):
         SsmSource("/missing", ssm).read()
+
+
+def test_a_reload_that_cannot_start_leaves_the_current_policy_serving() -> None:
+    now = [0.0]
+    source = FakeSource([GOOD])
+
+    def no_threads(job: Callable[[], None]) -> None:
+        raise RuntimeError("can't start new thread")
+
+    cache = PolicyCache(source, 60, clock=lambda: now[0], spawn=no_threads)
+    first = cache.get()
+    now[0] = 61
+    assert cache.get() is first
+    now[0] = 122
+    assert cache.get() is first  # the lock was released: the next TTL tries again
