@@ -34,14 +34,20 @@ bench: $(STAMP)
 
 # chalice needs a region to start, never credentials: packaging makes no AWS
 # call. The templates use the deploying account's region, not this one.
+# The project is copied into build/package with the IAM policies generated
+# for ACCESS_POLICY (and IAM_OPTIONS, e.g. --organization-id o-... --account-id
+# ... --region ...), so the checked-in example policies stay as they are.
 STAGE ?= prod
+ACCESS_POLICY ?= infra/example-access-policy.yaml
+IAM_OPTIONS ?=
 PACKAGE_ENV := AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1}
 
 package: $(STAMP)
-	rm -rf build/sam build/terraform
-	$(PACKAGE_ENV) $(BIN)/chalice package --stage $(STAGE) --merge-template infra/resources.json build/sam
-	$(PACKAGE_ENV) $(BIN)/chalice package --stage $(STAGE) --pkg-format terraform build/terraform
-	@echo "build/sam/sam.json (deploy with --parameter-overrides Stage=$(STAGE)), build/terraform/chalice.tf.json"
+	rm -rf build/sam
+	$(BIN)/python -m infra.generate package --policy $(ACCESS_POLICY) --stage $(STAGE) --out build/package $(IAM_OPTIONS)
+	cd build/package && $(PACKAGE_ENV) $(abspath $(BIN))/chalice package --stage $(STAGE) \
+	    --merge-template resources.json $(abspath build/sam)
+	@echo "build/sam/sam.json: deploy it with --parameter-overrides Stage=$(STAGE)"
 
 clean:
 	rm -rf $(VENV) build .devstack .pytest_cache .mypy_cache .ruff_cache
