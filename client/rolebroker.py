@@ -83,6 +83,7 @@ TOKEN_COMMAND_TIMEOUT_SECONDS = 30.0
 TOKEN_REFRESH_MARGIN_SECONDS = 60
 LOGIN_TIMEOUT_SECONDS = 300.0
 MAX_ANSWER_BYTES = 4 * 1024 * 1024
+MAX_PAGES = 100
 CACHE_FORMAT = 1
 DEFAULT_SCOPES = "openid email profile offline_access"
 MANAGED_MARKER = "# managed by rolebroker"
@@ -139,6 +140,10 @@ class LoginError(RoleBrokerError):
     """The interactive sign-in did not complete."""
 
 
+class UnsafePath(RoleBrokerError):
+    """A directory or file rolebroker would trust can be changed by another user."""
+
+
 class CommandNotRunnable(RoleBrokerError):
     """`exec` could not start the command; exits like a shell would (127 not found, 126 otherwise)."""
 
@@ -178,10 +183,27 @@ def redact(text: str) -> str:
 # Small helpers
 
 
+# Terminal escape sequences (ECMA-48): CSI, OSC (titles, hyperlinks) and the
+# other strings a terminal acts on, with 7-bit (ESC x) or 8-bit (C1) introducers.
+_ESCAPE_SEQUENCE = (
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
+    r"|(?:\x1b[\]PX^_]|[\x9d\x90\x98\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    r"|\x1b[ -/]*[0-~]?"
+)
+
+
 def _one_line(text: str, limit: int = 300) -> str:
-    """Text from elsewhere (a server, a command) made safe for one terminal line."""
-    printable = "".join(ch if ch.isprintable() else " " for ch in text)
-    flat = " ".join(printable.split())
+    """Text from elsewhere (a server, a command) made safe for one terminal line.
+
+    Escape sequences go whole, so none can move the cursor, retitle the window
+    or hide a link; line breaks become spaces; other control and format
+    characters (C0, C1, bidi overrides, zero-width) are dropped.
+    """
+    import re
+
+    text = re.sub(_ESCAPE_SEQUENCE, "", text)
+    kept = "".join(" " if ch.isspace() else ch for ch in text if ch.isprintable() or ch.isspace())
+    flat = " ".join(kept.split())
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
@@ -243,12 +265,14 @@ def parse_timestamp(value: str) -> float:
     import re
     from datetime import datetime, timezone
 
-    text = value.strip()
+    if not re.match(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9:.]+([Zz]|[+-][0-9]{2}:?[0-9]{2})?\Z", value):
+        raise ValueError(f"not an ISO 8601 time: {value!r}")
+    text = value
     if text[-1:] in ("Z", "z"):
         text = text[:-1] + "+00:00"
-    text = re.sub(r"([+-]\d\d)(\d\d)$", r"\1:\2", text)
+    text = re.sub(r"([+-][0-9]{2})([0-9]{2})\Z", r"\1:\2", text)
     # Before 3.11, fromisoformat only takes 3 or 6 fractional digits.
-    text = re.sub(r"\.(\d+)", lambda m: "." + (m.group(1) + "000000")[:6], text, count=1)
+    text = re.sub(r"\.([0-9]+)", lambda m: "." + (m.group(1) + "000000")[:6], text, count=1)
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
@@ -291,13 +315,49 @@ def _current_uid() -> Callable[[], int] | None:
 _DEFAULT_GETUID = _current_uid()
 
 
-def _private_dir(path: str) -> None:
-    """Create (or tighten) a directory only we can enter."""
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    if sys.platform != "win32":
+def path_problem(path: str, *, st_uid: int, st_mode: int, uid: int, allow_root: bool = False) -> str | None:
+    """Why ``path`` cannot be trusted by ``uid``, as the one line to show; None when it can.
+
+    Another user's directory (or one they may write to) could hold planted
+    credentials, a token_command of theirs, or symlinks that make us write
+    elsewhere. Root-owned is fine only where a system-wide file makes sense.
+    """
+    if st_uid != uid and not (allow_root and st_uid == 0):
+        quoted = _shell_quote(path)
+        return (f"{path} belongs to another user (uid {st_uid}), so rolebroker will not use it; "
+                f"move it away (mv {quoted} {quoted}.untrusted) and try again")
+    if st_mode & 0o022:
+        mode = "700" if stat.S_ISDIR(st_mode) else "600"
+        return (f"{path} is writable by other users, so rolebroker will not use it; "
+                f"run `chmod {mode} {_shell_quote(path)}` and try again")
+    return None
+
+
+def _shell_quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+def _checked(path: str, getuid: Callable[[], int] | None, *, allow_root: bool = False) -> os.stat_result | None:
+    """``os.stat(path)``, or None when it cannot be read; raises ``UnsafePath`` when others control it."""
+    try:
         info = os.stat(path)
-        if info.st_uid == os.getuid() and info.st_mode & 0o077:
-            os.chmod(path, 0o700)
+    except OSError:
+        return None
+    if getuid is not None:
+        problem = path_problem(path, st_uid=info.st_uid, st_mode=info.st_mode, uid=getuid(), allow_root=allow_root)
+        if problem:
+            raise UnsafePath(problem)
+    return info
+
+
+def _private_dir(path: str, getuid: Callable[[], int] | None) -> None:
+    """Create (or tighten) a directory only we can enter; refuse one another user controls."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    info = _checked(path, getuid)
+    if info is not None and getuid is not None and info.st_mode & 0o077:
+        os.chmod(path, 0o700)
 
 
 def _atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
@@ -324,10 +384,16 @@ def _atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
 # Settings
 
 
-def read_config_file(path: str, *, required: bool) -> dict[str, str]:
-    """The ``[default]`` section of the client's INI config file."""
+def read_config_file(path: str, *, required: bool, getuid: Callable[[], int] | None = None) -> dict[str, str]:
+    """The ``[default]`` section of the client's INI config file.
+
+    Its ``token_command`` runs a program, so the file and its directory must
+    be the user's (or root's, for a system-wide file) and writable by nobody else.
+    """
     try:
         with open(path, encoding="utf-8") as handle:
+            if getuid is not None:
+                _check_config_file(path, os.fstat(handle.fileno()), getuid())
             text = handle.read()
     except FileNotFoundError:
         if required:
@@ -352,6 +418,25 @@ def read_config_file(path: str, *, required: bool) -> dict[str, str]:
     return {key: value for key, value in values.items() if value}
 
 
+def _check_config_file(path: str, info: os.stat_result, uid: int) -> None:
+    """Refuse a config file that another user could have written, or could replace."""
+    directory = os.path.dirname(path) or "."
+    try:
+        parent = os.stat(directory)
+    except OSError:
+        parent = None
+    if parent is not None:
+        # In a sticky directory such as /tmp, others cannot replace our file,
+        # so only the file's own owner and mode matter.
+        mode = parent.st_mode & ~0o022 if parent.st_mode & stat.S_ISVTX else parent.st_mode
+        problem = path_problem(directory, st_uid=parent.st_uid, st_mode=mode, uid=uid, allow_root=True)
+        if problem:
+            raise UnsafePath(problem)
+    problem = path_problem(path, st_uid=info.st_uid, st_mode=info.st_mode, uid=uid, allow_root=True)
+    if problem:
+        raise UnsafePath(problem)
+
+
 class Settings:
     """Paths and values from the environment and the config file, resolved once by ``main``.
 
@@ -366,8 +451,10 @@ class Settings:
         url: str | None = None,
         token_file: str | None = None,
         timeout: float | None = None,
+        getuid: Callable[[], int] | None = None,
     ) -> None:
         self.environ = environ
+        self.getuid = getuid
         home = environ.get("HOME") or environ.get("USERPROFILE") or os.path.expanduser("~")
         config_home = environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
         cache_home = environ.get("XDG_CACHE_HOME") or os.path.join(home, ".cache")
@@ -388,7 +475,7 @@ class Settings:
     @property
     def file(self) -> dict[str, str]:
         if self._file is None:
-            self._file = read_config_file(self.config_path, required=self._config_explicit)
+            self._file = read_config_file(self.config_path, required=self._config_explicit, getuid=self.getuid)
         return self._file
 
     @property
@@ -540,12 +627,18 @@ def run_token_command(command: str, timeout: float = TOKEN_COMMAND_TIMEOUT_SECON
 
 
 class LoginStore:
-    """``rolebroker login``'s tokens: one entry per issuer in a 0600 JSON file, replaced atomically."""
+    """``rolebroker login``'s tokens: one entry per issuer in a 0600 JSON file, replaced atomically.
 
-    def __init__(self, path: str) -> None:
+    ``brokers`` binds each broker URL to the issuer whose sign-in was made for
+    it: a token is only ever sent to a broker it was obtained for.
+    """
+
+    def __init__(self, path: str, *, getuid: Callable[[], int] | None = _DEFAULT_GETUID) -> None:
         self.path = path
+        self._getuid = getuid
 
     def load(self) -> dict[str, Any]:
+        _checked(os.path.dirname(self.path), self._getuid)
         try:
             with open(self.path, encoding="utf-8") as handle:
                 data = json.load(handle)
@@ -561,7 +654,7 @@ class LoginStore:
 
     def save(self, data: dict[str, Any]) -> None:
         try:
-            _private_dir(os.path.dirname(self.path))
+            _private_dir(os.path.dirname(self.path), self._getuid)
             _atomic_write(self.path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode("utf-8"), 0o600)
         except OSError as exc:
             raise ConfigError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
@@ -572,17 +665,14 @@ class LoginStore:
         # If the directory cannot be made, FileLock cannot open its file and
         # lets us proceed unlocked.
         with contextlib.suppress(OSError):
-            _private_dir(os.path.dirname(self.path))
+            _private_dir(os.path.dirname(self.path), self._getuid)
         return FileLock(self.path + ".lock", timeout=rt.lock_timeout, clock=rt.clock, sleep=rt.sleep)
 
     @staticmethod
-    def issuer_for(data: Mapping[str, Any], url: str | None, configured: str | None) -> str | None:
-        if configured:
-            return configured
-        if url and url in data["brokers"]:
-            return str(data["brokers"][url])
-        issuers = list(data["issuers"])
-        return issuers[0] if len(issuers) == 1 else None
+    def issuer_for(data: Mapping[str, Any], url: str | None) -> str | None:
+        """The issuer signed in for broker ``url``; None when no sign-in was made for it."""
+        issuer = data["brokers"].get(url) if url else None
+        return issuer if isinstance(issuer, str) and issuer in data["issuers"] else None
 
 
 def _bearer(entry: Mapping[str, Any]) -> str | None:
@@ -688,10 +778,14 @@ def resolve_token_source(settings: Settings, rt: Runtime) -> TokenSource:
         return StaticToken(token, f"put a fresh token in {path}")
     if settings.token_command:
         return CommandToken(settings.token_command, settings.config_path)
-    store = LoginStore(settings.tokens_path)
-    issuer = LoginStore.issuer_for(store.load(), settings.url, settings.issuer)
-    if issuer is None:
+    store = LoginStore(settings.tokens_path, getuid=rt.getuid)
+    data = store.load()
+    if not data["issuers"]:
         raise TokenError(f"not signed in: {LOGIN_HINT} (or set ROLEBROKER_TOKEN)")
+    url = settings.require_url()
+    issuer = LoginStore.issuer_for(data, url)
+    if issuer is None:
+        raise TokenError(f"not signed in for {url}: run `rolebroker login --url {url}` (or set ROLEBROKER_TOKEN)")
     return LoginToken(store, issuer, rt, settings.timeout)
 
 
@@ -725,13 +819,27 @@ class HttpResponse:
 
 
 def _is_loopback(host: str) -> bool:
-    return host in ("localhost", "::1") or host.startswith("127.")
+    """This machine: exactly ``localhost``, or an address in 127.0.0.0/8 or ::1 (never a name that starts so)."""
+    if host == "localhost":
+        return True
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback and getattr(address, "ipv4_mapped", None) is None
 
 
 def _is_console_url(url: str) -> bool:
-    """A sign-in link is a credential: https, or http only on this machine (the local stack)."""
+    """A sign-in link is a credential: https, or http only on this machine (the local stack).
+
+    It is printed as it is, so it must be plain ASCII with nothing a terminal acts on.
+    """
     from urllib.parse import urlsplit
 
+    if not url.isascii() or not url.isprintable() or any(ch.isspace() for ch in url):
+        return False
     parts = urlsplit(url)
     return parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(parts.hostname or ""))
 
@@ -886,11 +994,14 @@ class BrokerClient:
         return doc, answer
 
     def _list(self, path: str, field: str) -> list[dict[str, Any]]:
+        return self._page(path, field)[0]
+
+    def _page(self, path: str, field: str) -> tuple[list[dict[str, Any]], dict[str, Any], HttpResponse]:
         doc, answer = self._json("GET", path)
         items = doc.get(field)
         if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
             raise UnexpectedAnswer(f"unexpected answer from broker ({answer.describe()} without {field!r})")
-        return items
+        return items, doc, answer
 
     def roles(self) -> list[dict[str, Any]]:
         return self._list("/v1/roles", "roles")
@@ -922,8 +1033,31 @@ class BrokerClient:
             body["duration_seconds"] = duration
         return self._json("POST", "/v1/requests", body, role=role)[0]
 
-    def requests(self) -> list[dict[str, Any]]:
-        return self._list("/v1/requests", "requests")
+    def requests(self, max_pages: int = MAX_PAGES) -> tuple[list[dict[str, Any]], bool]:
+        """Every request the caller may see, following ``next_token``; and whether more remain unread.
+
+        A broker that sends no ``next_token`` (older ones) has answered in one page.
+        """
+        from urllib.parse import quote
+
+        items: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        token: str | None = None
+        for _ in range(max_pages):
+            query = f"?next_token={quote(token, safe='')}" if token else ""
+            page, doc, answer = self._page(f"/v1/requests{query}", "requests")
+            items += page
+            token = doc.get("next_token")
+            if token is None:
+                return items, False
+            if not isinstance(token, str) or not token:
+                raise UnexpectedAnswer(f"unexpected answer from broker ({answer.describe()} with a malformed "
+                                       "'next_token')")
+            if token in seen:
+                raise UnexpectedAnswer(f"unexpected answer from broker ({answer.describe()}: next_token "
+                                       f"{_one_line(token, 40)!r} came back twice)")
+            seen.add(token)
+        return items, True
 
     def decide(self, request_id: str, verdict: str, reason: str | None = None) -> dict[str, Any]:
         from urllib.parse import quote
@@ -990,8 +1124,11 @@ def _is_cache_file(name: str) -> bool:
     return name.startswith(".rolebroker-") and name.endswith(".tmp")
 
 
+_ENTRY_KEYS = frozenset({"format", "role", "region", "expires_at", "credentials", "key"})
+
+
 def _valid_entry(entry: object) -> bool:
-    if not isinstance(entry, dict) or entry.get("format") != CACHE_FORMAT:
+    if not isinstance(entry, dict) or entry.get("format") != CACHE_FORMAT or set(entry) != _ENTRY_KEYS:
         return False
     expires_at = entry.get("expires_at")
     if not isinstance(expires_at, (int, float)) or isinstance(expires_at, bool):
@@ -1030,6 +1167,8 @@ class CredentialCache:
         return os.path.join(self.directory, self.name(key) + ".json")
 
     def get(self, key: str) -> dict[str, Any] | None:
+        if _checked(self.directory, self._getuid) is None:
+            return None
         try:
             fd = os.open(self.path(key), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         except OSError:
@@ -1060,7 +1199,7 @@ class CredentialCache:
     def put(self, key: str, entry: Mapping[str, Any]) -> bool:
         """Store an entry; False (and no error) when the directory is not writable."""
         try:
-            _private_dir(self.directory)
+            _private_dir(self.directory, self._getuid)
             _atomic_write(self.path(key), json.dumps({**entry, "key": key}).encode("utf-8"), 0o600)
         except OSError:
             return False
@@ -1070,12 +1209,14 @@ class CredentialCache:
         import contextlib
 
         with contextlib.suppress(OSError):  # then FileLock lets us proceed unlocked
-            _private_dir(self.directory)
+            _private_dir(self.directory, self._getuid)
         return FileLock(os.path.join(self.directory, self.name(key) + ".lock"), timeout=timeout, clock=clock,
                         sleep=sleep)
 
     def clear(self) -> int:
         """Delete our files (and only ours); the number of cached credentials removed."""
+        if _checked(self.directory, self._getuid) is None:
+            return 0
         try:
             names = os.listdir(self.directory)
         except FileNotFoundError:
@@ -1146,9 +1287,16 @@ class FileLock:
         self._fd: int | None = None
 
     def __enter__(self) -> FileLock:
+        # O_NOFOLLOW: a symlink planted here must not make us create files
+        # elsewhere (or lock someone else's file and stall).
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
         try:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._fd = os.open(self.path, flags, 0o600)
         except OSError:
+            return self
+        if not stat.S_ISREG(os.fstat(self._fd).st_mode):
+            os.close(self._fd)
+            self._fd = None
             return self
         deadline = self._clock() + self._timeout
         delay = 0.01
@@ -1400,42 +1548,88 @@ def render_profile(spec: ProfileSpec, command: Sequence[str], broker_url: str, *
     return lines
 
 
-def _section_name(line: str) -> str | None:
-    text = line.strip()
-    if not text.startswith("[") or "]" not in text:
+def section_headers(lines: Sequence[str]) -> list[tuple[int, str]]:
+    """(line index, header) of every section, found exactly as configparser finds them for botocore.
+
+    That is: a stripped line ``[...]`` (the header runs to the last ``]``),
+    unless it is indented deeper than an option above it, which makes it a
+    continuation of that option's value; comment lines change nothing.
+    """
+    import configparser
+
+    found: list[tuple[int, str]] = []
+    in_section = option_open = False
+    indent_level = 0
+    for index, line in enumerate(lines):
+        value = line.strip()
+        if not value or value.startswith(("#", ";")):
+            continue
+        indent = len(line) - len(line.lstrip())
+        if in_section and option_open and indent > indent_level:
+            continue
+        indent_level = indent
+        header = configparser.RawConfigParser.SECTCRE.match(value)
+        if header:
+            found.append((index, header.group("header")))
+            in_section, option_open = True, False
+            continue
+        option = configparser.RawConfigParser.OPTCRE.match(value)
+        if in_section and option and option.group("option").rstrip():
+            option_open = True
+    return found
+
+
+def profile_of(header: str) -> str | None:
+    """The profile a section header defines for botocore (``build_profile_map``), or None."""
+    if header == "default":
+        return "default"
+    if not header.startswith("profile"):
         return None
-    return " ".join(text[1 : text.rindex("]")].split())
+    import shlex
+
+    try:
+        parts = shlex.split(header)
+    except ValueError:
+        return None
+    return parts[1] if len(parts) == 2 else None
 
 
 def _is_marker(line: str) -> bool:
     return line.strip().startswith(MANAGED_MARKER)
 
 
-def _find_section(lines: Sequence[str], name: str) -> tuple[int, int, bool] | None:
-    """(start, end, managed) of section ``name``: marker, header and settings, not trailing comments."""
-    for index, line in enumerate(lines):
-        if _section_name(line) != name:
+def _profile_sections(lines: Sequence[str], name: str) -> list[tuple[int, int, bool]]:
+    """(start, end, managed) of each section botocore reads as profile ``name``: marker, header and
+    settings, not trailing comments. When there are several, botocore uses the last."""
+    headers = section_headers(lines)
+    sections = []
+    for number, (index, header) in enumerate(headers):
+        if profile_of(header) != name:
             continue
-        managed = index > 0 and _is_marker(lines[index - 1])
+        following = headers[number + 1][0] if number + 1 < len(headers) else len(lines)
         end = index + 1
-        for later in range(index + 1, len(lines)):
-            if _section_name(lines[later]) is not None:
-                break
+        for later in range(index + 1, following):
             text = lines[later].strip()
             if text and text[0] not in "#;":
                 end = later + 1
-        return (index - 1 if managed else index), end, managed
-    return None
+        managed = index > 0 and _is_marker(lines[index - 1])
+        sections.append(((index - 1 if managed else index), end, managed))
+    return sections
 
 
 def managed_profiles(text: str) -> list[str]:
     lines = text.splitlines()
     names = []
-    for index, line in enumerate(lines[1:], 1):
-        name = _section_name(line)
-        if name and name.startswith("profile ") and _is_marker(lines[index - 1]):
-            names.append(name[len("profile "):])
+    for index, header in section_headers(lines):
+        name = profile_of(header)
+        if name is not None and index > 0 and _is_marker(lines[index - 1]):
+            names.append(name)
     return names
+
+
+# botocore reads both [default] and [profile default] as the profile every
+# command uses when none is named: rolebroker never takes it over unasked.
+DEFAULT_PROFILE = "default"
 
 
 def apply_profiles(original: str, profiles: Sequence[tuple[str, list[str]]], *, force: bool
@@ -1446,8 +1640,11 @@ def apply_profiles(original: str, profiles: Sequence[tuple[str, list[str]]], *, 
     outcome: list[tuple[str, str]] = []
     for name, rendered in profiles:
         block = [line + newline for line in rendered]
-        found = _find_section(lines, f"profile {name}")
-        if found is None:
+        if name == DEFAULT_PROFILE and not force:
+            outcome.append((name, "default"))
+            continue
+        found = _profile_sections(lines, name)
+        if not found:
             if lines and not lines[-1].endswith(("\n", "\r")):
                 lines[-1] += newline
             if lines and lines[-1].strip():
@@ -1455,7 +1652,7 @@ def apply_profiles(original: str, profiles: Sequence[tuple[str, list[str]]], *, 
             lines.extend(block)
             outcome.append((name, "added"))
             continue
-        start, end, managed = found
+        start, end, managed = found[-1]
         if not managed and not force:
             outcome.append((name, "kept"))
             continue
@@ -1552,19 +1749,32 @@ def wait_for_redirect(authorize_url: Callable[[str], str], state: str, rt: Runti
 
     answer: dict[str, str] = {}
     done = threading.Event()
+    lock = threading.Lock()
 
     class Callback(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             parts = urlsplit(self.path)
-            if parts.path != "/callback" or done.is_set():
-                self.send_error(404)
-                return
-            answer.update({key: values[0] for key, values in parse_qs(parts.query).items()})
-            done.set()
-            ok = answer.get("state") == state and "code" in answer
-            text = "Signed in to rolebroker." if ok else "Sign-in failed; see the terminal."
+            with lock:
+                if parts.path != "/callback" or done.is_set():
+                    self.send_error(404)
+                    return
+                query = {key: values[0] for key, values in parse_qs(parts.query).items()}
+                if query.get("state") != state:
+                    # Anything on this machine can call us; only the answer to our
+                    # own authorization request counts, so keep waiting for it.
+                    rt.stderr.write("rolebroker: ignored a sign-in answer with the wrong state (not from this "
+                                    "login); still waiting\n")
+                    rt.stderr.flush()
+                    self._page(400, "This answer is not from the sign-in rolebroker is waiting for.")
+                    return
+                answer.update(query)
+                done.set()
+            ok = "code" in answer
+            self._page(200 if ok else 400, "Signed in to rolebroker." if ok else "Sign-in failed; see the terminal.")
+
+        def _page(self, status: int, text: str) -> None:
             page = _CALLBACK_PAGE.format(text=text).encode("utf-8")
-            self.send_response(200 if ok else 400)
+            self.send_response(status)
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Content-Length", str(len(page)))
             self.end_headers()
@@ -1618,9 +1828,6 @@ def login(ctx: Context) -> tuple[str, dict[str, Any]]:
     if "error" in answer:
         detail = _one_line(answer.get("error_description") or answer["error"], 160)
         raise LoginError(f"the identity provider refused the sign-in: {detail}")
-    if answer.get("state") != state:
-        raise LoginError("the sign-in answer carried the wrong state (not from this login); "
-                         "run `rolebroker login` again")
     if not answer.get("code"):
         raise LoginError("the sign-in answer carried no authorization code; run `rolebroker login` again")
     form = {"grant_type": "authorization_code", "code": answer["code"], "redirect_uri": redirect_uri,
@@ -1747,8 +1954,8 @@ def _access_text(access: object) -> str:
         try:
             return f"granted until {_local_time(parse_timestamp(access.split(':', 1)[1]))}"
         except ValueError:
-            return access
-    return access
+            pass
+    return _one_line(access, 80)
 
 
 def cmd_roles(ctx: Context) -> int:
@@ -1777,6 +1984,8 @@ def aws_environment(entry: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 # A profile or legacy token in the environment would win over, or mix with, ours.
 _CONFLICTING_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SECURITY_TOKEN")
+# What the client itself reads: the command it runs gets credentials, never the bearer token.
+_CLIENT_VARIABLES = ("ROLEBROKER_TOKEN", "ROLEBROKER_URL", "ROLEBROKER_CONFIG")
 
 
 def cmd_env(ctx: Context) -> int:
@@ -1792,7 +2001,8 @@ def cmd_env(ctx: Context) -> int:
 def cmd_exec(ctx: Context) -> int:
     argv = ctx.opts.argv or []
     entry = credentials_for(ctx, ctx.role(), ctx.opts.duration)
-    env = {name: value for name, value in ctx.settings.environ.items() if name not in _CONFLICTING_VARIABLES}
+    hidden = {*_CONFLICTING_VARIABLES, *_CLIENT_VARIABLES}
+    env = {name: value for name, value in ctx.settings.environ.items() if name not in hidden}
     env.update(aws_environment(entry))
     try:
         return ctx.rt.execute(argv, env)
@@ -1836,13 +2046,15 @@ def cmd_configure(ctx: Context) -> int:
     for name, status in outcome:
         if status == "kept":
             ctx.warn(f"[profile {name}] in {path} is not managed by rolebroker; left it alone (--force replaces it)")
+        elif status == "default":
+            ctx.warn(f"[profile {name}] would become the default profile in {path}; left it alone (--force writes it)")
         else:
             ctx.out(f"profile {name}: {status}\n")
     if not ctx.opts.roles:
         for name in managed_profiles(text):
             if name not in offered:
                 ctx.warn(f"[profile {name}] in {path} is managed by rolebroker but no longer offered to you")
-    used = [name for name, status in outcome if status != "kept"]
+    used = [name for name, status in outcome if status not in ("kept", "default")]
     if used:
         ctx.out(f"try: aws sts get-caller-identity --profile {used[0]}\n")
     return 0
@@ -1852,12 +2064,16 @@ def cmd_request(ctx: Context) -> int:
     if not ctx.opts.reason or not ctx.opts.reason.strip():
         raise UsageError("request needs --reason TEXT: approvers see it")
     doc = ctx.client().create_request(ctx.role(), ctx.opts.duration, ctx.opts.reason)
-    ctx.out(f"request {doc.get('id', '?')} for {doc.get('role', ctx.role())}: {doc.get('status', '?')}\n")
+    shown = [_one_line(str(doc.get(key, default)), 80) for key, default in
+             (("id", "?"), ("role", ctx.role()), ("status", "?"))]
+    ctx.out("request {} for {}: {}\n".format(*shown))
     return 0
 
 
 def cmd_requests(ctx: Context) -> int:
-    items = ctx.client().requests()
+    items, more = ctx.client().requests()
+    if more:
+        ctx.warn(f"showing the first {len(items)} requests; the broker has more")
     if not items:
         ctx.warn("no access requests")
         return 0
@@ -1893,13 +2109,15 @@ def cmd_deny(ctx: Context) -> int:
 
 
 def cmd_login(ctx: Context) -> int:
+    url = ctx.settings.url
+    if not url:
+        raise UsageError("login needs the broker URL the sign-in is for: pass --url or set ROLEBROKER_URL")
     issuer, entry = login(ctx)
-    store = LoginStore(ctx.settings.tokens_path)
+    store = LoginStore(ctx.settings.tokens_path, getuid=ctx.rt.getuid)
     with store.lock(ctx.rt):
         data = store.load()
         data["issuers"][issuer] = entry
-        if ctx.settings.url:
-            data["brokers"][ctx.settings.url] = issuer
+        data["brokers"][url] = issuer
         store.save(data)
     claims = jwt_claims(_bearer(entry) or "") or {}
     who = claims.get("email") or claims.get("preferred_username") or claims.get("sub") or "you"
@@ -1908,12 +2126,12 @@ def cmd_login(ctx: Context) -> int:
 
 
 def cmd_logout(ctx: Context) -> int:
-    store = LoginStore(ctx.settings.tokens_path)
+    store = LoginStore(ctx.settings.tokens_path, getuid=ctx.rt.getuid)
     signed_out: list[str] = []
     if os.path.exists(store.path):
         with store.lock(ctx.rt):
             data = store.load()
-            issuer = LoginStore.issuer_for(data, ctx.settings.url, ctx.settings.issuer)
+            issuer = LoginStore.issuer_for(data, ctx.settings.url)
             if ctx.opts.all:
                 signed_out = list(data["issuers"])
             elif issuer is not None and issuer in data["issuers"]:
@@ -1990,7 +2208,7 @@ def parse_fast(args: Sequence[str]) -> Options | None:
             value = args[index]
             index += 1
         try:
-            setattr(opts, dest, int(value) if dest == "duration" else _positive_float(value) if dest == "timeout"
+            setattr(opts, dest, seconds(value) if dest == "duration" else positive_number(value) if dest == "timeout"
                     else value)
         except ValueError:
             return None
@@ -2000,11 +2218,19 @@ def parse_fast(args: Sequence[str]) -> Options | None:
     return opts
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
+def seconds(text: str) -> int:
+    """A whole number of seconds in ASCII digits (``int`` alone takes ``٩٠٠``, `` 900`` and ``9_00``)."""
+    if not (text.isascii() and text.isdigit() and len(text) <= 9):
         raise ValueError(text)
-    return value
+    return int(text)
+
+
+def positive_number(text: str) -> float:
+    """A positive decimal number in ASCII (``float`` alone takes ``inf``, ``nan``, ``1e9`` and ``١``)."""
+    whole, _, fraction = text.partition(".")
+    if not (text.isascii() and (whole + fraction).isdigit() and (whole + fraction).strip("0")):
+        raise ValueError(text)
+    return float(text)
 
 
 def build_parser(stdout: IO[str], stderr: IO[str]) -> Any:
@@ -2028,7 +2254,7 @@ def build_parser(stdout: IO[str], stderr: IO[str]) -> Any:
     common = Parser(add_help=False, argument_default=argparse.SUPPRESS)
     common.add_argument("--url", help="broker URL (else ROLEBROKER_URL, else `url` in the config file)")
     common.add_argument("--token-file", help="read the bearer token from this file")
-    common.add_argument("--timeout", type=_positive_float, help=f"seconds to wait for the broker "
+    common.add_argument("--timeout", type=positive_number, help=f"seconds to wait for the broker "
                         f"(default {DEFAULT_TIMEOUT_SECONDS:g})")
     parser = Parser(prog="rolebroker", parents=[common],
                     description="Temporary AWS credentials from the rolebroker broker.")
@@ -2041,7 +2267,7 @@ def build_parser(stdout: IO[str], stderr: IO[str]) -> Any:
     def role_option(cmd: Any, with_duration: bool = True) -> None:
         cmd.add_argument("--role", required=True, help="the role's name, as `rolebroker roles` lists it")
         if with_duration:
-            cmd.add_argument("--duration", type=int, help="session length in seconds")
+            cmd.add_argument("--duration", type=seconds, help="session length in seconds")
 
     cmd = command("credential-process", "print credentials for an AWS credential_process (JSON on stdout)")
     role_option(cmd)
@@ -2108,7 +2334,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             opts = parse_arguments(args, rt.stdout, rt.stderr)
         except _Exit as done:
             return done.status
-        settings = Settings(env, url=opts.url, token_file=opts.token_file, timeout=opts.timeout)
+        settings = Settings(env, url=opts.url, token_file=opts.token_file, timeout=opts.timeout, getuid=rt.getuid)
         return COMMANDS[opts.command](Context(opts, settings, rt))
     except RoleBrokerError as exc:
         return _fail(rt, str(exc), exc.exit_code)
