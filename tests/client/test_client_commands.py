@@ -10,12 +10,14 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from rolebroker import commands
+from rolebroker import text as text_module
 
-from tests.client.fakes import ALICE, FakeBroker, Reply, Result, Seen, cache_files, rolebroker
+from tests.client.fakes import ALICE, FakeBroker, Reply, Result, Seen, cache_files
 
 
 def test_roles_table(cli: Callable[..., Result], broker: FakeBroker, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rolebroker, "_local_time", lambda epoch: f"<{int(epoch)}>")
+    monkeypatch.setattr(commands, "local_time", lambda epoch: f"<{int(epoch)}>")
     result = cli("roles")
     assert result.code == 0, result.err
     assert result.out.splitlines() == [
@@ -174,7 +176,7 @@ def test_request_sends_role_duration_and_reason(cli: Callable[..., Result], brok
 
 
 def test_requests_table(cli: Callable[..., Result], broker: FakeBroker, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rolebroker, "_local_time", lambda epoch: "2030-01-01 00:00 UTC")
+    monkeypatch.setattr(commands, "local_time", lambda epoch: "2030-01-01 00:00 UTC")
     broker.route("GET", "/v1/requests", Reply(200, {"requests": [
         {"id": "req-1", "status": "pending", "role": "prod-readonly", "requester": "alice@example.com",
          "duration_seconds": 5400, "reason": "incident 42", "created_at": "2030-01-01T00:00:00Z"},
@@ -297,7 +299,7 @@ def test_error_messages_strip_control_characters(cli: Callable[..., Result], bro
     ("caf\u00e9 \u2713", "caf\u00e9 \u2713"),
 ])
 def test_one_line_strips_escape_sequences(text: str, shown: str) -> None:
-    assert rolebroker._one_line(text) == shown
+    assert text_module.one_line(text) == shown
 
 
 # --------------------------------------------------------------------------

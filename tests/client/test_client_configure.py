@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import shlex
+import shutil
 import stat
 import sys
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from botocore.compat import compat_shell_split
+from rolebroker import files, profiles
 
 from tests.client.fakes import CLIENT_SCRIPT, FakeBroker, Reply, Result, rolebroker
 
@@ -252,8 +254,8 @@ def test_botocore_gets_credentials_through_the_written_profile(
 
     spaced = tmp_path / "my tools"
     spaced.mkdir()
-    script = spaced / "rolebroker.py"
-    script.write_bytes(CLIENT_SCRIPT.read_bytes())
+    script = spaced / "rolebroker"
+    shutil.copytree(CLIENT_SCRIPT, script, ignore=shutil.ignore_patterns("__pycache__"))
     result = cli("configure", "--role", "sandbox-admin", which=lambda _name: None, executable=sys.executable)
     assert result.code == 0, result.err
     # Point the written command at the copy in a directory with a space in its name.
@@ -409,7 +411,7 @@ def test_configure_reports_a_failed_write_and_prints_no_success(
     def disk_full(path: str, data: bytes, mode: int = 0o600) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(rolebroker, "_atomic_write", disk_full)
+    monkeypatch.setattr(profiles, "atomic_write", disk_full)
     result = run_configure(cli)
     assert result.code == 1
     assert result.out == ""
@@ -421,7 +423,7 @@ def test_atomic_write_that_fails_leaves_no_temporary_file(tmp_path: Path) -> Non
     target = tmp_path / "config"
     target.mkdir()  # os.replace cannot put a file over a directory
     with pytest.raises(OSError, match="directory"):
-        rolebroker._atomic_write(str(target), b"x")
+        files.atomic_write(str(target), b"x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config"]
 
 

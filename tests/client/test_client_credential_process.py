@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rolebroker import errors, transport
 
 from tests.client.fakes import ALICE, BOB, FakeBroker, Reply, Result, Seen, cache_files, iso, make_jwt, rolebroker
 
@@ -364,7 +365,7 @@ def test_plain_http_to_this_machine_is_allowed(cli: Callable[..., Result], host:
     ("localhost.", False), ("", False), ("0.0.0.0", False),  # noqa: S104 - a host name under test, nothing binds
 ])
 def test_is_loopback_parses_the_host(host: str, loopback: bool) -> None:
-    assert rolebroker._is_loopback(host) is loopback
+    assert transport.is_loopback(host) is loopback
 
 
 # --------------------------------------------------------------------------
@@ -458,7 +459,7 @@ def test_keys_are_redacted_from_unexpected_errors(cli: Callable[..., Result], br
                                                   monkeypatch: pytest.MonkeyPatch, source: str) -> None:
     if source == "cached":
         assert_one_document(cli(*CP))
-    monkeypatch.setattr(rolebroker, "_SECRETS", set())  # a fresh process: nothing remembered yet
+    monkeypatch.setattr(errors, "_SECRETS", set())  # a fresh process: nothing remembered yet
     result = cli(*CP, stdout=BrokenStdout())
     line = assert_one_line_failure(result, "secret-1-" + "s" * 30, "session-1-" + "t" * 60)
     assert line.startswith("rolebroker: unexpected error (ValueError: cannot write ")

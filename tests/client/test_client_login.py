@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from rolebroker import tokens
 
 from tests.client.fakes import ALICE, FakeBroker, FakeIssuer, Result, cache_files, rolebroker
 
@@ -249,7 +250,7 @@ def test_login_reports_a_failed_write(cli: Callable[..., Result], signed_out: di
     def disk_full(path: str, data: bytes, mode: int = 0o600) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(rolebroker, "_atomic_write", disk_full)
+    monkeypatch.setattr(tokens, "atomic_write", disk_full)
     result = login(cli, signed_out)
     assert result.code == 1
     assert result.out == ""
