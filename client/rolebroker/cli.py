@@ -136,7 +136,7 @@ def parse_arguments(args: Sequence[str], stdout: IO[str], stderr: IO[str]) -> Op
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None,
          runtime: Runtime | None = None) -> int:
-    """Run one command; the exit status. The only reader of argv and the environment."""
+    """Run one command; the exit status. With ``_fast.main``, the only reader of argv and the environment."""
     args = list(sys.argv[1:] if argv is None else argv)
     env = os.environ if environ is None else environ
     rt = runtime or Runtime()
@@ -165,8 +165,3 @@ def _fail(rt: Runtime, message: str, code: int) -> int:
     except (OSError, ValueError):
         pass
     return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())
-
