@@ -8,8 +8,8 @@ import uuid
 import jwt
 import pytest
 
-from chalicelib.identity import tokens as identity_module
 from chalicelib.exceptions import DependencyDown, Unauthenticated
+from chalicelib.identity import tokens as identity_module
 from chalicelib.identity.tokens import TokenVerifier, groups_from_claim, identity_from_claims
 from chalicelib.settings import Settings
 from devstack.issuer import DevIssuer, new_key
