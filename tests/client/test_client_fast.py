@@ -109,9 +109,20 @@ def test_login_store_hit(cli: Callable[..., Result], broker: FakeBroker, env: di
 
 def test_login_token_about_to_expire_is_left_to_the_full_client_to_refresh(
         cli: Callable[..., Result], broker: FakeBroker, env: dict[str, str], home: Path) -> None:
+    broker.ttl = 7200  # the credentials outlive the sign-in's token
     environ = signed_in(broker, home, env, time.time() + 3600)
     warm(cli, environ=environ)
+    assert fast(environ, clock=lambda: time.time() + 3600 - 90) is not None
     assert fast(environ, clock=lambda: time.time() + 3600 - 30) is None
+
+
+def test_token_directory_others_can_write_to_is_left_to_the_full_client(
+        cli: Callable[..., Result], broker: FakeBroker, env: dict[str, str], home: Path) -> None:
+    environ = signed_in(broker, home, env, time.time() + 3600)
+    warm(cli, environ=environ)
+    (home / ".config" / "rolebroker").chmod(0o777)
+    assert fast(environ) is None
+    assert fast(environ, getuid=None) is not None  # as on Windows: no uid checks at all
 
 
 def test_config_file_with_a_token_command_is_left_to_the_full_client(

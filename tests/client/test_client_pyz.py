@@ -87,3 +87,30 @@ def test_configure_from_the_archive_writes_profiles_that_run_it(pyz: Path, home:
         monkeypatch.setenv(name, value)
     frozen = botocore.session.Session(profile="sandbox-admin").get_credentials().get_frozen_credentials()
     assert frozen.access_key == "FAKEKEY0000000000001"
+
+
+def other_pythons() -> list[str]:
+    """Interpreters of other versions on this machine (pyenv keeps several): the archive must run there too."""
+    found = []
+    running = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    for version in ("3.9", "3.10", "3.12", "3.13"):
+        pyenv = sorted(Path("/root/.pyenv/versions").glob(f"{version}.*/bin/python{version}"))
+        candidates = [path for path in [*pyenv, Path(f"/usr/bin/python{version}")] if path.exists()]
+        if candidates and version != running:
+            found.append(str(candidates[0]))
+    return found
+
+
+@pytest.mark.parametrize("python", other_pythons() or [pytest.param("", marks=pytest.mark.skip("no other Python"))])
+def test_the_archive_runs_on_another_python_from_its_sources(pyz: Path, home: Path, broker: FakeBroker,
+                                                             python: str) -> None:
+    env = environment(home, broker)
+    argv = [python, str(pyz), "credential-process", "--role", "sandbox-admin"]
+    miss = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    hit = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert (miss.returncode, miss.stderr) == (0, ""), miss.stderr
+    assert hit.stdout == miss.stdout
+    assert broker.count("POST", "/v1/credentials") == 1
+    roles = subprocess.run([python, str(pyz), "roles"], env=env, capture_output=True, text=True, timeout=60)
+    assert roles.returncode == 0, roles.stderr
+    assert "sandbox-admin" in roles.stdout
