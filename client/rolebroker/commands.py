@@ -299,7 +299,7 @@ def cmd_login(ctx: Context) -> int:
         store.save(data)
     claims = jwt_claims(bearer(entry) or "") or {}
     who = claims.get("email") or claims.get("preferred_username") or claims.get("sub") or "you"
-    ctx.out(f"signed in as {one_line(str(who), 80)} at {issuer}\n")
+    ctx.out(f"signed in as {one_line(str(who), 80)} at {one_line(issuer, 200)}\n")
     return 0
 
 
@@ -321,7 +321,7 @@ def cmd_logout(ctx: Context) -> int:
     # Credentials fetched in the session go with it.
     removed = CredentialCache(ctx.settings.cache_dir, getuid=ctx.rt.getuid).clear()
     if signed_out:
-        ctx.out(f"signed out of {', '.join(signed_out)}; removed {removed} cached credential(s)\n")
+        ctx.out(f"signed out of {one_line(', '.join(signed_out), 300)}; removed {removed} cached credential(s)\n")
     else:
         ctx.out(f"not signed in; removed {removed} cached credential(s)\n")
     return 0
