@@ -513,8 +513,11 @@ class _Validator:
     def role(self, name: str, value: Any, parent: _Map, accounts: Mapping[str, Account]) -> Role:
         where = f"roles.{name}"
         line = parent.key_lines[name]
-        if not ROLE_NAME_RE.match(name):
+        if not ROLE_NAME_RE.fullmatch(name):
             raise self.fail(where, "role names are 1-64 characters of [A-Za-z0-9._-]", line)
+        if name.casefold() == "default":  # the name users type is the profile name configure writes
+            raise self.fail(where, f"{name!r} would become the AWS default profile ([profile default]) on every "
+                            "machine that runs `rolebroker configure`; choose another name", line)
         m = self.mapping(
             value, where, line,
             {"account", "role_name", "role_arn", "max_duration_seconds", "console", "require_mfa",
