@@ -100,3 +100,11 @@ class TaskRejected(Exception):
 
 class SlotTaken(Conflict):
     """Another request took the open-request slot first; pick another and try again."""
+
+
+class RevocationsFull(Conflict):
+    """An account's revocations boundary has no room for another live entry; nothing was written."""
+
+
+class RevokerUnavailable(AwsRefused):
+    """A trusting account's revoker role or revocations boundary is missing or refuses the broker."""

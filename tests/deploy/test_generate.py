@@ -149,7 +149,9 @@ def test_bad_inputs_exit_2_with_one_line(capsys: pytest.CaptureFixture[str], tmp
 def test_sts_actions_are_allowed_on_the_broker_path_in_the_policys_accounts(example: Any, function: str) -> None:
     [path, outside] = statements_with(prod_policy(example, function=function), "sts:")
     assert set(path["Action"]) == STS_ACTIONS == set(outside["Action"])
-    assert path["Resource"] == ["arn:aws:iam::*:role/rolebroker/*"]
+    # Every role under the path, and each account's revoker (the kill switch, infra/revoker.py).
+    assert path["Resource"] == ["arn:aws:iam::*:role/rolebroker-system/rolebroker-revoker",
+                                "arn:aws:iam::*:role/rolebroker/*"]
     assert path["Condition"] == {"StringEquals": {"aws:ResourceAccount": ["222222222222", "333333333333"]}}
     # The one role an operator brought from outside the path, by its exact ARN.
     assert outside["Resource"] == ["arn:aws:iam::222222222222:role/ci/DeployRole"]
@@ -360,8 +362,10 @@ def test_trust_refuses_an_account_root_or_a_session(tmp_path: Path, capsys: pyte
 
 def test_one_template_serves_every_account_through_a_mapping(trust_dir: Path) -> None:
     template = yaml.safe_load((trust_dir / "roles-1.yaml").read_text())
-    roles = template["Resources"]
-    assert sorted(roles) == ["BreakGlassRole", "CrossAccountAdminRole", "ReadOnlyRole"]  # ci/DeployRole: outside
+    resources = template["Resources"]
+    assert sorted(resources) == ["BreakGlassRole", "CrossAccountAdminRole", "ReadOnlyRole",  # ci/DeployRole: outside
+                                 "RevocationsBoundary", "Revoker"]  # once per account: the kill switch
+    roles = {name: r for name, r in resources.items() if name not in ("RevocationsBoundary", "Revoker")}
     for role in roles.values():
         assert role["DeletionPolicy"] == role["UpdateReplacePolicy"] == "Delete"
         assert role["Properties"]["Path"] == "/rolebroker/"
@@ -456,7 +460,7 @@ def test_extensions_add_per_account_resources_once_and_are_quota_checked(example
     assert "Revoker" in resources and "BoundaryPolicy" in resources
     assert all(resources[r]["Properties"]["PermissionsBoundary"] == {"Ref": "BoundaryPolicy"}
                for r in ("BreakGlassRole", "CrossAccountAdminRole", "ReadOnlyRole"))
-    assert part.sizes["resources"] == 5
+    assert part.sizes["resources"] == 6  # three roles, the revoker, the revocations boundary, the extension's policy
     assert "Revoker" in part.body  # what is written is what was checked
 
     class Flood:
