@@ -33,6 +33,7 @@ from chalicelib.validation import (
     CREDENTIALS_FIELDS,
     DECISION_FIELDS,
     REQUEST_FIELDS,
+    REVOCATION_FIELDS,
     Field,
     access_query,
     checked_request_id,
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from chalicelib.inquiries import AccessInquiries
     from chalicelib.jit.evidence import GrantEvidence
     from chalicelib.jit.requests import AccessRequests
+    from chalicelib.jit.revocations import Revocations
 
 app = Chalice(app_name="rolebroker")
 app.log.setLevel(logging.INFO)
@@ -86,6 +88,7 @@ class Services:
     task_secret: RefreshingSecret | None = None
     task_seal: TaskSeal | None = None
     worker: TaskWorker | None = None
+    kill_switch: Revocations | None = None
     _slack_secret: RefreshingSecret | None = None
     _slack_verifier: tuple[str, SlackRequestVerifier] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -94,6 +97,11 @@ class Services:
         if self.access is None:
             raise DependencyDown("just-in-time access is not configured on this broker (ROLEBROKER_TABLE)")
         return self.access
+
+    def revocations(self) -> Revocations:
+        if self.kill_switch is None:
+            raise DependencyDown("revocations need ROLEBROKER_TABLE, which this broker is not configured with")
+        return self.kill_switch
 
     def grant_evidence(self) -> GrantEvidence:
         if self.evidence is None:
@@ -137,6 +145,8 @@ def _build_services(
     audit: AuditLog | None = None,
     inline_tasks: bool = False,
     clock: Callable[[], datetime] = utcnow,
+    client_with: Callable[[str, Mapping[str, str]], Any] | None = None,
+    sleep: Callable[[float], None] | None = None,
 ) -> Services:
     # botocore and the rest are imported here, not at module level, so a cold
     # start pays for them once, and only when a request needs them. Clients
@@ -182,8 +192,14 @@ def _build_services(
                                      region=settings.region, config=config)
     else:
         sts = client("sts")
+    kill_switch = None
+    if store is not None:
+        kill_switch = _kill_switch(settings, client("dynamodb"), sts, policy, audit, clock, sleep,
+                                   client_with or (lambda service, creds: session.create_client(
+                                       service, region_name=settings.region, config=config, **creds)))
     broker = Broker(policy=policy.get, sts=StsGateway(sts), audit=audit, grants=store,
-                    session_limit_seconds=settings.session_limit_seconds, clock=clock)
+                    session_limit_seconds=settings.session_limit_seconds, clock=clock,
+                    revoked=kill_switch.refuse_if_revoked if kill_switch else None)
     console = ConsoleLinks(broker, issuer_url=settings.public_url or "rolebroker", clock=clock,
                            federation_url=settings.federation_url)
     inquiries = AccessInquiries(policy=policy.get, grants=store or NoGrants(), audit=audit, settings=settings,
@@ -192,10 +208,25 @@ def _build_services(
     # one up by its exact iss and keeps each issuer's keys across reloads.
     verifier = TokenVerifier(settings, policy_issuers=lambda iss: policy.get().issuer_for_url(iss))
     svc = Services(settings=settings, verifier=verifier, broker=broker, audit=audit,
-                   console=console, inquiries=inquiries, client=client, clock=clock)
+                   console=console, inquiries=inquiries, client=client, clock=clock, kill_switch=kill_switch)
     if store is not None:
         _add_jit_and_slack(svc, store, policy.get, inline_tasks)
     return svc
+
+
+def _kill_switch(settings: Settings, dynamodb: Any, sts: Any, policy: Any, audit: AuditLog,
+                 clock: Callable[[], datetime], sleep: Callable[[float], None] | None,
+                 client_with: Callable[[str, Mapping[str, str]], Any]) -> Revocations:
+    from chalicelib.aws.iam import Revoker
+    from chalicelib.aws.revocation_store import RevocationStore
+    from chalicelib.jit.revocations import Revocations
+
+    extra = {"sleep": sleep} if sleep is not None else {}
+    revocations = Revocations(policy=policy.get, store=RevocationStore(dynamodb, settings.table_name),
+                              revoker=Revoker(sts, client_with), audit=audit, clock=clock,
+                              default_identity_claim=settings.identity_claim, **extra)
+    policy.on_change = revocations.policy_changed
+    return revocations
 
 
 def _add_jit_and_slack(svc: Services, store: Any, policy: Callable[[], Any], inline_tasks: bool) -> None:
@@ -525,8 +556,76 @@ def cancel_request(request_ref: str) -> dict[str, Any]:
 
 @api("/v1/requests/{request_ref}/revoke", methods=["POST"])
 def revoke_request(request_ref: str) -> dict[str, Any]:
-    return _decide(request_ref, DECISION_FIELDS,
-                   lambda jit, who, ref, body, ctx: jit.revoke(who, ref, note=body.get("reason"), context=ctx))
+    """Revoke the grant, then end the sessions it issued (a deny on its role, chalicelib/jit/revocations.py)."""
+    svc = services()
+    revoked = _decide(request_ref, DECISION_FIELDS,
+                      lambda jit, who, ref, body, ctx: jit.revoke(who, ref, note=body.get("reason"), context=ctx))
+    try:
+        ended = svc.revocations().end_grant(caller(), revoked["requester"], revoked["role"], revoked["id"],
+                                            revoked.get("note"), context=call_context(current()))
+    except RolebrokerError as exc:  # the grant is revoked; say plainly that its sessions may not be
+        return {**revoked, "sessions": {"status": "failed", "detail": str(exc)}}
+    return {**revoked, "sessions": ended.to_dict() if ended else None}
+
+
+# --------------------------------------------------------------------------
+# Routes: the kill switch
+
+
+# A revocation's answer says how far it got: every account written, some, or none.
+REVOCATION_STATUS = {"complete": 201, "in_progress": 202, "partial": 207, "failed": 502}
+
+
+@api("/v1/revocations", methods=["POST"])
+def revoke_sessions() -> Response:
+    request = current()
+    body = validate(raw_body(request), REVOCATION_FIELDS)
+    done = services().revocations().revoke(caller(), body["identity"], body["reason"],
+                                           context=call_context(request))
+    return _revocation_answer(done.to_dict(), REVOCATION_STATUS[done.status], request)
+
+
+def _revocation_answer(revocation: dict[str, Any], status: int, request: Request) -> Response:
+    if status in (201, 202):
+        return Response(body=revocation, status_code=status)
+    failed = [f"{account}: {outcome['detail']}" for account, outcome in revocation["accounts"].items()
+              if outcome["status"] != "written"]
+    if status == 207:
+        return Response(body={**revocation, "Message": f"{len(failed)} account(s) not fully revoked"},
+                        status_code=status)
+    rid = request_id(request)
+    return Response(body={"Code": "BadGatewayError", "RequestId": rid, "revocation": revocation,
+                          "Message": f"revocation {revocation['id']} is recorded but no account was written; "
+                                     f"{failed[0] if failed else ''}"},
+                    status_code=status, headers={"X-Request-Id": rid})
+
+
+@api("/v1/revocations")
+def list_revocations() -> dict[str, Any]:
+    from chalicelib.jit.revocations import MAX_PAGE_LIMIT, PAGE_LIMIT
+
+    limit, next_token = page_params(current().query_params, PAGE_LIMIT, MAX_PAGE_LIMIT)
+    found, next_token = services().revocations().page(caller(), limit=limit, next_token=next_token,
+                                                      context=call_context(current()))
+    return {"revocations": [r.to_dict() for r in found], "next_token": next_token}
+
+
+@api("/v1/revocations/{revocation_ref}")
+def get_revocation(revocation_ref: str) -> dict[str, Any]:
+    from chalicelib.aws.revocation_store import checked_revocation_id
+
+    found = services().revocations().get(caller(), checked_revocation_id(revocation_ref),
+                                         context=call_context(current()))
+    return found.to_dict()
+
+
+@api("/v1/revocations/{revocation_ref}", methods=["DELETE"])
+def lift_revocation(revocation_ref: str) -> dict[str, Any]:
+    from chalicelib.aws.revocation_store import checked_revocation_id
+
+    lifted = services().revocations().lift(caller(), checked_revocation_id(revocation_ref),
+                                           context=call_context(current()))
+    return lifted.to_dict()
 
 
 # --------------------------------------------------------------------------

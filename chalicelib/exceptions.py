@@ -108,3 +108,7 @@ class RevocationsFull(Conflict):
 
 class RevokerUnavailable(AwsRefused):
     """A trusting account's revoker role or revocations boundary is missing or refuses the broker."""
+
+
+class Revoked(Forbidden):
+    """An admin revoked this person's sessions; no credentials until it is lifted."""

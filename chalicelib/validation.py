@@ -142,8 +142,14 @@ CREDENTIALS_FIELDS = {"role": Field("role"), "duration_seconds": Field("duration
 REQUEST_FIELDS = {"role": Field("role"), "duration_seconds": Field("grant_duration"), "reason": Field("text")}
 DECISION_FIELDS = {"reason": Field("text", False)}
 CONSOLE_FIELDS = {"role": Field("role")}
+REVOCATION_FIELDS = {"identity": Field("identity"), "reason": Field("text")}
 
-_CHECKS = {"role": role_name, "duration": _duration, "grant_duration": _grant_duration, "text": _text}
+_CHECKS = {"role": role_name, "duration": _duration, "grant_duration": _grant_duration, "text": _text,
+           "identity": lambda name, value: _identity(value) if isinstance(value, str) else _not_string(name)}
+
+
+def _not_string(name: str) -> str:
+    raise BadRequest(f"{name!r} must be a string")
 
 
 MAX_IDENTITY_CHARS = 256

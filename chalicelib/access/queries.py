@@ -258,6 +258,33 @@ def reach(policy: AccessPolicy, principal: Principal, identity_claim: str) -> li
     return [policy.roles[found["role"]] for found in what_can(policy, anyone, show_rules=False)]
 
 
+def naming(policy: AccessPolicy, principal: Principal, identity_claim: str) -> list[str]:
+    """What the policy says about ``principal`` *by name*: every rule whose ``identity_claim`` condition
+    lists their value (in roles, approvers, admins and auditors) and every Slack user mapped to them.
+
+    Group rules are about groups, whose members the IdP decides; these are
+    the policy's decisions about this one person. A revocation ends when
+    they change (``chalicelib/jit/revocations.py``).
+    """
+    found: list[str] = []
+
+    def add(where: str, rules: Iterable[Rule]) -> None:
+        for rule in rules:
+            if rule.issuer != principal.issuer:
+                continue
+            if any(key == identity_claim and principal.value in values for key, values in rule.claims):
+                found.append(f"{where}: {json.dumps(rule_conditions(rule), sort_keys=True)}")
+
+    for role in policy.roles.values():
+        add(f"role {role.name} ({role.role_arn}, mfa {role.require_mfa})", role.allow)
+        if role.approval is not None:
+            add(f"approvers of {role.name}", role.approval.approvers)
+    add("admins", policy.admins)
+    add("auditors", policy.auditors)
+    found += [f"slack user {user}" for user, key in policy.slack_users.items() if key == principal.key]
+    return sorted(found)
+
+
 def format_what_can(subject: str, roles: Sequence[Mapping[str, Any]]) -> str:
     if not roles:
         return f"{subject}: no role"

@@ -24,7 +24,6 @@ import base64
 import json
 import logging
 import secrets
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -77,7 +76,6 @@ class Revocation:
     ended_at: datetime | None = None
     ended_by: str | None = None
     request_ref: str | None = None  # the JIT request whose grant ended
-    policy_roles: tuple[str, ...] = ()  # roles it was computed from (for the record)
 
     @property
     def status(self) -> str:
@@ -127,20 +125,25 @@ def checked_revocation_id(value: str) -> str:
 
 
 class RevocationStore:
-    def __init__(self, client: Any, table_name: str, monotonic: Any = time.monotonic) -> None:
+    def __init__(self, client: Any, table_name: str) -> None:
         self._client = client
         self._table = table_name
 
     # -- records and refusals
 
-    def create(self, revocation: Revocation, *, refuse: bool) -> None:
-        """Record the revocation (and, for a person, the refusal of new credentials) in one transaction."""
+    def create(self, revocation: Revocation, *, naming: str | None) -> None:
+        """Record the revocation and, for a person, the refusal of new credentials, in one transaction.
+
+        ``naming`` is the fingerprint of what the policy said about the person
+        by name (``queries.naming``); a refusal ends when that changes.
+        """
         items: list[dict[str, Any]] = [{"Put": {"TableName": self._table, "Item": _item(revocation),
                                                 "ConditionExpression": "attribute_not_exists(pk)"}}]
-        if refuse:
+        if naming is not None:
             items.append({"Put": {"TableName": self._table, "Item": {
                 "pk": _s(REFUSALS_PK), "sk": _s(revocation.principal), "revocation": _s(revocation.id),
-                "created_at": _s(_iso(revocation.created_at)), "cutoff": _s(_iso(revocation.cutoff))}}})
+                "created_at": _s(_iso(revocation.created_at)), "cutoff": _s(_iso(revocation.cutoff)),
+                "naming": _s(naming)}}})
         self._call("transact_write_items", TransactItems=items)
 
     def get(self, revocation_id: str) -> Revocation:

@@ -25,20 +25,26 @@ between the two halves:
    answer says which accounts failed and what to fix.
 
 A revocation stays in force until an admin lifts it (``DELETE
-/v1/revocations/{id}``) or **the policy changes** so that it no longer
-grants that person anything (``queries.reach`` is empty: the admin has
-removed them from the policy, so the policy itself refuses them). The
-broker notices such a policy whenever it loads a new version, lists
-revocations or revokes; from then on the refusal is over, and a later
-policy that grants them again is a reviewed decision that stands on its
-own. Any other policy change (a new role, another person's access) leaves
-it in force. Lifting never removes the denies: sessions issued before the
-cutoff stay dead; new ones work.
+/v1/revocations/{id}``) or **the policy changes what it says about that
+person by name** (``queries.naming``: a rule whose identity-claim condition
+lists them, as an allow rule, approver, admin or auditor, or a Slack user
+mapped to them, is added, removed or edited). That is a reviewed decision
+about this one person, made after the revocation (``policycheck diff``
+shows it), so it stands on its own: removing them from the policy ends the
+refusal (the policy itself refuses them now) and granting them again later
+works without anyone remembering to lift. Group membership is the IdP's, and
+any other change (a new role for a group, another person's access) leaves
+the revocation in force. The broker compares whenever it loads a new policy
+version, lists revocations or revokes, and records the end; a change undone
+before any broker saw it changes nothing. Lifting never removes the denies:
+sessions issued before the cutoff stay dead; new ones work.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
+import json
 import logging
 import time
 import uuid
@@ -48,7 +54,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib.access.policy import AccessPolicy, Role, Rule
-from chalicelib.access.queries import reach
+from chalicelib.access.queries import naming, reach
 from chalicelib.audit import AuditLog, CallContext
 from chalicelib.aws.iam import AccountBoundary, Revoker
 from chalicelib.aws.revocation_store import (
@@ -67,6 +73,8 @@ from chalicelib.exceptions import (
     DependencyDown,
     Forbidden,
     NotFound,
+    Revoked,
+    RevokerUnavailable,
     RolebrokerError,
     Throttled,
 )
@@ -134,7 +142,8 @@ class Revocations:
                 "(a person of the default issuer is their identity claim as the IdP sends it, emails in any "
                 "case; anyone else is <issuer>|<value>); GET /v1/access?identity=... shows what someone can use")
         return self._start(caller, context, kind="person", principal=principal, reason=reason,
-                           targets=targets_of(roles), role_names=tuple(r.name for r in roles), refuse=True)
+                           targets=targets_of(roles), role_names=tuple(r.name for r in roles),
+                           naming=self._naming(policy, principal))
 
     def end_grant(self, caller: Identity, requester: str, role_name: str, request_ref: str, note: str | None, *,
                   context: CallContext) -> Revocation | None:
@@ -147,11 +156,11 @@ class Revocations:
             return None
         reason = f"grant {request_ref} for role {role_name} ended" + (f": {note}" if note else "")
         return self._start(caller, context, kind="grant", principal=Principal.from_key(requester), reason=reason,
-                           targets=targets_of([role]), role_names=(role.name,), refuse=False,
+                           targets=targets_of([role]), role_names=(role.name,), naming=None,
                            request_ref=request_ref, role_arn=role.role_arn)
 
     def _start(self, caller: Identity, context: CallContext, *, kind: str, principal: Principal, reason: str,
-               targets: Sequence[Target], role_names: tuple[str, ...], refuse: bool,
+               targets: Sequence[Target], role_names: tuple[str, ...], naming: str | None,
                request_ref: str | None = None, role_arn: str | None = None) -> Revocation:
         now = self._clock()
         revocation = Revocation(
@@ -159,7 +168,7 @@ class Revocations:
             by=caller.principal.key, reason=reason, created_at=now, cutoff=now + CUTOFF_MARGIN,
             accounts={t.account_id: AccountOutcome("pending", roles=t.role_arns) for t in targets},
             roles=role_names, request_ref=request_ref)
-        self._store.create(revocation, refuse=refuse)
+        self._store.create(revocation, naming=naming)
         written = self._clock()
         if written >= revocation.cutoff - CUTOFF_MARGIN / 2:
             # The write took so long that the margin no longer covers skew: say so rather than trust it.
@@ -248,20 +257,28 @@ class Revocations:
         expected = boundary_arn(boundary.account_id, self._partition)
         longest, uncovered, notes = 0, [], []
         for arn in roles:
-            if not arn.split(":role", 1)[-1].startswith(BROKER_ROLE_PATH):
-                uncovered.append(f"{arn}: outside {BROKER_ROLE_PATH}, so the generated template does not give it "
-                                 f"the boundary; attach it yourself (aws iam put-role-permissions-boundary "
-                                 f"--role-name {arn.rsplit('/', 1)[-1]} --permissions-boundary {expected}); unverified")
+            name = arn.rsplit("/", 1)[-1]
+            outside = not arn.split(":role", 1)[-1].startswith(BROKER_ROLE_PATH)
+            attach = (f"attach it yourself: aws iam put-role-permissions-boundary --role-name {name} "
+                      f"--permissions-boundary {expected}" if outside
+                      else "redeploy the trusting-account StackSet")
+            try:
+                facts = boundary.role(arn)
+            except RevokerUnavailable:
+                if not outside:
+                    raise
+                # The revoker may read only roles under the broker's path.
+                uncovered.append(f"{arn}: outside {BROKER_ROLE_PATH}, so the template does not give it the "
+                                 f"boundary and the revoker cannot check it; {attach}; unverified")
                 longest = MAX_ROLE_SESSION_SECONDS
                 continue
-            facts = boundary.role(arn)
             if facts is None:
                 notes.append(f"{arn} does not exist (no session to end)")
                 continue
             longest = max(longest, facts.max_session_seconds)
             if facts.boundary_arn != expected:
                 uncovered.append(f"{arn}: its permissions boundary is {facts.boundary_arn or 'none'}, not "
-                                 f"{expected}, so its sessions go on; redeploy the trusting-account StackSet")
+                                 f"{expected}, so its sessions go on; {attach}")
         return longest or MAX_ROLE_SESSION_SECONDS, uncovered, notes
 
     def _outcome(self, status: str, detail: str, attempts: int, roles: tuple[str, ...],
@@ -276,7 +293,7 @@ class Revocations:
         refusal = self._store.refusal(identity.principal.key)
         if refusal is None:
             return
-        raise Forbidden(f"an admin revoked your sessions at {refusal.get('created_at', '?')} (revocation "
+        raise Revoked(f"an admin revoked your sessions at {refusal.get('created_at', '?')} (revocation "
                         f"{refusal.get('revocation', '?')}); the broker gives you no credentials until an admin "
                         "lifts it")
 
@@ -312,11 +329,11 @@ class Revocations:
         return replace(revocation, state="lifted", ended_at=now, ended_by=caller.principal.key)
 
     def policy_changed(self, policy: AccessPolicy) -> int:
-        """End every refusal whose person ``policy`` no longer grants anything; returns how many ended."""
+        """End every refusal whose person ``policy`` now says something else about by name; how many ended."""
         ended = 0
         for refusal in self._store.refusals():
             principal = Principal.from_key(refusal["sk"])
-            if reach(policy, principal, self._identity_claim(policy, principal)):
+            if self._naming(policy, principal) == refusal.get("naming"):
                 continue
             try:
                 revocation = self._store.get(refusal["revocation"])
@@ -328,7 +345,7 @@ class Revocations:
             self._audit.record(action="lift-revocation", outcome="ended_by_policy",
                                context=CallContext(request_id="policy-change"), about=principal.key,
                                revocation=revocation.id,
-                               reason="the access policy no longer grants this person any role")
+                               reason="the access policy changed what it says about this person by name")
         return ended
 
     # -- who may
@@ -362,6 +379,10 @@ class Revocations:
     def _denied(self, caller: Identity, context: CallContext, action: str, reason: str, **fields: Any) -> None:
         self._audit.record(action=action, outcome="denied", context=context, identity=caller, reason=reason,
                            **fields)
+
+    def _naming(self, policy: AccessPolicy, principal: Principal) -> str:
+        named = naming(policy, principal, self._identity_claim(policy, principal))
+        return hashlib.sha256(json.dumps(named).encode("utf-8")).hexdigest()[:32]
 
     def _identity_claim(self, policy: AccessPolicy, principal: Principal) -> str:
         if principal.issuer == DEFAULT_ISSUER:
