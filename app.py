@@ -281,7 +281,8 @@ def _add_jit_and_slack(svc: Services, store: Any, policy: Callable[[], Any], inl
     svc.evidence = GrantEvidence(policy=policy, store=store, audit=svc.audit, clock=svc.clock, targets=targets)
     svc.directory = Directory(store, clock=svc.clock, identity_claim=settings.identity_claim)
     svc.chatops = ChatOps(policy=policy, broker=svc.broker, access=svc.access, console=svc.console,
-                          directory=svc.directory, store=store, slack=_slack_api(svc), clock=svc.clock)
+                          directory=svc.directory, store=store, slack=_slack_api(svc), clock=svc.clock,
+                          revocations=svc.kill_switch)
 
 
 def _slack_api(svc: Services) -> Any:

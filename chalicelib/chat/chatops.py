@@ -26,7 +26,15 @@ from chalicelib.console import ConsoleLinks
 from chalicelib.exceptions import BadRequest, RolebrokerError
 from chalicelib.identity.tokens import Identity
 from chalicelib.jit.requests import AccessRequests
-from chalicelib.validation import DECISION_FIELDS, REQUEST_FIELDS, checked_request_id, role_name, validate_fields
+from chalicelib.jit.revocations import Revocations
+from chalicelib.validation import (
+    DECISION_FIELDS,
+    REQUEST_FIELDS,
+    REVOCATION_FIELDS,
+    checked_request_id,
+    role_name,
+    validate_fields,
+)
 
 LOG = logging.getLogger(__name__)
 ACCESS_LABELS = {"allowed": "allowed", "approval_required": "approval required", "mfa_required": "MFA required"}
@@ -37,7 +45,8 @@ SLACK_PAGE = 10  # a Slack reply stays readable; the rest is a command away
 class ChatOps:
     def __init__(self, *, policy: Callable[[], AccessPolicy], broker: Broker, access: AccessRequests,
                  console: ConsoleLinks, directory: Directory, store: AccessStore, slack: SlackApi | None,
-                 clock: Callable[[], datetime]) -> None:
+                 clock: Callable[[], datetime], revocations: Revocations | None = None) -> None:
+        self._revocations = revocations
         self._policy = policy
         self._broker = broker
         self._access = access
@@ -81,7 +90,7 @@ class ChatOps:
         context = CallContext(request_id=request_id, channel="slack", user_agent="slack")
         try:
             identity = self._directory.slack_identity(form.get("user_id", ""), self._policy(), self._slack)
-            handler = getattr(self, "_cmd_" + command.name, None)
+            handler = getattr(self, "_cmd_" + command.name.replace("-", "_"), None)
             if handler is None:
                 return messages.help_reply()
             message: Reply = handler(identity, command.args, command.rest, context, form.get("user_id", ""))
@@ -140,6 +149,19 @@ class ChatOps:
             raise BadRequest("usage: /aws cancel ID")
         request = self._access.cancel(identity, checked_request_id(args[0]), context=context)
         return messages.cancelled_reply(request.to_dict(self._clock()))
+
+    def _cmd_revoke_sessions(self, identity: Identity, args: list[str], rest: str, context: CallContext,
+                             user: str) -> Reply:
+        # Slack cannot prove MFA; revoking only takes access away, so admins may do it here (lifting is not offered).
+        parts = rest.split(maxsplit=1)
+        if len(parts) < 2:
+            raise BadRequest("usage: /aws revoke-sessions IDENTITY REASON (e.g. /aws revoke-sessions "
+                             "bob@example.com laptop stolen)")
+        if self._revocations is None:
+            raise BadRequest("revocations are not configured on this broker")
+        body = validate_fields({"identity": parts[0], "reason": parts[1]}, REVOCATION_FIELDS)
+        done = self._revocations.revoke(identity, body["identity"], body["reason"], context=context)
+        return messages.revocation_reply(done.to_dict())
 
     def interaction(self, payload: Mapping[str, Any], request_id: str) -> None:
         actions = payload.get("actions") or []

@@ -32,6 +32,7 @@ HELP = (
     "• `/aws requests` — your requests and those waiting for you\n"
     "• `/aws approve ID` / `/aws deny ID [REASON]` — decide a request\n"
     "• `/aws cancel ID` — withdraw your own pending request\n"
+    "• `/aws revoke-sessions IDENTITY REASON` — admins: end that person's live sessions everywhere\n"
     "Credentials never appear in Slack: use `rolebroker credential-process` or `aws --profile`."
 )
 
@@ -74,6 +75,22 @@ def help_reply() -> dict[str, Any]:
 
 def working_on(command: str) -> dict[str, Any]:
     return ephemeral(f":hourglass_flowing_sand: working on `/aws {inline(command)}` ...")
+
+
+def revocation_reply(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """What a revocation did, account by account (failures with what to fix)."""
+    accounts = doc.get("accounts") or {}
+    failed = [f"• `{inline(account)}` {inline(o.get('status'))}: {inline(o.get('detail'), TEXT_CHARS)}"
+              + (f" Not reached: {inline('; '.join(o.get('uncovered') or []), TEXT_CHARS)}" if o.get("uncovered")
+                 else "")
+              for account, o in sorted(accounts.items()) if o.get("status") != "written"]
+    head = (f":no_entry: Revocation `{inline(doc.get('id'))}` of {inline(doc.get('identity'))}: "
+            f"*{inline(doc.get('status'))}* in {len(accounts) - len(failed)} of {len(accounts)} account(s). "
+            f"Sessions issued before {inline(doc.get('cutoff'))} are denied; no new credentials until an admin "
+            "lifts it (`rolebroker revocations --lift ID`).")
+    if failed:
+        head += "\nNot done (fix, then run the same command again):\n" + "\n".join(failed[:LIST_LINES])
+    return ephemeral(head)
 
 
 def warning(message: str) -> dict[str, Any]:

@@ -155,6 +155,36 @@ class BrokerClient:
         body = {"reason": reason} if reason else {}
         return self._json("POST", f"/v1/requests/{quote(request_id, safe='')}/{verdict}", body)[0]
 
+    def revoke_sessions(self, identity: str, reason: str) -> dict[str, Any]:
+        """The revocation, complete (201) or partly (207): each account's outcome is in it."""
+        doc, answer = self._json("POST", "/v1/revocations", {"identity": identity, "reason": reason})
+        if not isinstance(doc.get("id"), str) or not isinstance(doc.get("accounts"), dict):
+            raise UnexpectedAnswer(f"unexpected answer from broker ({answer.describe()} without a revocation)")
+        return doc
+
+    def revocations(self, max_pages: int = MAX_PAGES) -> tuple[list[dict[str, Any]], bool]:
+        """Every revocation, newest first (following ``next_token``); and whether more remain unread."""
+        from urllib.parse import quote
+
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        for _ in range(max_pages):
+            query = f"?next_token={quote(token, safe='')}" if token else ""
+            page, doc, answer = self._page(f"/v1/revocations{query}", "revocations")
+            items += page
+            token = doc.get("next_token")
+            if token is None:
+                return items, False
+            if not isinstance(token, str) or not token:
+                raise UnexpectedAnswer(f"unexpected answer from broker ({answer.describe()} with a malformed "
+                                       "'next_token')")
+        return items, True
+
+    def lift_revocation(self, revocation_id: str) -> dict[str, Any]:
+        from urllib.parse import quote
+
+        return self._json("DELETE", f"/v1/revocations/{quote(revocation_id, safe='')}")[0]
+
     def client_config(self) -> dict[str, Any]:
         return self._json("GET", "/v1/client-config", auth=False)[0]
 

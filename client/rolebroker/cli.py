@@ -103,6 +103,12 @@ def build_parser(stdout: IO[str], stderr: IO[str]) -> Any:
     cmd = command("deny", "deny an access request")
     cmd.add_argument("request_id", metavar="ID")
     cmd.add_argument("--reason", help="tell the requester why")
+    cmd = command("revoke-sessions", "end a person's live sessions in every account and refuse them new ones "
+                  "(admins, with MFA)")
+    cmd.add_argument("identity", metavar="IDENTITY", help="their identity (email), or ISSUER|VALUE")
+    cmd.add_argument("--reason", required=True, help="why (recorded and audited)")
+    cmd = command("revocations", "list revocations and each account's outcome (admins and auditors)")
+    cmd.add_argument("--lift", metavar="ID", help="lift this revocation: the person may get credentials again")
     cmd = command("login", "sign in with your identity provider (opens a browser)")
     cmd.add_argument("--issuer", help="OIDC issuer (else the config file, else the broker's client-config)")
     cmd.add_argument("--client-id", help="OIDC client id (likewise)")

@@ -59,6 +59,8 @@ class Options:
     issuer: str | None = None
     client_id: str | None = None
     no_browser: bool = False
+    identity: str | None = None
+    lift: str | None = None
 
     def values(self) -> dict[str, Any]:
         names = [name for name in dir(Options) if not name.startswith("_") and name != "values"]
@@ -285,6 +287,66 @@ def cmd_deny(ctx: Context) -> int:
     return _cmd_decide(ctx, "deny")
 
 
+# `revoke-sessions` exits 3 when the revocation is recorded and in force but some account was not written.
+PARTLY_REVOKED = 3
+
+
+def _accounts_table(doc: Mapping[str, Any]) -> str:
+    rows = []
+    accounts = doc.get("accounts")
+    for account, outcome in sorted(accounts.items()) if isinstance(accounts, dict) else []:
+        outcome = outcome if isinstance(outcome, dict) else {}
+        detail = str(outcome.get("detail", ""))
+        uncovered = outcome.get("uncovered")
+        if isinstance(uncovered, list) and uncovered:
+            detail += "; not reached: " + "; ".join(str(u) for u in uncovered)
+        rows.append([one_line(str(account), 20), one_line(str(outcome.get("status", "?")), 12),
+                     one_line(str(outcome.get("attempts", "?")), 4), one_line(detail, 400)])
+    return table(["ACCOUNT", "STATUS", "TRIES", "DETAIL"], rows)
+
+
+def cmd_revoke_sessions(ctx: Context) -> int:
+    if not ctx.opts.reason or not ctx.opts.reason.strip():
+        raise UsageError("revoke-sessions needs --reason TEXT: it is recorded and audited")
+    doc = ctx.client().revoke_sessions(ctx.opts.identity or "", ctx.opts.reason)
+    status = one_line(str(doc.get("status", "?")), 20)
+    ctx.out(f"revocation {one_line(str(doc['id']), 40)} for {one_line(str(doc.get('identity', '?')), 200)}: "
+            f"{status}; sessions issued before {one_line(str(doc.get('cutoff', '?')), 40)} are denied, "
+            "and the broker refuses them new credentials until it is lifted\n")
+    ctx.out(_accounts_table(doc))
+    if status != "complete":
+        ctx.warn("some accounts were not fully revoked (see DETAIL); fix what it names and run the same "
+                 "command again: writes are idempotent")
+        return PARTLY_REVOKED
+    return 0
+
+
+def cmd_revocations(ctx: Context) -> int:
+    if ctx.opts.lift:
+        doc = ctx.client().lift_revocation(ctx.opts.lift)
+        ctx.out(f"revocation {one_line(str(doc.get('id', ctx.opts.lift)), 40)} for "
+                f"{one_line(str(doc.get('identity', '?')), 200)}: {one_line(str(doc.get('state', '?')), 20)}; "
+                "sessions from before its cutoff stay denied\n")
+        return 0
+    items, more = ctx.client().revocations()
+    if more:
+        ctx.warn(f"showing the first {len(items)} revocations; the broker has more")
+    if not items:
+        ctx.warn("no revocations")
+        return 0
+    rows = []
+    for item in items:
+        created = item.get("created_at")
+        try:
+            created_text = local_time(parse_timestamp(created)) if isinstance(created, str) else "-"
+        except ValueError:
+            created_text = one_line(str(created), 40)
+        rows.append([one_line(str(item.get(key, "-")), 60) for key in ("id", "state", "status", "kind", "identity")]
+                    + [created_text, one_line(str(item.get("reason", "")), 80)])
+    ctx.out(table(["ID", "STATE", "STATUS", "KIND", "IDENTITY", "CREATED", "REASON"], rows))
+    return 0
+
+
 def cmd_login(ctx: Context) -> int:
     url = ctx.settings.url
     if not url:
@@ -344,6 +406,8 @@ COMMANDS: dict[str, Callable[[Context], int]] = {
     "requests": cmd_requests,
     "approve": cmd_approve,
     "deny": cmd_deny,
+    "revoke-sessions": cmd_revoke_sessions,
+    "revocations": cmd_revocations,
     "login": cmd_login,
     "logout": cmd_logout,
     "cache": cmd_cache,

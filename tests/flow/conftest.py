@@ -173,7 +173,8 @@ def jit(issuer: DevIssuer, moto_server: Moto, httpserver: HTTPServer, tmp_path: 
         ROLEBROKER_SLACK_RESPONSE_URL_PREFIX=httpserver.url_for("/hooks/"),
         ROLEBROKER_FEDERATION_URL=httpserver.url_for("/federation"))
     services = app_module._build_services(environ, client_factory=moto_server.client,
-                                          audit=AuditLog(emit=lines.append), inline_tasks=True, clock=clock)
+                                          audit=AuditLog(emit=lines.append), inline_tasks=True, clock=clock,
+                                          client_with=moto_server.client_with)
     monkeypatch.setattr(app_module, "_services", services)
     with Client(app_module.app) as client:
         yield Jit(client, issuer, httpserver, clock, services, lines, users_info)
