@@ -193,10 +193,9 @@ def _build_services(
     else:
         sts = client("sts")
     kill_switch = None
-    if store is not None:
-        kill_switch = _kill_switch(settings, client("dynamodb"), sts, policy, audit, clock, sleep,
-                                   client_with or (lambda service, creds: session.create_client(
-                                       service, region_name=settings.region, config=config, **creds)))
+    if store is not None and settings.table_name:
+        kill_switch = _kill_switch(settings, settings.table_name, client("dynamodb"), sts, policy, audit, clock,
+                                   sleep, client_with or _credentials_client(session, settings, config))
     broker = Broker(policy=policy.get, sts=StsGateway(sts), audit=audit, grants=store,
                     session_limit_seconds=settings.session_limit_seconds, clock=clock,
                     revoked=kill_switch.refuse_if_revoked if kill_switch else None)
@@ -214,17 +213,29 @@ def _build_services(
     return svc
 
 
-def _kill_switch(settings: Settings, dynamodb: Any, sts: Any, policy: Any, audit: AuditLog,
+def _credentials_client(session: Any, settings: Settings, config: Any) -> Callable[[str, Mapping[str, str]], Any]:
+    """Clients signed with given credentials (a revoker session in a trusting account)."""
+    def create(service: str, credentials: Mapping[str, str]) -> Any:
+        return session.create_client(service, region_name=settings.region, config=config,
+                                     aws_access_key_id=credentials["aws_access_key_id"],
+                                     aws_secret_access_key=credentials["aws_secret_access_key"],
+                                     aws_session_token=credentials["aws_session_token"])
+
+    return create
+
+
+def _kill_switch(settings: Settings, table: str, dynamodb: Any, sts: Any, policy: Any, audit: AuditLog,
                  clock: Callable[[], datetime], sleep: Callable[[float], None] | None,
                  client_with: Callable[[str, Mapping[str, str]], Any]) -> Revocations:
+    import time
+
     from chalicelib.aws.iam import Revoker
     from chalicelib.aws.revocation_store import RevocationStore
     from chalicelib.jit.revocations import Revocations
 
-    extra = {"sleep": sleep} if sleep is not None else {}
-    revocations = Revocations(policy=policy.get, store=RevocationStore(dynamodb, settings.table_name),
+    revocations = Revocations(policy=policy.get, store=RevocationStore(dynamodb, table),
                               revoker=Revoker(sts, client_with), audit=audit, clock=clock,
-                              default_identity_claim=settings.identity_claim, **extra)
+                              default_identity_claim=settings.identity_claim, sleep=sleep or time.sleep)
     policy.on_change = revocations.policy_changed
     return revocations
 

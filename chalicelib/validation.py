@@ -144,12 +144,14 @@ DECISION_FIELDS = {"reason": Field("text", False)}
 CONSOLE_FIELDS = {"role": Field("role")}
 REVOCATION_FIELDS = {"identity": Field("identity"), "reason": Field("text")}
 
+def _identity_field(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise BadRequest(f"{name!r} must be a string")
+    return _identity(value)
+
+
 _CHECKS = {"role": role_name, "duration": _duration, "grant_duration": _grant_duration, "text": _text,
-           "identity": lambda name, value: _identity(value) if isinstance(value, str) else _not_string(name)}
-
-
-def _not_string(name: str) -> str:
-    raise BadRequest(f"{name!r} must be a string")
+           "identity": _identity_field}
 
 
 MAX_IDENTITY_CHARS = 256

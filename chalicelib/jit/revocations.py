@@ -80,7 +80,7 @@ from chalicelib.exceptions import (
 )
 from chalicelib.identity.principal import DEFAULT_ISSUER, Principal, canonical_value
 from chalicelib.identity.tokens import Identity
-from chalicelib.jit.denies import MAX_ROLE_SESSION_SECONDS, DenyEntry, boundary_arn, entry_for, live, render
+from chalicelib.jit.denies import MAX_ROLE_SESSION_SECONDS, boundary_arn, entry_for, live, render
 from chalicelib.stamping import session_name_for_key
 
 LOG = logging.getLogger(__name__)

@@ -385,8 +385,8 @@ def _revocation(status: str, sandbox: dict[str, Any]) -> dict[str, Any]:
     return {"id": "0193f0c2a1b2c3d4e", "kind": "person", "identity": "bob@example.com", "state": "in_force",
             "status": status, "cutoff": "2025-03-01T12:00:30+00:00", "reason": "laptop stolen",
             "created_at": "2025-03-01T12:00:00+00:00",
-            "accounts": {"333333333333": {"status": "written", "attempts": 1, "detail": "boundary version v2: 1 live entry",
-                                         "uncovered": []},
+            "accounts": {"333333333333": {"status": "written", "attempts": 1,
+                                         "detail": "boundary version v2: 1 live entry", "uncovered": []},
                          "222222222222": sandbox}}
 
 

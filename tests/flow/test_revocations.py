@@ -15,7 +15,7 @@ import secrets
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,6 @@ from chalicelib.aws.revocation_store import RevocationStore
 from chalicelib.aws.store import create_table
 from chalicelib.jit import denies
 from devstack.issuer import DevIssuer
-from devstack.stack import FAKE_AWS_CREDENTIALS
 from devstack.trusting import BROKER_ACCOUNT, iam_in, seed_trusting_accounts
 from tests.conftest import Moto, broker_environ
 from tests.flow.conftest import FakeClock
@@ -65,10 +64,10 @@ roles:
 admins: [{{groups: [security]}}]
 auditors: [{{groups: [audit]}}]
 """
-ORPHAN_ROLE = f"""  orphan:
+ORPHAN_ROLE = """  orphan:
     account: orphan
     role_name: /rolebroker/OrphanRole
-    allow: [{{groups: [developers]}}]
+    allow: [{groups: [developers]}]
 """
 
 
