@@ -169,7 +169,8 @@ def test_revocations_are_user_access_management_and_a_partial_one_is_a_failure()
     from chalicelib.ocsf import to_ocsf
 
     base = {"audit": "rolebroker", "time": "2025-03-01T12:00:00+00:00", "request_id": "r1", "channel": "api",
-            "who": "sam@example.com", "principal": "sam@example.com", "groups": ["security"], "about": "bob@example.com"}
+            "who": "sam@example.com", "principal": "sam@example.com", "groups": ["security"],
+            "about": "bob@example.com"}
     done = to_ocsf({**base, "action": "revoke-sessions", "outcome": "complete"})
     assert (done["class_uid"], done["activity_id"], done["status_id"]) == (3005, 2, 1)
     partial = to_ocsf({**base, "action": "revoke-sessions", "outcome": "partial"})
