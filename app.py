@@ -268,7 +268,12 @@ def _add_jit_and_slack(svc: Services, store: Any, policy: Callable[[], Any], inl
     def run_task(task: dict[str, Any]) -> None:
         assert svc.chatops is not None
         try:
-            svc.chatops.run(task)
+            if task.get("kind") == "revocation" and svc.kill_switch is not None:
+                svc.kill_switch.resume(str(task.get("revocation")),
+                                       context=CallContext(request_id=str(task.get("request_id", "worker")),
+                                                           channel="worker"))
+            else:
+                svc.chatops.run(task)
         finally:
             svc.audit.flush()
 
@@ -281,6 +286,10 @@ def _add_jit_and_slack(svc: Services, store: Any, policy: Callable[[], Any], inl
     else:
         transport = ThreadTransport(svc.worker.handle)
     svc.dispatcher = SealedDispatcher(svc.task_seal, transport)
+    if svc.kill_switch is not None:
+        dispatcher = svc.dispatcher
+        svc.kill_switch.handoff = lambda revocation: dispatcher.dispatch({"kind": "revocation",
+                                                                          "revocation": revocation})
     svc.access = AccessRequests(policy=policy, store=store, audit=svc.audit, clock=svc.clock,
                                 notifier=DispatchingNotifier(svc.dispatcher), max_open=settings.max_open_requests)
     try:

@@ -90,12 +90,16 @@ LOG = logging.getLogger(__name__)
 # carries a TokenIssueTime after the cutoff.
 CUTOFF_MARGIN = timedelta(seconds=30)
 LEASE = timedelta(seconds=60)
+# An API answer must come within API Gateway's 29 s (and the function's
+# timeout); accounts not written by then continue in the worker.
+DEADLINE_SECONDS = 10.0
 ATTEMPTS = 4
 BACKOFF_SECONDS = 0.5
 WORKERS = 16
 PAGE_LIMIT = 50
 MAX_PAGE_LIMIT = 100
 _RETRYABLE = (Throttled, DependencyDown)
+
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,8 @@ class Revocations:
     def __init__(self, *, policy: Callable[[], AccessPolicy], store: RevocationStore, revoker: Revoker,
                  audit: AuditLog, clock: Callable[[], datetime], default_identity_claim: str = "email",
                  sleep: Callable[[float], None] = time.sleep, workers: int = WORKERS, attempts: int = ATTEMPTS,
-                 backoff_seconds: float = BACKOFF_SECONDS, partition: str = "aws") -> None:
+                 backoff_seconds: float = BACKOFF_SECONDS, partition: str = "aws",
+                 deadline_seconds: float = DEADLINE_SECONDS) -> None:
         self._policy = policy
         self._store = store
         self._revoker = revoker
@@ -122,6 +127,9 @@ class Revocations:
         self._attempts = attempts
         self._backoff = backoff_seconds
         self._partition = partition
+        self.deadline_seconds = deadline_seconds
+        # Set by app.py when a worker exists: continues a revocation whose accounts outlast the deadline.
+        self.handoff: Callable[[str], None] | None = None
 
     # -- a person
 
@@ -177,25 +185,48 @@ class Revocations:
         self._audit.record(action="revoke-sessions", outcome="recorded", context=context, identity=caller,
                            reason=reason, about=principal.key, revocation=revocation.id, kind=kind,
                            accounts=len(targets), request_ref=request_ref)
-        done = self._apply(revocation, role_arn)
-        self._audit.record(action="revoke-sessions", outcome=done.status, context=context, identity=caller,
-                           reason=reason, about=principal.key, revocation=done.id, kind=kind,
+        return self._finish(self._apply(revocation, role_arn), context)
+
+    def resume(self, revocation_id: str, *, context: CallContext) -> Revocation:
+        """Write the accounts a revocation has not reached yet (the worker, after a hand-off)."""
+        revocation = self._store.get(revocation_id)
+        pending = [o for o in revocation.accounts.values() if o.status == "pending"]
+        role_arn = pending[0].roles[0] if pending and revocation.kind == "grant" else None
+        return self._finish(self._apply(revocation, role_arn), context)
+
+    def _finish(self, done: Revocation, context: CallContext) -> Revocation:
+        self._audit.record(action="revoke-sessions", outcome=done.status, context=context, reason=done.reason,
+                           revoked_by=done.by, about=done.principal, revocation=done.id, kind=done.kind,
                            accounts_written=sum(1 for o in done.accounts.values() if o.status == "written"),
-                           accounts_failed=sorted(a for a, o in done.accounts.items() if o.status != "written"),
-                           request_ref=request_ref)
+                           accounts_failed=sorted(a for a, o in done.accounts.items()
+                                                  if o.status not in ("written", "pending")),
+                           accounts_pending=sum(1 for o in done.accounts.values() if o.status == "pending"),
+                           request_ref=done.request_ref)
         return done
 
     # -- writing the accounts
 
     def _apply(self, revocation: Revocation, role_arn: str | None) -> Revocation:
+        """Write every pending account, in parallel, until the deadline; hand the rest to the worker.
+
+        An account still being written at the deadline goes on in its thread
+        and records its outcome when it lands; the worker's ``resume`` takes
+        the rest (and the lease keeps the two from writing one account at once).
+        """
         pending = sorted(a for a, o in revocation.accounts.items() if o.status == "pending")
         if not pending:
             return revocation
-        workers = max(1, min(self._workers, len(pending)))
-        with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="revoke") as pool:
-            results = pool.map(lambda a: (a, self._account(revocation, a, role_arn)), pending)
-            for account_id, outcome in results:
-                revocation = with_outcome(revocation, account_id, outcome)
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(self._workers, len(pending))),
+                                                     thread_name_prefix="revoke")
+        futures = {pool.submit(self._account, revocation, account, role_arn): account for account in pending}
+        done, late = concurrent.futures.wait(futures, timeout=self.deadline_seconds)
+        pool.shutdown(wait=False, cancel_futures=True)
+        for future in done:
+            revocation = with_outcome(revocation, futures[future], future.result())
+        if late:
+            LOG.warning("revocation %s: %d account(s) left at the deadline", revocation.id, len(late))
+            if self.handoff is not None:
+                self.handoff(revocation.id)
         return revocation
 
     def _account(self, revocation: Revocation, account_id: str, role_arn: str | None) -> AccountOutcome:
@@ -229,13 +260,15 @@ class Revocations:
 
     def _write(self, revocation: Revocation, account_id: str, roles: tuple[str, ...], role_arn: str | None,
                attempt: int) -> AccountOutcome:
+        # Reads first, outside the lease: it covers only what must not interleave.
+        boundary = self._revoker.account(account_id, f"rolebroker-revocation-{revocation.id}")
+        longest, uncovered, notes = self._inspect(boundary, roles)
+        entry = entry_for(revocation.source_identity, revocation.cutoff, longest, role_arn)
         owner = f"{revocation.id}:{uuid.uuid4().hex[:8]}"
         if not self._store.lock(account_id, owner, self._clock(), LEASE):
-            raise Throttled(f"account {account_id}: another revocation is writing its boundary")
+            raise Throttled(f"account {account_id}: another revocation is writing its boundary (its lease lasts "
+                            f"at most {LEASE.seconds} s)")
         try:
-            boundary = self._revoker.account(account_id, f"rolebroker-revocation-{revocation.id}")
-            longest, uncovered, notes = self._inspect(boundary, roles)
-            entry = entry_for(revocation.source_identity, revocation.cutoff, longest, role_arn)
             now = self._clock()
             stored = self._store.entries(account_id)
             kept = live([*stored, entry], now)

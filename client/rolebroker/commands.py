@@ -314,6 +314,10 @@ def cmd_revoke_sessions(ctx: Context) -> int:
             f"{status}; sessions issued before {one_line(str(doc.get('cutoff', '?')), 40)} are denied, "
             "and the broker refuses them new credentials until it is lifted\n")
     ctx.out(_accounts_table(doc))
+    if status == "in_progress":
+        ctx.warn("the broker is still writing the pending accounts in the background; `rolebroker revocations` "
+                 "shows how far it got")
+        return PARTLY_REVOKED
     if status != "complete":
         ctx.warn("some accounts were not fully revoked (see DETAIL); fix what it names and run the same "
                  "command again: writes are idempotent")

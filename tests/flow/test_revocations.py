@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -407,3 +408,55 @@ def test_a_revocation_ends_when_the_policy_changes_what_it_says_about_the_person
     # Granting her again later is a reviewed decision that stands on its own.
     assert credentials(kill, dana, "dana-tools").status_code == 200
     assert kill.audits("lift-revocation")[-1]["outcome"] == "ended_by_policy"
+
+
+# --------------------------------------------------------------------------
+# Past the API's deadline, the worker finishes
+
+
+class HeldAssume:
+    """An STS client whose AssumeRole into one account waits until released (a slow account)."""
+
+    def __init__(self, inner: Any, account: str) -> None:
+        self._inner = inner
+        self._account = account
+        self.release = threading.Event()
+
+    def assume_role(self, **kwargs: Any) -> Any:
+        if f"::{self._account}:" in kwargs["RoleArn"]:
+            self.release.wait(timeout=60)
+        return self._inner.assume_role(**kwargs)
+
+
+def test_accounts_left_at_the_deadline_are_handed_to_the_worker_and_finished_there(kill: KillSwitch) -> None:
+    from chalicelib.audit import CallContext
+    from chalicelib.aws.iam import Revoker
+    from chalicelib.identity.tokens import Identity
+    from chalicelib.jit.revocations import Revocations
+
+    policy = parse_policy(kill.policy_path.read_text())
+    store = RevocationStore(kill.moto.client("dynamodb"), kill.table)
+    held = HeldAssume(kill.moto.client("sts"), kill[PRODUCTION])
+
+    def revocations(sts: Any, deadline: float) -> Revocations:
+        return Revocations(policy=lambda: policy, store=store, revoker=Revoker(sts, client_with(kill.moto)),
+                           audit=AuditLog(emit=kill.audit_lines.append), clock=kill.clock, sleep=kill.sleeps.append,
+                           deadline_seconds=deadline)
+
+    api = revocations(held, deadline=5)  # generous: the sandbox account must land before it
+    handed: list[str] = []
+    api.handoff = handed.append
+    admin = Identity(subject="sam@example.com", groups=frozenset({"security"}), claims={"amr": ["mfa"]})
+    try:
+        answered = api.revoke(admin, "bob@example.com", "laptop stolen", context=CallContext(request_id="r1"))
+        assert answered.status == "in_progress"
+        assert answered.accounts[kill[SANDBOX]].status == "written"
+        assert answered.accounts[kill[PRODUCTION]].status == "pending"
+        assert handed == [answered.id]
+        assert store.get(answered.id).accounts[kill[PRODUCTION]].status == "pending"  # the record says so too
+        finished = revocations(kill.moto.client("sts"), deadline=30).resume(answered.id,
+                                                                          context=CallContext(request_id="w1"))
+        assert finished.status == "complete"
+        assert [e.source_identity for e in denies.entries_in(kill.boundary(kill[PRODUCTION]))] == ["bob@example.com"]
+    finally:
+        held.release.set()
