@@ -70,8 +70,9 @@ def main(argv: Sequence[str] | None = None, client_factory: Callable[[str], Any]
     if client_factory is None:
         import boto3
 
-        client_factory = boto3.client
-    client = client_factory(service)
+        client = boto3.client(service)  # type: ignore[call-overload]  # the canary's credentials, from the environment
+    else:
+        client = client_factory(service)
     method = "".join("_" + ch.lower() if ch.isupper() else ch for ch in operation).lstrip("_")
     if not hasattr(client, method):
         print(f"error: {service} has no operation {operation}", file=sys.stderr)
