@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None, client_factory: Callable[[str], Any]
     if client_factory is None:
         import boto3
 
-        client = boto3.client(service)  # type: ignore[call-overload]  # the canary's credentials, from the environment
+        client = boto3.client(service)  # the canary's credentials, from the environment
     else:
         client = client_factory(service)
     method = "".join("_" + ch.lower() if ch.isupper() else ch for ch in operation).lstrip("_")
