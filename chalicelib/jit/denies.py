@@ -12,10 +12,11 @@ boundary allows, less any explicit deny in either. So the document is
 ``Allow *`` (the boundary does not narrow the roles) plus one ``Deny *``
 per revocation entry. The ``rolebroker-revoker`` role that writes it may
 version that one policy and nothing else. IAM cannot hold a writer to
-deny-only content (neither ``iam:PutRolePolicy`` nor
-``iam:CreatePolicyVersion`` has a condition key on the document), so a
-revoker that wrote a role's inline or attached policy could grant that role
-anything; writing the boundary instead, the worst an Allow it adds can do is
+deny-only content, nor to one policy name: ``iam:PutRolePolicy`` can be
+conditioned only on the role's boundary (``iam:PermissionsBoundary``),
+``iam:CreatePolicyVersion`` on nothing, and there is no ``iam:PolicyName``.
+So a revoker that wrote a role's inline or attached policy could grant that
+role anything; writing the boundary instead, the worst an Allow it adds can do is
 nothing, while every Deny it adds applies.
 
 **An entry** denies everything to sessions stamped with one

@@ -214,3 +214,20 @@ def test_the_generated_documents_round_trip_through_json() -> None:
     document = denies.render([denies.entry_for("bob@example.com", NOW, 3600)], NOW)
     assert json.loads(json.dumps(document)) == document
     assert denies.entries_in(document) == [denies.entry_for("bob@example.com", NOW, 3600)]
+
+
+def test_iam_offers_no_condition_key_on_what_a_policy_writer_writes() -> None:
+    """Why the denies live in a boundary: per the Service Authorization Reference (as parliament ships it),
+    PutRolePolicy can be conditioned only on the role's boundary, CreatePolicyVersion on nothing, and no key
+    names an inline policy (there is no iam:PolicyName). Should AWS add one, this test says so."""
+    import os
+
+    import parliament
+
+    definitions = json.loads(Path(os.path.dirname(parliament.__file__), "iam_definition.json").read_text())
+    iam = next(service for service in definitions if service["prefix"] == "iam")
+    keys = {p["privilege"]: sorted({k for r in p["resource_types"] for k in r["condition_keys"]})
+            for p in iam["privileges"]}
+    assert keys["PutRolePolicy"] == ["iam:PermissionsBoundary"]
+    assert keys["CreatePolicyVersion"] == []
+    assert "iam:PolicyName" not in {c["condition"] for c in iam["conditions"]}
