@@ -13,10 +13,12 @@ Order, so that nothing changes in AWS without a record and no session slips
 between the two halves:
 
 1. the record and the refusal are written in one DynamoDB transaction;
-2. the cutoff is the time of that write plus :data:`CUTOFF_MARGIN`. The
-   broker checks the refusal *after* ``AssumeRole`` and before answering, so
-   a session issued before the refusal was visible is denied by the cutoff,
-   and one issued after it never leaves the broker;
+2. the cutoff is :data:`CUTOFF_MARGIN` after the revocation starts, which
+   leaves the write (bounded by the store's timeouts) and the clock skew
+   between the broker and AWS room. The broker checks the refusal *after*
+   ``AssumeRole`` and before answering, so a session issued before the
+   refusal was visible is denied by the cutoff, and one issued after it
+   never leaves the broker;
 3. each account is written in parallel (``workers``), each attempt under the
    account's lease (``RevocationStore.lock``), the document rendered from
    the stored entries; throttling and outages are retried with exponential
@@ -101,7 +103,6 @@ MAX_PAGE_LIMIT = 100
 _RETRYABLE = (Throttled, DependencyDown)
 
 
-
 @dataclass(frozen=True)
 class Target:
     """One account a revocation must reach, and the roles there whose sessions it must end."""
@@ -136,8 +137,8 @@ class Revocations:
     def revoke(self, caller: Identity, identity: str, reason: str, *, context: CallContext) -> Revocation:
         """Revoke every live session of the person ``identity`` names, and refuse them new credentials."""
         policy = self._policy()
-        self.policy_changed(policy)
         self._require_admin(policy, caller, context, "revoke sessions", about=identity)
+        self.policy_changed(policy)
         principal = self._principal(policy, identity)
         if principal == caller.principal:
             self._denied(caller, context, "revoke-sessions", "self", about=principal.key)
@@ -179,7 +180,9 @@ class Revocations:
         self._store.create(revocation, naming=naming)
         written = self._clock()
         if written >= revocation.cutoff - CUTOFF_MARGIN / 2:
-            # The write took so long that the margin no longer covers skew: say so rather than trust it.
+            # The refusal is visible from ``written`` on, so the cutoff must be
+            # later than that by the clock skew. The store's timeouts keep a
+            # write well under the margin; should one not, it is said, not hidden.
             LOG.warning("revocation %s took %.1f s to record; its cutoff leaves little margin",
                         revocation.id, (written - now).total_seconds())
         self._audit.record(action="revoke-sessions", outcome="recorded", context=context, identity=caller,

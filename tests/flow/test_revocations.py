@@ -460,3 +460,30 @@ def test_accounts_left_at_the_deadline_are_handed_to_the_worker_and_finished_the
         assert [e.source_identity for e in denies.entries_in(kill.boundary(kill[PRODUCTION]))] == ["bob@example.com"]
     finally:
         held.release.set()
+
+
+def test_credentials_issued_while_a_revocation_is_recorded_never_leave_the_broker(
+        kill: KillSwitch, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race: the decision allowed bob, then an admin revoked him, then STS answered. The refusal is
+    checked after AssumeRole, so these credentials stay in the broker; and the cutoff covers them anyway."""
+    from chalicelib.audit import CallContext
+    from chalicelib.identity.tokens import Identity
+
+    broker_sts = kill.services.broker._sts
+    real_assume = broker_sts.assume
+    issued: list[datetime] = []
+
+    def assume_then_revoked(**kwargs: Any) -> Any:
+        session = real_assume(**kwargs)
+        issued.append(kill.clock.now)
+        admin = Identity(subject="sam@example.com", groups=frozenset({"security"}), claims={"amr": ["mfa"]})
+        kill.services.kill_switch.revoke(admin, "bob@example.com", "in the middle",
+                                         context=CallContext(request_id="race"))
+        return session
+
+    monkeypatch.setattr(broker_sts, "assume", assume_then_revoked)
+    answer = credentials(kill, kill.bob(), "prod-readonly")
+    assert answer.status_code == 403 and "revoked your sessions" in answer.json_body["Message"]
+    assert "credentials" not in answer.json_body
+    [cutoff] = {e.cutoff for e in denies.entries_in(kill.boundary(kill[PRODUCTION]))}
+    assert issued[0] < cutoff  # the session that stayed in the broker is denied in AWS too
