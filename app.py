@@ -196,6 +196,8 @@ def _build_services(
     if store is not None and settings.table_name:
         kill_switch = _kill_switch(settings, settings.table_name, client("dynamodb"), sts, policy, audit, clock,
                                    sleep, client_with or _credentials_client(session, settings, config))
+        kill_switch_store = store
+        kill_switch.seen = lambda key: kill_switch_store.recall_identity(key, clock()) is not None
     broker = Broker(policy=policy.get, sts=StsGateway(sts), audit=audit, grants=store,
                     session_limit_seconds=settings.session_limit_seconds, clock=clock,
                     revoked=kill_switch.refuse_if_revoked if kill_switch else None)

@@ -76,6 +76,7 @@ class Revocation:
     ended_at: datetime | None = None
     ended_by: str | None = None
     request_ref: str | None = None  # the JIT request whose grant ended
+    warnings: tuple[str, ...] = ()  # for the answer only, never stored
 
     @property
     def status(self) -> str:
@@ -93,7 +94,7 @@ class Revocation:
             "revoked_by": self.by, "reason": self.reason, "created_at": self.created_at.isoformat(),
             "cutoff": self.cutoff.isoformat(), "status": self.status, "state": self.state,
             "ended_at": self.ended_at.isoformat() if self.ended_at else None, "ended_by": self.ended_by,
-            "roles": list(self.roles), "request": self.request_ref,
+            "roles": list(self.roles), "request": self.request_ref, "warnings": list(self.warnings),
             "accounts": {account: outcome.to_dict() for account, outcome in sorted(self.accounts.items())},
         }
 

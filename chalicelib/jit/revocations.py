@@ -116,7 +116,7 @@ class Revocations:
                  audit: AuditLog, clock: Callable[[], datetime], default_identity_claim: str = "email",
                  sleep: Callable[[float], None] = time.sleep, workers: int = WORKERS, attempts: int = ATTEMPTS,
                  backoff_seconds: float = BACKOFF_SECONDS, partition: str = "aws",
-                 deadline_seconds: float = DEADLINE_SECONDS) -> None:
+                 deadline_seconds: float = DEADLINE_SECONDS, seen: Callable[[str], bool] | None = None) -> None:
         self._policy = policy
         self._store = store
         self._revoker = revoker
@@ -129,6 +129,7 @@ class Revocations:
         self._backoff = backoff_seconds
         self._partition = partition
         self.deadline_seconds = deadline_seconds
+        self.seen = seen  # whether the broker saw this principal sign in lately (a typo guard)
         # Set by app.py when a worker exists: continues a revocation whose accounts outlast the deadline.
         self.handoff: Callable[[str], None] | None = None
 
@@ -150,9 +151,15 @@ class Revocations:
                 f"no role in the access policy could ever be granted to {principal.key!r}: check the spelling "
                 "(a person of the default issuer is their identity claim as the IdP sends it, emails in any "
                 "case; anyone else is <issuer>|<value>); GET /v1/access?identity=... shows what someone can use")
-        return self._start(caller, context, kind="person", principal=principal, reason=reason,
+        done = self._start(caller, context, kind="person", principal=principal, reason=reason,
                            targets=targets_of(roles), role_names=tuple(r.name for r in roles),
                            naming=self._naming(policy, principal))
+        if self.seen is not None and not self.seen(principal.key):
+            # Every group rule reaches any name, so a typo is no 404: say what the broker knows.
+            done = replace(done, warnings=(
+                f"the broker has no record of {principal.key} signing in within the last 12 hours: check the "
+                "spelling. The revocation stands either way (it also refuses them future credentials).",))
+        return done
 
     def end_grant(self, caller: Identity, requester: str, role_name: str, request_ref: str, note: str | None, *,
                   context: CallContext) -> Revocation | None:

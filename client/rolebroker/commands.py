@@ -314,6 +314,9 @@ def cmd_revoke_sessions(ctx: Context) -> int:
             f"{status}; sessions issued before {one_line(str(doc.get('cutoff', '?')), 40)} are denied, "
             "and the broker refuses them new credentials until it is lifted\n")
     ctx.out(_accounts_table(doc))
+    warnings = doc.get("warnings")
+    for warning in warnings if isinstance(warnings, list) else []:
+        ctx.warn(one_line(str(warning), 400))
     if status == "in_progress":
         ctx.warn("the broker is still writing the pending accounts in the background; `rolebroker revocations` "
                  "shows how far it got")

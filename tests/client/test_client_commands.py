@@ -409,9 +409,11 @@ def test_revoke_sessions_complete_exits_0_and_names_roles_it_could_not_reach(
         cli: Callable[..., Result], broker: FakeBroker) -> None:
     uncovered = {"status": "written", "attempts": 2, "detail": "boundary version v3: 2 live entries",
                  "uncovered": []}
-    broker.route("POST", "/v1/revocations", Reply(201, _revocation("complete", uncovered)))
+    warned = {**_revocation("complete", uncovered), "warnings": ["no sign-in seen lately:\x07 check the spelling"]}
+    broker.route("POST", "/v1/revocations", Reply(201, warned))
     result = cli("revoke-sessions", "bob@example.com", "--reason", "laptop stolen")
     assert result.code == 0, result.err
+    assert result.err == "rolebroker: no sign-in seen lately: check the spelling\n"
     assert result.out.splitlines()[2].split()[:3] == ["222222222222", "written", "2"]
 
 

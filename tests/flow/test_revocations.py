@@ -193,7 +193,12 @@ def test_a_revocation_writes_the_exact_deny_in_every_account_the_person_could_re
     assert kill.boundary(kill[SANDBOX]) == denies.render([sandbox], kill.clock.now)
     assert kill.boundary(kill[PRODUCTION]) == denies.render([production], kill.clock.now)
     assert denies.entries_in(kill.boundary(kill[PRODUCTION])) == [production]
-    [recorded, done] = kill.audits("revoke-sessions")
+    assert body["warnings"] == []  # bob asked for credentials above: the broker has seen him
+    stranger = kill.revoke("bbo@example.com").json_body  # a typo still reaches every group rule: no 404
+    assert stranger["warnings"] == ["the broker has no record of bbo@example.com signing in within the last 12 "
+                                    "hours: check the spelling. The revocation stands either way (it also refuses "
+                                    "them future credentials)."]
+    [recorded, done, *_] = kill.audits("revoke-sessions")
     assert (recorded["outcome"], done["outcome"]) == ("recorded", "complete")
     assert recorded["about"] == "bob@example.com" and done["accounts_failed"] == []
 
