@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from rolebroker import __version__
+from rolebroker import __version__, console
 from rolebroker._fast import parse_credential_process, positive_number, seconds
 from rolebroker.commands import COMMANDS, Context, Options
 from rolebroker.errors import RoleBrokerError, UsageError, redact
@@ -91,9 +91,8 @@ def build_parser(stdout: IO[str], stderr: IO[str]) -> Any:
     role_option(command("env", "print shell `export` lines with credentials for a role"))
     cmd = command("exec", "run a command with a role's credentials: exec --role NAME -- CMD [ARGS...]")
     role_option(cmd)
-    cmd = command("console", "print an AWS console sign-in link for a role")
-    role_option(cmd, with_duration=False)
-    cmd.add_argument("--open", action="store_true", help="also open it in the browser")
+    console.add_arguments(command("console", "open an AWS console sign-in link for a role (or --print it): "
+                                             "console ROLE [--service s3] [--region R] [--destination PATH]"))
     cmd = command("request", "ask for time-bound access to a role that needs approval")
     role_option(cmd)
     cmd.add_argument("--reason", required=True, help="why you need it (approvers see this)")

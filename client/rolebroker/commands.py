@@ -15,6 +15,7 @@ import sys
 from rolebroker._fast import identity_of, jwt_claims
 from rolebroker.broker import BrokerClient
 from rolebroker.cache import BrokerCredentialFetcher, CredentialCache
+from rolebroker.console import cmd_console
 from rolebroker.errors import CommandNotRunnable, RoleBrokerError, UsageError, redact
 from rolebroker.login import login
 from rolebroker.profiles import (
@@ -59,6 +60,11 @@ class Options:
     issuer: str | None = None
     client_id: str | None = None
     no_browser: bool = False
+    role_arg: str | None = None
+    service: str | None = None
+    region: str | None = None
+    destination: str | None = None
+    print_only: bool = False
 
     def values(self) -> dict[str, Any]:
         names = [name for name in dir(Options) if not name.startswith("_") and name != "values"]
@@ -180,15 +186,6 @@ def cmd_exec(ctx: Context) -> int:
         raise CommandNotRunnable(f"command not found: {argv[0]}", 127) from None
     except OSError as exc:
         raise CommandNotRunnable(f"cannot run {argv[0]}: {exc.strerror or exc}", 126) from None
-
-
-def cmd_console(ctx: Context) -> int:
-    doc = ctx.client().console(ctx.role())
-    url = str(doc["url"])
-    ctx.out(url + "\n")
-    if ctx.opts.open and not ctx.rt.open_browser(url):
-        ctx.warn("could not open a browser; open the address above yourself")
-    return 0
 
 
 def runnable_path() -> str:
