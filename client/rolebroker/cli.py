@@ -44,6 +44,13 @@ def parse_fast(args: Sequence[str]) -> Options | None:
     return opts
 
 
+def port_number(text: str) -> int:
+    value = seconds(text)
+    if not 1 <= value <= 65535:
+        raise ValueError(text)
+    return value
+
+
 def build_parser(stdout: IO[str], stderr: IO[str]) -> Any:
     import argparse
 
@@ -93,6 +100,12 @@ def build_parser(stdout: IO[str], stderr: IO[str]) -> Any:
     role_option(cmd)
     console.add_arguments(command("console", "open an AWS console sign-in link for a role (or --print it): "
                                              "console ROLE [--service s3] [--region R] [--destination PATH]"))
+    cmd = command("serve", "serve a role's credentials on 127.0.0.1 to long-running programs, as ECS does: "
+                           "serve --role NAME [-- CMD ...]")
+    cmd.add_argument("--role", dest="roles", action="append", required=True, metavar="NAME",
+                     help="serve this role at /role/NAME (repeatable; the variables point at the first)")
+    cmd.add_argument("--duration", type=seconds, help="session length in seconds")
+    cmd.add_argument("--port", type=port_number, help="listen on this port of 127.0.0.1 (default: a free one)")
     cmd = command("request", "ask for time-bound access to a role that needs approval")
     role_option(cmd)
     cmd.add_argument("--reason", required=True, help="why you need it (approvers see this)")
@@ -128,6 +141,8 @@ def parse_arguments(args: Sequence[str], stdout: IO[str], stderr: IO[str]) -> Op
         if not tail:
             raise UsageError("exec needs a command after `--`, e.g. rolebroker exec --role NAME -- aws s3 ls")
         opts.argv = tail
+    elif opts.command == "serve":
+        opts.argv = tail  # None: print the variables and serve until Ctrl-C
     elif tail:
         raise UsageError(f"unexpected arguments after `--` (see `rolebroker {opts.command} --help`)")
     return opts

@@ -65,6 +65,7 @@ class Options:
     region: str | None = None
     destination: str | None = None
     print_only: bool = False
+    port: int | None = None
 
     def values(self) -> dict[str, Any]:
         names = [name for name in dir(Options) if not name.startswith("_") and name != "values"]
@@ -186,6 +187,12 @@ def cmd_exec(ctx: Context) -> int:
         raise CommandNotRunnable(f"command not found: {argv[0]}", 127) from None
     except OSError as exc:
         raise CommandNotRunnable(f"cannot run {argv[0]}: {exc.strerror or exc}", 126) from None
+
+
+def cmd_serve(ctx: Context) -> int:
+    from rolebroker.serve import cmd_serve as serve  # http.server only for the command that needs it
+
+    return serve(ctx)
 
 
 def runnable_path() -> str:
@@ -337,6 +344,7 @@ COMMANDS: dict[str, Callable[[Context], int]] = {
     "env": cmd_env,
     "exec": cmd_exec,
     "console": cmd_console,
+    "serve": cmd_serve,
     "request": cmd_request,
     "requests": cmd_requests,
     "approve": cmd_approve,
