@@ -115,10 +115,15 @@ def build_parser(stdout: IO[str], stderr: IO[str]) -> Any:
     cmd = command("deny", "deny an access request")
     cmd.add_argument("request_id", metavar="ID")
     cmd.add_argument("--reason", help="tell the requester why")
-    cmd = command("login", "sign in with your identity provider (opens a browser)")
+    cmd = command("login", "sign in with your identity provider (opens a browser; --device: with a code, from "
+                           "another device)")
     cmd.add_argument("--issuer", help="OIDC issuer (else the config file, else the broker's client-config)")
     cmd.add_argument("--client-id", help="OIDC client id (likewise)")
-    cmd.add_argument("--no-browser", action="store_true", help="only print the sign-in address")
+    how = cmd.add_mutually_exclusive_group()
+    how.add_argument("--no-browser", action="store_true",
+                     help="only print the sign-in address (open it in a browser on this machine)")
+    how.add_argument("--device", action="store_true",
+                     help="no browser here: show a code to enter at the identity provider on any device (RFC 8628)")
     cmd = command("logout", "forget the stored sign-in and cached credentials")
     cmd.add_argument("--all", action="store_true", help="sign out of every identity provider")
     cmd = command("cache", "manage the credential cache")

@@ -17,7 +17,7 @@ from rolebroker.broker import BrokerClient
 from rolebroker.cache import BrokerCredentialFetcher, CredentialCache
 from rolebroker.console import cmd_console
 from rolebroker.errors import CommandNotRunnable, RoleBrokerError, UsageError, redact
-from rolebroker.login import login
+from rolebroker.login import device_login, login
 from rolebroker.profiles import (
     apply_profiles,
     client_command,
@@ -66,6 +66,7 @@ class Options:
     destination: str | None = None
     print_only: bool = False
     port: int | None = None
+    device: bool = False
 
     def values(self) -> dict[str, Any]:
         names = [name for name in dir(Options) if not name.startswith("_") and name != "values"]
@@ -293,8 +294,11 @@ def cmd_login(ctx: Context) -> int:
     url = ctx.settings.url
     if not url:
         raise UsageError("login needs the broker URL the sign-in is for: pass --url or set ROLEBROKER_URL")
-    issuer, entry = login(ctx.settings, ctx.rt, issuer=ctx.opts.issuer, client_id=ctx.opts.client_id,
-                          no_browser=ctx.opts.no_browser)
+    if ctx.opts.device:
+        issuer, entry = device_login(ctx.settings, ctx.rt, issuer=ctx.opts.issuer, client_id=ctx.opts.client_id)
+    else:
+        issuer, entry = login(ctx.settings, ctx.rt, issuer=ctx.opts.issuer, client_id=ctx.opts.client_id,
+                              no_browser=ctx.opts.no_browser)
     store = LoginStore(ctx.settings.tokens_path, getuid=ctx.rt.getuid)
     with store.lock(ctx.rt):
         data = store.load()

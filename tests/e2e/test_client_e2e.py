@@ -218,3 +218,24 @@ def test_a_long_running_boto3_program_spans_refreshes_through_serve(
     assert all(arn.endswith(f"assumed-role/CrossAccountAdminRole/{who}") for arn in seen["arns"])
     assert len(set(seen["keys"])) == 3
     assert allowed(stack, who) >= 4  # serve's check at start, then one per refresh
+
+
+def test_device_login_against_the_dev_issuer_as_bob(stack: LocalStack, user_env: dict[str, str]) -> None:
+    import urllib.parse
+    import urllib.request
+
+    assert stack.issuer is not None
+    process = subprocess.Popen([ROLEBROKER, "login", "--device"], env=user_env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    line = process.stderr.readline()
+    assert f"open {stack.issuer.url}/device and enter the code " in line, line
+    code = line.rsplit(" ", 1)[1].strip()
+    form = urllib.parse.urlencode({"user_code": code, "user": "bob@example.com"}).encode()
+    with urllib.request.urlopen(f"{stack.issuer.url}/device", data=form, timeout=10) as page:  # the other device
+        assert "Signed in as bob@example.com" in page.read().decode()
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert out == f"signed in as bob@example.com at {stack.issuer.url}\n"
+    roles = run([ROLEBROKER, "roles"], user_env)
+    assert roles.returncode == 0 and "sandbox-readonly" in roles.stdout and "sandbox-admin" not in roles.stdout
