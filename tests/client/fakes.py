@@ -332,6 +332,21 @@ class FakeIssuer(FakeServer):
                 "refresh_token": refresh, "expires_in": self.id_token_ttl, "token_type": "Bearer"}
 
 
+class FakeClock:
+    """A clock and a sleep for ``Runtime``: sleeping moves the clock, nothing waits."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
 @dataclass
 class Result:
     code: int

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 import pytest
 
 from devstack.issuer import DevIssuer
-from tests.client.fakes import DEVICE_GRANT, FakeBroker, FakeIssuer, Result
+from tests.client.fakes import DEVICE_GRANT, FakeBroker, FakeClock, FakeIssuer, Result
 
 
 @pytest.fixture
@@ -22,23 +22,8 @@ def signed_out(env: dict[str, str], broker: FakeBroker, idp: FakeIssuer) -> dict
     return {k: v for k, v in env.items() if k != "ROLEBROKER_TOKEN"}
 
 
-class FakeTime:
-    """The clock and sleep of a device login: sleeping moves the clock, nothing waits."""
-
-    def __init__(self) -> None:
-        self.now = 1_900_000_000.0
-        self.slept: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
-def device_login(cli: Callable[..., Result], environ: dict[str, str], fake: FakeTime, *args: str) -> Result:
-    return cli("login", "--device", *args, environ=environ, clock=fake.clock, sleep=fake.sleep,
+def device_login(cli: Callable[..., Result], environ: dict[str, str], fake: FakeClock, *args: str) -> Result:
+    return cli("login", "--device", *args, environ=environ, clock=fake, sleep=fake.sleep,
                open_browser=lambda url: pytest.fail("the device grant opens no browser"))
 
 
@@ -50,11 +35,11 @@ def stored(env: dict[str, str]) -> dict[str, Any]:
 def test_device_login_polls_through_pending_and_slow_down_and_binds_the_sign_in(
         cli: Callable[..., Result], broker: FakeBroker, idp: FakeIssuer, signed_out: dict[str, str]) -> None:
     idp.device_polls = ["authorization_pending", "slow_down", "authorization_pending", "ok"]
-    fake = FakeTime()
+    fake = FakeClock()
     result = device_login(cli, signed_out, fake)
     assert result.code == 0, result.err
     assert result.out == f"signed in as alice@example.com at {idp.url}\n"
-    assert fake.slept == [5, 5, 10, 10]  # slow_down adds 5 seconds to every later wait (RFC 8628 3.5)
+    assert fake.sleeps == [5, 5, 10, 10]  # slow_down adds 5 seconds to every later wait (RFC 8628 3.5)
     assert idp.device_requests == [{"client_id": "rolebroker-cli", "scope": "openid email offline_access"}]
     assert idp.grants == [DEVICE_GRANT] * 4
     assert f"open {idp.url}/device and enter the code WDJB-MJHT" in result.err
@@ -75,7 +60,7 @@ def test_device_login_polls_through_pending_and_slow_down_and_binds_the_sign_in(
 def test_device_login_ends_with_one_line_on_a_final_answer(
         cli: Callable[..., Result], idp: FakeIssuer, signed_out: dict[str, str], poll: str, message: str) -> None:
     idp.device_polls = ["authorization_pending", poll]
-    result = device_login(cli, signed_out, FakeTime())
+    result = device_login(cli, signed_out, FakeClock())
     assert (result.code, result.out) == (1, "")
     assert result.err_lines[-1] == f"rolebroker: {message}"
 
@@ -84,18 +69,18 @@ def test_device_login_gives_up_when_the_code_expires(cli: Callable[..., Result],
                                                      signed_out: dict[str, str]) -> None:
     idp.device_polls = ["authorization_pending"]
     idp.device_start["expires_in"] = 30
-    fake = FakeTime()
+    fake = FakeClock()
     result = device_login(cli, signed_out, fake)
     assert result.code == 1
     assert result.err_lines[-1] == ("rolebroker: no sign-in was approved within 30 s; "
                                     "run `rolebroker login --device` again")
-    assert sum(fake.slept) <= 35
+    assert sum(fake.sleeps) <= 35
 
 
 def test_an_identity_provider_without_the_device_grant_says_so(cli: Callable[..., Result], idp: FakeIssuer,
                                                                signed_out: dict[str, str]) -> None:
     idp.device = False
-    result = device_login(cli, signed_out, FakeTime())
+    result = device_login(cli, signed_out, FakeClock())
     assert result.code == 1 and len(result.err_lines) == 1
     assert "does not offer sign-in with a code (no device_authorization_endpoint)" in result.err
     assert idp.device_requests == []
@@ -112,7 +97,7 @@ def test_an_identity_provider_without_the_device_grant_says_so(cli: Callable[...
 def test_a_malformed_device_answer_is_one_line(cli: Callable[..., Result], idp: FakeIssuer,
                                                signed_out: dict[str, str], field: str, value: object) -> None:
     idp.device_start[field] = value
-    result = device_login(cli, signed_out, FakeTime())
+    result = device_login(cli, signed_out, FakeClock())
     assert result.code == 1 and len(result.err_lines) == 1 and result.out == ""
     assert idp.grants == []
 
@@ -120,7 +105,7 @@ def test_a_malformed_device_answer_is_one_line(cli: Callable[..., Result], idp: 
 def test_the_user_code_cannot_drive_the_terminal(cli: Callable[..., Result], idp: FakeIssuer,
                                                  signed_out: dict[str, str]) -> None:
     idp.device_start["user_code"] = "WDJB\x1b]0;owned\x07-MJHT\n"
-    result = device_login(cli, signed_out, FakeTime())
+    result = device_login(cli, signed_out, FakeClock())
     assert result.code == 0, result.err
     assert "\x1b" not in result.err and "\x07" not in result.err
     assert "enter the code WDJB-MJHT" in result.err
@@ -131,7 +116,7 @@ def test_the_verification_uri_of_an_older_draft_is_understood(cli: Callable[...,
     # Google's device endpoint answers with verification_url, from a draft of RFC 8628.
     idp.device_start["verification_url"] = idp.device_start.pop("verification_uri")
     del idp.device_start["verification_uri_complete"]
-    result = device_login(cli, signed_out, FakeTime())
+    result = device_login(cli, signed_out, FakeClock())
     assert result.code == 0, result.err
     assert f"open {idp.url}/device and enter the code WDJB-MJHT" in result.err
 

@@ -21,7 +21,7 @@ from rolebroker.commands import Context, Options, credentials_for
 from rolebroker.errors import BrokerError
 from rolebroker.settings import Runtime, Settings
 
-from tests.client.fakes import ALICE, CLIENT_SCRIPT, FakeBroker, Reply, Result
+from tests.client.fakes import ALICE, CLIENT_SCRIPT, FakeBroker, FakeClock, Reply, Result
 
 # A program run under `serve --`: botocore's own container provider, as every boto3 session has,
 # writes what it got (and the environment it ran in) to the file named by its argument.
@@ -48,23 +48,15 @@ def get(url: str, token: str | None, method: str = "GET", body: bytes | None = N
         return exc.code, json.loads(exc.read())
 
 
-class Clock:
-    def __init__(self) -> None:
-        import time
+@pytest.fixture
+def clock() -> FakeClock:
+    import time
 
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
+    return FakeClock(time.time())
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def served(env: dict[str, str], clock: Clock) -> Iterator[serve_module.CredentialServer]:
+def served(env: dict[str, str], clock: FakeClock) -> Iterator[serve_module.CredentialServer]:
     """The endpoint for sandbox-admin over the real cache and fetcher, with an injected clock."""
     opts = Options()
     rt = Runtime(clock=clock)
@@ -122,7 +114,7 @@ def test_a_role_you_cannot_use_fails_before_anything_runs(cli: Callable[..., Res
 
 
 def test_credentials_are_refreshed_once_less_than_15_minutes_are_left(
-        served: serve_module.CredentialServer, broker: FakeBroker, clock: Clock) -> None:
+        served: serve_module.CredentialServer, broker: FakeBroker, clock: FakeClock) -> None:
     url, token = served.uri("sandbox-admin"), served.token
     status, first = get(url, token)
     assert status == 200 and set(first) == {"AccessKeyId", "SecretAccessKey", "Token", "Expiration"}
