@@ -44,7 +44,8 @@ def parse_fast(args: Sequence[str]) -> Options | None:
     return opts
 
 
-def port_number(text: str) -> int:
+def port(text: str) -> int:
+    """A TCP port number (argparse names it in its message: "invalid port value")."""
     value = seconds(text)
     if not 1 <= value <= 65535:
         raise ValueError(text)
@@ -105,7 +106,7 @@ def build_parser(stdout: IO[str], stderr: IO[str]) -> Any:
     cmd.add_argument("--role", dest="roles", action="append", required=True, metavar="NAME",
                      help="serve this role at /role/NAME (repeatable; the variables point at the first)")
     cmd.add_argument("--duration", type=seconds, help="session length in seconds")
-    cmd.add_argument("--port", type=port_number, help="listen on this port of 127.0.0.1 (default: a free one)")
+    cmd.add_argument("--port", type=port, help="listen on this port of 127.0.0.1 (default: a free one)")
     cmd = command("request", "ask for time-bound access to a role that needs approval")
     role_option(cmd)
     cmd.add_argument("--reason", required=True, help="why you need it (approvers see this)")
