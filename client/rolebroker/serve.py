@@ -312,10 +312,11 @@ def _warn_if_shadowed(ctx: Context) -> None:
     environ = ctx.settings.environ
     home = environ.get("HOME") or os.path.expanduser("~")
     credentials = environ.get("AWS_SHARED_CREDENTIALS_FILE") or os.path.join(home, ".aws", "credentials")
-    places = [(credentials, ("default",)), (ctx.settings.aws_config_path, ("default", "profile default"))]
+    places = [(credentials, ("default",), "AWS_SHARED_CREDENTIALS_FILE"),
+              (ctx.settings.aws_config_path, ("default", "profile default"), "AWS_CONFIG_FILE")]
     keys = {"aws_access_key_id", "credential_process", "role_arn", "sso_session", "sso_start_url",
             "web_identity_token_file"}
-    for path, sections in places:
+    for path, sections, variable in places:
         parser = configparser.RawConfigParser()
         try:
             parser.read(os.path.expanduser(path), encoding="utf-8")
@@ -324,5 +325,5 @@ def _warn_if_shadowed(ctx: Context) -> None:
         for section in sections:
             if parser.has_section(section) and keys & set(parser.options(section)):
                 ctx.warn(f"[{section}] in {path} has credentials of its own, which the AWS SDKs use before this "
-                         "endpoint; programs that should use it need that profile out of the way")
+                         f"endpoint: move them to a named profile, or point {variable} elsewhere for the program")
                 return

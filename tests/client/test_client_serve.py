@@ -260,3 +260,18 @@ def test_print_mode_prints_the_variables_listens_on_loopback_only_and_stops_on_c
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_default_profile_with_its_own_credentials_is_warned_about(
+        cli: Callable[..., Result], env: dict[str, str], home: Path) -> None:
+    credentials = home / ".aws" / "credentials"
+    credentials.parent.mkdir()
+    credentials.write_text("[default]\naws_access_key_id = AKIAEXAMPLE\naws_secret_access_key = x\n")
+    env["AWS_SHARED_CREDENTIALS_FILE"] = str(credentials)
+    result = cli("serve", "--role", "sandbox-admin", "--", sys.executable, "-c", "0")
+    assert result.code == 0
+    assert result.err_lines == [f"rolebroker: [default] in {credentials} has credentials of its own, which the AWS "
+                                "SDKs use before this endpoint: move them to a named profile, or point "
+                                "AWS_SHARED_CREDENTIALS_FILE elsewhere for the program"]
+    credentials.write_text("[default]\nregion = eu-west-1\n")
+    assert cli("serve", "--role", "sandbox-admin", "--", sys.executable, "-c", "0").err == ""
