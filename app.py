@@ -447,7 +447,9 @@ def aws_config() -> Response:
 def console_link() -> dict[str, Any]:
     request = current()
     body = validate(raw_body(request), CONSOLE_FIELDS)
-    link = services().console.link(caller(), body["role"], context=call_context(request))
+    link = services().console.link(caller(), body["role"], context=call_context(request),
+                                   service=body.get("service"), region=body.get("region"),
+                                   destination=body.get("destination"))
     return {"url": link["url"], "expires_at": link["expires_at"]}
 
 

@@ -289,6 +289,8 @@ class LocalStack:
             "  python -m devstack slack '/aws roles' --user U0ALICE",
             "  python -m devstack slack '/aws request prod-breakglass 1h INC-42 db down' --user U0BOB",
             "  python -m devstack slack --click approve --request <ID> --user U0CAROL",
+            f"  rolebroker --url {self.broker_url} login --device   # then approve the code at "
+            f"{self.issuer.url}/device as alice, bob or carol",
             "",
         ])
 

@@ -27,7 +27,7 @@ _URL_BREAKERS = str.maketrans({"<": "%3C", ">": "%3E", "|": "%7C", " ": "%20"})
 HELP = (
     "*rolebroker* — AWS access from Slack\n"
     "• `/aws roles` — roles you can use or request\n"
-    "• `/aws console ROLE` — a console sign-in link, only for you\n"
+    "• `/aws console ROLE [SERVICE]` — a console sign-in link, only for you (e.g. `/aws console ROLE s3`)\n"
     "• `/aws request ROLE DURATION REASON` — ask for time-bound access (e.g. `2h`, `30m`)\n"
     "• `/aws requests` — your requests and those waiting for you\n"
     "• `/aws approve ID` / `/aws deny ID [REASON]` — decide a request\n"

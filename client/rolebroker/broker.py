@@ -110,8 +110,10 @@ class BrokerClient:
             raise UnexpectedAnswer(f"unexpected answer from broker ({answer.describe()})")
         return answer.body.decode("utf-8", "replace")
 
-    def console(self, role: str) -> dict[str, Any]:
-        doc, answer = self._json("POST", "/v1/console", {"role": role}, role=role)
+    def console(self, role: str, **landing: str | None) -> dict[str, Any]:
+        """A sign-in link; ``landing`` holds the optional ``service``, ``region`` and ``destination``."""
+        body = {"role": role, **{name: value for name, value in landing.items() if value}}
+        doc, answer = self._json("POST", "/v1/console", body, role=role)
         url = doc.get("url")
         if not isinstance(url, str) or not is_console_url(url):
             raise UnexpectedAnswer(f"unexpected answer from broker ({answer.describe()} without an https url)")

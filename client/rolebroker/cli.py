@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from rolebroker import __version__
+from rolebroker import __version__, console
 from rolebroker._fast import parse_credential_process, positive_number, seconds
 from rolebroker.commands import COMMANDS, Context, Options
 from rolebroker.errors import RoleBrokerError, UsageError, redact
@@ -42,6 +42,14 @@ def parse_fast(args: Sequence[str]) -> Options | None:
         setattr(opts, name, value)
     opts.command = "credential-process"
     return opts
+
+
+def port(text: str) -> int:
+    """A TCP port number (argparse names it in its message: "invalid port value")."""
+    value = seconds(text)
+    if not 1 <= value <= 65535:
+        raise ValueError(text)
+    return value
 
 
 def build_parser(stdout: IO[str], stderr: IO[str]) -> Any:
@@ -91,9 +99,14 @@ def build_parser(stdout: IO[str], stderr: IO[str]) -> Any:
     role_option(command("env", "print shell `export` lines with credentials for a role"))
     cmd = command("exec", "run a command with a role's credentials: exec --role NAME -- CMD [ARGS...]")
     role_option(cmd)
-    cmd = command("console", "print an AWS console sign-in link for a role")
-    role_option(cmd, with_duration=False)
-    cmd.add_argument("--open", action="store_true", help="also open it in the browser")
+    console.add_arguments(command("console", "open an AWS console sign-in link for a role (or --print it): "
+                                             "console ROLE [--service s3] [--region R] [--destination PATH]"))
+    cmd = command("serve", "serve a role's credentials on 127.0.0.1 to long-running programs, as ECS does: "
+                           "serve --role NAME [-- CMD ...]")
+    cmd.add_argument("--role", dest="roles", action="append", required=True, metavar="NAME",
+                     help="serve this role at /role/NAME (repeatable; the variables point at the first)")
+    cmd.add_argument("--duration", type=seconds, help="session length in seconds")
+    cmd.add_argument("--port", type=port, help="listen on this port of 127.0.0.1 (default: a free one)")
     cmd = command("request", "ask for time-bound access to a role that needs approval")
     role_option(cmd)
     cmd.add_argument("--reason", required=True, help="why you need it (approvers see this)")
@@ -103,10 +116,15 @@ def build_parser(stdout: IO[str], stderr: IO[str]) -> Any:
     cmd = command("deny", "deny an access request")
     cmd.add_argument("request_id", metavar="ID")
     cmd.add_argument("--reason", help="tell the requester why")
-    cmd = command("login", "sign in with your identity provider (opens a browser)")
+    cmd = command("login", "sign in with your identity provider (opens a browser; --device: with a code, from "
+                           "another device)")
     cmd.add_argument("--issuer", help="OIDC issuer (else the config file, else the broker's client-config)")
     cmd.add_argument("--client-id", help="OIDC client id (likewise)")
-    cmd.add_argument("--no-browser", action="store_true", help="only print the sign-in address")
+    how = cmd.add_mutually_exclusive_group()
+    how.add_argument("--no-browser", action="store_true",
+                     help="only print the sign-in address (open it in a browser on this machine)")
+    how.add_argument("--device", action="store_true",
+                     help="no browser here: show a code to enter at the identity provider on any device (RFC 8628)")
     cmd = command("logout", "forget the stored sign-in and cached credentials")
     cmd.add_argument("--all", action="store_true", help="sign out of every identity provider")
     cmd = command("cache", "manage the credential cache")
@@ -129,6 +147,8 @@ def parse_arguments(args: Sequence[str], stdout: IO[str], stderr: IO[str]) -> Op
         if not tail:
             raise UsageError("exec needs a command after `--`, e.g. rolebroker exec --role NAME -- aws s3 ls")
         opts.argv = tail
+    elif opts.command == "serve":
+        opts.argv = tail  # None: print the variables and serve until Ctrl-C
     elif tail:
         raise UsageError(f"unexpected arguments after `--` (see `rolebroker {opts.command} --help`)")
     return opts

@@ -15,8 +15,9 @@ import sys
 from rolebroker._fast import identity_of, jwt_claims
 from rolebroker.broker import BrokerClient
 from rolebroker.cache import BrokerCredentialFetcher, CredentialCache
+from rolebroker.console import cmd_console
 from rolebroker.errors import CommandNotRunnable, RoleBrokerError, UsageError, redact
-from rolebroker.login import login
+from rolebroker.login import device_login, login
 from rolebroker.profiles import (
     apply_profiles,
     client_command,
@@ -59,6 +60,13 @@ class Options:
     issuer: str | None = None
     client_id: str | None = None
     no_browser: bool = False
+    role_arg: str | None = None
+    service: str | None = None
+    region: str | None = None
+    destination: str | None = None
+    print_only: bool = False
+    port: int | None = None
+    device: bool = False
 
     def values(self) -> dict[str, Any]:
         names = [name for name in dir(Options) if not name.startswith("_") and name != "values"]
@@ -182,13 +190,10 @@ def cmd_exec(ctx: Context) -> int:
         raise CommandNotRunnable(f"cannot run {argv[0]}: {exc.strerror or exc}", 126) from None
 
 
-def cmd_console(ctx: Context) -> int:
-    doc = ctx.client().console(ctx.role())
-    url = str(doc["url"])
-    ctx.out(url + "\n")
-    if ctx.opts.open and not ctx.rt.open_browser(url):
-        ctx.warn("could not open a browser; open the address above yourself")
-    return 0
+def cmd_serve(ctx: Context) -> int:
+    from rolebroker.serve import cmd_serve as serve  # http.server only for the command that needs it
+
+    return serve(ctx)
 
 
 def runnable_path() -> str:
@@ -289,8 +294,11 @@ def cmd_login(ctx: Context) -> int:
     url = ctx.settings.url
     if not url:
         raise UsageError("login needs the broker URL the sign-in is for: pass --url or set ROLEBROKER_URL")
-    issuer, entry = login(ctx.settings, ctx.rt, issuer=ctx.opts.issuer, client_id=ctx.opts.client_id,
-                          no_browser=ctx.opts.no_browser)
+    if ctx.opts.device:
+        issuer, entry = device_login(ctx.settings, ctx.rt, issuer=ctx.opts.issuer, client_id=ctx.opts.client_id)
+    else:
+        issuer, entry = login(ctx.settings, ctx.rt, issuer=ctx.opts.issuer, client_id=ctx.opts.client_id,
+                              no_browser=ctx.opts.no_browser)
     store = LoginStore(ctx.settings.tokens_path, getuid=ctx.rt.getuid)
     with store.lock(ctx.rt):
         data = store.load()
@@ -340,6 +348,7 @@ COMMANDS: dict[str, Callable[[Context], int]] = {
     "env": cmd_env,
     "exec": cmd_exec,
     "console": cmd_console,
+    "serve": cmd_serve,
     "request": cmd_request,
     "requests": cmd_requests,
     "approve": cmd_approve,
