@@ -94,6 +94,32 @@ class CredentialCache:
         return FileLock(os.path.join(self.directory, self.name(key) + ".lock"), timeout=timeout, clock=clock,
                         sleep=sleep)
 
+    def entries_for(self, url: str, identity: tuple[str, str]) -> list[dict[str, Any]]:
+        """The entries cached for ``identity`` at broker ``url``, each with its ``duration`` (None: the default).
+
+        Read for ``whoami``; each file's own key says whose it is.
+        """
+        if checked(self.directory, self._getuid) is None:
+            return []
+        try:
+            names = sorted(os.listdir(self.directory))
+        except FileNotFoundError:
+            return []
+        found = []
+        for name in names:
+            if not (name.endswith(".json") and _is_cache_file(name)):
+                continue
+            raw = _fast.read_private(os.path.join(self.directory, name), self._getuid)
+            try:
+                entry = json.loads(raw) if raw is not None else None
+                parts = json.loads(entry["key"]) if isinstance(entry, dict) and _fast.valid_entry(entry) else None
+            except (ValueError, UnicodeError, TypeError):
+                continue
+            if isinstance(entry, dict) and isinstance(parts, list) and len(parts) == 6 \
+                    and parts[1:4] == [url.rstrip("/"), *identity]:
+                found.append({"role": entry["role"], "duration": parts[5] or None, "expires_at": entry["expires_at"]})
+        return found
+
     def clear(self) -> int:
         """Delete our files (and only ours); the number of cached credentials removed."""
         if checked(self.directory, self._getuid) is None:
@@ -184,13 +210,14 @@ class CachedCredentialFetcher:
 class BrokerCredentialFetcher(CachedCredentialFetcher):
     """Fetches from the broker's ``POST /v1/credentials``; the client is built only on a miss."""
 
-    def __init__(self, client_factory: Callable[[], BrokerClient], role: str, duration: int | None,
-                 **kwargs: Any) -> None:
+    def __init__(self, client_factory: Callable[[], BrokerClient], role: str, duration: int | None, *,
+                 warn: Callable[[str], None] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._client_factory = client_factory
         self._role = role
         self._duration = duration
+        self._warn = warn
 
     def _get_credentials(self) -> dict[str, Any]:
-        return self._client_factory().credentials(self._role, self._duration)
+        return self._client_factory().credentials(self._role, self._duration, warn=self._warn)
 
