@@ -27,6 +27,7 @@ a stuck holder must not hang every SDK call behind it, so after
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -40,7 +41,7 @@ from rolebroker.text import local_time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterator, Mapping
     from typing import Any
 
     from rolebroker.broker import BrokerClient
@@ -87,25 +88,19 @@ class CredentialCache:
         return True
 
     def lock(self, key: str, *, timeout: float, clock: Callable[[], float], sleep: Callable[[float], None]) -> FileLock:
-        import contextlib
-
         with contextlib.suppress(OSError):  # then FileLock lets us proceed unlocked
             private_dir(self.directory, self._getuid)
         return FileLock(os.path.join(self.directory, self.name(key) + ".lock"), timeout=timeout, clock=clock,
                         sleep=sleep)
 
-    def entries_for(self, url: str, identity: tuple[str, str]) -> list[dict[str, Any]]:
-        """The entries cached for ``identity`` at broker ``url``, each with its ``duration`` (None: the default).
-
-        Read for ``whoami``; each file's own key says whose it is.
-        """
+    def _entries(self) -> Iterator[tuple[str, list[Any], dict[str, Any]]]:
+        """Every well-formed entry of ours: its file name, its key's parts, the entry."""
         if checked(self.directory, self._getuid) is None:
-            return []
+            return
         try:
             names = sorted(os.listdir(self.directory))
         except FileNotFoundError:
-            return []
-        found = []
+            return
         for name in names:
             if not (name.endswith(".json") and _is_cache_file(name)):
                 continue
@@ -115,10 +110,30 @@ class CredentialCache:
                 parts = json.loads(entry["key"]) if isinstance(entry, dict) and _fast.valid_entry(entry) else None
             except (ValueError, UnicodeError, TypeError):
                 continue
-            if isinstance(entry, dict) and isinstance(parts, list) and len(parts) == 6 \
-                    and parts[1:4] == [url.rstrip("/"), *identity]:
-                found.append({"role": entry["role"], "duration": parts[5] or None, "expires_at": entry["expires_at"]})
-        return found
+            if isinstance(entry, dict) and isinstance(parts, list) and len(parts) == 6:
+                yield name, parts, entry
+
+    def entries_for(self, url: str, identity: tuple[str, str]) -> list[dict[str, Any]]:
+        """The entries cached for ``identity`` at broker ``url``, each with its ``duration`` (None: the default).
+
+        Read for ``whoami``; each file's own key says whose it is.
+        """
+        return [{"role": entry["role"], "duration": parts[5] or None, "expires_at": entry["expires_at"]}
+                for _, parts, entry in self._entries() if parts[1:4] == [url.rstrip("/"), *identity]]
+
+    def forget_broker(self, url: str) -> int:
+        """Delete every entry cached from broker ``url``; the number removed.
+
+        For the local stack: a new one answers at the same URL, but its STS
+        emulation has never heard of the last one's credentials.
+        """
+        removed = 0
+        for name, parts, _ in list(self._entries()):
+            if parts[1] == url.rstrip("/"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self.directory, name))
+                    removed += 1
+        return removed
 
     def clear(self) -> int:
         """Delete our files (and only ours); the number of cached credentials removed."""
