@@ -22,6 +22,16 @@ def _claim(text: str) -> tuple[str, object]:
     return key, value
 
 
+def _duration(text: str) -> int:
+    from chalicelib.chat.slack import parse_duration
+    from chalicelib.exceptions import BadRequest
+
+    try:
+        return parse_duration(text)
+    except BadRequest as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -35,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="group(s), comma-separated or repeated")
     token.add_argument("--claim", action="append", type=_claim, default=[], metavar="K=V",
                        help="extra claim, e.g. repository=acme/infra")
-    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    token.add_argument("--ttl", type=_duration, default=3600, help="lifetime: 90m, 1h, 2h30m or seconds "
+                                                                   "(default 1h)")
     token.add_argument("--mfa", action="store_true", help="put mfa in the token's amr claim")
     slack = sub.add_parser("slack", help="send a signed Slack command or button click to the local broker")
     slack.add_argument("text", nargs="?", help="the slash command, e.g. '/aws roles'")
