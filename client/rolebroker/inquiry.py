@@ -11,6 +11,8 @@ credentials are cached.
 
 from __future__ import annotations
 
+import contextlib
+
 from rolebroker._fast import identity_of, jwt_claims
 from rolebroker.cache import CredentialCache
 from rolebroker.errors import RoleBrokerError
@@ -69,13 +71,14 @@ class LocalFacts:
 
 
 def cmd_whoami(ctx: Context) -> int:
-    facts = LocalFacts(ctx)
     try:
         answer = ctx.client().access()
     except RoleBrokerError:
         if not ctx.json_output:  # what is known here still helps to see what is wrong
-            ctx.out(whoami_text(facts, None, ctx.rt.clock()))
+            with contextlib.suppress(RoleBrokerError):
+                ctx.out(whoami_text(LocalFacts(ctx), None, ctx.rt.clock()))
         raise
+    facts = LocalFacts(ctx)  # after the call, which may have renewed the sign-in
     if ctx.json_output:
         ctx.out_json({**facts.as_json(), **_broker_facts(answer)})
         return 0
