@@ -60,6 +60,13 @@ _OPTIONS = {"--url": "url", "--role": "role", "--duration": "duration", "--token
             "--timeout": "timeout"}
 
 
+def seconds(text: str) -> int:
+    """A whole number in ASCII digits, at most 9 (``int`` alone takes ``٩٠٠``, `` 900`` and ``9_00``)."""
+    if not (text.isascii() and text.isdigit() and len(text) <= 9):
+        raise ValueError(text)
+    return int(text)
+
+
 _UNIT_SECONDS = {"h": 3600, "m": 60, "s": 1}
 DURATION_HELP = "use e.g. 90m, 1h, 2h30m or 3600 (seconds)"
 

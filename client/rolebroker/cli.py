@@ -102,9 +102,9 @@ def build_parser(stdout: IO[str], stderr: IO[str]) -> Any:
         cmd.add_argument("--duration", type=_duration, metavar="DURATION",
                          help=f"{text}: 90m, 1h, 2h30m or seconds (3600)")
 
-    def role_argument(cmd: Any) -> None:
+    def role_arg(cmd: Any) -> None:
         """ROLE, or --role ROLE as before."""
-        cmd.add_argument("role_argument", nargs="?", metavar="ROLE", help="the role's name, as `rolebroker roles` "
+        cmd.add_argument("role_arg", nargs="?", metavar="ROLE", help="the role's name, as `rolebroker roles` "
                          "lists it")
         cmd.add_argument("--role", help="the same, as an option")
 
@@ -125,16 +125,16 @@ def build_parser(stdout: IO[str], stderr: IO[str]) -> Any:
     cmd.add_argument("--all", action="store_true", help="every role the broker offers (the default)")
     cmd.add_argument("--force", action="store_true", help="also replace same-named sections written by hand")
     cmd = command("env", "print shell `export` lines with credentials for a role")
-    role_argument(cmd)
+    role_arg(cmd)
     duration_option(cmd)
     cmd = command("exec", "run a command with a role's credentials: exec ROLE -- CMD [ARGS...]")
-    role_argument(cmd)
+    role_arg(cmd)
     duration_option(cmd)
     cmd = command("console", "print an AWS console sign-in link for a role")
     role_option(cmd, with_duration=False)
     cmd.add_argument("--open", action="store_true", help="also open it in the browser")
     cmd = command("request", "ask for time-bound access to a role that needs approval")
-    role_argument(cmd)
+    role_arg(cmd)
     cmd.add_argument("--reason", required=True, help="why you need it (approvers see this)")
     duration_option(cmd, "how long the grant lasts (default: the longest the role's policy grants)")
     output_option(command("requests", "list your access requests and those you may approve"))
@@ -153,7 +153,7 @@ def build_parser(stdout: IO[str], stderr: IO[str]) -> Any:
     request_id(cmd)
     output_option(cmd)
     cmd = command("who-can", "who can use a role, rule by rule (the policy's admins and auditors)")
-    cmd.add_argument("role_argument", metavar="ROLE", help="the role's name")
+    cmd.add_argument("role_arg", metavar="ROLE", help="the role's name")
     output_option(cmd)
     cmd = command("what-can", "what you (or, for admins and auditors, someone else) can use, and how")
     cmd.add_argument("identity", nargs="?", metavar="IDENTITY", help="whom to ask about (default: you)")
@@ -176,7 +176,7 @@ def build_parser(stdout: IO[str], stderr: IO[str]) -> Any:
 
 def _merge_role(opts: Options) -> None:
     """ROLE and --role are the same; given both, they must agree."""
-    positional = opts.role_argument
+    positional = opts.role_arg
     if positional and opts.role and positional != opts.role:
         raise UsageError(f"{opts.command} got two roles, {positional!r} and --role {opts.role!r}; give one")
     opts.role = opts.role or positional
@@ -195,8 +195,8 @@ def parse_arguments(args: Sequence[str], stdout: IO[str], stderr: IO[str]) -> Op
     _, extra = parser.parse_known_args(head, namespace=opts)
     if opts.command == "exec" and tail is None:
         # Without `--`, the command's first word may have been taken for ROLE.
-        words = [opts.role_argument, *extra] if opts.role and opts.role_argument else extra
-        role = opts.role or opts.role_argument or "ROLE"
+        words = [opts.role_arg, *extra] if opts.role and opts.role_arg else extra
+        role = opts.role or opts.role_arg or "ROLE"
         shown = one_line(" ".join(words), 200) if words else "CMD ..."
         raise UsageError(f"exec runs the command given after `--`: rolebroker exec {role} -- {shown}")
     _merge_role(opts)

@@ -60,7 +60,7 @@ class Options:
     issuer: str | None = None
     client_id: str | None = None
     no_browser: bool = False
-    role_argument: str | None = None
+    role_arg: str | None = None
     output: str | None = None
     identity: str | None = None
     groups: str | None = None

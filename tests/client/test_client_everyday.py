@@ -175,7 +175,7 @@ def test_command_line_mistakes_are_told_in_the_users_words(cli: Callable[..., Re
     assert broker.seen == []
 
 
-INTERNAL_NAMES = re.compile(r"invalid \w+ value|role_argument|request_id|cache_action|no_cache|token_file|"
+INTERNAL_NAMES = re.compile(r"invalid \w+ value|role_arg|request_id|cache_action|no_cache|token_file|"
                             r"list_roles|positive_number|\bseconds value")
 
 
