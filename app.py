@@ -470,7 +470,7 @@ def access() -> dict[str, Any]:
 def create_request() -> Response:
     request = current()
     body = validate(raw_body(request), REQUEST_FIELDS)
-    created = services().requests().create(caller(), body["role"], duration_seconds=body["duration_seconds"],
+    created = services().requests().create(caller(), body["role"], duration_seconds=body.get("duration_seconds"),
                                            reason=body["reason"], context=call_context(request))
     return Response(body=created.to_dict(services().clock()), status_code=201)
 

@@ -152,7 +152,8 @@ def _text(name: str, value: Any) -> str:
 
 
 CREDENTIALS_FIELDS = {"role": Field("role"), "duration_seconds": Field("duration", False)}
-REQUEST_FIELDS = {"role": Field("role"), "duration_seconds": Field("grant_duration"), "reason": Field("text")}
+# duration_seconds left out: the role's max_grant_seconds (AccessRequests.create).
+REQUEST_FIELDS = {"role": Field("role"), "duration_seconds": Field("grant_duration", False), "reason": Field("text")}
 DECISION_FIELDS = {"reason": Field("text", False)}
 def console_service(name: str, value: Any) -> str:
     if not isinstance(value, str) or not CONSOLE_SERVICE_RE.match(value):

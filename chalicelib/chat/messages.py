@@ -76,8 +76,17 @@ def working_on(command: str) -> dict[str, Any]:
     return ephemeral(f":hourglass_flowing_sand: working on `/aws {inline(command)}` ...")
 
 
+# How a reply that refuses or fails begins (``python -m devstack slack`` exits 1 on one).
+REFUSAL_MARKS = (":warning:", ":no_entry:")
+
+
 def warning(message: str) -> dict[str, Any]:
-    return ephemeral(f":warning: {inline(message, TEXT_CHARS)}")
+    return ephemeral(f"{REFUSAL_MARKS[0]} {inline(message, TEXT_CHARS)}")
+
+
+def is_refusal(message: Mapping[str, Any]) -> bool:
+    text = message.get("text")
+    return isinstance(text, str) and text.startswith(REFUSAL_MARKS)
 
 
 def roles_reply(who: str, roles: Sequence[Mapping[str, Any]], labels: Mapping[str, str]) -> dict[str, Any]:
@@ -133,7 +142,7 @@ def cancelled_reply(request: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def not_served() -> dict[str, Any]:
-    return ephemeral(":no_entry: rolebroker does not serve this Slack workspace or account. "
+    return ephemeral(f"{REFUSAL_MARKS[1]} rolebroker does not serve this Slack workspace or account. "
                      "Ask in your company's own workspace.")
 
 

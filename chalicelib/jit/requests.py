@@ -101,8 +101,14 @@ class AccessRequests:
         self._clock = clock
         self.notifier: Notifier = notifier or SilentNotifier()
 
-    def create(self, identity: Identity, role_name: str, *, duration_seconds: int, reason: str,
+    def create(self, identity: Identity, role_name: str, *, duration_seconds: int | None, reason: str,
                context: CallContext, requester_slack: str | None = None) -> AccessRequest:
+        """File a request; without ``duration_seconds``, for the role's ``max_grant_seconds``.
+
+        The longest grant the policy allows is the default because the policy
+        author chose it for this role, the approver sees it before deciding,
+        and a grant ends early with ``revoke``.
+        """
         role = self._policy().role(role_name)
         if role.approval is None:
             raise BadRequest(f"role {role.name} needs no approval; ask for credentials directly")
@@ -110,6 +116,8 @@ class AccessRequests:
         if decision.access == "denied":
             self._record("request", "denied", context, identity, role, decision.reason)
             raise Forbidden(f"you may not request role {role.name}: {decision.reason}")
+        if duration_seconds is None:
+            duration_seconds = role.approval.max_grant_seconds
         if duration_seconds > role.approval.max_grant_seconds:
             raise BadRequest(f"role {role.name} grants at most {role.approval.max_grant_seconds} seconds")
         request = self._create_within_cap(identity, role, context, duration_seconds=duration_seconds, reason=reason,

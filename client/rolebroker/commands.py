@@ -12,6 +12,7 @@ import json
 import os
 import sys
 
+from rolebroker import completion, inquiry, jit
 from rolebroker._fast import identity_of, jwt_claims
 from rolebroker.broker import BrokerClient
 from rolebroker.cache import BrokerCredentialFetcher, CredentialCache
@@ -27,7 +28,7 @@ from rolebroker.profiles import (
     verify_profiles,
     write_aws_config,
 )
-from rolebroker.text import human_duration, local_time, one_line, parse_timestamp, table
+from rolebroker.text import local_time, one_line, parse_timestamp, table
 from rolebroker.tokens import LoginStore, bearer, resolve_token_source
 
 TYPE_CHECKING = False
@@ -67,6 +68,11 @@ class Options:
     print_only: bool = False
     port: int | None = None
     device: bool = False
+    output: str | None = None
+    identity: str | None = None
+    groups: str | None = None
+    shell: str | None = None
+    list_roles: bool = False
 
     def values(self) -> dict[str, Any]:
         names = [name for name in dir(Options) if not name.startswith("_") and name != "values"]
@@ -85,6 +91,14 @@ class Context:
     def out(self, text: str) -> None:
         self.rt.stdout.write(text)
 
+    @property
+    def json_output(self) -> bool:
+        return self.opts.output == "json"
+
+    def out_json(self, doc: object) -> None:
+        """One JSON document on stdout: ASCII only, so nothing in it can act on a terminal."""
+        self.out(json.dumps(doc, indent=2) + "\n")
+
     def warn(self, text: str) -> None:
         self.rt.stderr.write(f"rolebroker: {redact(text)}\n")
 
@@ -99,7 +113,8 @@ class Context:
 
     def role(self) -> str:
         if not self.opts.role:
-            raise UsageError(f"{self.opts.command} needs --role NAME")
+            raise UsageError(f"{self.opts.command} needs a role: rolebroker {self.opts.command} ROLE "
+                             "(`rolebroker roles` lists them)")
         return self.opts.role
 
 
@@ -110,8 +125,10 @@ def credentials_for(ctx: Context, role: str, duration: int | None, *, use_cache:
     rt = ctx.rt
     cache = CredentialCache(ctx.settings.cache_dir, getuid=rt.getuid) if use_cache else None
     key = CredentialCache.key(url, identity_of(source.peek()), role, duration)
+    # The broker's warnings (a shorter session than asked, ...) go to stderr,
+    # never into credential_process's stdout; a cache hit has none to repeat.
     fetcher = BrokerCredentialFetcher(ctx.client, role, duration, cache=cache, cache_key=key, clock=rt.clock,
-                                      sleep=rt.sleep, lock_timeout=rt.lock_timeout)
+                                      sleep=rt.sleep, lock_timeout=rt.lock_timeout, warn=ctx.warn)
     return fetcher.fetch()
 
 
@@ -138,6 +155,9 @@ def _access_text(access: object) -> str:
 
 def cmd_roles(ctx: Context) -> int:
     roles = ctx.client().roles()
+    if ctx.json_output:
+        ctx.out_json({"roles": roles})
+        return 0
     if not roles:
         ctx.warn("the broker offers you no roles")
         return 0
@@ -242,54 +262,6 @@ def cmd_configure(ctx: Context) -> int:
     return 0
 
 
-def cmd_request(ctx: Context) -> int:
-    if not ctx.opts.reason or not ctx.opts.reason.strip():
-        raise UsageError("request needs --reason TEXT: approvers see it")
-    doc = ctx.client().create_request(ctx.role(), ctx.opts.duration, ctx.opts.reason)
-    shown = [one_line(str(doc.get(key, default)), 80) for key, default in
-             (("id", "?"), ("role", ctx.role()), ("status", "?"))]
-    ctx.out("request {} for {}: {}\n".format(*shown))
-    return 0
-
-
-def cmd_requests(ctx: Context) -> int:
-    items, more = ctx.client().requests()
-    if more:
-        ctx.warn(f"showing the first {len(items)} requests; the broker has more")
-    if not items:
-        ctx.warn("no access requests")
-        return 0
-    rows = []
-    for item in items:
-        created = item.get("created_at")
-        try:
-            created_text = local_time(parse_timestamp(created)) if isinstance(created, str) else "-"
-        except ValueError:
-            created_text = one_line(str(created), 40)
-        rows.append([one_line(str(item.get(key, "-")), 60) for key in ("id", "status", "role", "requester")]
-                    + [human_duration(item.get("duration_seconds")), created_text,
-                       one_line(str(item.get("reason", "")), 80)])
-    ctx.out(table(["ID", "STATUS", "ROLE", "REQUESTER", "DURATION", "CREATED", "REASON"], rows))
-    return 0
-
-
-def _cmd_decide(ctx: Context, verdict: str) -> int:
-    request_id = ctx.opts.request_id or ""
-    doc = ctx.client().decide(request_id, verdict, ctx.opts.reason if verdict == "deny" else None)
-    who = one_line(str(doc.get("requester", "?")), 80)
-    role = one_line(str(doc.get("role", "?")), 80)
-    ctx.out(f"request {request_id} ({role} for {who}): {one_line(str(doc.get('status', verdict)), 40)}\n")
-    return 0
-
-
-def cmd_approve(ctx: Context) -> int:
-    return _cmd_decide(ctx, "approve")
-
-
-def cmd_deny(ctx: Context) -> int:
-    return _cmd_decide(ctx, "deny")
-
-
 def cmd_login(ctx: Context) -> int:
     url = ctx.settings.url
     if not url:
@@ -349,12 +321,20 @@ COMMANDS: dict[str, Callable[[Context], int]] = {
     "exec": cmd_exec,
     "console": cmd_console,
     "serve": cmd_serve,
-    "request": cmd_request,
-    "requests": cmd_requests,
-    "approve": cmd_approve,
-    "deny": cmd_deny,
+    "whoami": inquiry.cmd_whoami,
+    "who-can": inquiry.cmd_who_can,
+    "what-can": inquiry.cmd_what_can,
+    "request": jit.cmd_request,
+    "requests": jit.cmd_requests,
+    "show": jit.cmd_show,
+    "approve": jit.cmd_approve,
+    "deny": jit.cmd_deny,
+    "cancel": jit.cmd_cancel,
+    "revoke": jit.cmd_revoke,
+    "evidence": jit.cmd_evidence,
     "login": cmd_login,
     "logout": cmd_logout,
     "cache": cmd_cache,
+    "completion": completion.cmd_completion,
 }
 

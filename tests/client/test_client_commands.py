@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from rolebroker import commands
+from rolebroker import commands, jit
 from rolebroker import text as text_module
 
 from tests.client.fakes import ALICE, FakeBroker, Reply, Result, Seen, cache_files
@@ -176,7 +176,7 @@ def test_request_sends_role_duration_and_reason(cli: Callable[..., Result], brok
 
 
 def test_requests_table(cli: Callable[..., Result], broker: FakeBroker, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(commands, "local_time", lambda epoch: "2030-01-01 00:00 UTC")
+    monkeypatch.setattr(jit, "local_time", lambda epoch: "2030-01-01 00:00 UTC")
     broker.route("GET", "/v1/requests", Reply(200, {"requests": [
         {"id": "req-1", "status": "pending", "role": "prod-readonly", "requester": "alice@example.com",
          "duration_seconds": 5400, "reason": "incident 42", "created_at": "2030-01-01T00:00:00Z"},
