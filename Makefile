@@ -18,7 +18,8 @@ CLIENT_SOURCES := $(wildcard client/rolebroker/*.py)
 $(RUN_STAMP): requirements.txt requirements-run.txt constraints.txt client/pyproject.toml $(CLIENT_SOURCES)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "== installing what the local stack needs into $(VENV) (the first time takes a few minutes)"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@# chalice packages with pip and supports pip below 26.3.
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade 'pip>=24,<26.3'
 	$(PIP) -r requirements-run.txt
 	@# A regular (not editable) install: an editable one puts an import hook in
 	@# front of every start of the client, which costs more than the cache hit itself.
