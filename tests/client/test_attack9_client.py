@@ -38,3 +38,18 @@ def test_attack9_login_address_from_a_hostile_issuer_carries_no_terminal_escapes
     result = cli("login", "--no-browser", environ=signed_out, open_browser=lambda url: True, login_timeout=0.2)
     assert f"{idp.url}/authorize" in result.err  # the address was printed
     assert "\x1b" not in result.err and "\x07" not in result.err
+
+
+@pytest.mark.xfail(strict=True, reason="ATTACK9 F3: env prints the broker's credential strings raw")
+def test_attack9_env_output_carries_no_terminal_escapes(cli: Callable[..., Result], broker: FakeBroker) -> None:
+    # `rolebroker env` is also read on screen, not only eval'd; shlex.quote
+    # keeps the shell safe but passes ESC/BEL through to the terminal.
+    def hostile(request: Seen) -> Reply:
+        reply = broker.credentials(request)
+        assert isinstance(reply.body, dict)
+        reply.body["credentials"]["SessionToken"] = "session-token" + ESCAPES
+        return reply
+
+    broker.route("POST", "/v1/credentials", hostile)
+    result = cli("env", "--role", "sandbox-admin")
+    assert result.code != 0 or ("\x1b" not in result.out and "\x07" not in result.out)
