@@ -55,3 +55,20 @@ roles:
 """)
     mallory = who("\u212aate@example.com", "00uMALLORY")
     assert policy.roles["kate-admin"].matching_rule(mallory) is None  # type: ignore[arg-type]
+
+
+@pytest.mark.xfail(strict=True, reason="ATTACK9 F10: session names are not injective over principal keys")
+def test_attack9_two_principals_never_share_a_session_name() -> None:
+    # A key already in STS's alphabet is used as it is; any other key becomes
+    # "<cleaned>-<10 hex>". Nothing keeps a clean key from *being* such a
+    # string, so a default-issuer principal whose identity value is chosen by
+    # the user (preferred_username, or any non-email claim) can take a CI
+    # job's SourceIdentity and RoleSessionName, and with it the job's
+    # CloudTrail attribution and the evidence queries "by identity".
+    from chalicelib.identity.principal import Principal
+    from chalicelib.stamping import session_name_for_key
+
+    ci = Principal("ci", "repo:acme/infra:ref:refs/heads/main")
+    impostor = Principal("default", session_name_for_key(ci.key))
+    assert impostor.key != ci.key
+    assert session_name_for_key(impostor.key) != session_name_for_key(ci.key)
