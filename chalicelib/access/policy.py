@@ -590,10 +590,17 @@ class _Validator:
                 if not values or not all(isinstance(x, (str, int, bool)) for x in values):
                     raise self.fail(f"{where}.claims.{k}", "must be a string, number, boolean or a list of them",
                                     c.key_lines[k])
-                if k == "email":  # tokens' emails are compared casefolded; so are the policy's
-                    values = [canonical_value(k, x) if isinstance(x, str) else x for x in values]
+                if k == "email":  # tokens' emails are compared in ASCII lower case; so are the policy's
+                    values = [self.email(x, f"{where}.claims.{k}", c.key_lines[k]) if isinstance(x, str) else x
+                              for x in values]
                 claims.append((k, tuple(values)))
         return Rule(groups=groups, claims=tuple(claims), issuer=issuer)
+
+    def email(self, value: str, where: str, line: int) -> str:
+        try:
+            return canonical_value("email", value)
+        except ValueError as exc:  # such a token's email counts as absent: the rule could never match
+            raise self.fail(where, f"{value!r} {exc}", line) from None
 
     def approval(self, m: _Map, where: str) -> Approval:
         where = f"{where}.approval"

@@ -4,7 +4,7 @@ Slack tells us a user id. A Slack user is always a person of the default
 issuer: their principal comes from the policy's static ``slack.users``
 mapping (a value of the default issuer's identity claim) or, only when that
 claim is ``email``, from Slack's ``users.info`` (the verified profile email,
-casefolded like any email; guests and bots are refused). Slack knows nothing
+in ASCII lower case like any email; guests and bots are refused). Slack knows nothing
 of IdP groups, so the groups are those of the person's newest verified token
 (by ``iat``), remembered for a working day under their principal: the same
 access policy then decides for Slack as for the API. MFA is never carried
@@ -61,7 +61,10 @@ class Directory:
         if not value:
             raise Forbidden("your Slack account is not linked to a rolebroker identity: your Slack profile "
                             "needs your company email, or an admin can map you under slack.users in the policy")
-        principal = Principal(DEFAULT_ISSUER, canonical_value(self._identity_claim, value))
+        try:
+            principal = Principal(DEFAULT_ISSUER, canonical_value(self._identity_claim, value))
+        except ValueError as exc:  # a non-ASCII email: no token of theirs would count either
+            raise Forbidden(f"your Slack identity {exc}") from None
         groups = self._store.recall_identity(principal.key, self._clock()) or frozenset()
         return Identity(subject=value, principal=principal, groups=groups,
                         claims={self._identity_claim: principal.value}, issuer="slack")

@@ -202,6 +202,14 @@ def test_email_case_is_one_principal_shown_as_given(api: Harness) -> None:
     assert issued["sub"] == "00uDANA"
 
 
+@pytest.mark.parametrize("email", ["\u212aate@example.com", "k\u0430te@example.com", "stra\u00dfe@example.de"])
+def test_a_non_ascii_email_is_401_naming_the_claim(api: Harness, email: str) -> None:
+    # Review ATTACK9 F4: these were principals that casefold() merged with an ASCII mailbox.
+    response = api.get("/v1/roles", token=_sign(api.issuer, _claims(api.issuer, email=email)))
+    assert response.status_code == 401
+    assert "'email' claim is not plain ASCII" in response.json_body["Message"]
+
+
 def test_several_audiences_need_azp_naming_this_broker(api: Harness) -> None:
     token = _sign(api.issuer, _claims(api.issuer, aud=[AUDIENCE, "another-client"], azp=AUDIENCE))
     assert api.get("/v1/roles", token=token).status_code == 200

@@ -65,3 +65,13 @@ def test_without_an_email_identity_claim_only_the_static_mapping_counts() -> Non
     who = directory.slack_identity("U0ERIN", _policy({"U0ERIN": "Erin"}), slack)
     assert who.principal.key == "Erin" and who.claims == {"preferred_username": "Erin"}
     store.recall_identity.assert_called_once_with("Erin", NOW)
+
+
+def test_a_non_ascii_slack_email_links_to_nobody() -> None:
+    # Review ATTACK9 F4: casefold() made the KELVIN SIGN profile email kate@'s principal.
+    directory, store = _directory()
+    slack = Mock(spec=SlackApi)
+    slack.user_email.return_value = "\u212aate@example.com"
+    with pytest.raises(Forbidden, match="not plain ASCII"):
+        directory.slack_identity("U0MALLORY", _policy(), slack)
+    store.recall_identity.assert_not_called()

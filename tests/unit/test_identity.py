@@ -226,13 +226,39 @@ def test_no_fallback_from_email_to_sub() -> None:
         identity_from_claims({"sub": "00uERIN", "iss": DEFAULT.url}, DEFAULT)
 
 
-def test_an_email_principal_is_casefolded_and_shown_as_given() -> None:
+def test_an_email_principal_is_lower_case_and_shown_as_given() -> None:
     who = identity_from_claims({"sub": "00uERIN", "iss": DEFAULT.url, "email": " Erin@Example.COM ",
                                 "email_verified": True, "iat": 1700000000}, DEFAULT)
     assert who.subject == "Erin@Example.COM"
     assert who.principal.key == "erin@example.com"
-    assert who.claims["email"] == "erin@example.com"  # rules compare emails casefolded too
+    assert who.claims["email"] == "erin@example.com"  # rules compare emails in lower case too
     assert (who.issuer, who.sub, who.issued_at) == (DEFAULT.url, "00uERIN", 1700000000)
+
+
+@pytest.mark.parametrize(("attacker", "victim"), [
+    ("\u212aate@example.com", "kate@example.com"),
+    ("ro\u017fa@example.com", "rosa@example.com"),
+    ("stra\u00dfe@example.de", "strasse@example.de"),
+    ("\ufb01ona@example.com", "fiona@example.com"),
+])
+def test_distinct_mailboxes_are_never_one_principal(attacker: str, victim: str) -> None:
+    # Review ATTACK9 F4: casefold() made each pair one principal (grants, requests,
+    # Slack snapshots, email rules, SourceIdentity). A non-ASCII email is now a 401
+    # naming the claim, so it can never be taken for the ASCII mailbox.
+    def who(email: str, sub: str) -> Any:
+        return identity_from_claims({"iss": DEFAULT.url, "sub": sub, "email": email, "email_verified": True},
+                                    DEFAULT)
+
+    assert who(victim, "00uVICTIM").principal.key == victim
+    with pytest.raises(Unauthenticated, match="'email' claim is not plain ASCII"):
+        who(attacker, "00uMALLORY")
+
+
+def test_a_non_ascii_email_is_absent_for_rules_under_another_identity_claim() -> None:
+    by_username = Issuer(name="default", url="i", audiences=("a",), identity_claim="preferred_username")
+    who = identity_from_claims({"sub": "1", "iss": "i", "preferred_username": "mallory", "email_verified": True,
+                                "email": "\u212aate@example.com"}, by_username)
+    assert who.principal.key == "mallory" and "email" not in who.claims
 
 
 @pytest.mark.parametrize(("verified", "counts"), [

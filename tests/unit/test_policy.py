@@ -157,11 +157,21 @@ def test_a_list_valued_claim_matches_when_any_value_is_allowed() -> None:
     assert not decide(role, who(repository="acme/infra", env=["dev"])).allowed
 
 
-def test_emails_in_rules_compare_casefolded() -> None:
+def test_emails_in_rules_compare_in_ascii_lower_case() -> None:
     text = BASE.replace("      - groups: [admins]", "      - claims: {email: Alice@Example.com}")
     role = parse_policy(text).roles["admin"]
     assert decide(role, who("alice@example.com")).allowed
     assert not decide(role, who("alice@example.org")).allowed
+
+
+def test_an_email_rule_names_one_mailbox_only() -> None:
+    # Review ATTACK9 F4: casefold() let the KELVIN SIGN mailbox match kate@'s rule.
+    role = parse_policy(BASE.replace("      - groups: [admins]", "      - claims: {email: kate@example.com}"))
+    mallory = Identity(subject="mallory", claims={"email": "\u212aate@example.com"})
+    assert role.roles["admin"].matching_rule(mallory) is None
+    with pytest.raises(PolicyError, match=r"claims\.email: .* is not plain ASCII") as caught:
+        parse_policy(BASE.replace("      - groups: [admins]", "      - claims: {email: \"\\u212aate@example.com\"}"))
+    assert caught.value.line == 11
 
 
 ISSUERS = """\

@@ -40,12 +40,46 @@ def test_keys_never_collide_across_issuers() -> None:
 @pytest.mark.parametrize(("claim", "value", "canonical"), [
     ("email", " Erin@Example.COM ", "erin@example.com"),
     ("email", "STRASSE@example.com", "strasse@example.com"),
-    ("email", "E\u0301rin@example.com", "\u00e9rin@example.com"),  # NFC, then casefold
     ("sub", "repo:Acme/Infra", "repo:Acme/Infra"),  # only emails fold
     ("preferred_username", " Erin ", "Erin"),
 ])
 def test_canonical_values(claim: str, value: str, canonical: str) -> None:
     assert canonical_value(claim, value) == canonical
+
+
+# Review ATTACK9 F4: Unicode casefold() merged these distinct mailboxes into one principal.
+COLLIDING = [
+    ("\u212aate@example.com", "kate@example.com"),  # KELVIN SIGN
+    ("ro\u017fa@example.com", "rosa@example.com"),  # LATIN SMALL LETTER LONG S
+    ("stra\u00dfe@example.de", "strasse@example.de"),  # sharp s: two real IDN mailboxes
+    ("\ufb01ona@example.com", "fiona@example.com"),  # LATIN SMALL LIGATURE FI
+    ("E\u0301rin@example.com", "\u00c9rin@example.com"),  # canonically equivalent, NFC made them one
+    ("k\u0430te@example.com", "kate@example.com"),  # CYRILLIC SMALL LETTER A: looks alike to an approver
+]
+
+
+@pytest.mark.parametrize(("attacker", "victim"), COLLIDING)
+def test_non_ascii_emails_have_no_canonical_form(attacker: str, victim: str) -> None:
+    with pytest.raises(ValueError, match="ASCII"):
+        canonical_value("email", attacker)
+    if victim.isascii():
+        assert canonical_value("email", victim) == victim.lower()
+
+
+def test_no_character_outside_ascii_lowers_onto_an_ascii_email() -> None:
+    # Every BMP code point: either refused, or (ASCII) mapped by ASCII rules only.
+    for code in range(0x10000):
+        ch = chr(code)
+        if 0xD800 <= code < 0xE000:
+            continue
+        try:
+            canonical = canonical_value("email", f"{ch}ate@example.com")
+        except ValueError:
+            assert not ch.isascii()
+            continue
+        assert ch.isascii() and canonical == f"{ch}ate@example.com".strip().lower()
+    with pytest.raises(ValueError):
+        canonical_value("email", "\u00a0kate@example.com")  # NO-BREAK SPACE is not stripped into kate@
 
 
 def test_session_names_are_a_pure_function_of_the_principal() -> None:
