@@ -234,7 +234,7 @@ def test_a_ci_token_for_another_audience_is_401(api: Harness) -> None:
 
 
 def test_a_ci_session_is_stamped_with_its_principal(api: Harness) -> None:
-    from chalicelib.stamping import session_name_for_key
+    from chalicelib.stamping import identity_tag_for_key, session_name_for_key
 
     principal = "ci|repo:acme/infra:ref:refs/heads/main"
     name = session_name_for_key(principal)
@@ -242,10 +242,11 @@ def test_a_ci_session_is_stamped_with_its_principal(api: Harness) -> None:
     api.expect_assume(arn, name, expected={
         "RoleArn": arn, "RoleSessionName": name, "SourceIdentity": name, "DurationSeconds": 900,
         "ExternalId": "rolebroker-sandbox",
-        "Tags": [{"Key": "rolebroker:identity", "Value": "ci_repo:acme/infra:ref:refs/heads/main"},
+        "Tags": [{"Key": "rolebroker:identity", "Value": identity_tag_for_key(principal)},
                  {"Key": "rolebroker:issuer", "Value": api.ci.url}]})
     token = api.ci.mint("", claims={"repository": "acme/infra", "ref": "refs/heads/main"})
     response = api.post("/v1/credentials", {"role": "ci-deploy"}, token=token)
     assert response.status_code == 200, response.body
     assert response.json_body["source_identity"] == name
+    assert identity_tag_for_key(principal).startswith("ci_repo:acme/infra:ref:refs/heads/main-")
     api.stubber.assert_no_pending_responses()

@@ -8,7 +8,7 @@ import pytest
 
 from chalicelib.identity.principal import DEFAULT_ISSUER, Principal, canonical_value
 from chalicelib.identity.tokens import Identity
-from chalicelib.stamping import session_name_for, session_name_for_key
+from chalicelib.stamping import identity_tag_for_key, session_name_for, session_name_for_key, session_tags_for
 
 STS_NAME = re.compile(r"[\w+=,.@-]{2,64}\Z", re.ASCII)
 
@@ -94,3 +94,47 @@ def test_session_names_are_a_pure_function_of_the_principal() -> None:
 
 def test_people_with_the_same_value_at_different_issuers_get_different_session_names() -> None:
     assert session_name_for_key("alice@example.com") != session_name_for_key("ci|alice@example.com")
+
+
+def test_two_principals_never_share_a_session_name() -> None:
+    # Review ATTACK9 F10: a clean key was used as it is, and nothing kept a clean
+    # key from *being* a hashed name, so a chosen identity value took a CI job's
+    # SourceIdentity and RoleSessionName (and its CloudTrail attribution).
+    ci = Principal("ci", "repo:acme/infra:ref:refs/heads/main")
+    impostor = Principal("default", session_name_for_key(ci.key))
+    assert impostor.key != ci.key
+    assert session_name_for_key(impostor.key) != session_name_for_key(ci.key)
+    assert identity_tag_for_key(impostor.key) != identity_tag_for_key(ci.key)
+
+
+def test_a_clean_key_shaped_like_a_hashed_name_is_hashed_itself() -> None:
+    shaped = "alice-0123456789abcdef"
+    assert session_name_for_key(shaped) != shaped and session_name_for_key(shaped).startswith(shaped + "-")
+    assert session_name_for_key("alice-0123456789ABCDEF") == "alice-0123456789ABCDEF"  # digests are lower case
+    assert session_name_for_key("alice-0123456789") == "alice-0123456789"  # too short to be one
+
+
+def test_the_identity_tag_names_one_principal() -> None:
+    # The tag alphabet has no "|", so it used to read "ci_repo:acme/infra" for the CI
+    # job *and* for a person whose identity value is "ci_repo:acme/infra".
+    tags = {identity_tag_for_key(Principal(issuer, value).key)
+            for issuer, value in [("ci", "repo:acme/infra"), (DEFAULT_ISSUER, "ci_repo:acme/infra"),
+                                  (DEFAULT_ISSUER, "ci|repo:acme/infra"), ("ci", "repo:acme/infra" + "x" * 300),
+                                  ("ci", "repo:acme/infra" + "y" * 300)]}
+    assert len(tags) == 5 and all(len(tag) <= 256 for tag in tags)
+    assert identity_tag_for_key("alice@example.com") == "alice@example.com"
+    person = Identity(subject="x", principal=Principal(DEFAULT_ISSUER, "ci_repo:acme/infra"))
+    assert session_tags_for(person)[0] == {"Key": "rolebroker:identity", "Value": "ci_repo:acme/infra"}
+
+
+KEYS = ["alice@example.com", "ci|repo:acme/infra:ref:refs/heads/main", "default|ci|repo:acme/infra",
+        "ci-repo-acme-infra-ref-refs-heads-main", "ci repo acme infra ref refs heads main", "a", "ab",
+        "x" * 64, "x" * 65, "x" * 47 + "-" + "0" * 16, "j\u00fcrgen", "j-rgen", "j_rgen", "名前", "__"]
+
+
+def test_session_names_and_identity_tags_are_injective_over_tricky_keys() -> None:
+    keys = KEYS + [session_name_for_key(k) for k in KEYS] + [identity_tag_for_key(k) for k in KEYS]
+    keys = sorted(set(keys))
+    assert len({session_name_for_key(k) for k in keys}) == len(keys)
+    assert len({identity_tag_for_key(k) for k in keys}) == len(keys)
+    assert all(STS_NAME.match(session_name_for_key(k)) for k in keys)
