@@ -169,7 +169,7 @@ class Broker:
         return config_fragment(usable, broker_url)
 
     def decide(self, identity: Identity, role_name: str) -> tuple[Role, Decision, ActiveGrant | None]:
-        role = self._policy().role(role_name)
+        role = self._policy().role_for(role_name, identity)
         now = self._clock()
         grant = None
         if role.approval is not None:

@@ -141,6 +141,10 @@ class Role:
                 return rule
         return None
 
+    def rules_for(self, issuer: str) -> tuple[Rule, ...]:
+        """The ``allow`` rules a token of ``issuer`` could match: the only ones its caller is told about."""
+        return tuple(rule for rule in self.allow if rule.issuer == issuer)
+
 
 class RuleIndex:
     """Maps each rule's anchors to payloads, so lookups touch few rules."""
@@ -208,7 +212,20 @@ class AccessPolicy:
         try:
             return self.roles[name]
         except KeyError:
-            raise NotFound(f"unknown role {name!r}; `rolebroker roles` lists yours") from None
+            raise _unknown_role(name) from None
+
+    def role_for(self, name: str, identity: Identity) -> Role:
+        """Role ``name`` as ``identity`` may learn of it: a role none of whose ``allow`` rules is of
+        the caller's issuer is answered exactly like an unknown one.
+
+        An issuer such as GitHub Actions signs tokens for every repository in
+        the world; without this, anyone's CI token could map the organisation's
+        roles (404 or 403) and, from the 403's reason, its group names.
+        """
+        role = self.role(name)
+        if not role.rules_for(identity.principal.issuer):
+            raise _unknown_role(name)
+        return role
 
     def candidate_roles(self, identity: Identity) -> list[Role]:
         """Roles with at least one rule that could match, in policy order."""
@@ -242,7 +259,9 @@ def decide(
     """
     rule = role.matching_rule(identity)
     if rule is None:
-        needs = "; or ".join(r.describe() for r in role.allow) or "a rule (it has none: nobody may use it)"
+        # Only rules of the caller's own issuer: the others' groups and claims are not theirs to learn.
+        own = role.rules_for(identity.principal.issuer)
+        needs = "; or ".join(r.describe() for r in own) or "a rule that names your token's issuer (it has none)"
         return Decision(role.name, False, "denied", f"role {role.name} requires {needs}")
     matched = rule.describe()
     used = rule.evidence(identity)
@@ -272,6 +291,10 @@ def decide(
         matched,
         used,
     )
+
+
+def _unknown_role(name: str) -> NotFound:
+    return NotFound(f"unknown role {name!r}; `rolebroker roles` lists yours")
 
 
 def _claim_matches(value: Any, allowed: tuple[Scalar, ...]) -> bool:

@@ -103,13 +103,13 @@ class AccessRequests:
 
     def create(self, identity: Identity, role_name: str, *, duration_seconds: int, reason: str,
                context: CallContext, requester_slack: str | None = None) -> AccessRequest:
-        role = self._policy().role(role_name)
-        if role.approval is None:
-            raise BadRequest(f"role {role.name} needs no approval; ask for credentials directly")
+        role = self._policy().role_for(role_name, identity)
         decision = decide(role, identity, now=self._clock())
         if decision.access == "denied":
             self._record("request", "denied", context, identity, role, decision.reason)
             raise Forbidden(f"you may not request role {role.name}: {decision.reason}")
+        if role.approval is None:
+            raise BadRequest(f"role {role.name} needs no approval; ask for credentials directly")
         if duration_seconds > role.approval.max_grant_seconds:
             raise BadRequest(f"role {role.name} grants at most {role.approval.max_grant_seconds} seconds")
         request = self._create_within_cap(identity, role, context, duration_seconds=duration_seconds, reason=reason,

@@ -9,6 +9,7 @@ import pytest
 
 from chalicelib.access.policy import decide, parse_policy
 from chalicelib.exceptions import NotFound, PolicyError
+from chalicelib.identity.principal import Principal
 from chalicelib.identity.tokens import Identity
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -172,6 +173,41 @@ def test_an_email_rule_names_one_mailbox_only() -> None:
     with pytest.raises(PolicyError, match=r"claims\.email: .* is not plain ASCII") as caught:
         parse_policy(BASE.replace("      - groups: [admins]", "      - claims: {email: \"\\u212aate@example.com\"}"))
     assert caught.value.line == 11
+
+
+MIXED = """\
+version: 1
+issuers:
+  ci: {url: "https://ci.example.com", audiences: rolebroker, identity_claim: sub}
+accounts: {prod: {id: "333333333333", region: us-east-1}}
+roles:
+  deploy:
+    account: prod
+    role_name: Deploy
+    allow:
+      - groups: [platform-admins]
+      - issuer: ci
+        claims: {repository: acme/infra}
+  people-only: {account: prod, role_name: ReadOnly, allow: [{groups: [developers]}]}
+"""
+
+
+def test_a_denial_describes_only_rules_of_the_callers_issuer() -> None:
+    # Review ATTACK9 F5: every rule was described to every caller, so any CI token
+    # learned the people's group names (and people the CI rules' claim names).
+    policy = parse_policy(MIXED)
+    person = Identity(subject="bob@example.com", groups=frozenset({"developers"}))
+    job = Identity(subject="repo:stranger/fork", principal=Principal("ci", "repo:stranger/fork"),
+                   claims={"repository": "stranger/fork"})
+    assert decide(policy.roles["deploy"], person).reason == "role deploy requires group platform-admins"
+    assert decide(policy.roles["deploy"], job).reason == "role deploy requires issuer ci and a matching repository claim"
+    assert policy.role_for("deploy", job) is policy.roles["deploy"]
+    with pytest.raises(NotFound) as hidden:
+        policy.role_for("people-only", job)
+    with pytest.raises(NotFound) as unknown:
+        policy.role_for("people-onl", job)
+    assert str(hidden.value).replace("people-only", "X") == str(unknown.value).replace("people-onl", "X")
+    assert policy.role_for("people-only", person) is policy.roles["people-only"]
 
 
 ISSUERS = """\
