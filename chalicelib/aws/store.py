@@ -11,9 +11,9 @@ One table, keyed ``pk``/``sk``:
   decided, revoked) makes a second decision impossible to record.
 * ``GRANT#<principal>`` / ``ROLE#<role>#<request id>``: an approved grant and
   its end; DynamoDB's TTL deletes it a day after it ends.
-* ``IDENTITY#<principal>`` / ``SNAPSHOT``: the groups from that person's
-  newest verified token (by ``iat``), so Slack (which knows only an email)
-  can be judged by the same policy; it expires after a working day.
+* ``IDENTITY#<principal>`` / ``SNAPSHOT``: the groups and claims from that
+  person's newest verified token (by ``iat``), so Slack (which knows only an
+  email) can be judged by the same policy; it expires after a working day.
 * ``REQUEST#<id>`` / ``SESSION#<issued at>#<access key id>``: each STS
   session issued under the request's grant (ARNs, key id, times; never a
   secret), the evidence that ties the grant to CloudTrail. Written in one
@@ -42,6 +42,7 @@ principal nor the same ``iss`` + ``sub``.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Mapping
@@ -128,6 +129,14 @@ class PageKey:
 
 def page_key(request: AccessRequest) -> PageKey:
     return PageKey(request.id, _iso(request.created_at))
+
+
+@dataclass(frozen=True)
+class IdentitySnapshot:
+    """What a person's newest verified token said, for judging them in Slack."""
+
+    groups: frozenset[str]
+    claims: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -416,8 +425,8 @@ class AccessStore:
     # -- identity snapshots
 
     def remember_identity(self, subject: str, groups: frozenset[str], now: datetime, ttl: timedelta,
-                          issued_at: int | None = None) -> bool:
-        """Record a token's groups unless a newer token's (by ``iat``) are already recorded.
+                          issued_at: int | None = None, claims: Mapping[str, Any] | None = None) -> bool:
+        """Record a token's groups and claims unless a newer token's (by ``iat``) are already recorded.
 
         Returns whether it was recorded. Without the condition, a person
         removed from a group could replay an older, still valid token and
@@ -426,6 +435,7 @@ class AccessStore:
         item: dict[str, Any] = {"pk": _s(f"IDENTITY#{subject}"), "sk": _s("SNAPSHOT"), "seen_at": _s(_iso(now)),
                                 "expires_at_epoch": _n((now + ttl).timestamp())}
         item["groups"] = {"L": [_s(g) for g in sorted(groups)]}
+        item["claims"] = _s(json.dumps(dict(claims or {}), sort_keys=True, separators=(",", ":")))
         condition: dict[str, Any] = {}
         if issued_at is not None:
             item["iat"] = _n(issued_at)
@@ -441,8 +451,12 @@ class AccessStore:
             raise _translate(exc) from exc
         return True
 
-    def recall_identity(self, subject: str, now: datetime) -> frozenset[str] | None:
-        """Groups from the person's last verified token, if it is recent enough."""
+    def recall_identity(self, subject: str, now: datetime) -> IdentitySnapshot | None:
+        """Groups and claims from the person's last verified token, if it is recent enough.
+
+        A snapshot written before claims were recorded has none: claim rules
+        then match nobody until the person's next sign-in.
+        """
         try:
             answer = self._client.get_item(TableName=self._table,
                                            Key={"pk": _s(f"IDENTITY#{subject}"), "sk": _s("SNAPSHOT")})
@@ -451,7 +465,8 @@ class AccessStore:
         item = answer.get("Item")
         if not item or int(item["expires_at_epoch"]["N"]) <= now.timestamp():
             return None
-        return frozenset(g["S"] for g in item["groups"]["L"])
+        claims = json.loads(item["claims"]["S"]) if "claims" in item else {}
+        return IdentitySnapshot(frozenset(g["S"] for g in item["groups"]["L"]), claims)
 
     # -- background tasks
 

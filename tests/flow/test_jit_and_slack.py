@@ -201,7 +201,7 @@ def test_ssl_check_and_help_answer_at_once(jit: Jit) -> None:
 
 def test_slack_roles_use_the_same_policy_and_the_last_verified_groups(jit: Jit) -> None:
     assert "working on" in jit.command("U0BOB", "roles").json_body["text"]
-    assert "No roles for bob@example.com" in jit.sent("/hooks/commands/1")[-1]["text"]
+    assert "not seen a sign-in of yours (bob@example.com)" in jit.sent("/hooks/commands/1")[-1]["text"]
     jit.call("GET", "/v1/roles", jit.bob())  # a verified token tells the broker bob's groups
     jit.command("U0BOB", "roles")
     text = jit.sent("/hooks/commands/1")[-1]["text"]
@@ -214,6 +214,7 @@ def test_unmapped_slack_user_gets_a_clear_message(jit: Jit) -> None:
 
 
 def test_email_from_users_info_maps_the_user(jit: Jit) -> None:
+    jit.call("GET", "/v1/roles", jit.issuer.mint("alice@example.com", groups=["developers"]))
     jit.command("U0ALICE", "roles")
     assert "alice@example.com" in jit.sent("/hooks/commands/1")[-1]["text"]
     assert jit.sent("/api/users.info")[0]["user"] == "U0ALICE"
