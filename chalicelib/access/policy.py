@@ -483,8 +483,12 @@ class _Validator:
             raise self.fail(where, "issuer names are 1-32 characters of [a-z0-9_-], starting with a letter", line)
         i = self.mapping(value, where, line,
                          {"url", "audiences", "identity_claim", "groups_claim", "require_email_verified",
-                          "max_token_age_seconds", "jwks_url"},
+                          "max_token_age_seconds", "jwks_url", "approval_identity_claim"},
                          {"url", "audiences", "identity_claim"})
+        if i.get("approval_identity_claim") == "email" and i.get("require_email_verified") is False:
+            raise self.fail(f"{where}.approval_identity_claim", "an unverified email can name anyone, so it cannot "
+                            "say who the person is; keep require_email_verified true",
+                            i.key_lines["approval_identity_claim"])
         return Issuer(
             name=name,
             url=self.url(i, "url", where),
@@ -495,6 +499,8 @@ class _Validator:
             max_token_age_seconds=self.integer(i, "max_token_age_seconds", where, 60, MAX_TOKEN_AGE_SECONDS, 0)
             if "max_token_age_seconds" in i else None,
             jwks_url=self.url(i, "jwks_url", where) if "jwks_url" in i else None,
+            approval_identity_claim=self.claim_name(i, "approval_identity_claim", where, "")
+            if "approval_identity_claim" in i else None,
         )
 
     def url(self, m: _Map, key: str, where: str) -> str:

@@ -64,6 +64,9 @@ class Identity:
     principal: Principal = field(default=None)  # type: ignore[assignment]
     sub: str | None = None
     issued_at: int | None = None
+    # For a token of another issuer: the default issuer's person it names
+    # (the issuer's ``approval_identity_claim``), if the issuer declares one.
+    linked: Principal | None = None
 
     def __post_init__(self) -> None:
         if self.principal is None:
@@ -74,11 +77,22 @@ class Identity:
         """The token's ``iss`` and ``sub``: the IdP's own name for this account."""
         return (self.issuer, self.sub) if self.sub else None
 
-    def is_same_person(self, principal_key: str, iss: str | None, sub: str | None) -> bool:
-        """Whether a record's principal, or its ``iss`` + ``sub``, is this caller's."""
+    @property
+    def person(self) -> Principal | None:
+        """Who this is as a person of the default issuer, where known: the principal itself for the
+        default issuer, the ``linked`` one for an issuer that declares ``approval_identity_claim``."""
+        return self.principal if self.principal.issuer == DEFAULT_ISSUER else self.linked
+
+    def is_same_person(self, principal_key: str, iss: str | None, sub: str | None,
+                       person_key: str | None = None) -> bool:
+        """Whether a record's principal, its ``iss`` + ``sub``, or its person (``person_key``: the
+        default-issuer person a requester of another issuer was linked to) is this caller's."""
         if principal_key == self.principal.key:
             return True
-        return self.sub is not None and sub is not None and (iss, sub) == (self.issuer, self.sub)
+        if self.sub is not None and sub is not None and (iss, sub) == (self.issuer, self.sub):
+            return True
+        mine = self.person
+        return mine is not None and mine.key in (principal_key, person_key)
 
     @property
     def amr(self) -> tuple[str, ...]:
@@ -105,7 +119,24 @@ def identity_from_claims(claims: Mapping[str, Any], issuer: Issuer) -> Identity:
         issuer=str(claims.get("iss", "")),
         sub=_usable(claims.get("sub"), "sub"),
         issued_at=iat if isinstance(iat, int) and not isinstance(iat, bool) else None,
+        linked=_linked_person(trusted, issuer),
     )
+
+
+def _linked_person(claims: Mapping[str, Any], issuer: Issuer) -> Principal | None:
+    """The default-issuer person a token of ``issuer`` names, if the issuer declares how."""
+    claim = issuer.approval_identity_claim
+    if not claim or issuer.is_default:
+        return None
+    if claim not in claims:
+        # Without it the token could approve its own person's requests: refused, like a missing identity claim.
+        raise Unauthenticated(f"token has no {claim!r} claim, which every token of issuer {issuer.name} must carry "
+                              "(approval_identity_claim: it names the person, so nobody approves their own request)")
+    value = _usable(claims[claim], claim)
+    try:
+        return Principal(DEFAULT_ISSUER, canonical_value(claim, value))
+    except ValueError as exc:
+        raise Unauthenticated(f"token's {claim!r} claim {exc}") from None
 
 
 def trusted_claims(claims: Mapping[str, Any], issuer: Issuer) -> Mapping[str, Any]:

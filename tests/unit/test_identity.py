@@ -261,6 +261,33 @@ def test_a_non_ascii_email_is_absent_for_rules_under_another_identity_claim() ->
     assert who.principal.key == "mallory" and "email" not in who.claims
 
 
+def test_a_linked_issuer_names_the_default_person_behind_its_token() -> None:
+    partner = Issuer(name="partner", url="p", audiences=("a",), identity_claim="sub",
+                     approval_identity_claim="email")
+    who = identity_from_claims({"sub": "p-erin", "iss": "p", "email": " Erin@Example.com",
+                                "email_verified": True}, partner)
+    assert who.principal.key == "partner|p-erin" and who.person is not None
+    assert who.person.key == "erin@example.com" == who.linked.key  # type: ignore[union-attr]
+    assert who.is_same_person("erin@example.com", None, None)  # her default principal's request
+    assert who.is_same_person("partner2|x", None, None, person_key="erin@example.com")  # a third issuer's
+    assert not who.is_same_person("carol@example.com", None, None, person_key="carol@example.com")
+    unlinked = identity_from_claims({"sub": "p-erin", "iss": "p", "email": "erin@example.com",
+                                     "email_verified": True},
+                                    Issuer(name="partner", url="p", audiences=("a",), identity_claim="sub"))
+    assert unlinked.person is None and not unlinked.is_same_person("erin@example.com", None, None)
+    person = identity_from_claims({"sub": "1", "iss": DEFAULT.url, "email": "erin@example.com",
+                                   "email_verified": True}, DEFAULT)
+    assert person.person == person.principal and person.is_same_person("partner|x", None, None, "erin@example.com")
+
+
+def test_a_linked_issuers_token_without_its_person_is_refused() -> None:
+    partner = Issuer(name="partner", url="p", audiences=("a",), identity_claim="sub",
+                     approval_identity_claim="email")
+    for claims in ({}, {"email": "erin@example.com"}, {"email": "\u212aate@example.com", "email_verified": True}):
+        with pytest.raises(Unauthenticated, match="'email' claim, which every token of issuer partner must carry"):
+            identity_from_claims({"sub": "p-erin", "iss": "p", **claims}, partner)
+
+
 @pytest.mark.parametrize(("verified", "counts"), [
     (True, True), ("true", True), ("TRUE", True), ("True", True),
     (False, False), ("false", False), (0, False), (1, False), ("yes", False), ("", False), (None, False),

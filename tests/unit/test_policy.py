@@ -192,6 +192,16 @@ roles:
 """
 
 
+def test_an_issuer_may_name_the_claim_that_links_its_tokens_to_a_person() -> None:
+    linked = MIXED.replace("identity_claim: sub}", "identity_claim: sub, approval_identity_claim: email}")
+    assert parse_policy(linked).issuers["ci"].approval_identity_claim == "email"
+    assert parse_policy(MIXED).issuers["ci"].approval_identity_claim is None
+    unverified = MIXED.replace("identity_claim: sub}", "identity_claim: sub, approval_identity_claim: email, "
+                                                       "require_email_verified: false}")
+    with pytest.raises(PolicyError, match="approval_identity_claim: an unverified email can name anyone"):
+        parse_policy(unverified)
+
+
 def test_a_denial_describes_only_rules_of_the_callers_issuer() -> None:
     # Review ATTACK9 F5: every rule was described to every caller, so any CI token
     # learned the people's group names (and people the CI rules' claim names).
