@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from chalicelib.exceptions import Conflict
-
 from devstack.issuer import DevIssuer
 from tests.conftest import CI_AUDIENCE
 from tests.flow.conftest import Jit

@@ -210,7 +210,8 @@ def test_a_denial_describes_only_rules_of_the_callers_issuer() -> None:
     job = Identity(subject="repo:stranger/fork", principal=Principal("ci", "repo:stranger/fork"),
                    claims={"repository": "stranger/fork"})
     assert decide(policy.roles["deploy"], person).reason == "role deploy requires group platform-admins"
-    assert decide(policy.roles["deploy"], job).reason == "role deploy requires issuer ci and a matching repository claim"
+    assert decide(policy.roles["deploy"], job).reason == (
+        "role deploy requires issuer ci and a matching repository claim")
     assert policy.role_for("deploy", job) is policy.roles["deploy"]
     with pytest.raises(NotFound) as hidden:
         policy.role_for("people-only", job)
