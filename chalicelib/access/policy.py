@@ -251,16 +251,19 @@ def decide(
     *,
     grant_until: datetime | None = None,
     now: datetime | None = None,
+    describe_every_rule: bool = False,
 ) -> Decision:
     """Decide whether ``identity`` may assume ``role`` now.
 
     ``grant_until`` is the end of the caller's approved grant for the role,
-    if any; it only matters for roles with an ``approval`` block.
+    if any; it only matters for roles with an ``approval`` block. A denial
+    describes the rules of the caller's own issuer only, unless
+    ``describe_every_rule`` (tools of those who hold the whole policy).
     """
     rule = role.matching_rule(identity)
     if rule is None:
         # Only rules of the caller's own issuer: the others' groups and claims are not theirs to learn.
-        own = role.rules_for(identity.principal.issuer)
+        own = role.allow if describe_every_rule else role.rules_for(identity.principal.issuer)
         needs = "; or ".join(r.describe() for r in own) or "a rule that names your token's issuer (it has none)"
         return Decision(role.name, False, "denied", f"role {role.name} requires {needs}")
     matched = rule.describe()

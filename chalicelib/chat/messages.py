@@ -11,7 +11,9 @@ Slack asks), and the builders below take plain data and return finished
 messages; ``chatops`` only chooses which one to send.
 
 mrkdwn has no escape for its emphasis markers, so outside code spans
-``inline`` turns ``*``, ``_``, ``~`` and the backtick into look-alikes Slack
+``inline`` turns ``*``, ``_`` and ``~`` that could open or close emphasis
+(all but those between two letters or digits, which Slack never formats:
+``next_token``, ``bob_smith@``) and every backtick into look-alikes Slack
 does not format (∗ ˍ ∼ ˋ): a reason reading ``*Approved* by ceo`` stays
 plain text. Inside a code span (ids, role names to type, paging tokens)
 nothing is formatted, so only the backtick, which would end the span, is
@@ -20,6 +22,7 @@ replaced (``inline(..., code=True)``) and the rest can be copied as it is.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -30,8 +33,9 @@ LIST_LINES = 20  # a longer list is cut, with a pointer to the client
 _DROPPED = {"Cf", "Cs", "Co", "Cn"}  # bidi overrides, zero-width and unassigned characters
 _BREAKS = {"Cc", "Zl", "Zp"}  # control characters (newlines, tabs), U+2028, U+2029
 _URL_BREAKERS = str.maketrans({"<": "%3C", ">": "%3E", "|": "%7C", " ": "%20"})
-_MARKERS = str.maketrans({"*": "\u2217", "_": "\u02cd", "~": "\u223c", "`": "\u02cb"})
-_CODE_MARKERS = str.maketrans({"`": "\u02cb"})
+_LOOK_ALIKES = {"*": "\u2217", "_": "\u02cd", "~": "\u223c", "`": "\u02cb"}
+# An emphasis marker not between two letters or digits, or any backtick.
+_MARKER = re.compile(r"`|(?<![^\W_])[*_~]|[*_~](?![^\W_])")
 
 HELP = (
     "*rolebroker* — AWS access from Slack\n"
@@ -60,7 +64,7 @@ def inline(value: object, limit: int = NAME_CHARS, *, code: bool = False) -> str
     if len(text) > limit:
         # Cut before escaping, so an entity is never cut in half.
         text = text[: limit - 1].rstrip() + "…"
-    text = text.translate(_CODE_MARKERS if code else _MARKERS)
+    text = text.replace("`", _LOOK_ALIKES["`"]) if code else _MARKER.sub(lambda m: _LOOK_ALIKES[m[0]], text)
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 

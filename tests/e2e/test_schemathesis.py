@@ -33,7 +33,11 @@ def test_api_never_fails_and_matches_its_spec(case: schemathesis.Case, stack: Lo
         return
     # A next_token is opaque: only the broker knows which strings it gave out, so a schema-valid
     # one it did not make is rightly a 400, which the positive-data check would call a failure.
-    excluded = [positive_data_acceptance] if "next_token" in (case.query or {}) else []
+    # Likewise an identity with a non-ASCII character names nobody while people are identified by
+    # email (docs/security.md, identity model): a 400 that says so, by design.
+    query = case.query or {}
+    names_nobody = not str(query.get("identity", "")).isascii()
+    excluded = [positive_data_acceptance] if "next_token" in query or names_nobody else []
     response = case.call_and_validate(base_url=stack.broker_url, headers={"Authorization": f"Bearer {token}"},
                                       excluded_checks=excluded)
     assert response.status_code < 500

@@ -41,7 +41,9 @@ def test_inline_makes_one_plain_escaped_line(raw: object, shown: str) -> None:
     ("*Approved* by ceo", "\u2217Approved\u2217 by ceo", "*Approved* by ceo"),
     ("_urgent_ ~denied~", "\u02cdurgent\u02cd \u223cdenied\u223c", "_urgent_ ~denied~"),
     ("`code` here", "\u02cbcode\u02cb here", "\u02cbcode\u02cb here"),
-    ("bob_smith@example.com", "bob\u02cdsmith@example.com", "bob_smith@example.com"),
+    ("bob_smith@example.com next_token", "bob_smith@example.com next_token", "bob_smith@example.com next_token"),
+    ("a*b*c x_*y*_z", "a*b*c x\u02cd\u2217y\u2217\u02cdz", "a*b*c x_*y*_z"),
+    ("__init__ ~x~", "\u02cd\u02cdinit\u02cd\u02cd \u223cx\u223c", "__init__ ~x~"),
 ])
 def test_inline_neutralises_mrkdwn_markers_outside_code_spans(raw: str, shown: str, in_code: str) -> None:
     # Second review (*): a reason could render a bold fake "*Approved* by ceo".
