@@ -501,7 +501,9 @@ def aws_config() -> Response:
 def console_link() -> dict[str, Any]:
     request = current()
     body = validate(raw_body(request), CONSOLE_FIELDS)
-    link = services().console.link(caller(), body["role"], context=call_context(request))
+    link = services().console.link(caller(), body["role"], context=call_context(request),
+                                   service=body.get("service"), region=body.get("region"),
+                                   destination=body.get("destination"))
     return {"url": link["url"], "expires_at": link["expires_at"]}
 
 
@@ -522,7 +524,7 @@ def access() -> dict[str, Any]:
 def create_request() -> Response:
     request = current()
     body = validate(raw_body(request), REQUEST_FIELDS)
-    created = services().requests().create(caller(), body["role"], duration_seconds=body["duration_seconds"],
+    created = services().requests().create(caller(), body["role"], duration_seconds=body.get("duration_seconds"),
                                            reason=body["reason"], context=call_context(request))
     return Response(body=created.to_dict(services().clock()), status_code=201)
 

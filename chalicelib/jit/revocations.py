@@ -441,7 +441,11 @@ class Revocations:
             raise NotFound(f"{text!r} names issuer {raw.issuer!r}, which the access policy does not declare "
                            f"(issuers: {known}); a person of the default issuer is named by their identity claim "
                            "alone")
-        value = canonical_value(self._identity_claim(policy, raw), raw.value)
+        claim = self._identity_claim(policy, raw)
+        try:
+            value = canonical_value(claim, raw.value)
+        except ValueError as exc:  # no token could carry it (a non-ASCII email), so it names nobody
+            raise BadRequest(f"'identity' cannot name anyone: the {claim} claim {exc}") from None
         if not value:
             raise BadRequest("'identity' names nobody")
         return Principal(raw.issuer, value)

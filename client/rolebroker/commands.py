@@ -12,11 +12,13 @@ import json
 import os
 import sys
 
+from rolebroker import completion, inquiry, jit, revocations
 from rolebroker._fast import identity_of, jwt_claims
 from rolebroker.broker import BrokerClient
 from rolebroker.cache import BrokerCredentialFetcher, CredentialCache
+from rolebroker.console import cmd_console
 from rolebroker.errors import CommandNotRunnable, RoleBrokerError, UsageError, redact
-from rolebroker.login import login
+from rolebroker.login import device_login, login
 from rolebroker.profiles import (
     apply_profiles,
     client_command,
@@ -26,7 +28,7 @@ from rolebroker.profiles import (
     verify_profiles,
     write_aws_config,
 )
-from rolebroker.text import human_duration, local_time, one_line, parse_timestamp, table
+from rolebroker.text import local_time, one_line, parse_timestamp, table
 from rolebroker.tokens import LoginStore, bearer, resolve_token_source
 
 TYPE_CHECKING = False
@@ -59,7 +61,18 @@ class Options:
     issuer: str | None = None
     client_id: str | None = None
     no_browser: bool = False
+    role_arg: str | None = None
+    service: str | None = None
+    region: str | None = None
+    destination: str | None = None
+    print_only: bool = False
+    port: int | None = None
+    device: bool = False
+    output: str | None = None
     identity: str | None = None
+    groups: str | None = None
+    shell: str | None = None
+    list_roles: bool = False
     lift: str | None = None
 
     def values(self) -> dict[str, Any]:
@@ -79,6 +92,14 @@ class Context:
     def out(self, text: str) -> None:
         self.rt.stdout.write(text)
 
+    @property
+    def json_output(self) -> bool:
+        return self.opts.output == "json"
+
+    def out_json(self, doc: object) -> None:
+        """One JSON document on stdout: ASCII only, so nothing in it can act on a terminal."""
+        self.out(json.dumps(doc, indent=2) + "\n")
+
     def warn(self, text: str) -> None:
         self.rt.stderr.write(f"rolebroker: {redact(text)}\n")
 
@@ -93,7 +114,8 @@ class Context:
 
     def role(self) -> str:
         if not self.opts.role:
-            raise UsageError(f"{self.opts.command} needs --role NAME")
+            raise UsageError(f"{self.opts.command} needs a role: rolebroker {self.opts.command} ROLE "
+                             "(`rolebroker roles` lists them)")
         return self.opts.role
 
 
@@ -104,8 +126,10 @@ def credentials_for(ctx: Context, role: str, duration: int | None, *, use_cache:
     rt = ctx.rt
     cache = CredentialCache(ctx.settings.cache_dir, getuid=rt.getuid) if use_cache else None
     key = CredentialCache.key(url, identity_of(source.peek()), role, duration)
+    # The broker's warnings (a shorter session than asked, ...) go to stderr,
+    # never into credential_process's stdout; a cache hit has none to repeat.
     fetcher = BrokerCredentialFetcher(ctx.client, role, duration, cache=cache, cache_key=key, clock=rt.clock,
-                                      sleep=rt.sleep, lock_timeout=rt.lock_timeout)
+                                      sleep=rt.sleep, lock_timeout=rt.lock_timeout, warn=ctx.warn)
     return fetcher.fetch()
 
 
@@ -132,6 +156,9 @@ def _access_text(access: object) -> str:
 
 def cmd_roles(ctx: Context) -> int:
     roles = ctx.client().roles()
+    if ctx.json_output:
+        ctx.out_json({"roles": roles})
+        return 0
     if not roles:
         ctx.warn("the broker offers you no roles")
         return 0
@@ -184,13 +211,10 @@ def cmd_exec(ctx: Context) -> int:
         raise CommandNotRunnable(f"cannot run {argv[0]}: {exc.strerror or exc}", 126) from None
 
 
-def cmd_console(ctx: Context) -> int:
-    doc = ctx.client().console(ctx.role())
-    url = str(doc["url"])
-    ctx.out(url + "\n")
-    if ctx.opts.open and not ctx.rt.open_browser(url):
-        ctx.warn("could not open a browser; open the address above yourself")
-    return 0
+def cmd_serve(ctx: Context) -> int:
+    from rolebroker.serve import cmd_serve as serve  # http.server only for the command that needs it
+
+    return serve(ctx)
 
 
 def runnable_path() -> str:
@@ -239,127 +263,15 @@ def cmd_configure(ctx: Context) -> int:
     return 0
 
 
-def cmd_request(ctx: Context) -> int:
-    if not ctx.opts.reason or not ctx.opts.reason.strip():
-        raise UsageError("request needs --reason TEXT: approvers see it")
-    doc = ctx.client().create_request(ctx.role(), ctx.opts.duration, ctx.opts.reason)
-    shown = [one_line(str(doc.get(key, default)), 80) for key, default in
-             (("id", "?"), ("role", ctx.role()), ("status", "?"))]
-    ctx.out("request {} for {}: {}\n".format(*shown))
-    return 0
-
-
-def cmd_requests(ctx: Context) -> int:
-    items, more = ctx.client().requests()
-    if more:
-        ctx.warn(f"showing the first {len(items)} requests; the broker has more")
-    if not items:
-        ctx.warn("no access requests")
-        return 0
-    rows = []
-    for item in items:
-        created = item.get("created_at")
-        try:
-            created_text = local_time(parse_timestamp(created)) if isinstance(created, str) else "-"
-        except ValueError:
-            created_text = one_line(str(created), 40)
-        rows.append([one_line(str(item.get(key, "-")), 60) for key in ("id", "status", "role", "requester")]
-                    + [human_duration(item.get("duration_seconds")), created_text,
-                       one_line(str(item.get("reason", "")), 80)])
-    ctx.out(table(["ID", "STATUS", "ROLE", "REQUESTER", "DURATION", "CREATED", "REASON"], rows))
-    return 0
-
-
-def _cmd_decide(ctx: Context, verdict: str) -> int:
-    request_id = ctx.opts.request_id or ""
-    doc = ctx.client().decide(request_id, verdict, ctx.opts.reason if verdict == "deny" else None)
-    who = one_line(str(doc.get("requester", "?")), 80)
-    role = one_line(str(doc.get("role", "?")), 80)
-    ctx.out(f"request {request_id} ({role} for {who}): {one_line(str(doc.get('status', verdict)), 40)}\n")
-    return 0
-
-
-def cmd_approve(ctx: Context) -> int:
-    return _cmd_decide(ctx, "approve")
-
-
-def cmd_deny(ctx: Context) -> int:
-    return _cmd_decide(ctx, "deny")
-
-
-# `revoke-sessions` exits 3 when the revocation is recorded and in force but some account was not written.
-PARTLY_REVOKED = 3
-
-
-def _accounts_table(doc: Mapping[str, Any]) -> str:
-    rows = []
-    accounts = doc.get("accounts")
-    for account, outcome in sorted(accounts.items()) if isinstance(accounts, dict) else []:
-        outcome = outcome if isinstance(outcome, dict) else {}
-        detail = str(outcome.get("detail", ""))
-        uncovered = outcome.get("uncovered")
-        if isinstance(uncovered, list) and uncovered:
-            detail += "; not reached: " + "; ".join(str(u) for u in uncovered)
-        rows.append([one_line(str(account), 20), one_line(str(outcome.get("status", "?")), 12),
-                     one_line(str(outcome.get("attempts", "?")), 4), one_line(detail, 400)])
-    return table(["ACCOUNT", "STATUS", "TRIES", "DETAIL"], rows)
-
-
-def cmd_revoke_sessions(ctx: Context) -> int:
-    if not ctx.opts.reason or not ctx.opts.reason.strip():
-        raise UsageError("revoke-sessions needs --reason TEXT: it is recorded and audited")
-    doc = ctx.client().revoke_sessions(ctx.opts.identity or "", ctx.opts.reason)
-    status = one_line(str(doc.get("status", "?")), 20)
-    ctx.out(f"revocation {one_line(str(doc['id']), 40)} for {one_line(str(doc.get('identity', '?')), 200)}: "
-            f"{status}; sessions issued before {one_line(str(doc.get('cutoff', '?')), 40)} are denied, "
-            "and the broker refuses them new credentials until it is lifted\n")
-    ctx.out(_accounts_table(doc))
-    warnings = doc.get("warnings")
-    for warning in warnings if isinstance(warnings, list) else []:
-        ctx.warn(one_line(str(warning), 400))
-    if status == "in_progress":
-        ctx.warn("the broker is still writing the pending accounts in the background; `rolebroker revocations` "
-                 "shows how far it got")
-        return PARTLY_REVOKED
-    if status != "complete":
-        ctx.warn("some accounts were not fully revoked (see DETAIL); fix what it names and run the same "
-                 "command again: writes are idempotent")
-        return PARTLY_REVOKED
-    return 0
-
-
-def cmd_revocations(ctx: Context) -> int:
-    if ctx.opts.lift:
-        doc = ctx.client().lift_revocation(ctx.opts.lift)
-        ctx.out(f"revocation {one_line(str(doc.get('id', ctx.opts.lift)), 40)} for "
-                f"{one_line(str(doc.get('identity', '?')), 200)}: {one_line(str(doc.get('state', '?')), 20)}; "
-                "sessions from before its cutoff stay denied\n")
-        return 0
-    items, more = ctx.client().revocations()
-    if more:
-        ctx.warn(f"showing the first {len(items)} revocations; the broker has more")
-    if not items:
-        ctx.warn("no revocations")
-        return 0
-    rows = []
-    for item in items:
-        created = item.get("created_at")
-        try:
-            created_text = local_time(parse_timestamp(created)) if isinstance(created, str) else "-"
-        except ValueError:
-            created_text = one_line(str(created), 40)
-        rows.append([one_line(str(item.get(key, "-")), 60) for key in ("id", "state", "status", "kind", "identity")]
-                    + [created_text, one_line(str(item.get("reason", "")), 80)])
-    ctx.out(table(["ID", "STATE", "STATUS", "KIND", "IDENTITY", "CREATED", "REASON"], rows))
-    return 0
-
-
 def cmd_login(ctx: Context) -> int:
     url = ctx.settings.url
     if not url:
         raise UsageError("login needs the broker URL the sign-in is for: pass --url or set ROLEBROKER_URL")
-    issuer, entry = login(ctx.settings, ctx.rt, issuer=ctx.opts.issuer, client_id=ctx.opts.client_id,
-                          no_browser=ctx.opts.no_browser)
+    if ctx.opts.device:
+        issuer, entry = device_login(ctx.settings, ctx.rt, issuer=ctx.opts.issuer, client_id=ctx.opts.client_id)
+    else:
+        issuer, entry = login(ctx.settings, ctx.rt, issuer=ctx.opts.issuer, client_id=ctx.opts.client_id,
+                              no_browser=ctx.opts.no_browser)
     store = LoginStore(ctx.settings.tokens_path, getuid=ctx.rt.getuid)
     with store.lock(ctx.rt):
         data = store.load()
@@ -409,14 +321,23 @@ COMMANDS: dict[str, Callable[[Context], int]] = {
     "env": cmd_env,
     "exec": cmd_exec,
     "console": cmd_console,
-    "request": cmd_request,
-    "requests": cmd_requests,
-    "approve": cmd_approve,
-    "deny": cmd_deny,
-    "revoke-sessions": cmd_revoke_sessions,
-    "revocations": cmd_revocations,
+    "serve": cmd_serve,
+    "whoami": inquiry.cmd_whoami,
+    "who-can": inquiry.cmd_who_can,
+    "what-can": inquiry.cmd_what_can,
+    "request": jit.cmd_request,
+    "requests": jit.cmd_requests,
+    "show": jit.cmd_show,
+    "approve": jit.cmd_approve,
+    "deny": jit.cmd_deny,
+    "cancel": jit.cmd_cancel,
+    "revoke": jit.cmd_revoke,
+    "evidence": jit.cmd_evidence,
+    "revoke-sessions": revocations.cmd_revoke_sessions,
+    "revocations": revocations.cmd_revocations,
     "login": cmd_login,
     "logout": cmd_logout,
     "cache": cmd_cache,
+    "completion": completion.cmd_completion,
 }
 

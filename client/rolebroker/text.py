@@ -32,6 +32,17 @@ def one_line(text: str, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
+def safe_lines(text: str, limit: int = 4000) -> str:
+    """Several lines from elsewhere (SQL, a note) made safe like ``one_line``, keeping line breaks and indents."""
+    import re
+
+    lines = []
+    for line in re.sub(_ESCAPE_SEQUENCE, "", text).splitlines():
+        kept = "".join(" " if ch.isspace() else ch for ch in line if ch.isprintable() or ch.isspace())
+        lines.append(kept.rstrip()[:limit])
+    return "\n".join(lines)
+
+
 def parse_timestamp(value: str) -> float:
     """Seconds since the epoch for an ISO 8601 time (``Z`` and any fraction accepted on 3.9)."""
     import re
@@ -66,6 +77,16 @@ def human_duration(seconds: object) -> str:
     if hours and minutes:
         return f"{hours}h{minutes:02d}m"
     return f"{hours}h" if hours else f"{minutes}m"
+
+
+def time_text(value: object) -> str:
+    """An ISO 8601 time from the broker in local time; anything else made safe as it is ("-" for none)."""
+    if not isinstance(value, str) or not value:
+        return "-"
+    try:
+        return local_time(parse_timestamp(value))
+    except ValueError:
+        return one_line(value, 40)
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:

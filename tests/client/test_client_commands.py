@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from rolebroker import commands
+from rolebroker import commands, jit
 from rolebroker import text as text_module
 
 from tests.client.fakes import ALICE, FakeBroker, Reply, Result, Seen, cache_files
@@ -80,6 +80,45 @@ def test_env_quotes_hostile_values(cli: Callable[..., Result], broker: FakeBroke
     assert exports(result.out)["AWS_SESSION_TOKEN"] == "tok'en $(touch /tmp/pwned) `id`"
 
 
+ESCAPES = "\x1b]0;owned\x07\x1b[2J\x1b]8;;https://evil.example/\x07"
+
+
+@pytest.mark.parametrize("command", [("env",), ("credential-process",), ("exec", "--", "true")])
+@pytest.mark.parametrize("field", ["SessionToken", "AccessKeyId", "Expiration"])
+def test_credentials_with_terminal_escapes_are_refused(cli: Callable[..., Result], broker: FakeBroker,
+                                                       command: tuple[str, ...], field: str) -> None:
+    # Review ATTACK9 F3: `env` printed the broker's credential strings raw (shlex.quote
+    # keeps the shell safe but passes ESC/BEL through to the terminal).
+    def hostile(request: Seen) -> Reply:
+        reply = broker.credentials(request)
+        assert isinstance(reply.body, dict)
+        reply.body["credentials"][field] += ESCAPES
+        return reply
+
+    broker.route("POST", "/v1/credentials", hostile)
+    ran: list[list[str]] = []
+    result = cli(command[0], "--role", "sandbox-admin", *command[1:],
+                 execute=lambda argv, env: ran.append(argv) or 0)
+    assert result.code != 0 and result.out == "" and ran == []
+    assert "\x1b" not in result.err and "\x07" not in result.err
+    assert f"credentials {field} is not printable ASCII" in result.err
+
+
+def test_a_region_the_broker_names_outside_its_profile_is_checked(cli: Callable[..., Result],
+                                                                  broker: FakeBroker) -> None:
+    def hostile(request: Seen) -> Reply:
+        reply = broker.credentials(request)
+        assert isinstance(reply.body, dict)
+        reply.body["profile"] = {"name": "sandbox-admin", "config": ""}
+        reply.body["region"] = "eu-west-1" + ESCAPES
+        return reply
+
+    broker.route("POST", "/v1/credentials", hostile)
+    result = cli("env", "--role", "sandbox-admin")
+    assert result.code == 0, result.err
+    assert "\x1b" not in result.out and "AWS_REGION" not in result.out
+
+
 def test_exec_gets_the_credentials_and_passes_the_exit_code(cli: Callable[..., Result], broker: FakeBroker,
                                                              env: dict[str, str]) -> None:
     seen: list[tuple[list[str], dict[str, str]]] = []
@@ -131,9 +170,9 @@ def test_console_prints_and_opens_the_link(cli: Callable[..., Result], broker: F
         opened.append(url)
         return True
 
-    assert cli("console", "--role", "sandbox-admin").out == link + "\n"
+    assert cli("console", "--role", "sandbox-admin", "--print", open_browser=open_browser).out == link + "\n"
     result = cli("console", "--role", "sandbox-admin", "--open", open_browser=open_browser)
-    assert (result.code, result.out) == (0, link + "\n")
+    assert (result.code, result.out) == (0, "")  # opened, so not printed
     assert opened == [link]
     assert broker.seen[0].json() == {"role": "sandbox-admin"}
 
@@ -154,7 +193,7 @@ def test_console_refuses_a_non_https_link(cli: Callable[..., Result], broker: Fa
 def test_console_accepts_plain_http_only_on_this_machine(
         cli: Callable[..., Result], broker: FakeBroker, link: str, accepted: bool) -> None:
     broker.route("POST", "/v1/console", Reply(200, {"url": link, "expires_at": "2030-01-01T00:00:00+00:00"}))
-    result = cli("console", "--role", "sandbox-admin")
+    result = cli("console", "--role", "sandbox-admin", "--print")
     assert (result.code == 0) is accepted
     assert (result.out == link + "\n") is accepted
 
@@ -176,7 +215,7 @@ def test_request_sends_role_duration_and_reason(cli: Callable[..., Result], brok
 
 
 def test_requests_table(cli: Callable[..., Result], broker: FakeBroker, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(commands, "local_time", lambda epoch: "2030-01-01 00:00 UTC")
+    monkeypatch.setattr(jit, "local_time", lambda epoch: "2030-01-01 00:00 UTC")
     broker.route("GET", "/v1/requests", Reply(200, {"requests": [
         {"id": "req-1", "status": "pending", "role": "prod-readonly", "requester": "alice@example.com",
          "duration_seconds": 5400, "reason": "incident 42", "created_at": "2030-01-01T00:00:00Z"},
@@ -327,11 +366,12 @@ def test_exec_hides_the_brokers_variables(cli: Callable[..., Result], env: dict[
 # Issue 9, item 9 (client side): `requests` follows next_token.
 
 
-def paged(pages: dict[str | None, tuple[list[dict[str, Any]], str | None]]) -> Callable[[Seen], Reply]:
+def paged(pages: dict[str | None, tuple[list[dict[str, Any]], str | None]],
+          field: str = "requests") -> Callable[[Seen], Reply]:
     def reply(request: Seen) -> Reply:
         token = parse_qs(urlsplit(request.path).query).get("next_token", [None])[0]
         items, following = pages[token]
-        return Reply(200, {"requests": items, "next_token": following})
+        return Reply(200, {field: items, "next_token": following})
 
     return reply
 
@@ -428,14 +468,14 @@ def test_revoke_sessions_refused_is_one_line(cli: Callable[..., Result], broker:
 
 def test_revocations_lists_and_lifts(cli: Callable[..., Result], broker: FakeBroker,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(commands, "local_time", lambda epoch: f"<{int(epoch)}>")
+    monkeypatch.setattr(text_module, "local_time", lambda epoch: f"<{int(epoch)}>")
     written = {"status": "written", "attempts": 1, "detail": "ok", "uncovered": []}
     broker.route("GET", "/v1/revocations", Reply(200, {"revocations": [_revocation("complete", written)],
                                                        "next_token": None}))
     result = cli("revocations")
     assert result.code == 0, result.err
-    assert result.out.splitlines()[1].split()[:5] == ["0193f0c2a1b2c3d4e", "in_force", "complete", "person",
-                                                      "bob@example.com"]
+    assert result.out.splitlines()[1].split()[:6] == ["0193f0c2a1b2c3d4e", "in_force", "complete", "person",
+                                                      "bob@example.com", "<1740830400>"]
     broker.route("DELETE", "/v1/revocations/0193f0c2a1b2c3d4e",
                  Reply(200, {**_revocation("complete", written), "state": "lifted"}))
     lifted = cli("revocations", "--lift", "0193f0c2a1b2c3d4e")
@@ -443,3 +483,36 @@ def test_revocations_lists_and_lifts(cli: Callable[..., Result], broker: FakeBro
     assert lifted.out == ("revocation 0193f0c2a1b2c3d4e for bob@example.com: lifted; sessions from before its "
                           "cutoff stay denied\n")
     assert broker.seen[-1].method == "DELETE"
+
+
+def test_the_kill_switch_commands_print_the_brokers_document_with_output_json(
+        cli: Callable[..., Result], broker: FakeBroker) -> None:
+    failed = {"status": "failed", "attempts": 4, "detail": "throttled\x1b[2J", "uncovered": []}
+    partial = {**_revocation("partial", failed), "warnings": []}
+    broker.route("POST", "/v1/revocations", Reply(207, partial))
+    result = cli("revoke-sessions", "bob@example.com", "--reason", "laptop stolen", "--output", "json")
+    assert (result.code, json.loads(result.out), result.err) == (3, partial, "")  # still 3: not every account
+    assert "\x1b" not in result.out  # ASCII JSON: the escape is \u001b, inert on a terminal
+    written = {"status": "written", "attempts": 1, "detail": "ok", "uncovered": []}
+    broker.route("POST", "/v1/revocations", Reply(201, _revocation("complete", written)))
+    assert cli("revoke-sessions", "bob@example.com", "--reason", "x", "--output", "json").code == 0
+    pages = {None: ([_revocation("complete", written)], "t2"), "t2": ([partial], None)}
+    broker.route("GET", "/v1/revocations", paged(pages, field="revocations"))
+    listed = cli("revocations", "--output", "json")
+    assert (listed.code, json.loads(listed.out)) == (0, {"revocations": [_revocation("complete", written), partial],
+                                                         "complete": True})
+    broker.route("DELETE", "/v1/revocations/0193f0c2a1b2c3d4e",
+                 Reply(200, {**_revocation("complete", written), "state": "lifted"}))
+    lifted = cli("revocations", "--lift", "0193f0c2a1b2c3d4e", "--output", "json")
+    assert json.loads(lifted.out)["state"] == "lifted"
+
+
+def test_revocations_stops_when_the_broker_repeats_a_token(cli: Callable[..., Result], broker: FakeBroker) -> None:
+    written = {"status": "written", "attempts": 1, "detail": "ok", "uncovered": []}
+    broker.route("GET", "/v1/revocations", paged({None: ([_revocation("complete", written)], "again"),
+                                                  "again": ([_revocation("complete", written)], "again")},
+                                                 field="revocations"))
+    result = cli("revocations")
+    assert result.code == 1
+    assert "next_token 'again' came back twice" in result.err
+    assert len(broker.seen) == 2

@@ -11,6 +11,7 @@ their effect on old and new sessions is evaluated in tests/deploy/test_revoker.p
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import threading
 import uuid
@@ -30,9 +31,10 @@ from chalicelib.audit import AuditLog
 from chalicelib.aws.revocation_store import RevocationStore
 from chalicelib.aws.store import create_table
 from chalicelib.jit import denies
+from chalicelib.stamping import session_name_for_key
 from devstack.issuer import DevIssuer
 from devstack.trusting import BROKER_ACCOUNT, iam_in, seed_trusting_accounts
-from tests.conftest import Moto, broker_environ
+from tests.conftest import CI_AUDIENCE, Moto, broker_environ
 from tests.flow.conftest import FakeClock
 
 # Placeholders: every test gets accounts of its own, so the session's one moto server never mixes their IAM.
@@ -249,6 +251,8 @@ def test_revocations_are_listed_newest_first_for_admins_and_auditors(kill: KillS
     ("sam-no-mfa", "bob@example.com", 403, "requires MFA"),
     ("sam", "sam@example.com", 403, "you cannot revoke your own sessions"),
     ("sam", "gitlab|someone", 404, "names issuer 'gitlab', which the access policy does not declare"),
+    # No token could carry it (emails are ASCII only, docs/security.md, identity model): a 400, never a 500.
+    ("sam", "k\u0430te@example.com", 400, "'identity' cannot name anyone: the email claim is not plain ASCII"),
 ])
 def test_refusals_write_nothing(kill: KillSwitch, token: str, identity: str, status: int, message: str) -> None:
     tokens = {"bob": kill.bob(), "sam": kill.sam(), "sam-no-mfa": kill.sam(mfa=False)}
@@ -266,6 +270,36 @@ def test_bad_bodies_are_400(kill: KillSwitch) -> None:
                  {"identity": "bob\n@example.com", "reason": "r1"}):
         answer = kill.call("POST", "/v1/revocations", kill.sam(), body)
         assert answer.status_code == 400, (body, answer.body)
+
+
+CI_ISSUER = "issuers:\n  ci: {url: CI_URL, audiences: [CI_AUDIENCE], identity_claim: sub}\naccounts:\n"
+CI_POLICY = POLICY.replace("accounts:\n", CI_ISSUER, 1).replace("admins:", """  ci-deploy:
+    account: sandbox
+    role_name: /rolebroker/DeployRole
+    allow: [{issuer: ci, claims: {repository: acme/infra}}]
+admins:""", 1)
+
+
+def test_a_ci_jobs_deny_names_exactly_the_source_identity_its_sessions_carry(
+        issuer: DevIssuer, ci_issuer: DevIssuer, moto_server: Moto, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hashed principal key: the deny's aws:SourceIdentity is what the broker stamped, character for character."""
+    policy = CI_POLICY.replace("CI_URL", f'"{ci_issuer.url}"').replace("CI_AUDIENCE", CI_AUDIENCE)
+    switch = build(issuer, moto_server, tmp_path, monkeypatch, policy)
+    job = ci_issuer.mint("", claims={"repository": "acme/infra", "ref": "refs/heads/main"})
+    with switch.client:
+        issued = credentials(switch, job, "ci-deploy")
+        assert issued.status_code == 200, issued.body
+        stamped = issued.json_body["source_identity"]
+        assert issued.json_body["assumed_role_arn"].endswith(f"/DeployRole/{stamped}")
+        key = "ci|repo:acme/infra:ref:refs/heads/main"
+        assert stamped == session_name_for_key(key) and re.search(r"-[0-9a-f]{16}\Z", stamped)
+        answer = switch.revoke(key)
+        assert answer.status_code == 201, answer.body
+        assert (answer.json_body["identity"], answer.json_body["source_identity"]) == (key, stamped)
+        [entry] = denies.entries_in(switch.boundary(switch[SANDBOX]))
+        assert entry.source_identity == stamped
+        assert credentials(switch, job, "ci-deploy").status_code == 403
 
 
 def test_nobody_the_policy_could_ever_grant_is_a_404(issuer: DevIssuer, moto_server: Moto, tmp_path: Path,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ HOSTILE = "<!channel> & <https://evil.example|click>\n*Approved* by mallory\u202
     ("a & b", "a &amp; b"),
     ("&lt;", "&amp;lt;"),
     ("<https://evil.example|docs>", "&lt;https://evil.example|docs&gt;"),
-    ("line one\n*Approved* by x", "line one *Approved* by x"),
+    ("line one\n*Approved* by x", "line one \u2217Approved\u2217 by x"),
     ("tab\there\r\nand\x0bthere", "tab here and there"),
     ("a\u2028b\u2029c\x85d", "a b c d"),
     ("evil\u202etxt.exe\u200b", "eviltxt.exe"),
@@ -34,6 +35,37 @@ HOSTILE = "<!channel> & <https://evil.example|click>\n*Approved* by mallory\u202
 ])
 def test_inline_makes_one_plain_escaped_line(raw: object, shown: str) -> None:
     assert inline(raw) == shown
+
+
+@pytest.mark.parametrize(("raw", "shown", "in_code"), [
+    ("*Approved* by ceo", "\u2217Approved\u2217 by ceo", "*Approved* by ceo"),
+    ("_urgent_ ~denied~", "\u02cdurgent\u02cd \u223cdenied\u223c", "_urgent_ ~denied~"),
+    ("`code` here", "\u02cbcode\u02cb here", "\u02cbcode\u02cb here"),
+    ("bob_smith@example.com next_token", "bob_smith@example.com next_token", "bob_smith@example.com next_token"),
+    ("a*b*c x_*y*_z", "a*b*c x\u02cd\u2217y\u2217\u02cdz", "a*b*c x_*y*_z"),
+    ("__init__ ~x~", "\u02cd\u02cdinit\u02cd\u02cd \u223cx\u223c", "__init__ ~x~"),
+])
+def test_inline_neutralises_mrkdwn_markers_outside_code_spans(raw: str, shown: str, in_code: str) -> None:
+    # Second review (*): a reason could render a bold fake "*Approved* by ceo".
+    assert inline(raw) == shown
+    assert inline(raw, code=True) == in_code
+
+
+def test_paging_tokens_and_role_names_stay_copyable() -> None:
+    token = "eyJwIjoibyIsImkiOiIwMTIzNDU2Nzg5YWIifQ_-x"
+    assert f"`/aws requests more {token}`" in messages.requests_reply([], None)["text"] + \
+        messages.requests_reply([{**REQUEST, "id": "0123456789ab"}], token)["text"]
+    roles = messages.roles_reply("bob", [{**ROLE, "name": "prod_admin", "access": "allowed"}], {})["text"]
+    assert "`prod_admin`" in roles
+
+
+def test_a_revocations_code_spans_stay_copyable() -> None:
+    # Code spans hold what an admin copies (the id for `--lift`, the account): shown exactly as sent.
+    doc = {"id": "rev_1*", "identity": "_bob_@example.com", "status": "partial", "cutoff": "2025-03-01T12:00:30Z",
+           "accounts": {"acct_*": {"status": "failed", "detail": "no revoker"}}}
+    text = messages.revocation_reply(doc)["text"]
+    assert "Revocation `rev_1*` of \u02cdbob\u02cd@example.com" in text
+    assert "• `acct_*` failed: no revoker" in text
 
 
 def test_inline_caps_before_escaping() -> None:
@@ -48,6 +80,8 @@ REQUEST = {"id": HOSTILE, "role": HOSTILE, "requester": HOSTILE, "duration_secon
            "grant_until": HOSTILE, "created_at": HOSTILE, "pending_until": HOSTILE}
 ROLE = {"name": HOSTILE, "account": HOSTILE, "account_id": HOSTILE, "region": HOSTILE,
         "access": "granted_until:" + HOSTILE}
+REVOCATION = {"id": HOSTILE, "identity": HOSTILE, "status": HOSTILE, "cutoff": HOSTILE,
+              "accounts": {HOSTILE: {"status": HOSTILE, "detail": HOSTILE * 20, "uncovered": [HOSTILE] * 3}}}
 BUILDERS: dict[str, Callable[[], Any]] = {
     "working_on": lambda: messages.working_on(HOSTILE),
     "warning": lambda: messages.warning(HOSTILE * 50),
@@ -65,6 +99,7 @@ BUILDERS: dict[str, Callable[[], Any]] = {
     "approval_request_mfa": lambda: messages.approval_request({**REQUEST, "status": "pending"}, mfa_note=True),
     "decision_update": lambda: messages.decision_update(REQUEST, description=HOSTILE * 30),
     "requester_notice": lambda: messages.requester_notice(REQUEST),
+    "revocation_reply": lambda: messages.revocation_reply(REVOCATION),
 }
 
 
@@ -94,6 +129,8 @@ def test_every_builder_cleans_every_value(name: str) -> None:
         for raw in ("<!", "<https://evil", "\u2028", "\u2029", "\u202e", "\u200b", "\x00", "\x1b"):
             assert raw not in text, (name, raw, text)
         assert not any(line.lstrip("•> _").startswith("*Approved* by mallory") for line in text.splitlines()), text
+        # Not even mid-line: outside code spans (where Slack formats nothing) markers are neutralised.
+        assert "*Approved* by mallory" not in re.sub(r"`[^`]*`", "", text), text
         assert len(text) < 4000, (name, len(text))
 
 
