@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from chalice.app import Chalice, Request, Response
+from chalice.app import Chalice, Rate, Request, Response
 
 from chalicelib.audit import AuditLog, CallContext
 from chalicelib.aws.secrets import RefreshingSecret
@@ -664,3 +664,16 @@ def slack_worker(event: Any, context: Any) -> None:
         worker.handle(event)
     finally:
         svc.audit.flush()  # a dropped task's audit line reaches EventBridge too
+
+
+@app.schedule(Rate(5, unit=Rate.MINUTES), name="expire_requests")
+def expire_requests(event: Any) -> None:
+    """Every five minutes: mark pending requests whose time ran out as expired, so every Slack
+    copy of them says so (nothing else writes when time passes)."""
+    svc = services()
+    if svc.access is None:
+        return
+    try:
+        svc.access.expire_due(context=CallContext(request_id=f"sweep-{uuid.uuid4()}", channel="worker"))
+    finally:
+        svc.audit.flush()

@@ -45,7 +45,7 @@ from chalicelib.access.workflow import (
     load_ticket,
     plan_of,
 )
-from chalicelib.exceptions import NotFound, PolicyError
+from chalicelib.exceptions import BadRequest, NotFound, PolicyError
 from chalicelib.identity.issuers import Issuer, is_safe_url
 from chalicelib.identity.principal import DEFAULT_ISSUER, canonical_value
 from chalicelib.identity.tokens import Identity
@@ -185,7 +185,7 @@ class Role:
             return self.scopes[name]
         except KeyError:
             listed = ", ".join(self.scopes) or "none"
-            raise NotFound(f"role {self.name} has no scope {name!r} (its scopes: {listed})") from None
+            raise BadRequest(f"role {self.name} has no scope {name!r} (its scopes: {listed})") from None
 
     def is_watcher(self, identity: Identity) -> bool:
         """Sees the role's requests (``notify.watchers``) without deciding them."""
