@@ -157,9 +157,11 @@ def _build_services(
     inline_tasks: bool = False,
     clock: Callable[[], datetime] = utcnow,
 ) -> Services:
-    # boto3 and the rest are imported here, not at module level, so a cold
-    # start pays for them once, and only when a request needs them.
-    import boto3
+    # botocore and the rest are imported here, not at module level, so a cold
+    # start pays for them once, and only when a request needs them. Clients
+    # come from botocore itself: boto3 adds nothing these calls use, and
+    # importing it (with s3transfer) costs more than the rest of a cold start.
+    import botocore.session
     from botocore.config import Config
 
     from chalicelib.access.source import PolicyCache, source_for
@@ -171,8 +173,10 @@ def _build_services(
     settings = Settings.from_environ(environ)
     config = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=3, read_timeout=5)
 
+    session = botocore.session.get_session()
+
     def default_client(service: str) -> Any:
-        return boto3.client(service, region_name=settings.region, config=config)  # type: ignore[call-overload]
+        return session.create_client(service, region_name=settings.region, config=config)
 
     client = client_factory or default_client
     policy = PolicyCache(source_for(settings.policy_source, client), settings.policy_ttl_seconds)
@@ -181,7 +185,7 @@ def _build_services(
         from chalicelib.aws.events import EventBridgePublisher
 
         # One short try: the audit line is the record, the event a copy.
-        events = client_factory("events") if client_factory else boto3.client(
+        events = client_factory("events") if client_factory else session.create_client(
             "events", region_name=settings.region,
             config=Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=1, read_timeout=2))
         audit.publish_to(EventBridgePublisher(events, settings.event_bus))

@@ -23,9 +23,11 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import rolebroker as rolebroker  # conftest.py put client/ on sys.path; re-exported for the tests
 
-CLIENT_DIR = Path(rolebroker.__file__).resolve().parent
+PACKAGE_DIR = Path(rolebroker.__file__).resolve().parent
 
-CLIENT_SCRIPT = CLIENT_DIR / "rolebroker.py"
+# The package directory runs as a program (`python client/rolebroker ...`), as
+# the copy-anywhere single file did; `make client` builds that file now.
+CLIENT_SCRIPT = PACKAGE_DIR
 ISSUER = "https://issuer.example.com"
 
 
@@ -310,3 +312,12 @@ class Result:
 def cache_files(env: dict[str, str]) -> list[str]:
     directory = Path(env["XDG_CACHE_HOME"]) / "rolebroker"
     return sorted(p.name for p in directory.glob("*.json")) if directory.exists() else []
+
+
+def imported_modules(stderr: bytes) -> set[str]:
+    """The modules a `python -X importtime` run imported, from its stderr."""
+    names = set()
+    for line in stderr.decode().splitlines():
+        if line.startswith("import time:") and "|" in line:
+            names.add(line.rsplit("|", 1)[1].strip())
+    return names
