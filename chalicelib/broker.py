@@ -117,8 +117,10 @@ def credential_process_document(session: AssumedSession) -> dict[str, Any]:
     }
 
 
-def role_summary(role: Role, decision: Decision) -> dict[str, Any]:
+def role_summary(role: Role, decision: Decision, identity: Identity | None = None) -> dict[str, Any]:
     return {
+        "break_glass": bool(identity and role.break_glass and role.break_glass.may(identity)),
+        "scopes": list(role.scopes),
         "name": role.name,
         "account_id": role.account.id,
         "account": role.account.name,
@@ -163,7 +165,7 @@ class Broker:
         return result
 
     def roles(self, identity: Identity) -> list[dict[str, Any]]:
-        return [role_summary(role, decision) for role, decision in self.decisions(identity)]
+        return [role_summary(role, decision, identity) for role, decision in self.decisions(identity)]
 
     def config(self, identity: Identity, broker_url: str) -> str:
         usable = [role for role, decision in self.decisions(identity) if decision.allowed]

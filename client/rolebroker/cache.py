@@ -185,12 +185,13 @@ class BrokerCredentialFetcher(CachedCredentialFetcher):
     """Fetches from the broker's ``POST /v1/credentials``; the client is built only on a miss."""
 
     def __init__(self, client_factory: Callable[[], BrokerClient], role: str, duration: int | None,
-                 **kwargs: Any) -> None:
+                 scope: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._client_factory = client_factory
         self._role = role
         self._duration = duration
+        self._scope = scope
 
     def _get_credentials(self) -> dict[str, Any]:
-        return self._client_factory().credentials(self._role, self._duration)
+        return self._client_factory().credentials(self._role, self._duration, self._scope)
 

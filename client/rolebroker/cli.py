@@ -16,7 +16,7 @@ from rolebroker._fast import parse_credential_process, positive_number, seconds
 from rolebroker.commands import COMMANDS, Context, Options
 from rolebroker.errors import RoleBrokerError, UsageError, redact
 from rolebroker.settings import DEFAULT_TIMEOUT_SECONDS, Runtime, Settings
-from rolebroker.text import one_line
+from rolebroker.text import duration_seconds, one_line
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -80,29 +80,70 @@ def build_parser(stdout: IO[str], stderr: IO[str]) -> Any:
         if with_duration:
             cmd.add_argument("--duration", type=seconds, help="session length in seconds")
 
+    def scope_option(cmd: Any) -> None:
+        cmd.add_argument("--scope", metavar="NAME", help="one of the role's scopes: the session can do only what "
+                         "both the role and the scope allow (under a grant for a scope, that scope applies anyway)")
+
+    def human_duration(text: str) -> int:
+        try:
+            return duration_seconds(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a duration: use e.g. 1h, 30m, 1h30m or 3600") \
+                from None
+
     cmd = command("credential-process", "print credentials for an AWS credential_process (JSON on stdout)")
     role_option(cmd)
+    scope_option(cmd)
     cmd.add_argument("--no-cache", action="store_true", help="neither read nor write the credential cache")
     command("roles", "list the roles you may use or request")
     cmd = command("configure", "write [profile ROLE] sections into ~/.aws/config (or AWS_CONFIG_FILE)")
     cmd.add_argument("--role", dest="roles", action="append", metavar="NAME", help="only this role (repeatable)")
     cmd.add_argument("--all", action="store_true", help="every role the broker offers (the default)")
     cmd.add_argument("--force", action="store_true", help="also replace same-named sections written by hand")
-    role_option(command("env", "print shell `export` lines with credentials for a role"))
+    cmd = command("env", "print shell `export` lines with credentials for a role")
+    role_option(cmd)
+    scope_option(cmd)
     cmd = command("exec", "run a command with a role's credentials: exec --role NAME -- CMD [ARGS...]")
     role_option(cmd)
+    scope_option(cmd)
     cmd = command("console", "print an AWS console sign-in link for a role")
     role_option(cmd, with_duration=False)
     cmd.add_argument("--open", action="store_true", help="also open it in the browser")
-    cmd = command("request", "ask for time-bound access to a role that needs approval")
-    role_option(cmd)
+    cmd = command("request", "ask for time-bound access to a role that needs approval (or to several roles "
+                  "that share an approval, with one decision)")
+    cmd.add_argument("--role", dest="roles", action="append", required=True, metavar="NAME",
+                     help="the role's name; repeat it for several roles (e.g. the same role in ten accounts)")
+    cmd.add_argument("--duration", type=human_duration, help="how long, e.g. 2h, 30m or 7200 (default: the role's)")
     cmd.add_argument("--reason", required=True, help="why you need it (approvers see this)")
-    command("requests", "list your access requests and those you may approve")
-    cmd = command("approve", "approve an access request")
+    cmd.add_argument("--ticket", help="the incident or change id, e.g. INC-1234 (some roles require one)")
+    scope_option(cmd)
+    cmd.add_argument("--start", metavar="ISO-TIME", help="start later, e.g. 2030-03-01T09:00:00+01:00: the "
+                     "duration counts from then (or from the approval, if later)")
+    cmd = command("requests", "list your access requests and those you may approve, review or watch")
+    cmd.add_argument("--kind", choices=["access", "break_glass", "extension"],
+                     help="only these (break_glass: break-glasses waiting for a review first)")
+    cmd = command("approve", "approve an access request (it may need several approvers, stage by stage)")
     cmd.add_argument("request_id", metavar="ID")
+    cmd.add_argument("--role", dest="grant", action="append", metavar="NAME",
+                     help="grant only this role of a request for several (repeatable); without it, all of them")
     cmd = command("deny", "deny an access request")
     cmd.add_argument("request_id", metavar="ID")
     cmd.add_argument("--reason", help="tell the requester why")
+    cmd = command("break-glass", "emergency access now, without an approver: with a reason and a ticket; "
+                  "security is told at once and an approver reviews it afterwards")
+    cmd.add_argument("role", metavar="ROLE", help="the role's name")
+    cmd.add_argument("--reason", required=True, help="what is on fire (approvers and security see this)")
+    cmd.add_argument("--ticket", required=True, help="the incident id, e.g. INC-1234")
+    cmd.add_argument("--duration", type=human_duration, help="how long, e.g. 30m (default and most: the role's "
+                     "break-glass limit)")
+    cmd = command("review", "review someone's break-glass access (an approver of its role)")
+    cmd.add_argument("request_id", metavar="ID")
+    cmd.add_argument("--reason", help="what you checked")
+    cmd = command("extend", "more time on your approved access: at once within the role's limit, else approvers "
+                  "are asked")
+    cmd.add_argument("request_id", metavar="ID")
+    cmd.add_argument("--duration", type=human_duration, required=True, help="how much more, e.g. 1h or 30m")
+    cmd.add_argument("--reason", required=True, help="why (approvers may see this)")
     cmd = command("login", "sign in with your identity provider (opens a browser)")
     cmd.add_argument("--issuer", help="OIDC issuer (else the config file, else the broker's client-config)")
     cmd.add_argument("--client-id", help="OIDC client id (likewise)")

@@ -54,6 +54,11 @@ class Options:
     open: bool = False
     reason: str | None = None
     request_id: str | None = None
+    ticket: str | None = None
+    scope: str | None = None
+    start: str | None = None
+    kind: str | None = None
+    grant: list[str] | None = None
     argv: list[str] | None = None
     cache_action: str | None = None
     issuer: str | None = None
@@ -96,13 +101,14 @@ class Context:
 
 
 def credentials_for(ctx: Context, role: str, duration: int | None, *, use_cache: bool = True) -> dict[str, Any]:
-    """A cache entry for ``role``: from the cache when fresh, else from the broker."""
+    """A cache entry for ``role`` (and ``--scope``): from the cache when fresh, else from the broker."""
     url = ctx.settings.require_url()
     source = ctx.token_source()
     rt = ctx.rt
+    scope = ctx.opts.scope
     cache = CredentialCache(ctx.settings.cache_dir, getuid=rt.getuid) if use_cache else None
-    key = CredentialCache.key(url, identity_of(source.peek()), role, duration)
-    fetcher = BrokerCredentialFetcher(ctx.client, role, duration, cache=cache, cache_key=key, clock=rt.clock,
+    key = CredentialCache.key(url, identity_of(source.peek()), role, duration, scope)
+    fetcher = BrokerCredentialFetcher(ctx.client, role, duration, scope, cache=cache, cache_key=key, clock=rt.clock,
                                       sleep=rt.sleep, lock_timeout=rt.lock_timeout)
     return fetcher.fetch()
 
@@ -240,15 +246,93 @@ def cmd_configure(ctx: Context) -> int:
 def cmd_request(ctx: Context) -> int:
     if not ctx.opts.reason or not ctx.opts.reason.strip():
         raise UsageError("request needs --reason TEXT: approvers see it")
-    doc = ctx.client().create_request(ctx.role(), ctx.opts.duration, ctx.opts.reason)
-    shown = [one_line(str(doc.get(key, default)), 80) for key, default in
-             (("id", "?"), ("role", ctx.role()), ("status", "?"))]
-    ctx.out("request {} for {}: {}\n".format(*shown))
+    roles = ctx.opts.roles or ([ctx.role()] if ctx.opts.role else [])
+    if not roles:
+        raise UsageError("request needs --role NAME (repeat it for several roles with one approval)")
+    doc = ctx.client().create_request(roles if len(roles) > 1 else roles[0], ctx.opts.duration, ctx.opts.reason,
+                                      ticket=ctx.opts.ticket, scope=ctx.opts.scope, start_at=ctx.opts.start)
+    shown = [one_line(str(doc.get("id", "?")), 80), _roles_text(doc, roles), one_line(str(doc.get("status", "?")), 40)]
+    ctx.out("request {} for {}: {}\n".format(*shown) + _progress_text(doc))
     return 0
 
 
+def _roles_text(doc: Mapping[str, Any], asked: list[str] | None = None) -> str:
+    roles = doc.get("roles")
+    if isinstance(roles, list) and roles:
+        names = [str(r) for r in roles]
+    elif "role" in doc:
+        names = [str(doc["role"])]
+    else:
+        names = asked or ["?"]
+    return one_line(", ".join(names), 200)
+
+
+def _progress_text(doc: Mapping[str, Any]) -> str:
+    """How far a pending request has come, on a line of its own (nothing when it is not pending)."""
+    progress = doc.get("progress")
+    if not isinstance(progress, dict):
+        return ""
+    try:
+        return "  waiting for {} of {} approvals in stage {} of {} ({})\n".format(
+            int(progress["approvals"]), int(progress["required"]), int(progress["stage"]),
+            int(progress["stages"]), one_line(str(progress["stage_name"]), 40))
+    except (KeyError, TypeError, ValueError):
+        return ""
+
+
+def cmd_break_glass(ctx: Context) -> int:
+    if not ctx.opts.reason or not ctx.opts.reason.strip():
+        raise UsageError("break-glass needs --reason TEXT: approvers and security see it")
+    if not ctx.opts.ticket:
+        raise UsageError("break-glass needs --ticket ID: the incident or change it is for")
+    role = ctx.role()
+    doc = ctx.client().break_glass(role, ctx.opts.reason, ctx.opts.ticket, ctx.opts.duration)
+    until = _time_text(doc.get("grant_until"))
+    ctx.out(f"break-glass {one_line(str(doc.get('id', '?')), 40)} for {one_line(role, 80)}: "
+            f"{one_line(str(doc.get('status', '?')), 40)} until {until}\n")
+    ctx.warn("security and the role's approvers have been told; an approver will review this access. "
+             f"Credentials: rolebroker credential-process --role {one_line(role, 80)}")
+    return 0
+
+
+def cmd_review(ctx: Context) -> int:
+    request_id = ctx.opts.request_id or ""
+    doc = ctx.client().decide(request_id, "review", ctx.opts.reason)
+    value = doc.get("review")
+    review = value if isinstance(value, dict) else {}
+    ctx.out(f"break-glass {one_line(request_id, 40)} ({one_line(str(doc.get('role', '?')), 80)} for "
+            f"{one_line(str(doc.get('requester', '?')), 80)}): review {one_line(str(review.get('status', '?')), 20)}\n")
+    return 0
+
+
+def cmd_extend(ctx: Context) -> int:
+    if not ctx.opts.reason or not ctx.opts.reason.strip():
+        raise UsageError("extend needs --reason TEXT")
+    if not ctx.opts.duration:
+        raise UsageError("extend needs --duration (e.g. 1h, 30m or 3600)")
+    request_id = ctx.opts.request_id or ""
+    doc, done = ctx.client().extend(request_id, ctx.opts.duration, ctx.opts.reason)
+    if done:
+        ctx.out(f"request {one_line(request_id, 40)} ({_roles_text(doc)}): extended until "
+                f"{_time_text(doc.get('grant_until'))}\n")
+    else:
+        ctx.out(f"extension request {one_line(str(doc.get('id', '?')), 40)} for {_roles_text(doc)}: "
+                f"{one_line(str(doc.get('status', '?')), 40)} (beyond what the role extends without an approver: "
+                "approvers were asked)\n" + _progress_text(doc))
+    return 0
+
+
+def _time_text(value: object) -> str:
+    if isinstance(value, str):
+        try:
+            return local_time(parse_timestamp(value))
+        except ValueError:
+            return one_line(value, 40)
+    return "-"
+
+
 def cmd_requests(ctx: Context) -> int:
-    items, more = ctx.client().requests()
+    items, more = ctx.client().requests(kind=ctx.opts.kind)
     if more:
         ctx.warn(f"showing the first {len(items)} requests; the broker has more")
     if not items:
@@ -261,19 +345,42 @@ def cmd_requests(ctx: Context) -> int:
             created_text = local_time(parse_timestamp(created)) if isinstance(created, str) else "-"
         except ValueError:
             created_text = one_line(str(created), 40)
-        rows.append([one_line(str(item.get(key, "-")), 60) for key in ("id", "status", "role", "requester")]
-                    + [human_duration(item.get("duration_seconds")), created_text,
-                       one_line(str(item.get("reason", "")), 80)])
+        rows.append([one_line(str(item.get("id", "-")), 60), _status_text(item), _roles_text(item),
+                     one_line(str(item.get("requester", "-")), 60), human_duration(item.get("duration_seconds")),
+                     created_text, one_line(str(item.get("reason", "")), 80)])
     ctx.out(table(["ID", "STATUS", "ROLE", "REQUESTER", "DURATION", "CREATED", "REASON"], rows))
     return 0
 
 
+def _status_text(item: Mapping[str, Any]) -> str:
+    """The status, with what kind of request it is and how far an approval has come."""
+    status = one_line(str(item.get("status", "-")), 40)
+    kind = item.get("kind")
+    if kind == "break_glass":
+        value = item.get("review")
+        review = value if isinstance(value, dict) else {}
+        return f"{status} (break-glass, review {one_line(str(review.get('status', '?')), 20)})"
+    if kind == "extension":
+        status += " (extension)"
+    progress = item.get("progress")
+    if isinstance(progress, dict):
+        try:
+            status += f" {int(progress['approvals'])}/{int(progress['required'])}"
+            if int(progress["stages"]) > 1:
+                status += f" stage {int(progress['stage'])}/{int(progress['stages'])}"
+        except (KeyError, TypeError, ValueError):
+            pass
+    return status
+
+
 def _cmd_decide(ctx: Context, verdict: str) -> int:
     request_id = ctx.opts.request_id or ""
-    doc = ctx.client().decide(request_id, verdict, ctx.opts.reason if verdict == "deny" else None)
+    doc = ctx.client().decide(request_id, verdict, ctx.opts.reason if verdict == "deny" else None,
+                              roles=ctx.opts.grant if verdict == "approve" else None)
     who = one_line(str(doc.get("requester", "?")), 80)
-    role = one_line(str(doc.get("role", "?")), 80)
-    ctx.out(f"request {request_id} ({role} for {who}): {one_line(str(doc.get('status', verdict)), 40)}\n")
+    role = _roles_text(doc)
+    ctx.out(f"request {request_id} ({role} for {who}): {one_line(str(doc.get('status', verdict)), 40)}\n"
+            + _progress_text(doc))
     return 0
 
 
@@ -342,6 +449,9 @@ COMMANDS: dict[str, Callable[[Context], int]] = {
     "console": cmd_console,
     "request": cmd_request,
     "requests": cmd_requests,
+    "break-glass": cmd_break_glass,
+    "review": cmd_review,
+    "extend": cmd_extend,
     "approve": cmd_approve,
     "deny": cmd_deny,
     "login": cmd_login,

@@ -68,6 +68,25 @@ def human_duration(seconds: object) -> str:
     return f"{hours}h" if hours else f"{minutes}m"
 
 
+def duration_seconds(text: str) -> int:
+    """``2h``, ``90m``, ``1h30m``, ``45s`` or plain seconds (``3600``), in ASCII; ValueError otherwise."""
+    rest = text.strip().lower()
+    if not rest or not rest.isascii() or len(rest) > 16:
+        raise ValueError(text)
+    if rest.isdigit():
+        return int(rest)
+    total = 0
+    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
+        number, found, after = rest.partition(unit)
+        if found:
+            if not number.isdigit():
+                raise ValueError(text)
+            total, rest = total + int(number) * size, after
+    if rest or not total:
+        raise ValueError(text)
+    return total
+
+
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     rows = [list(headers), *[list(row) for row in rows]]
     widths = [max(len(row[i]) for row in rows) for i in range(len(headers) - 1)]

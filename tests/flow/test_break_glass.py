@@ -251,3 +251,10 @@ def test_break_glass_and_review_from_slack(jit: Jit) -> None:
         f"Reviewed break-glass `{request_id}` (bob@example.com, prod-admin).")
     detail = jit.call("GET", f"/v1/requests/{request_id}", bob(jit)).json_body
     assert detail["review"]["note"] == "checked, all fine"
+
+
+def test_roles_say_who_may_break_glass(jit: Jit) -> None:
+    mine = {r["name"]: r["break_glass"] for r in jit.call("GET", "/v1/roles", bob(jit)).json_body["roles"]}
+    assert mine == {"prod-admin": True, "db": True, "readonly": False}
+    dev = jit.issuer.mint("dana@example.com", groups=["developers"])
+    assert not any(r["break_glass"] for r in jit.call("GET", "/v1/roles", dev).json_body["roles"])

@@ -1,0 +1,156 @@
+"""The client's approval commands: several roles, tickets, scopes, scheduled
+starts, break-glass, reviews, extensions, narrowing, and scoped credentials
+kept apart in the cache (the hot path included)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from rolebroker import _fast
+
+from tests.client.fakes import FakeBroker, Reply, Result
+
+PENDING = {"id": "0123456789ab", "status": "pending", "role": "deploy-a", "roles": ["deploy-a", "deploy-b"],
+           "requester": "alice@example.com",
+           "progress": {"stage": 1, "stages": 2, "stage_name": "team-lead", "approvals": 0, "required": 1}}
+
+
+def test_request_for_several_roles_with_a_ticket_a_scope_and_a_start(cli: Callable[..., Result],
+                                                                     broker: FakeBroker) -> None:
+    broker.route("POST", "/v1/requests", Reply(201, PENDING))
+    result = cli("request", "--role", "deploy-a", "--role", "deploy-b", "--reason", "release", "--duration", "2h",
+                 "--ticket", "CHG-7", "--scope", "readonly", "--start", "2030-03-01T09:00:00+01:00")
+    assert result.code == 0, result.err
+    assert broker.seen[0].json() == {"roles": ["deploy-a", "deploy-b"], "reason": "release", "duration_seconds": 7200,
+                                     "ticket": "CHG-7", "scope": "readonly", "start_at": "2030-03-01T09:00:00+01:00"}
+    assert result.out == ("request 0123456789ab for deploy-a, deploy-b: pending\n"
+                          "  waiting for 0 of 1 approvals in stage 1 of 2 (team-lead)\n")
+
+
+@pytest.mark.parametrize("duration", ["1x", "h", "-5", "\u0661h", "1h-"])
+def test_a_duration_that_is_not_one_is_a_usage_error(cli: Callable[..., Result], broker: FakeBroker,
+                                                     duration: str) -> None:
+    result = cli("request", "--role", "r", "--reason", "x", "--duration", duration)
+    assert result.code != 0 and "is not a duration: use e.g. 1h, 30m, 1h30m or 3600" in result.err
+    assert broker.seen == []
+
+
+def test_break_glass(cli: Callable[..., Result], broker: FakeBroker) -> None:
+    broker.route("POST", "/v1/break-glass", Reply(201, {
+        "id": "0123456789ab", "kind": "break_glass", "status": "approved", "role": "prod-admin",
+        "grant_until": "2030-01-01T01:00:00+00:00", "review": {"status": "pending"}}))
+    result = cli("break-glass", "prod-admin", "--reason", "payments down", "--ticket", "INC-7", "--duration", "30m")
+    assert result.code == 0, result.err
+    assert broker.seen[0].json() == {"role": "prod-admin", "reason": "payments down", "ticket": "INC-7",
+                                     "duration_seconds": 1800}
+    assert result.out.startswith("break-glass 0123456789ab for prod-admin: approved until ")
+    assert "security and the role's approvers have been told" in result.err
+
+
+@pytest.mark.parametrize(("argv", "fragment"), [
+    (["break-glass", "prod-admin", "--reason", "down"], "--ticket"),
+    (["break-glass", "prod-admin", "--ticket", "INC-1"], "--reason"),
+    (["break-glass", "--reason", "down", "--ticket", "INC-1"], "ROLE"),
+    (["extend", "0123456789ab", "--reason", "more"], "--duration"),
+])
+def test_missing_arguments_are_named(cli: Callable[..., Result], broker: FakeBroker, argv: list[str],
+                                     fragment: str) -> None:
+    result = cli(*argv)
+    assert result.code != 0 and fragment in result.err
+    assert broker.seen == []
+
+
+def test_a_refused_break_glass_shows_the_brokers_reason(cli: Callable[..., Result], broker: FakeBroker) -> None:
+    broker.route("POST", "/v1/break-glass", Reply(409, {
+        "Code": "ConflictError", "Message": "your break-glass 0123456789ab still waits for its review",
+        "RequestId": "r1"}))
+    result = cli("break-glass", "prod-admin", "--reason", "again", "--ticket", "INC-8")
+    assert result.code != 0
+    assert result.err == "rolebroker: your break-glass 0123456789ab still waits for its review (request id r1)\n"
+
+
+def test_review(cli: Callable[..., Result], broker: FakeBroker) -> None:
+    broker.route("POST", "/v1/requests/0123456789ab/review", Reply(200, {
+        "id": "0123456789ab", "role": "prod-admin", "requester": "bob@example.com", "review": {"status": "done"}}))
+    result = cli("review", "0123456789ab", "--reason", "checked CloudTrail")
+    assert result.code == 0, result.err
+    assert broker.seen[0].json() == {"reason": "checked CloudTrail"}
+    assert result.out == "break-glass 0123456789ab (prod-admin for bob@example.com): review done\n"
+
+
+def test_extend_at_once_or_through_approvers(cli: Callable[..., Result], broker: FakeBroker) -> None:
+    broker.route("POST", "/v1/requests/0123456789ab/extend", Reply(200, {
+        "id": "0123456789ab", "role": "db", "grant_until": "2030-01-01T02:00:00+00:00"}))
+    done = cli("extend", "0123456789ab", "--duration", "1h", "--reason", "still migrating")
+    assert done.code == 0, done.err
+    assert broker.seen[0].json() == {"duration_seconds": 3600, "reason": "still migrating"}
+    assert done.out.startswith("request 0123456789ab (db): extended until ")
+    broker.route("POST", "/v1/requests/0123456789ab/extend", Reply(201, {**PENDING, "id": "0123456789ac",
+                                                                         "kind": "extension"}))
+    asked = cli("extend", "0123456789ab", "--duration", "90m", "--reason", "still migrating")
+    assert asked.code == 0, asked.err
+    assert broker.seen[1].json()["duration_seconds"] == 5400
+    assert asked.out.startswith("extension request 0123456789ac for deploy-a, deploy-b: pending (beyond what")
+
+
+def test_approve_narrows_only_when_told(cli: Callable[..., Result], broker: FakeBroker) -> None:
+    broker.route("POST", "/v1/requests/0123456789ab/approve", Reply(200, {
+        **PENDING, "status": "approved", "roles": ["deploy-b"], "progress": None}))
+    result = cli("approve", "0123456789ab", "--role", "deploy-b")
+    assert result.code == 0, result.err
+    assert broker.seen[0].json() == {"roles": ["deploy-b"]}
+    assert result.out == "request 0123456789ab (deploy-b for alice@example.com): approved\n"
+    cli("approve", "0123456789ab")
+    assert broker.seen[1].json() == {}
+
+
+def test_requests_by_kind_show_progress_and_reviews(cli: Callable[..., Result], broker: FakeBroker) -> None:
+    broker.route("GET", "/v1/requests", Reply(200, {"requests": [
+        {"id": "r1", "kind": "break_glass", "status": "approved", "role": "prod-admin", "requester": "bob",
+         "duration_seconds": 3600, "reason": "down", "review": {"status": "pending"}},
+        {"id": "r2", "kind": "access", "status": "pending", "role": "deploy-a", "roles": ["deploy-a", "deploy-b"],
+         "requester": "carol", "duration_seconds": 3600, "reason": "release",
+         "progress": {"stage": 2, "stages": 2, "stage_name": "security", "approvals": 1, "required": 2}},
+    ], "next_token": None}))
+    result = cli("requests", "--kind", "break_glass")
+    assert result.code == 0, result.err
+    assert broker.seen[0].path == "/v1/requests?kind=break_glass"
+    rows = result.out.splitlines()
+    assert "approved (break-glass, review pending)" in rows[1]
+    assert "pending 1/2 stage 2/2" in rows[2] and "deploy-a, deploy-b" in rows[2]
+
+
+def test_scoped_credentials_are_asked_for_and_cached_apart(cli: Callable[..., Result], broker: FakeBroker,
+                                                           env: dict[str, str]) -> None:
+    scoped = ("credential-process", "--role", "s3-admin", "--scope", "readonly")
+    first = cli(*scoped)
+    assert first.code == 0, first.err
+    assert broker.seen[0].json() == {"role": "s3-admin", "scope": "readonly"}
+    assert cli(*scoped).out == first.out and len(broker.seen) == 1  # a hit
+    assert _fast.cached_document(list(scoped), env) == first.out  # the hot path finds the same entry
+    whole = cli("credential-process", "--role", "s3-admin")
+    assert whole.code == 0 and whole.out != first.out  # never the scoped session for the whole role
+    assert broker.seen[1].json() == {"role": "s3-admin"}
+    other = cli("credential-process", "--role", "s3-admin", "--scope", "logs")
+    assert other.out not in (first.out, whole.out) and broker.seen[2].json()["scope"] == "logs"
+
+
+def test_a_key_without_a_scope_is_the_key_it_always_was() -> None:
+    identity = ("https://issuer.example.com", "alice")
+    assert _fast.cache_key("https://b.example", identity, "r", None) == json.dumps(
+        [_fast.CACHE_FORMAT, "https://b.example", *identity, "r", 0], separators=(",", ":"))
+    assert _fast.cache_key("https://b.example", identity, "r", None, "s") != _fast.cache_key(
+        "https://b.example", identity, "r", None)
+    assert _fast.parse_credential_process(["credential-process", "--role", "r", "--scope", "s"]) == {
+        "role": "r", "scope": "s"}
+
+
+@pytest.mark.parametrize("command", ["break-glass", "review", "extend", "request", "approve", "requests"])
+def test_every_new_command_has_help(cli: Callable[..., Result], command: str) -> None:
+    result = cli(command, "--help")
+    assert result.code == 0
+    text: Any = result.out
+    assert text.startswith("usage: rolebroker") and command in text
