@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from chalice.app import Chalice, Rate, Request, Response
+from chalice.app import Chalice, Request, Response
 
 from chalicelib.audit import AuditLog, CallContext
 from chalicelib.aws.secrets import RefreshingSecret
@@ -655,29 +655,26 @@ def slack_interactions() -> Response:
     return Response(body="", status_code=200)
 
 
+# What the stack's five-minute EventBridge rule sends the worker (infra/resources.json). It is
+# not sealed, on purpose: the sweep takes no input and only marks expired what the clock
+# already says has expired, so whoever can invoke the worker gains nothing by sending it.
+SWEEP_EVENT = {"rolebroker_sweep": "expire"}
+
+
 @app.lambda_function(name="slack_worker")
 def slack_worker(event: Any, context: Any) -> None:
     """The asynchronous half of the Slack routes: runs only tasks the API function sealed
-    (chalicelib/chat/tasks.py); raising lets Lambda retry one the worker could not record."""
+    (chalicelib/chat/tasks.py); raising lets Lambda retry one the worker could not record.
+    Also, every five minutes, the sweep that expires timed-out requests (``SWEEP_EVENT``)."""
     svc = services()
     worker = svc.worker
-    if worker is None:
+    if worker is None or svc.access is None:
         app.log.error("slack_worker invoked, but this broker has no ROLEBROKER_TABLE; event dropped")
         return
     try:
-        worker.handle(event)
+        if event == SWEEP_EVENT:
+            svc.access.expire_due(context=CallContext(request_id=f"sweep-{uuid.uuid4()}", channel="worker"))
+        else:
+            worker.handle(event)
     finally:
         svc.audit.flush()  # a dropped task's audit line reaches EventBridge too
-
-
-@app.schedule(Rate(5, unit=Rate.MINUTES), name="expire_requests")
-def expire_requests(event: Any) -> None:
-    """Every five minutes: mark pending requests whose time ran out as expired, so every Slack
-    copy of them says so (nothing else writes when time passes)."""
-    svc = services()
-    if svc.access is None:
-        return
-    try:
-        svc.access.expire_due(context=CallContext(request_id=f"sweep-{uuid.uuid4()}", channel="worker"))
-    finally:
-        svc.audit.flush()

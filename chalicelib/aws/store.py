@@ -256,14 +256,26 @@ class AccessStore:
             kwargs["ExclusiveStartKey"] = {"pending_pk": s(partition), **_start_key(after)}
         return self._request_page(**kwargs)
 
-    def due_for_expiry(self, now: datetime, created_after: datetime, limit: int) -> list[AccessRequest]:
-        """Pending requests whose pending time is over (for the sweep that marks them expired)."""
-        found, _ = self._request_page(
-            IndexName="gsi_pending", Limit=limit,
-            KeyConditionExpression="pending_pk = :p AND created_at > :oldest",
-            FilterExpression="pending_until <= :now",
-            ExpressionAttributeValues={":p": s(PENDING), ":oldest": s(iso(created_after)), ":now": s(iso(now))})
-        return found
+    def due_for_expiry(self, now: datetime, created_after: datetime, limit: int,
+                       max_reads: int = 5) -> list[AccessRequest]:
+        """Pending requests whose pending time is over, oldest first (for the sweep that marks them
+        expired): at most ``limit`` of them, in at most ``max_reads`` reads of the index, so one run is
+        bounded work and the next goes on where requests still wait."""
+        found: list[AccessRequest] = []
+        after: PageKey | None = None
+        for _ in range(max_reads):
+            kwargs: dict[str, Any] = {
+                "IndexName": "gsi_pending", "Limit": limit,
+                "KeyConditionExpression": "pending_pk = :p AND created_at > :oldest",
+                "FilterExpression": "pending_until <= :now",
+                "ExpressionAttributeValues": {":p": s(PENDING), ":oldest": s(iso(created_after)), ":now": s(iso(now))}}
+            if after is not None:
+                kwargs["ExclusiveStartKey"] = {"pending_pk": s(PENDING), **_start_key(after)}
+            batch, after = self._request_page(**kwargs)
+            found += batch
+            if after is None or len(found) >= limit:
+                break
+        return found[:limit]
 
     def requester_page(self, requester: str, *, after: PageKey | None, limit: int,
                        kind: str | None = None) -> tuple[list[AccessRequest], PageKey | None]:

@@ -227,3 +227,32 @@ def test_the_sweep_expires_what_timed_out_and_every_copy_says_so(jit: Jit) -> No
     assert jit.services.access.expire_due(context=CallContext(request_id="sweep", channel="worker")) == []
     [line] = [a for a in map(json.loads, jit.audit_lines) if a["action"] == "expire"]
     assert (line["outcome"], line["request_ref"]) == ("expired", old.json_body["id"])
+
+
+def test_the_stacks_schedule_runs_the_sweep_in_the_worker_and_nothing_else(jit: Jit) -> None:
+    """The five-minute EventBridge rule sends the worker a fixed, unsealed event: it can only expire
+    what has timed out; anything else unsealed is still dropped."""
+    import app as app_module
+
+    timed_out = jit.call("POST", "/v1/requests", bob(jit), {"role": "db", "duration_seconds": 3600, "reason": REASON})
+    jit.clock.now += timedelta(hours=1, seconds=1)
+    live = jit.call("POST", "/v1/requests", bob(jit), {"role": "db", "duration_seconds": 3600, "reason": REASON})
+    app_module.slack_worker(dict(app_module.SWEEP_EVENT), None)
+    assert store(jit).get(timed_out.json_body["id"]).status == "expired"
+    assert store(jit).get(live.json_body["id"]).status == "pending"
+    app_module.slack_worker({"rolebroker_sweep": "expire", "approve": live.json_body["id"]}, None)
+    assert store(jit).get(live.json_body["id"]).status == "pending"
+    dropped = [a for a in map(json.loads, jit.audit_lines) if a["action"] == "task"]
+    assert [(a["outcome"], a["reason"]) for a in dropped] == [("dropped", "unsigned or malformed task")]
+
+
+def test_the_sweep_reaches_past_a_crowd_of_requests_still_waiting(jit: Jit) -> None:
+    """Index reads are bounded (100 at a time), so long-pending requests at the head of the index must not
+    hide a timed-out one behind them."""
+    waiting = [store(jit).create(role="db", requester=f"p{i}@example.com", duration_seconds=3600, reason="wait",
+                                 now=jit.clock() - timedelta(minutes=30), pending_seconds=7 * 86400).id
+               for i in range(120)]
+    late = store(jit).create(role="db", requester="q@example.com", duration_seconds=3600, reason="late",
+                             now=jit.clock() - timedelta(minutes=10), pending_seconds=300)
+    assert jit.services.access.expire_due(context=CallContext(request_id="sweep", channel="worker")) == [late.id]
+    assert store(jit).get(waiting[0]).status == "pending"
