@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -28,6 +28,7 @@ from devstack.issuer import DevIssuer
 from tests.conftest import Moto, broker_environ, fake_client
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
+_KEYS = itertools.count(1)  # each stubbed session its own access key id, as STS gives them
 SIGNING_SECRET = "test-signing-secret-" + "x" * 12
 TASK_KEY = "test-task-signing-key-" + "k" * 32
 TEAM_ID = "T0001"  # the workspace of tests/events/*.json
@@ -120,6 +121,28 @@ class Jit:
         payload["actions"][0]["action_id"] = action
         payload["response_url"] = self.slack.url_for("/hooks/actions/1")
         return self.signed_post("/slack/interactions", {"payload": json.dumps(payload)})
+
+    def expect_assume(self, role_arn: str, tags: list[dict[str, str]], **session_policy: Any) -> None:
+        """Queue STS's answer for bob's next session and the exact AssumeRole parameters it must get
+        (``Policy``/``PolicyArns`` as keywords); needs ``jit_stub_sts``. Each answer has its own key id."""
+        assert self.stubber is not None, "override the jit_stub_sts fixture to return True"
+        account, role = role_arn.split(":")[4], role_arn.rsplit("/", 1)[1]
+        answer = {"Credentials": {"AccessKeyId": f"ASIAFAKEKEY{next(_KEYS):09d}",
+                                  "SecretAccessKey": "fake/Secret/Access/Key/For/Tests/Only/00",
+                                  "SessionToken": "fake-session-token-for-rolebroker-tests" + "x" * 40,
+                                  "Expiration": self.clock() + timedelta(hours=1)},
+                  "AssumedRoleUser": {"AssumedRoleId": "AROAEXAMPLE:bob@example.com",
+                                      "Arn": f"arn:aws:sts::{account}:assumed-role/{role}/bob@example.com"},
+                  "SourceIdentity": "bob@example.com"}
+        self.stubber.add_response("assume_role", answer, {
+            "RoleArn": role_arn, "RoleSessionName": "bob@example.com", "SourceIdentity": "bob@example.com",
+            "DurationSeconds": 3600, "Tags": tags, **session_policy})
+
+    def bob_tags(self, *groups: str) -> list[dict[str, str]]:
+        """The identity tags on bob's sessions (a grant's tags follow them)."""
+        return [{"Key": "rolebroker:identity", "Value": "bob@example.com"},
+                {"Key": "rolebroker:issuer", "Value": self.issuer.url},
+                {"Key": "rolebroker:groups", "Value": ":".join(sorted(groups))}]
 
     def sent(self, path: str) -> list[dict[str, Any]]:
         found = []

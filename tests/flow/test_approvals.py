@@ -82,19 +82,6 @@ def audits(jit: Jit, action: str) -> list[dict[str, Any]]:
     return [a for a in map(json.loads, jit.audit_lines) if a["action"] == action]
 
 
-def expect_assume(jit: Jit, tags: list[dict[str, str]]) -> None:
-    assert jit.stubber is not None
-    answer = {"Credentials": {"AccessKeyId": "ASIAFAKEKEY000000001", "SecretAccessKey": "fake/Secret/Access/Key/"
-                              "For/Tests/Only/00", "SessionToken": "fake-session-token-for-rolebroker-tests" + "x" * 40,
-                              "Expiration": jit.clock() + timedelta(hours=1)},
-              "AssumedRoleUser": {"AssumedRoleId": "AROAEXAMPLE:bob@example.com",
-                                  "Arn": "arn:aws:sts::333333333333:assumed-role/AdminRole/bob@example.com"},
-              "SourceIdentity": "bob@example.com"}
-    jit.stubber.add_response("assume_role", answer, {
-        "RoleArn": ADMIN_ARN, "RoleSessionName": "bob@example.com", "SourceIdentity": "bob@example.com",
-        "DurationSeconds": 3600, "Tags": tags})
-
-
 # --------------------------------------------------------------------------
 # N of M
 
@@ -283,13 +270,8 @@ def test_the_ticket_is_stored_shown_to_approvers_and_stamped_on_sessions(jit: Ji
     assert request["ticket"] == "INC-4242"
     for who, groups in (("lea", ("leads",)), ("carol", ("security",)), ("dan", ("security",))):
         assert approve(jit, request["id"], who, *groups).status_code == 200
-    expect_assume(jit, [
-        {"Key": "rolebroker:identity", "Value": "bob@example.com"},
-        {"Key": "rolebroker:issuer", "Value": jit.issuer.url},
-        {"Key": "rolebroker:groups", "Value": "developers"},
-        {"Key": "rolebroker:grant", "Value": request["id"]},
-        {"Key": "rolebroker:ticket", "Value": "INC-4242"},
-    ])
+    jit.expect_assume(ADMIN_ARN, [*jit.bob_tags("developers"), {"Key": "rolebroker:grant", "Value": request["id"]},
+                                  {"Key": "rolebroker:ticket", "Value": "INC-4242"}])
     issued = jit.call("POST", "/v1/credentials", bob(jit), {"role": "prod-admin"})
     assert issued.status_code == 200, issued.body
 
@@ -323,3 +305,18 @@ def test_notify_channels_get_a_copy_without_buttons_that_follows_every_change(ji
     jit.call("POST", f"/v1/requests/{request['id']}/deny", token(jit, "lea", "leads"), {"reason": "not now"})
     updates = [u for u in jit.sent("/api/chat.update") if u["channel"] == "C0SRE"]
     assert len(updates) == 1 and "*Denied* by lea@example.com" in json.dumps(updates[0]["blocks"])
+
+
+def test_a_request_keeps_the_stages_it_was_filed_under(jit: Jit, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A policy edit that drops the second approver does not let a pending request through on one."""
+    from chalicelib.access.policy import parse_policy
+
+    request = file(jit)
+    assert approve(jit, request["id"], "carol", "security").json_body["progress"]["approvals"] == 1
+    weaker = parse_policy(POLICY.replace("required: 2, max_grant_seconds: 3600", "max_grant_seconds: 3600"))
+    monkeypatch.setattr(jit.services.access, "_policy", lambda: weaker)
+    refused = approve(jit, request["id"], "dan", "security")
+    assert refused.status_code == 409
+    assert refused.json_body["Message"] == (f"the approval stages of role db changed since request {request['id']} "
+                                            "was filed; the requester must cancel it and file it again")
+    assert jit.services.access._store.get(request["id"]).status == "pending"

@@ -88,22 +88,10 @@ def test_break_glass_grants_at_once_and_every_session_says_so(jit: Jit) -> None:
         "break_glass", "approved", "bob@example.com", "INC-77")
     assert body["grant_until"] == (jit.clock() + timedelta(hours=1)).isoformat()
     assert body["review"] == {"status": "pending", "by": None, "at": None, "note": None}
-    assert jit.stubber is not None
-    jit.stubber.add_response("assume_role", {
-        "Credentials": {"AccessKeyId": "ASIAFAKEKEY000000001", "SecretAccessKey": "fake/Secret/Access/Key/For/Tests"
-                        "/Only/00", "SessionToken": "fake-session-token-for-rolebroker-tests" + "x" * 40,
-                        "Expiration": jit.clock() + timedelta(hours=1)},
-        "AssumedRoleUser": {"AssumedRoleId": "AROAEXAMPLE:bob@example.com",
-                            "Arn": "arn:aws:sts::333333333333:assumed-role/AdminRole/bob@example.com"},
-        "SourceIdentity": "bob@example.com"}, {
-        "RoleArn": ADMIN_ARN, "RoleSessionName": "bob@example.com", "SourceIdentity": "bob@example.com",
-        "DurationSeconds": 3600, "Tags": [
-            {"Key": "rolebroker:identity", "Value": "bob@example.com"},
-            {"Key": "rolebroker:issuer", "Value": jit.issuer.url},
-            {"Key": "rolebroker:groups", "Value": "developers:oncall"},
-            {"Key": "rolebroker:grant", "Value": body["id"]},
-            {"Key": "rolebroker:ticket", "Value": "INC-77"},
-            {"Key": "rolebroker:breakglass", "Value": "true"}]})
+    jit.expect_assume(ADMIN_ARN, [*jit.bob_tags("developers", "oncall"),
+                                  {"Key": "rolebroker:grant", "Value": body["id"]},
+                                  {"Key": "rolebroker:ticket", "Value": "INC-77"},
+                                  {"Key": "rolebroker:breakglass", "Value": "true"}])
     issued = jit.call("POST", "/v1/credentials", bob(jit), {"role": "prod-admin"})
     assert issued.status_code == 200, issued.body
     [line] = [a for a in audits(jit, "credentials") if a["outcome"] == "allowed"]

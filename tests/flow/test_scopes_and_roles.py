@@ -4,9 +4,7 @@ none unless an approver narrows it explicitly)."""
 
 from __future__ import annotations
 
-import itertools
 import json
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -63,7 +61,6 @@ slack:
 READONLY = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:Get*","s3:List*"],"Resource":"*"}]}'
 EC2_READONLY = '{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"ec2:Describe*","Resource":"*"}}'
 DEPLOY = ("deploy-a", "deploy-b", "deploy-c")
-KEYS = itertools.count(1)  # each session its own access key id, as STS gives them
 
 
 @pytest.fixture
@@ -84,23 +81,9 @@ def carol(jit: Jit) -> str:
     return jit.issuer.mint("carol@example.com", groups=["security"])
 
 
-def expect_assume(jit: Jit, role_arn: str, **session_policy: Any) -> None:
-    assert jit.stubber is not None
-    answer = {"Credentials": {"AccessKeyId": f"ASIAFAKEKEY{next(KEYS):09d}",
-                              "SecretAccessKey": "fake/Secret/Access/Key/For/Tests/Only/00",
-                              "SessionToken": "fake-session-token-for-rolebroker-tests" + "x" * 40,
-                              "Expiration": jit.clock() + timedelta(hours=1)},
-              "AssumedRoleUser": {"AssumedRoleId": "AROAEXAMPLE:bob@example.com",
-                                  "Arn": "arn:aws:sts::333333333333:assumed-role/X/bob@example.com"},
-              "SourceIdentity": "bob@example.com"}
-    tags = [{"Key": "rolebroker:identity", "Value": "bob@example.com"},
-            {"Key": "rolebroker:issuer", "Value": jit.issuer.url},
-            {"Key": "rolebroker:groups", "Value": "developers"}]
-    if "grant" in session_policy:
-        tags.append({"Key": "rolebroker:grant", "Value": session_policy.pop("grant")})
-    jit.stubber.add_response("assume_role", answer, {
-        "RoleArn": role_arn, "RoleSessionName": "bob@example.com", "SourceIdentity": "bob@example.com",
-        "DurationSeconds": 3600, "Tags": tags, **session_policy})
+def expect_assume(jit: Jit, role_arn: str, grant: str | None = None, **session_policy: Any) -> None:
+    tags = jit.bob_tags("developers") + ([{"Key": "rolebroker:grant", "Value": grant}] if grant else [])
+    jit.expect_assume(role_arn, tags, **session_policy)
 
 
 def credentials(jit: Jit, role: str, **body: Any) -> Any:
