@@ -4,26 +4,38 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-stamp
+# Two sets: `make run` installs only what the local stack needs (requirements-run.txt,
+# ~160 MB); `make test`, `lint`, `bench` and `package` add the test and lint tools
+# (requirements-dev.txt, ~650 MB in all).
+RUN_STAMP := $(VENV)/.run-stamp
+STAMP     := $(VENV)/.installed-stamp
+PIP       := $(BIN)/python -m pip install --disable-pip-version-check --progress-bar on -c constraints.txt
 
 .PHONY: run test lint bench package install client clean
 
 CLIENT_SOURCES := $(wildcard client/rolebroker/*.py)
 
-$(STAMP): requirements.txt requirements-dev.txt constraints.txt client/pyproject.toml $(CLIENT_SOURCES)
+$(RUN_STAMP): requirements.txt requirements-run.txt constraints.txt client/pyproject.toml $(CLIENT_SOURCES)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -r requirements-dev.txt
+	@echo "== installing what the local stack needs into $(VENV) (the first time takes a few minutes)"
+	@# chalice packages with pip and supports pip below 26.3.
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade 'pip>=24,<26.3'
+	$(PIP) -r requirements-run.txt
 	@# A regular (not editable) install: an editable one puts an import hook in
 	@# front of every start of the client, which costs more than the cache hit itself.
 	@# setuptools builds in client/build: a stale build/lib would ship removed modules.
 	rm -rf client/build client/*.egg-info
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall ./client
+	@touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP) requirements-dev.txt
+	@echo "== installing the test and lint tools into $(VENV)"
+	$(PIP) -r requirements-dev.txt
 	@touch $(STAMP)
 
 install: $(STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/python -m devstack run
 
 test: $(STAMP)

@@ -473,7 +473,9 @@ def aws_config() -> Response:
 def console_link() -> dict[str, Any]:
     request = current()
     body = validate(raw_body(request), CONSOLE_FIELDS)
-    link = services().console.link(caller(), body["role"], context=call_context(request))
+    link = services().console.link(caller(), body["role"], context=call_context(request),
+                                   service=body.get("service"), region=body.get("region"),
+                                   destination=body.get("destination"))
     return {"url": link["url"], "expires_at": link["expires_at"]}
 
 
@@ -494,7 +496,7 @@ def access() -> dict[str, Any]:
 def create_request() -> Response:
     request = current()
     body = request_body(parse_json_object(raw_body(request)))
-    created = services().requests().create(caller(), body["roles"], duration_seconds=body["duration_seconds"],
+    created = services().requests().create(caller(), body["roles"], duration_seconds=body.get("duration_seconds"),
                                            reason=body["reason"], context=call_context(request),
                                            ticket=body.get("ticket"), scope=body.get("scope"),
                                            start_at=body.get("start_at"))

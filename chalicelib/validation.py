@@ -10,7 +10,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from chalicelib.access.policy import MAX_GRANT_SECONDS, MAX_SESSION_SECONDS, MIN_SESSION_SECONDS, ROLE_NAME_RE
+from chalicelib.access.policy import (
+    MAX_GRANT_SECONDS,
+    MAX_SESSION_SECONDS,
+    MIN_SESSION_SECONDS,
+    REGION_RE,
+    ROLE_NAME_RE,
+)
 from chalicelib.access.scopes import SCOPE_NAME_RE
 from chalicelib.access.workflow import TICKET_RE
 from chalicelib.exceptions import BadRequest, NotFound
@@ -28,11 +34,19 @@ _HAS_ALNUM = re.compile(r"[A-Za-z0-9]")
 # transaction of at most 100 writes (the store checks that too).
 MAX_ROLES_PER_REQUEST = 50
 MAX_TIME_CHARS = 40
+# The console's own service paths: s3, ec2, cloudwatch, dynamodbv2, systems-manager ...
+CONSOLE_SERVICE_RE = re.compile(r"[a-z][a-z0-9-]{0,39}\Z")
+MAX_DESTINATION_CHARS = 1024
+MAX_REGION_CHARS = 32
+# RFC 3986's unreserved, sub-delims, ':', '@', '/', '?', '#' and '%': a path,
+# query and fragment, with anything else percent-encoded.
+_URL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/?#%")
 
 
 @dataclass(frozen=True)
 class Field:
-    kind: str  # role | roles | duration | grant_duration | text | ticket | scope | time
+    # role | roles | duration | grant_duration | text | ticket | scope | time | service | region | destination
+    kind: str
     required: bool = True
 
 
@@ -199,20 +213,59 @@ def request_body(body: Mapping[str, Any]) -> dict[str, Any]:
     return checked
 
 
+def console_service(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not CONSOLE_SERVICE_RE.match(value):
+        raise BadRequest(f"{name!r} must be a console service name such as s3, ec2 or cloudwatch "
+                         "(lower-case letters, digits and '-')")
+    return value
+
+
+def _region(name: str, value: Any) -> str:
+    if not isinstance(value, str) or len(value) > MAX_REGION_CHARS or not REGION_RE.match(value):
+        raise BadRequest(f"{name!r} must be an AWS region such as eu-west-1")
+    return value
+
+
+def _destination(name: str, value: Any) -> str:
+    """A path on the AWS console (with its query and fragment), never a URL of its own.
+
+    The link puts it after ``https://<console host>``: so it must start with
+    one ``/`` (else it would extend the host, or name a user), and hold no
+    ``//`` or ``\\`` (browsers read ``\\`` as ``/``), not even percent-encoded,
+    so nothing downstream can turn it into a link to another site.
+    """
+    from urllib.parse import unquote
+
+    usage = (f"{name!r} must be a path on the AWS console such as /s3/buckets?region=eu-west-1: "
+             "it starts with one '/', has no '//' or '\\', and percent-encodes anything but URL characters")
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_DESTINATION_CHARS:
+        raise BadRequest(f"{usage} (1-{MAX_DESTINATION_CHARS} characters)")
+    decoded, previous = unquote(value), value
+    while decoded != previous:  # %252F%252F is // to whatever decodes it twice
+        decoded, previous = unquote(decoded), decoded
+    if (not value.startswith("/") or not set(value) <= _URL_CHARS or "//" in decoded or "\\" in decoded
+            or any(unicodedata.category(ch) == "Cc" for ch in decoded)):
+        raise BadRequest(usage)
+    return value
+
+
 CREDENTIALS_FIELDS = {"role": Field("role"), "duration_seconds": Field("duration", False),
                       "scope": Field("scope", False)}
+# duration_seconds left out: the role's max_grant_seconds (AccessRequests.create).
 REQUEST_FIELDS = {"role": Field("role", False), "roles": Field("roles", False),
-                  "duration_seconds": Field("grant_duration"), "reason": Field("text"),
+                  "duration_seconds": Field("grant_duration", False), "reason": Field("text"),
                   "ticket": Field("ticket", False), "scope": Field("scope", False), "start_at": Field("time", False)}
 DECISION_FIELDS = {"reason": Field("text", False)}
 APPROVE_FIELDS = {"roles": Field("roles", False)}
-CONSOLE_FIELDS = {"role": Field("role")}
+CONSOLE_FIELDS = {"role": Field("role"), "service": Field("service", False), "region": Field("region", False),
+                  "destination": Field("destination", False)}
 BREAK_GLASS_FIELDS = {"role": Field("role"), "reason": Field("text"), "ticket": Field("ticket"),
                       "duration_seconds": Field("duration", False)}
 EXTEND_FIELDS = {"duration_seconds": Field("grant_duration"), "reason": Field("text")}
 
 _CHECKS = {"role": role_name, "roles": _roles, "duration": _duration, "grant_duration": _grant_duration,
-           "text": _text, "ticket": _ticket, "scope": _scope, "time": _time}
+           "text": _text, "ticket": _ticket, "scope": _scope, "time": _time,
+           "service": console_service, "region": _region, "destination": _destination}
 
 
 MAX_IDENTITY_CHARS = 256

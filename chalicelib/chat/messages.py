@@ -27,9 +27,9 @@ _URL_BREAKERS = str.maketrans({"<": "%3C", ">": "%3E", "|": "%7C", " ": "%20"})
 HELP = (
     "*rolebroker* — AWS access from Slack\n"
     "• `/aws roles` — roles you can use or request\n"
-    "• `/aws console ROLE` — a console sign-in link, only for you\n"
+    "• `/aws console ROLE [SERVICE]` — a console sign-in link, only for you (e.g. `/aws console ROLE s3`)\n"
     "• `/aws request ROLE[,ROLE…] DURATION [ticket=ID] [scope=NAME] [start=ISO-TIME] REASON` — ask for "
-    "time-bound access (e.g. `2h`, `30m`); several roles get one decision\n"
+    "time-bound access (e.g. `2h`, `90m`, `2h30m`); several roles get one decision\n"
     "• `/aws requests [break-glass] [more TOKEN]` — your requests and those waiting for you "
     "(`break-glass`: those waiting for a review)\n"
     "• `/aws approve ID [ROLE …]` / `/aws deny ID [REASON]` — decide a request (naming roles approves only "
@@ -83,8 +83,17 @@ def working_on(command: str) -> dict[str, Any]:
     return ephemeral(f":hourglass_flowing_sand: working on `/aws {inline(command)}` ...")
 
 
+# How a reply that refuses or fails begins (``python -m devstack slack`` exits 1 on one).
+REFUSAL_MARKS = (":warning:", ":no_entry:")
+
+
 def warning(message: str) -> dict[str, Any]:
-    return ephemeral(f":warning: {inline(message, TEXT_CHARS)}")
+    return ephemeral(f"{REFUSAL_MARKS[0]} {inline(message, TEXT_CHARS)}")
+
+
+def is_refusal(message: Mapping[str, Any]) -> bool:
+    text = message.get("text")
+    return isinstance(text, str) and text.startswith(REFUSAL_MARKS)
 
 
 def roles_reply(who: str, roles: Sequence[Mapping[str, Any]], labels: Mapping[str, str]) -> dict[str, Any]:
@@ -164,7 +173,7 @@ def cancelled_reply(request: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def not_served() -> dict[str, Any]:
-    return ephemeral(":no_entry: rolebroker does not serve this Slack workspace or account. "
+    return ephemeral(f"{REFUSAL_MARKS[1]} rolebroker does not serve this Slack workspace or account. "
                      "Ask in your company's own workspace.")
 
 

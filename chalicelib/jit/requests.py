@@ -105,10 +105,15 @@ def decode_cursor(token: str, kind: str | None = None) -> Cursor:
 
 
 class AccessRequests(Desk):
-    def create(self, identity: Identity, roles: str | Sequence[str], *, duration_seconds: int, reason: str,
+    def create(self, identity: Identity, roles: str | Sequence[str], *, duration_seconds: int | None, reason: str,
                context: CallContext, requester_slack: str | None = None, ticket: str | None = None,
                scope: str | None = None, start_at: datetime | None = None) -> AccessRequest:
-        """File a request for one role, or for several that share an approval block (one decision)."""
+        """File a request for one role, or for several that share an approval block (one decision).
+
+        Without ``duration_seconds``, it is for the approval block's
+        ``max_grant_seconds``: the policy author chose it for these roles, the
+        approver sees it before deciding, and a grant ends early with ``revoke``.
+        """
         names = (roles,) if isinstance(roles, str) else tuple(roles)
         if len(set(names)) != len(names):
             raise BadRequest("a role is named twice in 'roles'")
@@ -121,6 +126,8 @@ class AccessRequests(Desk):
                 self._record("request", "denied", context, identity, role, decision.reason)
                 raise Forbidden(f"you may not request role {role.name}: {decision.reason}")
         first = chosen[0]
+        if duration_seconds is None:
+            duration_seconds = approval.max_grant_seconds
         if duration_seconds > approval.max_grant_seconds:
             raise BadRequest(f"role {first.name} grants at most {approval.max_grant_seconds} seconds")
         problem = (approval.ticket or TicketRule()).problem(ticket, f"role {first.name}")

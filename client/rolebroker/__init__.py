@@ -5,8 +5,12 @@ alone:
 
     _fast      the hot path: a credential-process cache hit, and the checks it shares
     cli        the command line and ``main``; commands: the subcommands
+    jit        access requests, decisions, break-glass, reviews, extensions, evidence;
+               inquiry: whoami, who-can, what-can
+    completion shell completion scripts generated from the parser
     settings   environment, config file, side effects (``Settings``, ``Runtime``)
-    tokens     where the bearer token comes from; login: the interactive sign-in
+    tokens     where the bearer token comes from; login: the sign-in (browser or device code)
+    serve      the loopback credential endpoint; console: console sign-in links
     transport  HTTP with a bearer token; broker: the broker's API
     cache      credentials on disk; files: trust checks, atomic writes, locks
     profiles   verifying and writing ``~/.aws/config``; text: terminal-safe output

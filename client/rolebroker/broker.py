@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 
 from rolebroker._fast import CACHE_FORMAT, CREDENTIAL_KEYS, credentials_problem
-from rolebroker.errors import LOGIN_HINT, BrokerError, RoleBrokerError, TokenError, UnexpectedAnswer, remember_secret
+from rolebroker.errors import (
+    LOGIN_HINT,
+    BrokerError,
+    NotABroker,
+    RoleBrokerError,
+    TokenError,
+    UnexpectedAnswer,
+    remember_secret,
+)
 from rolebroker.profiles import valid_region
 from rolebroker.text import one_line, parse_timestamp
 from rolebroker.transport import HttpResponse, check_transport, http_request, is_console_url
@@ -55,6 +63,13 @@ class BrokerClient:
 
     def _error(self, answer: HttpResponse, role: str | None) -> RoleBrokerError:
         doc = answer.json_object() or {}
+        if answer.status in (403, 404) and not isinstance(doc.get("Message"), str):
+            # Every refusal of the broker's own carries "Message". A 403 or 404
+            # without it is API Gateway ({"message": "Missing Authentication
+            # Token"}), `chalice local` or some other server saying there is no
+            # such route: a wrong URL, not a denial. Its text is never shown:
+            # chalice local's quotes the whole Authorization header.
+            return NotABroker(self._not_a_broker(answer))
         message = doc.get("Message") or doc.get("message")
         if not isinstance(message, str) or not message.strip():
             return UnexpectedAnswer(f"unexpected answer from broker ({answer.describe()})")
@@ -74,6 +89,14 @@ class BrokerClient:
         if status >= 500:
             return BrokerError(f"{message} (HTTP {status}{', ' + rid if rid else ''})")
         return BrokerError(f"{message}{suffix}")
+
+    def _not_a_broker(self, answer: HttpResponse) -> str:
+        hint = ""
+        if self.base_url.endswith("/v1"):
+            hint = f" (leave off the trailing /v1: {self.base_url[:-3]})"
+        return (f"{self.base_url} does not answer like a rolebroker broker (HTTP {answer.status} without the broker's "
+                f"error document); check --url or ROLEBROKER_URL{hint}: it is the address whose /v1/health "
+                "answers {\"status\": \"ok\"}")
 
     def _json(self, method: str, path: str, body: Mapping[str, Any] | None = None, *, role: str | None = None,
               auth: bool = True) -> tuple[dict[str, Any], HttpResponse]:
@@ -96,15 +119,26 @@ class BrokerClient:
     def roles(self) -> list[dict[str, Any]]:
         return self._list("/v1/roles", "roles")
 
-    def credentials(self, role: str, duration: int | None, scope: str | None = None) -> dict[str, Any]:
-        """A cache entry: the credential_process document, its expiry as a number, the region."""
+    def credentials(self, role: str, duration: int | None, scope: str | None = None,
+                    warn: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """A cache entry: the credential_process document, its expiry as a number, the region.
+
+        The broker's ``warnings`` (a session shorter than asked, and why) go
+        to ``warn``: they are for the person, never part of the entry.
+        """
         body: dict[str, Any] = {"role": role}
         if duration:
             body["duration_seconds"] = duration
         if scope:
             body["scope"] = scope
         doc, answer = self._json("POST", "/v1/credentials", body, role=role)
-        return credentials_entry(doc, role, answer)
+        entry = credentials_entry(doc, role, answer)
+        warnings = doc.get("warnings")
+        if warn is not None and isinstance(warnings, list):
+            for text in warnings:
+                if isinstance(text, str) and text.strip():
+                    warn(f"the broker says: {one_line(text)}")
+        return entry
 
     def config(self) -> str:
         answer = self._call("GET", "/v1/config")
@@ -112,8 +146,10 @@ class BrokerClient:
             raise UnexpectedAnswer(f"unexpected answer from broker ({answer.describe()})")
         return answer.body.decode("utf-8", "replace")
 
-    def console(self, role: str) -> dict[str, Any]:
-        doc, answer = self._json("POST", "/v1/console", {"role": role}, role=role)
+    def console(self, role: str, **landing: str | None) -> dict[str, Any]:
+        """A sign-in link; ``landing`` holds the optional ``service``, ``region`` and ``destination``."""
+        body = {"role": role, **{name: value for name, value in landing.items() if value}}
+        doc, answer = self._json("POST", "/v1/console", body, role=role)
         url = doc.get("url")
         if not isinstance(url, str) or not is_console_url(url):
             raise UnexpectedAnswer(f"unexpected answer from broker ({answer.describe()} without an https url)")
@@ -139,9 +175,7 @@ class BrokerClient:
 
     def extend(self, request_id: str, duration: int, reason: str) -> tuple[dict[str, Any], bool]:
         """(the answer, whether it was extended at once) for more time on a grant."""
-        from urllib.parse import quote
-
-        doc, answer = self._json("POST", f"/v1/requests/{quote(request_id, safe='')}/extend",
+        doc, answer = self._json("POST", f"{_request_path(request_id)}/extend",
                                  {"duration_seconds": duration, "reason": reason})
         return doc, answer.status == 200
 
@@ -175,16 +209,40 @@ class BrokerClient:
 
     def decide(self, request_id: str, verdict: str, reason: str | None = None,
                roles: list[str] | None = None) -> dict[str, Any]:
-        """approve (``roles`` narrows a request for several roles), deny, or review a break-glass."""
-        from urllib.parse import quote
-
+        """``verdict`` is approve, deny, cancel, revoke or review (of a break-glass); deny, revoke and review
+        take a reason, approve ``roles`` (to narrow a request for several roles)."""
         body: dict[str, Any] = {"reason": reason} if reason else {}
         if roles:
             body["roles"] = roles
-        return self._json("POST", f"/v1/requests/{quote(request_id, safe='')}/{verdict}", body)[0]
+        return self._json("POST", f"{_request_path(request_id)}/{verdict}", body)[0]
+
+    def request(self, request_id: str) -> dict[str, Any]:
+        """One request with its history."""
+        return self._json("GET", _request_path(request_id))[0]
+
+    def evidence(self, request_id: str) -> dict[str, Any]:
+        """The request, its history, its grant's sessions and the CloudTrail queries for them."""
+        return self._json("GET", f"{_request_path(request_id)}/evidence")[0]
+
+    def access(self, role: str | None = None, identity: str | None = None,
+               groups: str | None = None) -> dict[str, Any]:
+        """``GET /v1/access``: what the caller can use (no arguments), who can use ``role``,
+        or what ``identity`` (with ``groups``) can use."""
+        from urllib.parse import urlencode
+
+        params = {name: value for name, value in (("role", role), ("identity", identity), ("groups", groups))
+                  if value is not None}
+        query = f"?{urlencode(params)}" if params else ""
+        return self._json("GET", f"/v1/access{query}", role=role)[0]
 
     def client_config(self) -> dict[str, Any]:
         return self._json("GET", "/v1/client-config", auth=False)[0]
+
+
+def _request_path(request_id: str) -> str:
+    from urllib.parse import quote
+
+    return f"/v1/requests/{quote(request_id, safe='')}"
 
 
 def credentials_entry(doc: Mapping[str, Any], role: str, answer: HttpResponse) -> dict[str, Any]:

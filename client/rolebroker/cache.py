@@ -27,6 +27,7 @@ a stuck holder must not hang every SDK call behind it, so after
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -40,7 +41,7 @@ from rolebroker.text import local_time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterator, Mapping
     from typing import Any
 
     from rolebroker.broker import BrokerClient
@@ -87,12 +88,52 @@ class CredentialCache:
         return True
 
     def lock(self, key: str, *, timeout: float, clock: Callable[[], float], sleep: Callable[[float], None]) -> FileLock:
-        import contextlib
-
         with contextlib.suppress(OSError):  # then FileLock lets us proceed unlocked
             private_dir(self.directory, self._getuid)
         return FileLock(os.path.join(self.directory, self.name(key) + ".lock"), timeout=timeout, clock=clock,
                         sleep=sleep)
+
+    def _entries(self) -> Iterator[tuple[str, list[Any], dict[str, Any]]]:
+        """Every well-formed entry of ours: its file name, its key's parts, the entry."""
+        if checked(self.directory, self._getuid) is None:
+            return
+        try:
+            names = sorted(os.listdir(self.directory))
+        except FileNotFoundError:
+            return
+        for name in names:
+            if not (name.endswith(".json") and _is_cache_file(name)):
+                continue
+            raw = _fast.read_private(os.path.join(self.directory, name), self._getuid)
+            try:
+                entry = json.loads(raw) if raw is not None else None
+                parts = json.loads(entry["key"]) if isinstance(entry, dict) and _fast.valid_entry(entry) else None
+            except (ValueError, UnicodeError, TypeError):
+                continue
+            if isinstance(entry, dict) and isinstance(parts, list) and len(parts) == 6:
+                yield name, parts, entry
+
+    def entries_for(self, url: str, identity: tuple[str, str]) -> list[dict[str, Any]]:
+        """The entries cached for ``identity`` at broker ``url``, each with its ``duration`` (None: the default).
+
+        Read for ``whoami``; each file's own key says whose it is.
+        """
+        return [{"role": entry["role"], "duration": parts[5] or None, "expires_at": entry["expires_at"]}
+                for _, parts, entry in self._entries() if parts[1:4] == [url.rstrip("/"), *identity]]
+
+    def forget_broker(self, url: str) -> int:
+        """Delete every entry cached from broker ``url``; the number removed.
+
+        For the local stack: a new one answers at the same URL, but its STS
+        emulation has never heard of the last one's credentials.
+        """
+        removed = 0
+        for name, parts, _ in list(self._entries()):
+            if parts[1] == url.rstrip("/"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self.directory, name))
+                    removed += 1
+        return removed
 
     def clear(self) -> int:
         """Delete our files (and only ours); the number of cached credentials removed."""
@@ -185,13 +226,14 @@ class BrokerCredentialFetcher(CachedCredentialFetcher):
     """Fetches from the broker's ``POST /v1/credentials``; the client is built only on a miss."""
 
     def __init__(self, client_factory: Callable[[], BrokerClient], role: str, duration: int | None,
-                 scope: str | None = None, **kwargs: Any) -> None:
+                 scope: str | None = None, *, warn: Callable[[str], None] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._client_factory = client_factory
         self._role = role
         self._duration = duration
         self._scope = scope
+        self._warn = warn
 
     def _get_credentials(self) -> dict[str, Any]:
-        return self._client_factory().credentials(self._role, self._duration, self._scope)
+        return self._client_factory().credentials(self._role, self._duration, self._scope, warn=self._warn)
 

@@ -12,11 +12,13 @@ import json
 import os
 import sys
 
+from rolebroker import completion, inquiry, jit
 from rolebroker._fast import identity_of, jwt_claims
 from rolebroker.broker import BrokerClient
 from rolebroker.cache import BrokerCredentialFetcher, CredentialCache
+from rolebroker.console import cmd_console
 from rolebroker.errors import CommandNotRunnable, RoleBrokerError, UsageError, redact
-from rolebroker.login import login
+from rolebroker.login import device_login, login
 from rolebroker.profiles import (
     apply_profiles,
     client_command,
@@ -26,7 +28,7 @@ from rolebroker.profiles import (
     verify_profiles,
     write_aws_config,
 )
-from rolebroker.text import human_duration, local_time, one_line, parse_timestamp, table
+from rolebroker.text import local_time, one_line, parse_timestamp, table
 from rolebroker.tokens import LoginStore, bearer, resolve_token_source
 
 TYPE_CHECKING = False
@@ -64,6 +66,19 @@ class Options:
     issuer: str | None = None
     client_id: str | None = None
     no_browser: bool = False
+    role_arg: str | None = None
+    role_args: list[str] | None = None
+    service: str | None = None
+    region: str | None = None
+    destination: str | None = None
+    print_only: bool = False
+    port: int | None = None
+    device: bool = False
+    output: str | None = None
+    identity: str | None = None
+    groups: str | None = None
+    shell: str | None = None
+    list_roles: bool = False
 
     def values(self) -> dict[str, Any]:
         names = [name for name in dir(Options) if not name.startswith("_") and name != "values"]
@@ -82,6 +97,14 @@ class Context:
     def out(self, text: str) -> None:
         self.rt.stdout.write(text)
 
+    @property
+    def json_output(self) -> bool:
+        return self.opts.output == "json"
+
+    def out_json(self, doc: object) -> None:
+        """One JSON document on stdout: ASCII only, so nothing in it can act on a terminal."""
+        self.out(json.dumps(doc, indent=2) + "\n")
+
     def warn(self, text: str) -> None:
         self.rt.stderr.write(f"rolebroker: {redact(text)}\n")
 
@@ -96,7 +119,8 @@ class Context:
 
     def role(self) -> str:
         if not self.opts.role:
-            raise UsageError(f"{self.opts.command} needs --role NAME")
+            raise UsageError(f"{self.opts.command} needs a role: rolebroker {self.opts.command} ROLE "
+                             "(`rolebroker roles` lists them)")
         return self.opts.role
 
 
@@ -108,8 +132,10 @@ def credentials_for(ctx: Context, role: str, duration: int | None, *, use_cache:
     scope = ctx.opts.scope
     cache = CredentialCache(ctx.settings.cache_dir, getuid=rt.getuid) if use_cache else None
     key = CredentialCache.key(url, identity_of(source.peek()), role, duration, scope)
+    # The broker's warnings (a shorter session than asked, ...) go to stderr,
+    # never into credential_process's stdout; a cache hit has none to repeat.
     fetcher = BrokerCredentialFetcher(ctx.client, role, duration, scope, cache=cache, cache_key=key, clock=rt.clock,
-                                      sleep=rt.sleep, lock_timeout=rt.lock_timeout)
+                                      sleep=rt.sleep, lock_timeout=rt.lock_timeout, warn=ctx.warn)
     return fetcher.fetch()
 
 
@@ -136,6 +162,9 @@ def _access_text(access: object) -> str:
 
 def cmd_roles(ctx: Context) -> int:
     roles = ctx.client().roles()
+    if ctx.json_output:
+        ctx.out_json({"roles": roles})
+        return 0
     if not roles:
         ctx.warn("the broker offers you no roles")
         return 0
@@ -188,13 +217,10 @@ def cmd_exec(ctx: Context) -> int:
         raise CommandNotRunnable(f"cannot run {argv[0]}: {exc.strerror or exc}", 126) from None
 
 
-def cmd_console(ctx: Context) -> int:
-    doc = ctx.client().console(ctx.role())
-    url = str(doc["url"])
-    ctx.out(url + "\n")
-    if ctx.opts.open and not ctx.rt.open_browser(url):
-        ctx.warn("could not open a browser; open the address above yourself")
-    return 0
+def cmd_serve(ctx: Context) -> int:
+    from rolebroker.serve import cmd_serve as serve  # http.server only for the command that needs it
+
+    return serve(ctx)
 
 
 def runnable_path() -> str:
@@ -243,161 +269,15 @@ def cmd_configure(ctx: Context) -> int:
     return 0
 
 
-def cmd_request(ctx: Context) -> int:
-    if not ctx.opts.reason or not ctx.opts.reason.strip():
-        raise UsageError("request needs --reason TEXT: approvers see it")
-    roles = ctx.opts.roles or ([ctx.role()] if ctx.opts.role else [])
-    if not roles:
-        raise UsageError("request needs --role NAME (repeat it for several roles with one approval)")
-    doc = ctx.client().create_request(roles if len(roles) > 1 else roles[0], ctx.opts.duration, ctx.opts.reason,
-                                      ticket=ctx.opts.ticket, scope=ctx.opts.scope, start_at=ctx.opts.start)
-    shown = [one_line(str(doc.get("id", "?")), 80), _roles_text(doc, roles), one_line(str(doc.get("status", "?")), 40)]
-    ctx.out("request {} for {}: {}\n".format(*shown) + _progress_text(doc))
-    return 0
-
-
-def _roles_text(doc: Mapping[str, Any], asked: list[str] | None = None) -> str:
-    roles = doc.get("roles")
-    if isinstance(roles, list) and roles:
-        names = [str(r) for r in roles]
-    elif "role" in doc:
-        names = [str(doc["role"])]
-    else:
-        names = asked or ["?"]
-    return one_line(", ".join(names), 200)
-
-
-def _progress_text(doc: Mapping[str, Any]) -> str:
-    """How far a pending request has come, on a line of its own (nothing when it is not pending)."""
-    progress = doc.get("progress")
-    if not isinstance(progress, dict):
-        return ""
-    try:
-        return "  waiting for {} of {} approvals in stage {} of {} ({})\n".format(
-            int(progress["approvals"]), int(progress["required"]), int(progress["stage"]),
-            int(progress["stages"]), one_line(str(progress["stage_name"]), 40))
-    except (KeyError, TypeError, ValueError):
-        return ""
-
-
-def cmd_break_glass(ctx: Context) -> int:
-    if not ctx.opts.reason or not ctx.opts.reason.strip():
-        raise UsageError("break-glass needs --reason TEXT: approvers and security see it")
-    if not ctx.opts.ticket:
-        raise UsageError("break-glass needs --ticket ID: the incident or change it is for")
-    role = ctx.role()
-    doc = ctx.client().break_glass(role, ctx.opts.reason, ctx.opts.ticket, ctx.opts.duration)
-    until = _time_text(doc.get("grant_until"))
-    ctx.out(f"break-glass {one_line(str(doc.get('id', '?')), 40)} for {one_line(role, 80)}: "
-            f"{one_line(str(doc.get('status', '?')), 40)} until {until}\n")
-    ctx.warn("security and the role's approvers have been told; an approver will review this access. "
-             f"Credentials: rolebroker credential-process --role {one_line(role, 80)}")
-    return 0
-
-
-def cmd_review(ctx: Context) -> int:
-    request_id = ctx.opts.request_id or ""
-    doc = ctx.client().decide(request_id, "review", ctx.opts.reason)
-    value = doc.get("review")
-    review = value if isinstance(value, dict) else {}
-    ctx.out(f"break-glass {one_line(request_id, 40)} ({one_line(str(doc.get('role', '?')), 80)} for "
-            f"{one_line(str(doc.get('requester', '?')), 80)}): review {one_line(str(review.get('status', '?')), 20)}\n")
-    return 0
-
-
-def cmd_extend(ctx: Context) -> int:
-    if not ctx.opts.reason or not ctx.opts.reason.strip():
-        raise UsageError("extend needs --reason TEXT")
-    if not ctx.opts.duration:
-        raise UsageError("extend needs --duration (e.g. 1h, 30m or 3600)")
-    request_id = ctx.opts.request_id or ""
-    doc, done = ctx.client().extend(request_id, ctx.opts.duration, ctx.opts.reason)
-    if done:
-        ctx.out(f"request {one_line(request_id, 40)} ({_roles_text(doc)}): extended until "
-                f"{_time_text(doc.get('grant_until'))}\n")
-    else:
-        ctx.out(f"extension request {one_line(str(doc.get('id', '?')), 40)} for {_roles_text(doc)}: "
-                f"{one_line(str(doc.get('status', '?')), 40)} (beyond what the role extends without an approver: "
-                "approvers were asked)\n" + _progress_text(doc))
-    return 0
-
-
-def _time_text(value: object) -> str:
-    if isinstance(value, str):
-        try:
-            return local_time(parse_timestamp(value))
-        except ValueError:
-            return one_line(value, 40)
-    return "-"
-
-
-def cmd_requests(ctx: Context) -> int:
-    items, more = ctx.client().requests(kind=ctx.opts.kind)
-    if more:
-        ctx.warn(f"showing the first {len(items)} requests; the broker has more")
-    if not items:
-        ctx.warn("no access requests")
-        return 0
-    rows = []
-    for item in items:
-        created = item.get("created_at")
-        try:
-            created_text = local_time(parse_timestamp(created)) if isinstance(created, str) else "-"
-        except ValueError:
-            created_text = one_line(str(created), 40)
-        rows.append([one_line(str(item.get("id", "-")), 60), _status_text(item), _roles_text(item),
-                     one_line(str(item.get("requester", "-")), 60), human_duration(item.get("duration_seconds")),
-                     created_text, one_line(str(item.get("reason", "")), 80)])
-    ctx.out(table(["ID", "STATUS", "ROLE", "REQUESTER", "DURATION", "CREATED", "REASON"], rows))
-    return 0
-
-
-def _status_text(item: Mapping[str, Any]) -> str:
-    """The status, with what kind of request it is and how far an approval has come."""
-    status = one_line(str(item.get("status", "-")), 40)
-    kind = item.get("kind")
-    if kind == "break_glass":
-        value = item.get("review")
-        review = value if isinstance(value, dict) else {}
-        return f"{status} (break-glass, review {one_line(str(review.get('status', '?')), 20)})"
-    if kind == "extension":
-        status += " (extension)"
-    progress = item.get("progress")
-    if isinstance(progress, dict):
-        try:
-            status += f" {int(progress['approvals'])}/{int(progress['required'])}"
-            if int(progress["stages"]) > 1:
-                status += f" stage {int(progress['stage'])}/{int(progress['stages'])}"
-        except (KeyError, TypeError, ValueError):
-            pass
-    return status
-
-
-def _cmd_decide(ctx: Context, verdict: str) -> int:
-    request_id = ctx.opts.request_id or ""
-    doc = ctx.client().decide(request_id, verdict, ctx.opts.reason if verdict == "deny" else None,
-                              roles=ctx.opts.grant if verdict == "approve" else None)
-    who = one_line(str(doc.get("requester", "?")), 80)
-    role = _roles_text(doc)
-    ctx.out(f"request {request_id} ({role} for {who}): {one_line(str(doc.get('status', verdict)), 40)}\n"
-            + _progress_text(doc))
-    return 0
-
-
-def cmd_approve(ctx: Context) -> int:
-    return _cmd_decide(ctx, "approve")
-
-
-def cmd_deny(ctx: Context) -> int:
-    return _cmd_decide(ctx, "deny")
-
-
 def cmd_login(ctx: Context) -> int:
     url = ctx.settings.url
     if not url:
         raise UsageError("login needs the broker URL the sign-in is for: pass --url or set ROLEBROKER_URL")
-    issuer, entry = login(ctx.settings, ctx.rt, issuer=ctx.opts.issuer, client_id=ctx.opts.client_id,
-                          no_browser=ctx.opts.no_browser)
+    if ctx.opts.device:
+        issuer, entry = device_login(ctx.settings, ctx.rt, issuer=ctx.opts.issuer, client_id=ctx.opts.client_id)
+    else:
+        issuer, entry = login(ctx.settings, ctx.rt, issuer=ctx.opts.issuer, client_id=ctx.opts.client_id,
+                              no_browser=ctx.opts.no_browser)
     store = LoginStore(ctx.settings.tokens_path, getuid=ctx.rt.getuid)
     with store.lock(ctx.rt):
         data = store.load()
@@ -447,15 +327,24 @@ COMMANDS: dict[str, Callable[[Context], int]] = {
     "env": cmd_env,
     "exec": cmd_exec,
     "console": cmd_console,
-    "request": cmd_request,
-    "requests": cmd_requests,
-    "break-glass": cmd_break_glass,
-    "review": cmd_review,
-    "extend": cmd_extend,
-    "approve": cmd_approve,
-    "deny": cmd_deny,
+    "serve": cmd_serve,
+    "whoami": inquiry.cmd_whoami,
+    "who-can": inquiry.cmd_who_can,
+    "what-can": inquiry.cmd_what_can,
+    "request": jit.cmd_request,
+    "requests": jit.cmd_requests,
+    "show": jit.cmd_show,
+    "approve": jit.cmd_approve,
+    "deny": jit.cmd_deny,
+    "cancel": jit.cmd_cancel,
+    "revoke": jit.cmd_revoke,
+    "break-glass": jit.cmd_break_glass,
+    "review": jit.cmd_review,
+    "extend": jit.cmd_extend,
+    "evidence": jit.cmd_evidence,
     "login": cmd_login,
     "logout": cmd_logout,
     "cache": cmd_cache,
+    "completion": completion.cmd_completion,
 }
 

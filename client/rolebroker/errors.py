@@ -39,6 +39,10 @@ class BrokerError(RoleBrokerError):
     """The broker answered with its error document; the text carries its Message and RequestId."""
 
 
+class NotABroker(RoleBrokerError):
+    """The URL answers, but not like a rolebroker broker: usually a wrong path in --url or ROLEBROKER_URL."""
+
+
 class UnexpectedAnswer(RoleBrokerError):
     """An answer that is not the documented JSON: an HTML page, an empty body, a wrong shape."""
 

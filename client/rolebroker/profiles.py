@@ -96,8 +96,7 @@ def _verify_command(name: str, command: str | None, broker_url: str) -> int | No
             raise _refuse(f"[profile {name}] passes {one_line(option, 40)!r} to rolebroker credential-process")
         options[option] = value
     if options.get("--url", "").rstrip("/") != broker_url.rstrip("/"):
-        url = one_line(options.get("--url", "(none)"), 80)
-        raise _refuse(f"[profile {name}] points at {url}, not at this broker ({broker_url})")
+        raise _refuse(_other_name(options.get("--url", ""), broker_url.rstrip("/")))
     if options.get("--role") != name:
         raise _refuse(f"[profile {name}] asks for role {one_line(options.get('--role', '(none)'), 40)!r}")
     duration = options.get("--duration")
@@ -106,6 +105,31 @@ def _verify_command(name: str, command: str | None, broker_url: str) -> int | No
     if not (duration.isascii() and duration.isdigit() and len(duration) <= 6):
         raise _refuse(f"[profile {name}] has a strange --duration {one_line(duration, 20)!r}")
     return int(duration)
+
+
+def _other_name(named: str, asked: str) -> str:
+    """What to do when the broker's profiles name another URL than the one asked."""
+    from urllib.parse import urlsplit
+
+    from rolebroker.transport import is_loopback
+
+    if not named:
+        return "the broker's profiles name no --url"
+    shown = one_line(named.rstrip("/"), 120)
+    try:
+        mine, theirs = urlsplit(asked), urlsplit(named.rstrip("/"))
+        same_machine = (mine.scheme, mine.port, mine.path) == (theirs.scheme, theirs.port, theirs.path) and \
+            is_loopback(mine.hostname or "") and is_loopback(theirs.hostname or "")
+    except ValueError:
+        same_machine = False
+    if same_machine:
+        return (f"the broker calls itself {shown}, not {asked} (the same machine by another name, but profiles "
+                f"and sign-ins are bound to one URL); use its own name: export ROLEBROKER_URL={shown}, then run "
+                "`rolebroker configure` again")
+    # Not "use that URL": the profiles may name somewhere the broker should not send anyone.
+    return (f"the broker calls itself {shown}, not {asked}: if that is another name of the same broker, "
+            f"use it in ROLEBROKER_URL; if that is not this broker, its operators must set ROLEBROKER_PUBLIC_URL "
+            f"to {asked}")
 
 
 def verify_profiles(text: str, broker_url: str) -> list[ProfileSpec]:

@@ -32,6 +32,17 @@ def one_line(text: str, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
+def safe_lines(text: str, limit: int = 4000) -> str:
+    """Several lines from elsewhere (SQL, a note) made safe like ``one_line``, keeping line breaks and indents."""
+    import re
+
+    lines = []
+    for line in re.sub(_ESCAPE_SEQUENCE, "", text).splitlines():
+        kept = "".join(" " if ch.isspace() else ch for ch in line if ch.isprintable() or ch.isspace())
+        lines.append(kept.rstrip()[:limit])
+    return "\n".join(lines)
+
+
 def parse_timestamp(value: str) -> float:
     """Seconds since the epoch for an ISO 8601 time (``Z`` and any fraction accepted on 3.9)."""
     import re
@@ -68,23 +79,14 @@ def human_duration(seconds: object) -> str:
     return f"{hours}h" if hours else f"{minutes}m"
 
 
-def duration_seconds(text: str) -> int:
-    """``2h``, ``90m``, ``1h30m``, ``45s`` or plain seconds (``3600``), in ASCII; ValueError otherwise."""
-    rest = text.strip().lower()
-    if not rest or not rest.isascii() or len(rest) > 16:
-        raise ValueError(text)
-    if rest.isdigit():
-        return int(rest)
-    total = 0
-    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
-        number, found, after = rest.partition(unit)
-        if found:
-            if not number.isdigit():
-                raise ValueError(text)
-            total, rest = total + int(number) * size, after
-    if rest or not total:
-        raise ValueError(text)
-    return total
+def time_text(value: object) -> str:
+    """An ISO 8601 time from the broker in local time; anything else made safe as it is ("-" for none)."""
+    if not isinstance(value, str) or not value:
+        return "-"
+    try:
+        return local_time(parse_timestamp(value))
+    except ValueError:
+        return one_line(value, 40)
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:

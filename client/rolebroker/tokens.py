@@ -32,9 +32,11 @@ TOKEN_COMMAND_TIMEOUT_SECONDS = 30.0
 
 
 class TokenSource:
-    """Where the bearer token comes from; ``advice`` says what to do when the broker rejects it."""
+    """Where the bearer token comes from; ``advice`` says what to do when the broker rejects it,
+    ``origin`` names the source for ``whoami``."""
 
     advice = LOGIN_HINT
+    origin = "rolebroker login"
 
     def peek(self) -> str:
         """The token as stored, without network: enough to name the identity for the cache key."""
@@ -44,11 +46,16 @@ class TokenSource:
         """A token fit to send (refreshed if it is about to expire)."""
         return self.peek()
 
+    def renews(self) -> bool:
+        """Whether the token renews itself when it expires (a sign-in with a refresh token)."""
+        return False
+
 
 class StaticToken(TokenSource):
-    def __init__(self, token: str, advice: str) -> None:
+    def __init__(self, token: str, advice: str, origin: str) -> None:
         self._token = remember_secret(token)
         self.advice = advice
+        self.origin = origin
 
     def peek(self) -> str:
         return self._token
@@ -61,6 +68,7 @@ class CommandToken(TokenSource):
         self._command = command
         self._token: str | None = None
         self.advice = f"check token_command in {config_path}"
+        self.origin = f"token_command in {config_path}"
 
     def peek(self) -> str:
         if self._token is None:
@@ -158,6 +166,10 @@ class LoginToken(TokenSource):
     def peek(self) -> str:
         return bearer(self._entry(self._store.load())) or ""
 
+    def renews(self) -> bool:
+        refresh_token = self._entry(self._store.load()).get("refresh_token")
+        return isinstance(refresh_token, str) and bool(refresh_token)
+
     def _expiring(self, entry: Mapping[str, Any]) -> bool:
         expiry = _fast.token_expiry(entry)
         return expiry is not None and expiry - self._rt.clock() < TOKEN_REFRESH_MARGIN_SECONDS
@@ -215,7 +227,8 @@ def token_entry(answer: Mapping[str, Any], previous: Mapping[str, Any], now: flo
 def resolve_token_source(settings: Settings, rt: Runtime) -> TokenSource:
     """The first configured source: ROLEBROKER_TOKEN, --token-file, token_command, the login store."""
     if settings.token_env:
-        return StaticToken(settings.token_env, f"set a fresh ROLEBROKER_TOKEN, or unset it and {LOGIN_HINT}")
+        return StaticToken(settings.token_env, f"set a fresh ROLEBROKER_TOKEN, or unset it and {LOGIN_HINT}",
+                           "ROLEBROKER_TOKEN")
     if settings.token_file:
         path = settings.token_file
         try:
@@ -225,7 +238,7 @@ def resolve_token_source(settings: Settings, rt: Runtime) -> TokenSource:
             raise ConfigError(f"cannot read token file {path}: {getattr(exc, 'strerror', None) or exc}") from exc
         if not token:
             raise ConfigError(f"token file {path} is empty")
-        return StaticToken(token, f"put a fresh token in {path}")
+        return StaticToken(token, f"put a fresh token in {path}", f"token file {path}")
     if settings.token_command:
         return CommandToken(settings.token_command, settings.config_path)
     store = LoginStore(settings.tokens_path, getuid=rt.getuid)

@@ -227,8 +227,16 @@ class FakeBroker(FakeServer):
         )
 
 
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
 class FakeIssuer(FakeServer):
-    """An OIDC issuer: discovery, authorization code + PKCE (S256) and refresh, like the dev issuer."""
+    """An OIDC issuer: discovery, authorization code + PKCE (S256), refresh and the device grant (RFC 8628).
+
+    The device grant's polls are answered from ``device_polls`` in order
+    (an OAuth error code, or ``"ok"`` for tokens); ``device_start`` is the
+    device authorization answer, which tests may change.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -239,19 +247,45 @@ class FakeIssuer(FakeServer):
         self.refresh_tokens: set[str] = set()
         self.issued_id_tokens: list[str] = []
         self.grants: list[str] = []
+        self.device = True
+        self.device_start: dict[str, Any] = {
+            "device_code": "device-code-" + secrets.token_urlsafe(16), "user_code": "WDJB-MJHT",
+            "verification_uri": f"{self.url}/device",
+            "verification_uri_complete": f"{self.url}/device?user_code=WDJB-MJHT",
+            "expires_in": 600, "interval": 5}
+        self.device_polls: list[str] = ["ok"]
+        self.device_requests: list[dict[str, str]] = []
 
     def handle(self, request: Seen) -> Reply:
         parts = urlsplit(request.path)
         if parts.path == "/.well-known/openid-configuration":
-            return Reply(200, {"issuer": self.url, "authorization_endpoint": f"{self.url}/authorize",
-                               "token_endpoint": f"{self.url}/token", "jwks_uri": f"{self.url}/jwks"})
+            doc = {"issuer": self.url, "authorization_endpoint": f"{self.url}/authorize",
+                   "token_endpoint": f"{self.url}/token", "jwks_uri": f"{self.url}/jwks"}
+            if self.device:
+                doc["device_authorization_endpoint"] = f"{self.url}/device/code"
+            return Reply(200, doc)
         if parts.path == "/authorize":
             return self.authorize({k: v[0] for k, v in parse_qs(parts.query).items()})
+        form = {k: v[0] for k, v in parse_qs(request.body.decode()).items()}
+        if parts.path == "/device/code" and request.method == "POST":
+            self.device_requests.append(form)
+            if form.get("client_id") != self.client_id:
+                return Reply(401, {"error": "invalid_client"})
+            return Reply(200, self.device_start)
         if parts.path == "/token" and request.method == "POST":
-            form = {k: v[0] for k, v in parse_qs(request.body.decode()).items()}
             self.grants.append(form.get("grant_type", ""))
+            if form.get("grant_type") == DEVICE_GRANT:
+                return self.device_poll(form)
             return self.token(form)
         return Reply(404, {"error": "not_found"})
+
+    def device_poll(self, form: dict[str, str]) -> Reply:
+        if form.get("client_id") != self.client_id or form.get("device_code") != self.device_start["device_code"]:
+            return Reply(400, {"error": "invalid_grant"})
+        outcome = self.device_polls.pop(0) if len(self.device_polls) > 1 else self.device_polls[0]
+        if outcome == "ok":
+            return Reply(200, self.issue(None))
+        return Reply(400, {"error": outcome})
 
     def authorize(self, query: dict[str, str]) -> Reply:
         redirect = query.get("redirect_uri", "")
@@ -296,6 +330,21 @@ class FakeIssuer(FakeServer):
         self.issued_id_tokens.append(id_token)
         return {"access_token": "access-" + secrets.token_urlsafe(16), "id_token": id_token,
                 "refresh_token": refresh, "expires_in": self.id_token_ttl, "token_type": "Bearer"}
+
+
+class FakeClock:
+    """A clock and a sleep for ``Runtime``: sleeping moves the clock, nothing waits."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
 
 
 @dataclass

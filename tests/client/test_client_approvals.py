@@ -34,7 +34,8 @@ def test_request_for_several_roles_with_a_ticket_a_scope_and_a_start(cli: Callab
 def test_a_duration_that_is_not_one_is_a_usage_error(cli: Callable[..., Result], broker: FakeBroker,
                                                      duration: str) -> None:
     result = cli("request", "--role", "r", "--reason", "x", "--duration", duration)
-    assert result.code != 0 and "is not a duration: use e.g. 1h, 30m, 1h30m or 3600" in result.err
+    # The one grammar of issue 13 §5 (rolebroker._fast.duration), with its one message.
+    assert result.code != 0 and f"cannot read duration {duration!r}: {_fast.DURATION_HELP}" in result.err
     assert broker.seen == []
 
 
@@ -154,3 +155,49 @@ def test_every_new_command_has_help(cli: Callable[..., Result], command: str) ->
     assert result.code == 0
     text: Any = result.out
     assert text.startswith("usage: rolebroker") and command in text
+
+
+# --------------------------------------------------------------------------
+# The approval commands in the conventions of issue 13 §5 (positional ROLE,
+# durations with units, --output json, show)
+
+
+def test_request_takes_its_roles_as_words_or_options_each_once(cli: Callable[..., Result],
+                                                               broker: FakeBroker) -> None:
+    broker.route("POST", "/v1/requests", Reply(201, PENDING))
+    result = cli("request", "deploy-a", "deploy-b", "--role", "deploy-a", "--reason", "release", "--duration", "2h30m")
+    assert result.code == 0, result.err
+    assert broker.seen[0].json() == {"roles": ["deploy-a", "deploy-b"], "reason": "release", "duration_seconds": 9000}
+    one = cli("request", "deploy-a", "--reason", "release", "--ticket", "CHG-7")
+    assert one.code == 0, one.err
+    assert broker.seen[1].json() == {"role": "deploy-a", "reason": "release", "ticket": "CHG-7"}
+
+
+def test_a_request_without_a_duration_says_what_the_broker_chose(cli: Callable[..., Result],
+                                                                 broker: FakeBroker) -> None:
+    broker.route("POST", "/v1/requests", Reply(201, {**PENDING, "duration_seconds": 14400}))
+    result = cli("request", "deploy-a", "deploy-b", "--reason", "release", "--scope", "readonly")
+    assert result.code == 0, result.err
+    assert "duration_seconds" not in broker.seen[0].json()
+    assert result.err == ("rolebroker: without --duration the broker asked for 4h, the longest grant the role "
+                          "allows\n")
+
+
+def test_break_glass_takes_the_role_as_an_option_too(cli: Callable[..., Result], broker: FakeBroker) -> None:
+    broker.route("POST", "/v1/break-glass", Reply(201, {"id": "0123456789ab", "status": "approved"}))
+    result = cli("break-glass", "--role", "prod-admin", "--reason", "down", "--ticket", "INC-7", "--duration", "1h")
+    assert result.code == 0, result.err
+    assert broker.seen[0].json() == {"role": "prod-admin", "reason": "down", "ticket": "INC-7",
+                                     "duration_seconds": 3600}
+    both = cli("break-glass", "prod-admin", "--role", "other", "--reason", "down", "--ticket", "INC-7")
+    assert both.code == 2 and "got two roles" in both.err
+
+
+def test_break_glasses_waiting_for_review_as_json(cli: Callable[..., Result], broker: FakeBroker) -> None:
+    glass = {"id": "r1", "kind": "break_glass", "status": "approved", "role": "prod-admin",
+             "review": {"status": "pending", "by": None, "at": None, "note": None}}
+    broker.route("GET", "/v1/requests", Reply(200, {"requests": [glass], "next_token": None}))
+    result = cli("requests", "--kind", "break_glass", "--output", "json")
+    assert result.code == 0, result.err
+    assert broker.seen[0].path == "/v1/requests?kind=break_glass"
+    assert json.loads(result.out) == {"requests": [glass], "complete": True}

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.client.fakes import rolebroker
+from tests.client.fakes import FakeClock, rolebroker
 
 NOW = 1_800_000_000.0
 URL = "https://broker.example.com/api"
@@ -218,19 +218,6 @@ def test_clear_deletes_only_our_files(cache: rolebroker.CredentialCache) -> None
 
 def test_clear_without_a_cache_directory(tmp_path: Path) -> None:
     assert rolebroker.CredentialCache(str(tmp_path / "missing"), getuid=os.getuid).clear() == 0
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def test_lock_is_exclusive_and_released(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from rolebroker import commands
+from rolebroker import commands, jit
 from rolebroker import text as text_module
 
 from tests.client.fakes import ALICE, FakeBroker, Reply, Result, Seen, cache_files
@@ -131,9 +131,9 @@ def test_console_prints_and_opens_the_link(cli: Callable[..., Result], broker: F
         opened.append(url)
         return True
 
-    assert cli("console", "--role", "sandbox-admin").out == link + "\n"
+    assert cli("console", "--role", "sandbox-admin", "--print", open_browser=open_browser).out == link + "\n"
     result = cli("console", "--role", "sandbox-admin", "--open", open_browser=open_browser)
-    assert (result.code, result.out) == (0, link + "\n")
+    assert (result.code, result.out) == (0, "")  # opened, so not printed
     assert opened == [link]
     assert broker.seen[0].json() == {"role": "sandbox-admin"}
 
@@ -154,7 +154,7 @@ def test_console_refuses_a_non_https_link(cli: Callable[..., Result], broker: Fa
 def test_console_accepts_plain_http_only_on_this_machine(
         cli: Callable[..., Result], broker: FakeBroker, link: str, accepted: bool) -> None:
     broker.route("POST", "/v1/console", Reply(200, {"url": link, "expires_at": "2030-01-01T00:00:00+00:00"}))
-    result = cli("console", "--role", "sandbox-admin")
+    result = cli("console", "--role", "sandbox-admin", "--print")
     assert (result.code == 0) is accepted
     assert (result.out == link + "\n") is accepted
 
@@ -176,7 +176,7 @@ def test_request_sends_role_duration_and_reason(cli: Callable[..., Result], brok
 
 
 def test_requests_table(cli: Callable[..., Result], broker: FakeBroker, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(commands, "local_time", lambda epoch: "2030-01-01 00:00 UTC")
+    monkeypatch.setattr(jit, "local_time", lambda epoch: "2030-01-01 00:00 UTC")
     broker.route("GET", "/v1/requests", Reply(200, {"requests": [
         {"id": "req-1", "status": "pending", "role": "prod-readonly", "requester": "alice@example.com",
          "duration_seconds": 5400, "reason": "incident 42", "created_at": "2030-01-01T00:00:00Z"},

@@ -457,3 +457,26 @@ def test_broker_profiles_only_with_safe_names_and_values(broker: FakeBroker, tex
 def test_every_output_format_of_the_aws_cli_is_accepted(broker: FakeBroker, output: str) -> None:
     (spec,) = rolebroker.verify_profiles(profile_text(broker.url, "a.b_c-1", f"output = {output}\n"), broker.url)
     assert (spec.name, spec.output) == ("a.b_c-1", output)
+
+
+# Issue 13 §6.5: the broker names itself 127.0.0.1, the user typed localhost.
+def test_a_broker_that_names_itself_differently_is_told_what_to_do(cli: Callable[..., Result], broker: FakeBroker,
+                                                                    env: dict[str, str], aws_config: Path) -> None:
+    typed = broker.url.replace("127.0.0.1", "localhost")
+    result = cli("configure", environ=env | {"ROLEBROKER_URL": typed}, which=lambda _name: INSTALLED)
+    assert result.code == 1
+    assert result.err == (
+        f"rolebroker: refusing to write profiles: the broker calls itself {broker.url}, not {typed} (the same "
+        f"machine by another name, but profiles and sign-ins are bound to one URL); use its own name: "
+        f"export ROLEBROKER_URL={broker.url}, then run `rolebroker configure` again; nothing was written\n")
+    assert not aws_config.exists()
+
+
+def test_a_profile_for_another_broker_says_which_url_to_use(cli: Callable[..., Result], broker: FakeBroker,
+                                                            aws_config: Path) -> None:
+    broker.route("GET", "/v1/config", Reply(200, section("https://other.example.com", "sandbox-admin"),
+                                            "text/plain"))
+    result = cli("configure", which=lambda _name: INSTALLED)
+    assert result.code == 1
+    assert "the broker calls itself https://other.example.com, not " in result.err
+    assert "if that is not this broker, its operators must set ROLEBROKER_PUBLIC_URL" in result.err

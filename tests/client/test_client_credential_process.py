@@ -294,6 +294,7 @@ def test_help_goes_to_stdout(cli: Callable[..., Result]) -> None:
 @pytest.mark.parametrize("argv", [
     ["credential-process", "--role", "r"],
     ["credential-process", "--url", "https://b.example.com/api", "--role", "r", "--duration", "900"],
+    ["credential-process", "--role", "r", "--duration", "1h30m"],
     ["--url=https://b.example.com", "credential-process", "--role=r", "--no-cache", "--timeout", "2.5"],
     ["--token-file", "/t", "credential-process", "--role", "r", "--token-file=/u"],
     ["credential-process", "--role", "r", "--url", "https://a.example.com", "--url", "https://b.example.com"],

@@ -7,6 +7,7 @@ import errno
 import hashlib
 import json
 import stat
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -297,3 +298,20 @@ def test_only_wrong_state_callbacks_end_in_the_timeout(cli: Callable[..., Result
     assert "ignored a sign-in answer with the wrong state" in result.err
     assert idp.grants == []
     assert not tokens_file(signed_out).exists()
+
+
+# Issue 13 §5: whoami after `rolebroker login`, including a renewal the broker call itself made.
+def test_whoami_after_login_shows_the_renewed_sign_in(cli: Callable[..., Result], broker: FakeBroker,
+                                                      idp: FakeIssuer, signed_out: dict[str, str]) -> None:
+    from tests.client.fakes import Reply
+
+    idp.id_token_ttl = -120
+    assert login(cli, signed_out).code == 0
+    idp.id_token_ttl = 3600
+    broker.route("GET", "/v1/access", Reply(200, {"identity": "alice@example.com", "groups": [], "source": "token",
+                                                  "admin": False, "auditor": False, "roles": []}))
+    doc = json.loads(cli("whoami", "--output", "json", environ=signed_out).out)
+    assert idp.grants == ["authorization_code", "refresh_token"]
+    assert (doc["token_source"], doc["renews"], doc["issuer"]) == ("rolebroker login", True, idp.url)
+    renewed = json.loads(rolebroker._fast.b64url_decode(idp.issued_id_tokens[-1].split(".")[1]))
+    assert doc["token_expires_at"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(renewed["exp"]))

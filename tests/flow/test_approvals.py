@@ -276,6 +276,31 @@ def test_the_ticket_is_stored_shown_to_approvers_and_stamped_on_sessions(jit: Ji
     assert issued.status_code == 200, issued.body
 
 
+def test_a_request_with_a_ticket_stages_and_a_start_but_no_duration_asks_for_the_longest_grant(jit: Jit) -> None:
+    """Issue 13 §6.1's optional duration_seconds together with issue 12's tickets, stages and start."""
+    start = (jit.clock() + timedelta(hours=2)).isoformat()
+    response = jit.call("POST", "/v1/requests", bob(jit), {"role": "prod-admin", "reason": REASON,
+                                                           "ticket": "CHG-7", "start_at": start})
+    assert response.status_code == 201, response.body
+    body = response.json_body
+    assert (body["duration_seconds"], body["ticket"], body["start_at"]) == (7200, "CHG-7", start)
+    assert body["progress"] == {"stage": 1, "stages": 2, "stage_name": "team-lead", "approvals": 0, "required": 1}
+
+
+def test_slack_requests_read_durations_as_the_client_does(jit: Jit) -> None:
+    """One grammar for durations (issue 13 §5): 0h45m, 45M and 2700 are the same; 0.75h is not one."""
+    jit.call("GET", "/v1/roles", bob(jit))  # Slack knows bob's groups from his last API call
+    for text in ("0h45m", "45M", "2700"):
+        jit.command("U0BOB", f"request db {text} {REASON}")
+        reply = jit.sent("/hooks/commands/1")[-1]["text"]
+        assert reply.startswith("Request `"), reply
+        request_id = reply.split("`")[1]
+        assert jit.services.access._store.get(request_id).duration_seconds == 2700
+        jit.command("U0BOB", f"cancel {request_id}")
+    jit.command("U0BOB", f"request db 0.75h {REASON}")
+    assert "use e.g. 90m, 1h, 2h30m or 3600 (seconds)" in jit.sent("/hooks/commands/1")[-1]["text"]
+
+
 # --------------------------------------------------------------------------
 # Notify is not approve
 

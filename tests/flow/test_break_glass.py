@@ -26,6 +26,7 @@ roles:
     account: production
     role_name: AdminRole
     description: production administrator
+    console: true
     allow: [{groups: [developers]}]
     approval: {approvers: {groups: [security]}, ticket: {required: true, pattern: "^INC-[0-9]+$"}}
     break_glass:
@@ -95,6 +96,21 @@ def test_break_glass_grants_at_once_and_every_session_says_so(jit: Jit) -> None:
     issued = jit.call("POST", "/v1/credentials", bob(jit), {"role": "prod-admin"})
     assert issued.status_code == 200, issued.body
     [line] = [a for a in audits(jit, "credentials") if a["outcome"] == "allowed"]
+    assert (line["grant"], line["break_glass"]) == (body["id"], True)
+
+
+def test_a_console_link_under_a_break_glass_is_a_break_glass_session(jit: Jit) -> None:
+    """Issue 13 §3's deep links under issue 12's break-glass: the console session carries its tags too."""
+    body = glass(jit).json_body
+    jit.expect_assume(ADMIN_ARN, [*jit.bob_tags("developers", "oncall"),
+                                  {"Key": "rolebroker:grant", "Value": body["id"]},
+                                  {"Key": "rolebroker:ticket", "Value": "INC-77"},
+                                  {"Key": "rolebroker:breakglass", "Value": "true"}])
+    link = jit.call("POST", "/v1/console", bob(jit), {"role": "prod-admin", "destination": "/rds/home"})
+    assert link.status_code == 200, link.body
+    assert jit.stubber is not None
+    jit.stubber.assert_no_pending_responses()
+    [line] = [a for a in audits(jit, "console") if a["outcome"] == "allowed"]
     assert (line["grant"], line["break_glass"]) == (body["id"], True)
 
 

@@ -232,6 +232,19 @@ def test_console_link_goes_only_to_the_person_and_no_secret_reaches_slack(jit: J
     assert not re.search(r"ASIA[A-Z0-9]{16}", sent)
 
 
+def test_slack_console_deep_links_to_a_service(jit: Jit) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    jit.call("GET", "/v1/roles", jit.bob())
+    jit.command("U0BOB", "console readonly s3")
+    text = jit.sent("/hooks/commands/1")[-1]["text"]
+    url = text[1:text.index("|")]
+    destination = parse_qs(urlsplit(url).query)["Destination"]
+    assert destination == ["https://us-east-1.console.aws.amazon.com/s3/home?region=us-east-1"]
+    jit.command("U0BOB", "console readonly s3.evil.example.com")
+    assert "must be a console service name" in jit.sent("/hooks/commands/1")[-1]["text"]
+
+
 def test_console_needs_console_true(jit: Jit) -> None:
     jit.call("POST", f"/v1/requests/{jit.request()['id']}/approve", jit.carol(), {})
     response = jit.call("POST", "/v1/console", jit.bob(), {"role": "dba"})

@@ -35,6 +35,7 @@ roles:
   prod-admin:
     account: production
     role_name: AdminRole
+    console: true
     allow: [{groups: [developers]}]
     approval: {approvers: {groups: [security]}}
     scopes:
@@ -144,6 +145,26 @@ def test_a_grant_for_a_scope_never_gives_the_whole_role(jit: Jit) -> None:
                                           "only; ask with that scope or none")
 
 
+def test_a_console_link_under_a_grant_for_a_scope_is_for_that_scope_only(jit: Jit) -> None:
+    """Issue 13 §3's deep links and issue 12's scopes together: the console session is the scoped one."""
+    from urllib.parse import parse_qs, urlsplit
+
+    filed = jit.call("POST", "/v1/requests", bob(jit), {"role": "prod-admin", "reason": "look at instances",
+                                                         "scope": "readonly"})
+    assert filed.status_code == 201, filed.body
+    request_id = filed.json_body["id"]
+    assert jit.call("POST", f"/v1/requests/{request_id}/approve", carol(jit), {}).status_code == 200
+    expect_assume(jit, "arn:aws:iam::333333333333:role/AdminRole", Policy=EC2_READONLY, grant=request_id)
+    link = jit.call("POST", "/v1/console", bob(jit), {"role": "prod-admin", "service": "ec2"})
+    assert link.status_code == 200, link.body
+    destination = parse_qs(urlsplit(link.json_body["url"]).query)["Destination"]
+    assert destination == ["https://us-east-1.console.aws.amazon.com/ec2/home?region=us-east-1"]
+    assert jit.stubber is not None
+    jit.stubber.assert_no_pending_responses()
+    [line] = [a for a in map(json.loads, jit.audit_lines) if a["action"] == "console"]
+    assert (line["outcome"], line["scope"], line["grant"]) == ("allowed", "readonly", request_id)
+
+
 def test_a_request_for_a_scope_the_role_does_not_list_is_a_400(jit: Jit) -> None:
     response = jit.call("POST", "/v1/requests", bob(jit), {"role": "prod-admin", "duration_seconds": 3600,
                                                            "reason": "x1", "scope": "everything"})
@@ -166,6 +187,14 @@ def file_many(jit: Jit, roles: list[str] | tuple[str, ...] = DEPLOY) -> dict[str
 def store(jit: Jit) -> AccessStore:
     found: AccessStore = jit.services.access._store
     return found
+
+
+def test_a_request_for_several_roles_without_a_duration_asks_for_their_longest_grant(jit: Jit) -> None:
+    """Issue 13 §6.1's default (duration_seconds optional) for a request of several roles."""
+    response = jit.call("POST", "/v1/requests", bob(jit), {"roles": list(DEPLOY), "reason": "CHG-9 release"})
+    assert response.status_code == 201, response.body
+    assert response.json_body["duration_seconds"] == 7200  # the shared approval block's max_grant_seconds
+    assert response.json_body["roles"] == list(DEPLOY)
 
 
 def test_one_request_one_approval_a_grant_for_every_role(jit: Jit) -> None:

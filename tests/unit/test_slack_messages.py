@@ -178,3 +178,14 @@ def test_only_the_security_copy_of_a_break_glass_mentions_the_channel() -> None:
 def test_watchers_never_get_buttons() -> None:
     _, blocks = messages.approval_request({**FULL, "id": "0123456789ab"}, mfa_note=False, audience="notify")
     assert all(b["type"] != "actions" for b in blocks)
+
+
+def test_the_help_text_names_every_slack_command() -> None:
+    """Commands of both issue 12 (break-glass, review, extend) and issue 13 (console SERVICE) are listed."""
+    from chalicelib.chat.chatops import ChatOps
+
+    commands = sorted(name[len("_cmd_"):].replace("_", "-") for name in dir(ChatOps) if name.startswith("_cmd_"))
+    assert {"break-glass", "console", "extend", "request", "review"} <= set(commands)
+    for command in commands:
+        assert f"`/aws {command}" in messages.HELP, command
+    assert "`/aws console ROLE [SERVICE]`" in messages.HELP
