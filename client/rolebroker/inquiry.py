@@ -55,7 +55,7 @@ class LocalFacts:
         self.expires = float(exp) if isinstance(exp, (int, float)) and not isinstance(exp, bool) else None
         cache = CredentialCache(ctx.settings.cache_dir, getuid=ctx.rt.getuid)
         self.cached = sorted(cache.entries_for(self.broker_url, identity_of(token)),
-                             key=lambda e: (e["role"], e["duration"] or 0))
+                             key=lambda e: (e["role"], e["duration"] or 0, e["scope"] or ""))
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -65,7 +65,7 @@ class LocalFacts:
             "subject": self.subject,
             "token_expires_at": _iso(self.expires) if self.expires is not None else None,
             "renews": self.renews,
-            "cached_credentials": [{"role": e["role"], "duration_seconds": e["duration"],
+            "cached_credentials": [{"role": e["role"], "duration_seconds": e["duration"], "scope": e["scope"],
                                     "expires_at": _iso(float(e["expires_at"]))} for e in self.cached],
         }
 
@@ -120,8 +120,9 @@ def whoami_text(facts: LocalFacts, answer: Mapping[str, Any] | None, now: float)
         rows.append(("cached", "no credentials"))
     for index, entry in enumerate(facts.cached):
         length = f" (--duration {human_duration(entry['duration'])})" if entry["duration"] else ""
-        rows.append(("cached" if index == 0 else "",
-                     f"{one_line(entry['role'], 80)}{length} until {_until(float(entry['expires_at']), now)}"))
+        scope = f" (--scope {one_line(entry['scope'], 64)})" if entry["scope"] else ""
+        rows.append(("cached" if index == 0 else "", f"{one_line(entry['role'], 80)}{length}{scope} until "
+                     f"{_until(float(entry['expires_at']), now)}"))
     width = max(len(label) for label, _ in rows)
     return "".join(f"{label.ljust(width)}  {value}".rstrip() + "\n" for label, value in rows)
 

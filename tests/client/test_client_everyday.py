@@ -238,6 +238,18 @@ def test_whoami_as_json(cli: Callable[..., Result], broker: FakeBroker) -> None:
     }
 
 
+def test_whoami_names_the_scope_of_scoped_cached_credentials(cli: Callable[..., Result], broker: FakeBroker) -> None:
+    broker.route("GET", "/v1/access", Reply(200, access_answer()))
+    assert cli("credential-process", "--role", "sandbox-admin", "--scope", "read-only").code == 0
+    assert cli("credential-process", "--role", "sandbox-admin").code == 0
+    cached = json.loads(cli("whoami", "--output", "json").out)["cached_credentials"]
+    assert sorted(((e["role"], e["scope"]) for e in cached), key=str) == [("sandbox-admin", "read-only"),
+                                                                           ("sandbox-admin", None)]
+    lines = cli("whoami").out.splitlines()
+    assert [line for line in lines if "--scope read-only" in line]
+    assert len([line for line in lines if "sandbox-admin" in line]) == 2
+
+
 def test_whoami_shows_only_this_identitys_and_brokers_cache(cli: Callable[..., Result], broker: FakeBroker,
                                                             env: dict[str, str]) -> None:
     from tests.client.fakes import BOB
