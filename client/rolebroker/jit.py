@@ -179,12 +179,13 @@ def request_text(doc: Mapping[str, Any]) -> str:
     """A request as a few labelled lines: who asked for what and why, who decided, when, the note."""
     lines = [f"request {_field(doc, 'id')}: {_field(doc, 'status')}"]
     rows = [
-        ("role", _field(doc, "role")),
+        ("role", _roles_text(doc)),
         ("requester", _field(doc, "requester")),
         ("reason", _field(doc, "reason", 500)),
         ("duration", human_duration(doc.get("duration_seconds"))),
         ("asked", time_text(doc.get("created_at"))),
     ]
+    rows += _approval_rows(doc)
     if doc.get("decided_by") is not None:
         rows.append(("decided by", f"{_field(doc, 'decided_by')} at {time_text(doc.get('decided_at'))}"))
     elif doc.get("status") == "pending":
@@ -196,6 +197,33 @@ def request_text(doc: Mapping[str, Any]) -> str:
     width = max(len(label) for label, _ in rows)
     lines += [f"  {label.ljust(width)}  {value}" for label, value in rows]
     return "\n".join(lines)
+
+
+def _approval_rows(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What only some requests have: their kind, ticket, scope, start, approvals so far and review."""
+    rows = []
+    kind = doc.get("kind")
+    if kind in ("break_glass", "extension"):
+        of = f" of {_field(doc, 'parent')}" if kind == "extension" and doc.get("parent") else ""
+        rows.append(("kind", ("break-glass" if kind == "break_glass" else "extension") + of))
+    for label, key in (("ticket", "ticket"), ("scope", "scope")):
+        if doc.get(key) is not None:
+            rows.append((label, _field(doc, key)))
+    if doc.get("start_at") is not None:
+        rows.append(("starts", time_text(doc.get("start_at"))))
+    votes = [v for v in doc.get("approvals") or [] if isinstance(v, dict)]
+    if votes:
+        rows.append(("approved by", "; ".join(f"{_field(v, 'who')} ({_field(v, 'stage', 40)}) at "
+                                              f"{time_text(v.get('at'))}" for v in votes)))
+    progress = _progress_text(doc).strip()
+    if progress:
+        rows.append(("progress", progress))
+    review = doc.get("review")
+    if isinstance(review, dict):
+        by = f" by {_field(review, 'by')} at {time_text(review.get('at'))}" if review.get("by") else ""
+        note = f": {_field(review, 'note', 500)}" if review.get("note") else ""
+        rows.append(("review", f"{_field(review, 'status', 20)}{by}{note}"))
+    return rows
 
 
 def history_text(history: Sequence[Any]) -> str:

@@ -201,3 +201,37 @@ def test_break_glasses_waiting_for_review_as_json(cli: Callable[..., Result], br
     assert result.code == 0, result.err
     assert broker.seen[0].path == "/v1/requests?kind=break_glass"
     assert json.loads(result.out) == {"requests": [glass], "complete": True}
+
+
+def test_show_names_the_roles_ticket_scope_approvals_and_review(cli: Callable[..., Result],
+                                                                broker: FakeBroker) -> None:
+    broker.route("GET", "/v1/requests/0123456789ab", Reply(200, {
+        **PENDING, "reason": "release", "duration_seconds": 7200, "created_at": "2030-01-01T00:00:00+00:00",
+        "pending_until": "2030-01-01T01:00:00+00:00", "kind": "access", "ticket": "CHG-7", "scope": "readonly",
+        "start_at": None, "approvals": [{"who": "lead@example.com", "stage": "team-lead",
+                                         "at": "2030-01-01T00:10:00+00:00"}],
+        "progress": {"stage": 2, "stages": 2, "stage_name": "security", "approvals": 0, "required": 2},
+        "review": None, "history": []}))
+    result = cli("show", "0123456789ab")
+    assert result.code == 0, result.err
+    rows = dict(line.strip().split("  ", 1) for line in result.out.splitlines()[1:])
+    assert rows["role"].strip() == "deploy-a, deploy-b"
+    assert rows["ticket"].strip() == "CHG-7" and rows["scope"].strip() == "readonly"
+    assert rows["approved by"].strip().startswith("lead@example.com (team-lead) at ")
+    assert rows["progress"].strip() == "waiting for 0 of 2 approvals in stage 2 of 2 (security)"
+    assert "kind" not in rows and "review" not in rows and "starts" not in rows
+
+
+def test_show_names_a_break_glass_and_its_review(cli: Callable[..., Result], broker: FakeBroker) -> None:
+    broker.route("GET", "/v1/requests/0123456789ab", Reply(200, {
+        "id": "0123456789ab", "kind": "break_glass", "status": "approved", "role": "prod-admin",
+        "roles": ["prod-admin"], "requester": "bob@example.com", "ticket": "INC-7", "progress": None,
+        "review": {"status": "done", "by": "lead@example.com", "at": "2030-01-01T02:00:00+00:00",
+                   "note": "checked\x1b[2J CloudTrail"}}))
+    result = cli("show", "0123456789ab")
+    assert result.code == 0, result.err
+    assert "\x1b" not in result.out
+    rows = dict(line.strip().split("  ", 1) for line in result.out.splitlines()[1:])
+    assert rows["kind"].strip() == "break-glass"
+    assert rows["review"].strip().startswith("done by lead@example.com at ")
+    assert rows["review"].strip().endswith(": checked CloudTrail")  # the escape sequence is dropped whole
