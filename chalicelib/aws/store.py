@@ -510,7 +510,14 @@ class AccessStore:
                         self._event(request.id, now, who, PENDING, CANCELLED, None), *self._release_slot(request)])
 
     def expire(self, request: AccessRequest, *, now: datetime) -> None:
-        """Mark a request whose pending time is over as expired (so every Slack copy can say so)."""
+        """Mark a request whose pending time is over as expired (so every Slack copy can say so).
+
+        Its open-request slot stopped counting at that same time, so a newer
+        request may hold the slot by now: the slot is not part of the
+        transaction (whose condition would then fail, every sweep, and leave
+        the request pending for good), but tidied afterwards if still its own,
+        and only tidied: a failure there changes nothing anyone sees.
+        """
         update = {"Update": {
             "TableName": self._table, "Key": {"pk": s(f"REQUEST#{request.id}"), "sk": s("STATE")},
             "UpdateExpression": "SET #status = :expired, decided_at = :now, decided_by = :who REMOVE pending_pk",
@@ -519,7 +526,16 @@ class AccessStore:
             "ExpressionAttributeValues": {":expired": s(EXPIRED), ":pending": s(PENDING), ":now": s(iso(now)),
                                           ":who": s("rolebroker")}}}
         self._transact([update, self._event(request.id, now, "rolebroker", PENDING, EXPIRED,
-                                            "no decision before the pending timeout"), *self._release_slot(request)])
+                                            "no decision before the pending timeout")])
+        for release in self._release_slot(request):
+            try:
+                self._client.delete_item(**release["Delete"])
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    LOG.warning("request %s expired; its slot was not deleted: %s", request.id,
+                                exc.response.get("Error", {}).get("Code"))
+            except BotoCoreError as exc:
+                LOG.warning("request %s expired; its slot was not deleted: %s", request.id, type(exc).__name__)
 
     def revoke(self, request: AccessRequest, *, who: str, now: datetime, note: str | None) -> None:
         self._transact([

@@ -246,6 +246,23 @@ def test_the_stacks_schedule_runs_the_sweep_in_the_worker_and_nothing_else(jit: 
     assert [(a["outcome"], a["reason"]) for a in dropped] == [("dropped", "unsigned or malformed task")]
 
 
+def test_the_sweep_expires_a_request_whose_slot_a_newer_request_took(jit: Jit, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A timed-out request no longer holds its open-request slot, so a newer one may take the same slot;
+    expiring the old one must not depend on deleting a slot that is no longer its own."""
+    import chalicelib.jit.desk as desk
+
+    monkeypatch.setattr(desk.random, "choice", lambda free: free[0])  # both requests pick the lowest free slot
+    timed_out = jit.call("POST", "/v1/requests", bob(jit), {"role": "db", "duration_seconds": 3600, "reason": REASON})
+    jit.clock.now += timedelta(hours=1, seconds=1)
+    live = jit.call("POST", "/v1/requests", bob(jit), {"role": "db", "duration_seconds": 3600, "reason": REASON})
+    assert store(jit).get(timed_out.json_body["id"]).slot == store(jit).get(live.json_body["id"]).slot
+    expired = jit.services.access.expire_due(context=CallContext(request_id="sweep", channel="worker"))
+    assert expired == [timed_out.json_body["id"]]
+    assert store(jit).get(timed_out.json_body["id"]).status == "expired"
+    assert store(jit).get(live.json_body["id"]).status == "pending"
+    assert set(store(jit).open_requests("bob@example.com", jit.clock()).values()) == {live.json_body["id"]}
+
+
 def test_the_sweep_reaches_past_a_crowd_of_requests_still_waiting(jit: Jit) -> None:
     """Index reads are bounded (100 at a time), so long-pending requests at the head of the index must not
     hide a timed-out one behind them."""
