@@ -116,7 +116,7 @@ class ConsoleLinks:
     def link(self, identity: Identity, role_name: str, *, context: CallContext, service: str | None = None,
              region: str | None = None, destination: str | None = None) -> dict[str, Any]:
         # The destination is settled before a session exists: a bad one costs no AssumeRole.
-        role = self._broker.role(role_name)
+        role = self._broker.role(role_name, identity)
         landing = console_destination(role, region or role.account.region, service=service, destination=destination)
         federation = self._federation or f"https://{partition_of(role).signin_host}/federation"
         issued = self._broker.assume(identity, role_name, requested_seconds=None, context=context,

@@ -121,7 +121,7 @@ def explain(policy: AccessPolicy, role_name: str, claims: dict[str, object], *, 
     now = datetime.now(UTC)
     grant_until = now.replace(year=now.year + 1) if granted else None
     role = policy.role(role_name)
-    decision = decide(role, identity, grant_until=grant_until, now=now)
+    decision = decide(role, identity, grant_until=grant_until, now=now, describe_every_rule=True)
     verdict = "ALLOW" if decision.allowed else "DENY"
     lines = [f"{verdict} {role_name} for {identity.subject}: {decision.reason}"]
     lines += queries.approval_lines(queries.approval_facts(role))

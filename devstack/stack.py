@@ -249,7 +249,8 @@ class LocalStack:
         store = AccessStore(dynamodb, LOCAL_TABLE)
         now = datetime.now(timezone.utc)
         for email, user in DEFAULT_USERS.items():
-            store.remember_identity(email, frozenset(user["groups"]), now, timedelta(days=7))
+            store.remember_identity(email, frozenset(user["groups"]), now, timedelta(days=7),
+                                    claims={"email": email, "groups": list(user["groups"])})
 
     def _policy_file(self) -> Path:
         """The example policy, or a copy naming the CI issuer's real address.

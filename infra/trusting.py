@@ -66,6 +66,13 @@ PRINCIPAL_ARN_RE = re.compile(r"^arn:(aws[a-z-]*):iam::(\d{12}):(role|user)/[\w+
 OPERATION_PREFERENCES = {"RegionConcurrencyType": "SEQUENTIAL", "MaxConcurrentPercentage": 25,
                          "FailureTolerancePercentage": 5, "ConcurrencyMode": "SOFT_FAILURE_TOLERANCE"}
 FIXED_PARAMETERS = 4  # TrustedAccountId, BrokerPrincipalArns, PermissionsBoundaryArn, AccountGroup
+# A role's logical id shares the template's namespaces with these names: its
+# Resources with the Parameters (Ref reads both; CloudFormation refuses a
+# duplicate), its mapping attribute with the account's ExternalId.
+TEMPLATE_NAMES = {"AccountGroup": "a parameter", "TrustedAccountId": "a parameter",
+                  "BrokerPrincipalArns": "a parameter", "PermissionsBoundaryArn": "a parameter",
+                  "ExternalId": "the mapping attribute of each account's ExternalId"}
+POLICIES_SUFFIX = "ManagedPolicyArns"  # each role's parameter: <logical id>ManagedPolicyArns
 # A mapping holds at most 200 keys (cfn-lint's E7010), so accounts are spread
 # over mappings by the last digit of their id, Accounts0 ... Accounts9, and
 # each stack instance is told its mapping through the AccountGroup parameter:
@@ -233,7 +240,22 @@ def _slots(roles: Sequence[IamRole]) -> list[RoleSlot]:
             used.add(logical)
             slot = slots[role.key] = RoleSlot(logical, role.path, role.role_name)
         slot.by_account[role.account.id] = role
+    _refuse_shared_names(list(slots.values()))
     return sorted(slots.values(), key=lambda s: s.logical_id)
+
+
+def _refuse_shared_names(slots: Sequence[RoleSlot]) -> None:
+    """Refuse roles whose logical id is a name the template already uses: CloudFormation
+    would refuse the template, or (``TrustedAccountId``) read the role where the account was meant."""
+    taken = dict(TEMPLATE_NAMES)
+    taken.update((f"{slot.logical_id}{POLICIES_SUFFIX}", f"the managed policies parameter of role "
+                  f"{slot.path}{slot.role_name}") for slot in slots)
+    for slot in slots:
+        if slot.logical_id in taken:
+            raise TrustError(
+                f"role {slot.path}{slot.role_name} would have the logical id {slot.logical_id}, which the "
+                f"trusting-account template already uses for {taken[slot.logical_id]}; rename the role or put it "
+                f"under another path below {BROKER_PATH}")
 
 
 def _in_account(attribute: str) -> dict[str, Any]:
@@ -283,7 +305,7 @@ def stackset_template(slots: Sequence[RoleSlot], accounts: Sequence[Account], br
                          {"Ref": "BrokerPrincipalArns"}, external_id)
     resources: dict[str, Any] = {}
     for slot in slots:
-        policies = f"{slot.logical_id}ManagedPolicyArns"
+        policies = f"{slot.logical_id}{POLICIES_SUFFIX}"
         parameters[policies] = {"Type": "CommaDelimitedList", "Default": "",
                                 "Description": f"Managed policy ARNs giving {slot.role_name} its permissions"}
         conditions[f"{slot.logical_id}InAccount"] = {
@@ -322,6 +344,10 @@ def stackset_template(slots: Sequence[RoleSlot], accounts: Sequence[Account], br
     }
     for extension in extensions:
         extension.extend(template, [s.logical_id for s in slots], first)
+    shared = sorted(set(template["Resources"]) & set(template["Parameters"]))
+    if shared:  # an extension's name met a role's
+        raise TrustError(f"the trusting-account template would use {', '.join(shared)} both as a resource and "
+                         "as a parameter; rename the role")
     return template
 
 

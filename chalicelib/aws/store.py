@@ -16,9 +16,9 @@ One table, keyed ``pk``/``sk``:
   for one role (a request for several roles has one each): when it starts
   and ends, its ticket, scope and whether it is a break-glass; DynamoDB's
   TTL deletes it a day after it ends.
-* ``IDENTITY#<principal>`` / ``SNAPSHOT``: the groups from that person's
-  newest verified token (by ``iat``), so Slack (which knows only an email)
-  can be judged by the same policy; it expires after a working day.
+* ``IDENTITY#<principal>`` / ``SNAPSHOT``: the groups and claims from that
+  person's newest verified token (by ``iat``), so Slack (which knows only an
+  email) can be judged by the same policy; it expires after a working day.
 * ``REQUEST#<id>`` / ``SESSION#<issued at>#<access key id>``: each STS
   session issued under the request's grant (ARNs, key id, times; never a
   secret), the evidence that ties the grant to CloudTrail. Written in one
@@ -29,24 +29,31 @@ One table, keyed ``pk``/``sk``:
   request takes a free slot (never used, or its request's pending time over)
   in the transaction that creates it, and gives it back in the one that
   decides or cancels it, so two racing creates cannot exceed the cap.
-* ``BREAKGLASS#<principal>`` / ``LOCK``: held from a break-glass until an
+* ``BREAKGLASS#<person>`` / ``LOCK``: held from a break-glass until an
   approver reviews it (for roles that say so); taken with
   ``attribute_not_exists``, so of two break-glasses at once exactly one wins.
+  Keyed by the requester's person (``AccessRequest.person``), so one person's
+  accounts at two linked issuers share one lock.
 * ``TASK#<nonce>`` / ``NONCE``: a background task that has run (see
   ``chalicelib/chat/tasks.py``), written with ``attribute_not_exists`` so a
   task runs at most once; TTL'd an hour after the task expires.
 
 ``<principal>`` and every ``requester``/``who`` is a principal key
 (``chalicelib/identity/principal.py``). A request also keeps the requester's
-``iss`` and ``sub``.
+``iss`` and ``sub`` and, for a requester of an issuer that declares
+``approval_identity_claim``, their default-issuer person
+(``requester_person``).
 
 Every transition is one ``TransactWriteItems``: the request's conditional
 update, the event and (on approval) the grants succeed or fail together.
 The conditions carry the rules that must hold even against a buggy or
 racing caller: only a pending request moves, an approval must come before
-the pending timeout, the approver is not the requester (neither the same
-principal nor the same ``iss`` + ``sub``) and has not approved the request
-before (again by principal and by ``iss`` + ``sub``), and each approval
+the pending timeout, the approver (or reviewer) is not the requester
+(neither the same principal, nor the same ``iss`` + ``sub``, nor the same
+person of the default issuer: the approver's person is neither ``requester``
+nor ``requester_person``) and has not approved the request before (again by
+principal, by ``iss`` + ``sub`` and by person: ``approvers``,
+``approver_subs``, ``approver_persons``), and each approval
 names the stage and count it saw, so two approvals at once cannot both
 take the same place: one wins, the other is refused and counts only after
 reading the request again. A transaction holds at most
@@ -55,6 +62,7 @@ reading the request again. A transaction holds at most
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Mapping
@@ -125,6 +133,14 @@ def page_key(request: AccessRequest) -> PageKey:
 
 
 @dataclass(frozen=True)
+class IdentitySnapshot:
+    """What a person's newest verified token said, for judging them in Slack."""
+
+    groups: frozenset[str]
+    claims: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class RequestEvent:
     at: datetime
     who: str
@@ -158,6 +174,7 @@ class ApprovalStep:
     next_count: int
     final: bool
     roles: tuple[str, ...] | None = None  # narrowed to these (a subset), or None: all of them
+    approver_person: str | None = None  # the approver's default-issuer person, where known
 
 
 def create_table(client: Any, name: str) -> None:
@@ -301,11 +318,11 @@ class AccessStore:
         return {int(i["sk"]["S"].removeprefix("SLOT#")): i["request_id"]["S"] for i in items
                 if int(i["until_us"]["N"]) > micros(now)}
 
-    def break_glass_lock(self, requester: str) -> str | None:
-        """The break-glass request whose review ``requester`` waits for, if any."""
+    def break_glass_lock(self, person: str) -> str | None:
+        """The break-glass request whose review ``person`` (``AccessRequest.person``) waits for, if any."""
         try:
             answer = self._client.get_item(TableName=self._table, ConsistentRead=True,
-                                           Key={"pk": s(f"BREAKGLASS#{requester}"), "sk": s("LOCK")})
+                                           Key={"pk": s(f"BREAKGLASS#{person}"), "sk": s("LOCK")})
         except (ClientError, BotoCoreError) as exc:
             raise _translate(exc) from exc
         item = answer.get("Item")
@@ -315,12 +332,14 @@ class AccessStore:
 
     def create(self, *, role: str, requester: str, duration_seconds: int, reason: str, now: datetime,
                pending_seconds: int, requester_slack: str | None = None, requester_sub: IssSub | None = None,
-               slot: int | None = None, spec: NewRequest | None = None) -> AccessRequest:
+               slot: int | None = None, spec: NewRequest | None = None,
+               requester_person: str | None = None) -> AccessRequest:
         """Store a pending request; with ``slot``, also take that open-request slot of the requester's,
         which the database gives only if it is free (``SlotTaken`` otherwise)."""
         spec = spec or NewRequest()
         request = self._new(role, requester, duration_seconds, reason, now, spec, requester_slack, requester_sub,
-                            status=PENDING, pending_until=now + timedelta(seconds=pending_seconds), slot=slot)
+                            status=PENDING, pending_until=now + timedelta(seconds=pending_seconds), slot=slot,
+                            requester_person=requester_person)
         item = self._state_item(request)
         item["pending_pk"] = s(PENDING)
         item["plan"] = it.plan_value(spec.plan)
@@ -337,12 +356,13 @@ class AccessStore:
 
     def break_glass(self, *, role: str, requester: str, duration_seconds: int, reason: str, ticket: str,
                     now: datetime, requester_slack: str | None = None, requester_sub: IssSub | None = None,
-                    lock: bool = True) -> AccessRequest:
+                    lock: bool = True, requester_person: str | None = None) -> AccessRequest:
         """Store a break-glass: approved by its requester at once, its grant, and (with ``lock``) the
-        requester's break-glass lock, which the database gives only if no review is outstanding."""
+        requester's (person's) break-glass lock, which the database gives only if no review is outstanding."""
         until = now + timedelta(seconds=duration_seconds)
         request = self._new(role, requester, duration_seconds, reason, now, NewRequest(ticket=ticket, kind=BREAK_GLASS),
-                            requester_slack, requester_sub, status=APPROVED, pending_until=now)
+                            requester_slack, requester_sub, status=APPROVED, pending_until=now,
+                            requester_person=requester_person)
         request = replace(request, decided_by=requester, decided_at=now, grant_from=now, grant_until=until,
                           holds_lock=lock, review=Review(REVIEW_PENDING))
         item = self._state_item(request)
@@ -358,21 +378,21 @@ class AccessStore:
         ]
         if lock:
             items.append({"Put": {"TableName": self._table, "ConditionExpression": "attribute_not_exists(pk)",
-                                  "Item": {"pk": s(f"BREAKGLASS#{requester}"), "sk": s("LOCK"),
+                                  "Item": {"pk": s(f"BREAKGLASS#{request.person}"), "sk": s("LOCK"),
                                            "request_id": s(request.id), "role": s(role), "at": s(iso(now))}}})
         self._transact(items, lock_index=3 if lock else None)
         return request
 
     def _new(self, role: str, requester: str, duration_seconds: int, reason: str, now: datetime, spec: NewRequest,
              requester_slack: str | None, requester_sub: IssSub | None, *, status: str, pending_until: datetime,
-             slot: int | None = None) -> AccessRequest:
+             slot: int | None = None, requester_person: str | None = None) -> AccessRequest:
         iss, sub = requester_sub or (None, None)
         return AccessRequest(id=uuid.uuid4().hex[:12], role=role, requester=requester,
                              duration_seconds=duration_seconds, reason=reason, status=status, created_at=now,
                              pending_until=pending_until, requester_slack=requester_slack, requester_iss=iss,
-                             requester_sub=sub, slot=slot, kind=spec.kind, roles=spec.roles or (role,),
-                             ticket=spec.ticket, scope=spec.scope, start_at=spec.start_at, plan=spec.plan,
-                             parent=spec.parent)
+                             requester_sub=sub, slot=slot, requester_person=requester_person, kind=spec.kind,
+                             roles=spec.roles or (role,), ticket=spec.ticket, scope=spec.scope,
+                             start_at=spec.start_at, plan=spec.plan, parent=spec.parent)
 
     @staticmethod
     def _state_item(request: AccessRequest) -> it.Item:
@@ -383,7 +403,8 @@ class AccessStore:
             "pending_until": s(iso(request.pending_until)), "kind": s(request.kind),
             "roles": it.strings(request.roles),
         }
-        optional = {"requester_slack": request.requester_slack, "ticket": request.ticket, "scope": request.scope,
+        optional = {"requester_slack": request.requester_slack, "requester_person": request.requester_person,
+                    "ticket": request.ticket, "scope": request.scope,
                     "parent": request.parent, "start_at": iso(request.start_at) if request.start_at else None}
         item.update({key: s(value) for key, value in optional.items() if value})
         if request.requester_iss and request.requester_sub:
@@ -419,11 +440,12 @@ class AccessStore:
 
     def approve(self, request: AccessRequest, *, approver: str, now: datetime, grant_until: datetime,
                 approver_sub: IssSub | None = None, grant_from: datetime | None = None,
-                roles: tuple[str, ...] | None = None) -> None:
+                roles: tuple[str, ...] | None = None, approver_person: str | None = None) -> None:
         """The approval that completes the plan: approve and write a grant per role; the database
         refuses self-approval, a second approval by the same person, and a place already taken."""
         grant_from = grant_from or now
-        vote = ApprovalStep(approver, approver_sub, now, request.stage, request.votes_in_stage + 1, True, roles)
+        vote = ApprovalStep(approver, approver_sub, now, request.stage, request.votes_in_stage + 1, True, roles,
+                            approver_person)
         final_roles = roles or request.roles
         update = self._approval_update(request, vote, {
             "#status": s(APPROVED), "decided_by": s(approver), "decided_at": s(iso(now)),
@@ -443,10 +465,12 @@ class AccessStore:
         self._transact([self._approval_update(request, approval, {}), event])
 
     def extend_by_approval(self, extension: AccessRequest, parent: AccessRequest, *, approver: str,
-                           approver_sub: IssSub | None, now: datetime, new_until: datetime) -> None:
+                           approver_sub: IssSub | None, now: datetime, new_until: datetime,
+                           approver_person: str | None = None) -> None:
         """The approval that completes an extension request: the extension is approved and its
         parent's grants move to ``new_until``, provided the parent's grant did not change meanwhile."""
-        vote = ApprovalStep(approver, approver_sub, now, extension.stage, extension.votes_in_stage + 1, True)
+        vote = ApprovalStep(approver, approver_sub, now, extension.stage, extension.votes_in_stage + 1, True,
+                            approver_person=approver_person)
         update = self._approval_update(extension, vote, {
             "#status": s(APPROVED), "decided_by": s(approver), "decided_at": s(iso(now)),
             "grant_until": s(iso(new_until))})
@@ -474,6 +498,14 @@ class AccessStore:
                            ":iss_sub": s(it.sub_key(*vote.approver_sub)),
                            ":iss_sub_set": {"SS": [it.sub_key(*vote.approver_sub)]}})
             adds.append("approver_subs :iss_sub_set")
+        if vote.approver_person:
+            condition += _not_the_person(vote.approver, vote.approver_person, values)
+            # Nor a person who approved already, under any of their principals.
+            if vote.approver_person != vote.approver:
+                condition += " AND (attribute_not_exists(approvers) OR NOT contains(approvers, :person))"
+            condition += " AND (attribute_not_exists(approver_persons) OR NOT contains(approver_persons, :person))"
+            values[":person_set"] = {"SS": [vote.approver_person]}
+            adds.append("approver_persons :person_set")
         # The place this approval takes: the stage and count its approver saw.
         place = "stage_now = :stage AND votes_in_stage = :count"
         condition += f" AND ({place})" if request.stage or request.votes_in_stage else \
@@ -501,8 +533,9 @@ class AccessStore:
         }}
 
     def deny(self, request: AccessRequest, *, approver: str, now: datetime, note: str | None,
-             approver_sub: IssSub | None = None) -> None:
-        self._transact([self._transition(request.id, PENDING, DENIED, approver, now, note, approver_sub=approver_sub),
+             approver_sub: IssSub | None = None, approver_person: str | None = None) -> None:
+        self._transact([self._transition(request.id, PENDING, DENIED, approver, now, note, approver_sub=approver_sub,
+                                         approver_person=approver_person),
                         self._event(request.id, now, approver, PENDING, DENIED, note), *self._release_slot(request)])
 
     def cancel(self, request: AccessRequest, *, who: str, now: datetime) -> None:
@@ -547,7 +580,7 @@ class AccessStore:
         ])
 
     def review(self, request: AccessRequest, *, who: str, now: datetime, note: str | None,
-               reviewer_sub: IssSub | None = None) -> None:
+               reviewer_sub: IssSub | None = None, reviewer_person: str | None = None) -> None:
         """Complete a break-glass's review and release its requester's lock; never by the requester."""
         values: dict[str, Any] = {":bg": s(BREAK_GLASS), ":pending": s(REVIEW_PENDING), ":done": s(REVIEW_DONE),
                                   ":who": s(who), ":now": s(iso(now))}
@@ -559,6 +592,8 @@ class AccessStore:
         if reviewer_sub:
             condition += " AND NOT (requester_iss = :iss AND requester_sub = :sub)"
             values[":iss"], values[":sub"] = s(reviewer_sub[0]), s(reviewer_sub[1])
+        if reviewer_person:
+            condition += _not_the_person(who, reviewer_person, values)
         items: list[dict[str, Any]] = [
             {"Update": {"TableName": self._table, "Key": {"pk": s(f"REQUEST#{request.id}"), "sk": s("STATE")},
                         "UpdateExpression": "SET " + ", ".join(sets) + " REMOVE pending_pk",
@@ -568,7 +603,7 @@ class AccessStore:
         ]
         if request.holds_lock:
             items.append({"Delete": {
-                "TableName": self._table, "Key": {"pk": s(f"BREAKGLASS#{request.requester}"), "sk": s("LOCK")},
+                "TableName": self._table, "Key": {"pk": s(f"BREAKGLASS#{request.person}"), "sk": s("LOCK")},
                 "ConditionExpression": "request_id = :id", "ExpressionAttributeValues": {":id": s(request.id)}}})
         self._transact(items)
 
@@ -672,8 +707,8 @@ class AccessStore:
     # -- identity snapshots
 
     def remember_identity(self, subject: str, groups: frozenset[str], now: datetime, ttl: timedelta,
-                          issued_at: int | None = None) -> bool:
-        """Record a token's groups unless a newer token's (by ``iat``) are already recorded.
+                          issued_at: int | None = None, claims: Mapping[str, Any] | None = None) -> bool:
+        """Record a token's groups and claims unless a newer token's (by ``iat``) are already recorded.
 
         Returns whether it was recorded. Without the condition, a person
         removed from a group could replay an older, still valid token and
@@ -682,6 +717,7 @@ class AccessStore:
         item: dict[str, Any] = {"pk": s(f"IDENTITY#{subject}"), "sk": s("SNAPSHOT"), "seen_at": s(iso(now)),
                                 "expires_at_epoch": n((now + ttl).timestamp())}
         item["groups"] = {"L": [s(g) for g in sorted(groups)]}
+        item["claims"] = s(json.dumps(dict(claims or {}), sort_keys=True, separators=(",", ":")))
         condition: dict[str, Any] = {}
         if issued_at is not None:
             item["iat"] = n(issued_at)
@@ -697,8 +733,12 @@ class AccessStore:
             raise _translate(exc) from exc
         return True
 
-    def recall_identity(self, subject: str, now: datetime) -> frozenset[str] | None:
-        """Groups from the person's last verified token, if it is recent enough."""
+    def recall_identity(self, subject: str, now: datetime) -> IdentitySnapshot | None:
+        """Groups and claims from the person's last verified token, if it is recent enough.
+
+        A snapshot written before claims were recorded has none: claim rules
+        then match nobody until the person's next sign-in.
+        """
         try:
             answer = self._client.get_item(TableName=self._table,
                                            Key={"pk": s(f"IDENTITY#{subject}"), "sk": s("SNAPSHOT")})
@@ -707,7 +747,8 @@ class AccessStore:
         item = answer.get("Item")
         if not item or int(item["expires_at_epoch"]["N"]) <= now.timestamp():
             return None
-        return frozenset(g["S"] for g in item["groups"]["L"])
+        claims = json.loads(item["claims"]["S"]) if "claims" in item else {}
+        return IdentitySnapshot(frozenset(g["S"] for g in item["groups"]["L"]), claims)
 
     # -- background tasks
 
@@ -728,7 +769,8 @@ class AccessStore:
 
     def _transition(self, request_id: str, from_status: str, to_status: str, who: str, now: datetime,
                     note: str | None, *, extra: dict[str, dict[str, str]] | None = None,
-                    own: bool = False, approver_sub: IssSub | None = None) -> dict[str, Any]:
+                    own: bool = False, approver_sub: IssSub | None = None,
+                    approver_person: str | None = None) -> dict[str, Any]:
         values: dict[str, dict[str, str]] = {
             ":from": s(from_status), ":to": s(to_status), ":who": s(who), ":now": s(iso(now)),
             **{f":{k}": v for k, v in (extra or {}).items()},
@@ -742,12 +784,14 @@ class AccessStore:
         if from_status == PENDING:
             condition += " AND pending_until > :now"
             # The rule that matters most is enforced by the database itself:
-            # approvers are never the requester (neither their principal nor
-            # their iss + sub); a cancel must come from them.
+            # approvers are never the requester (neither their principal, nor
+            # their iss + sub, nor their person); a cancel must come from them.
             condition += " AND requester = :who" if own else " AND requester <> :who"
             if approver_sub and not own:
                 condition += " AND NOT (requester_iss = :iss AND requester_sub = :sub)"
                 values[":iss"], values[":sub"] = s(approver_sub[0]), s(approver_sub[1])
+            if approver_person and not own:
+                condition += _not_the_person(who, approver_person, values)
         # Leaving pending leaves the approvers' index; a break-glass stays in
         # the review partition whatever happens to its grant.
         removal = " REMOVE pending_pk" if from_status == PENDING else ""
@@ -836,6 +880,14 @@ def _narrowing_note(request: AccessRequest, roles: tuple[str, ...] | None) -> st
     if roles is None or roles == request.roles:
         return None
     return f"narrowed to {', '.join(roles)} (asked: {', '.join(request.roles)})"
+
+
+def _not_the_person(who: str, person: str, values: dict[str, Any]) -> str:
+    """The condition that the request's requester is not ``person`` (the deciding principal ``who``'s
+    default-issuer person), neither as its principal nor as its ``requester_person``."""
+    values[":person"] = s(person)
+    condition = "" if person == who else " AND requester <> :person"  # ``requester <> :who`` is there already
+    return condition + " AND (attribute_not_exists(requester_person) OR requester_person <> :person)"
 
 
 def _start_key(after: PageKey) -> dict[str, dict[str, str]]:

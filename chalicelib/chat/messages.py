@@ -9,10 +9,20 @@ policy. So every such value goes through ``inline`` (one line, no control or
 invisible characters, length-capped, then ``&``, ``<`` and ``>`` escaped as
 Slack asks), and the builders below take plain data and return finished
 messages; ``chatops`` only chooses which one to send.
+
+mrkdwn has no escape for its emphasis markers, so outside code spans
+``inline`` turns ``*``, ``_`` and ``~`` that could open or close emphasis
+(all but those between two letters or digits, which Slack never formats:
+``next_token``, ``bob_smith@``) and every backtick into look-alikes Slack
+does not format (∗ ˍ ∼ ˋ): a reason reading ``*Approved* by ceo`` stays
+plain text. Inside a code span (ids, role names to type, paging tokens)
+nothing is formatted, so only the backtick, which would end the span, is
+replaced (``inline(..., code=True)``) and the rest can be copied as it is.
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -23,6 +33,9 @@ LIST_LINES = 20  # a longer list is cut, with a pointer to the client
 _DROPPED = {"Cf", "Cs", "Co", "Cn"}  # bidi overrides, zero-width and unassigned characters
 _BREAKS = {"Cc", "Zl", "Zp"}  # control characters (newlines, tabs), U+2028, U+2029
 _URL_BREAKERS = str.maketrans({"<": "%3C", ">": "%3E", "|": "%7C", " ": "%20"})
+_LOOK_ALIKES = {"*": "\u2217", "_": "\u02cd", "~": "\u223c", "`": "\u02cb"}
+# An emphasis marker not between two letters or digits, or any backtick.
+_MARKER = re.compile(r"`|(?<![^\W_])[*_~]|[*_~](?![^\W_])")
 
 HELP = (
     "*rolebroker* — AWS access from Slack\n"
@@ -43,8 +56,9 @@ HELP = (
 )
 
 
-def inline(value: object, limit: int = NAME_CHARS) -> str:
-    """``value`` as one line of plain mrkdwn text, at most ``limit`` characters before escaping."""
+def inline(value: object, limit: int = NAME_CHARS, *, code: bool = False) -> str:
+    """``value`` as one line of plain mrkdwn text, at most ``limit`` characters before escaping;
+    ``code``: for inside a code span (see the module docstring)."""
     text = "" if value is None else str(value)
     kept = []
     for ch in text:
@@ -57,6 +71,7 @@ def inline(value: object, limit: int = NAME_CHARS) -> str:
     if len(text) > limit:
         # Cut before escaping, so an entity is never cut in half.
         text = text[: limit - 1].rstrip() + "…"
+    text = text.replace("`", _LOOK_ALIKES["`"]) if code else _MARKER.sub(lambda m: _LOOK_ALIKES[m[0]], text)
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
@@ -80,7 +95,7 @@ def help_reply() -> dict[str, Any]:
 
 
 def working_on(command: str) -> dict[str, Any]:
-    return ephemeral(f":hourglass_flowing_sand: working on `/aws {inline(command)}` ...")
+    return ephemeral(f":hourglass_flowing_sand: working on `/aws {inline(command, code=True)}` ...")
 
 
 # How a reply that refuses or fails begins (``python -m devstack slack`` exits 1 on one).
@@ -100,7 +115,7 @@ def roles_reply(who: str, roles: Sequence[Mapping[str, Any]], labels: Mapping[st
     if not roles:
         return ephemeral(f"No roles for {inline(who)}. If you expected some, sign in once with "
                          "`rolebroker login` so the broker knows your groups.")
-    lines = [f"• `{inline(r['name'])}` — {inline(r['account'])} {inline(r['account_id'])} "
+    lines = [f"• `{inline(r['name'], code=True)}` — {inline(r['account'])} {inline(r['account_id'])} "
              f"({inline(r['region'])}): {inline(_access_label(r['access'], labels))}" for r in roles[:LIST_LINES]]
     if len(roles) > LIST_LINES:
         lines.append(f"… and {len(roles) - LIST_LINES} more: `rolebroker roles` lists them all.")
@@ -121,55 +136,56 @@ def console_reply(link: Mapping[str, Any]) -> dict[str, Any]:
 
 def request_filed(request: Mapping[str, Any]) -> dict[str, Any]:
     if request.get("kind") == "extension":
-        return ephemeral(f"Extension request `{inline(request['id'])}` for *{_roles_text(request)}* is pending; "
-                         "approvers have been asked.")
-    return ephemeral(f"Request `{inline(request['id'])}` for *{_roles_text(request)}* is pending; "
+        return ephemeral(f"Extension request `{inline(request['id'], code=True)}` for *{_roles_text(request)}* "
+                         "is pending; approvers have been asked.")
+    return ephemeral(f"Request `{inline(request['id'], code=True)}` for *{_roles_text(request)}* is pending; "
                      "approvers have been asked.")
 
 
 def break_glass_reply(request: Mapping[str, Any]) -> dict[str, Any]:
-    return ephemeral(f":rotating_light: Break-glass `{inline(request['id'])}`: you have *{inline(request['role'])}* "
-                     f"until {inline(request.get('grant_until'))}. Security has been told; an approver will review "
-                     "it. Get credentials with `rolebroker credential-process` or `aws --profile`.")
+    return ephemeral(f":rotating_light: Break-glass `{inline(request['id'], code=True)}`: you have "
+                     f"*{inline(request['role'])}* until {inline(request.get('grant_until'))}. Security has been "
+                     "told; an approver will review it. Get credentials with `rolebroker credential-process` "
+                     "or `aws --profile`.")
 
 
 def reviewed_reply(request: Mapping[str, Any]) -> dict[str, Any]:
-    return ephemeral(f"Reviewed break-glass `{inline(request['id'])}` ({inline(request['requester'])}, "
+    return ephemeral(f"Reviewed break-glass `{inline(request['id'], code=True)}` ({inline(request['requester'])}, "
                      f"{inline(request['role'])}).")
 
 
 def extended_reply(request: Mapping[str, Any], done: bool) -> dict[str, Any]:
     if done:
-        return ephemeral(f"Extended `{inline(request['id'])}`: *{_roles_text(request)}* until "
+        return ephemeral(f"Extended `{inline(request['id'], code=True)}`: *{_roles_text(request)}* until "
                          f"{inline(request.get('grant_until'))}.")
-    return ephemeral(f"Extension request `{inline(request['id'])}` is pending: that is beyond what the role "
+    return ephemeral(f"Extension request `{inline(request['id'], code=True)}` is pending: that is beyond what the role "
                      "extends without an approver, so approvers have been asked.")
 
 
 def requests_reply(requests: Sequence[Mapping[str, Any]], next_token: str | None) -> dict[str, Any]:
     if not requests:
         return ephemeral("No access requests for you or waiting for you.")
-    lines = [f"• `{inline(r['id'])}` {_kind_label(r)}{inline(r['requester'])} → *{_roles_text(r)}* "
+    lines = [f"• `{inline(r['id'], code=True)}` {_kind_label(r)}{inline(r['requester'])} → *{_roles_text(r)}* "
              f"({int(r['duration_seconds']) // 60} min): {inline(r['status'])}{_progress_text(r)}" for r in requests]
     if next_token:
-        lines.append(f"More: `/aws requests more {inline(next_token, 400)}`")
+        lines.append(f"More: `/aws requests more {inline(next_token, 400, code=True)}`")
     return ephemeral("\n".join(lines))
 
 
 def approved_reply(request: Mapping[str, Any]) -> dict[str, Any]:
     if request.get("status") == "pending":
-        return ephemeral(f"Counted your approval of `{inline(request['id'])}`;{_progress_text(request)}")
-    return ephemeral(f"Approved `{inline(request['id'])}`: {inline(request['requester'])} has "
+        return ephemeral(f"Counted your approval of `{inline(request['id'], code=True)}`;{_progress_text(request)}")
+    return ephemeral(f"Approved `{inline(request['id'], code=True)}`: {inline(request['requester'])} has "
                      f"*{_roles_text(request)}* until {inline(request.get('grant_until') or '?')}.")
 
 
 def denied_reply(request: Mapping[str, Any]) -> dict[str, Any]:
-    return ephemeral(f"Denied `{inline(request['id'])}` ({inline(request['requester'])}, "
+    return ephemeral(f"Denied `{inline(request['id'], code=True)}` ({inline(request['requester'])}, "
                      f"{inline(request['role'])}).")
 
 
 def cancelled_reply(request: Mapping[str, Any]) -> dict[str, Any]:
-    return ephemeral(f"Cancelled `{inline(request['id'])}` ({inline(request['role'])}).")
+    return ephemeral(f"Cancelled `{inline(request['id'], code=True)}` ({inline(request['role'])}).")
 
 
 def not_served() -> dict[str, Any]:
@@ -201,8 +217,9 @@ def decision_update(request: Mapping[str, Any], *, description: str = "",
 
 def requester_notice(request: Mapping[str, Any]) -> str:
     if request.get("kind") == "break_glass":
-        return f"Your break-glass `{inline(request['id'])}` for *{inline(request['role'])}*: {_review_line(request)}"
-    return f"Your request `{inline(request['id'])}` for *{_roles_text(request)}*: {decided_line(request)}"
+        return (f"Your break-glass `{inline(request['id'], code=True)}` for *{inline(request['role'])}*: "
+                f"{_review_line(request)}")
+    return f"Your request `{inline(request['id'], code=True)}` for *{_roles_text(request)}*: {decided_line(request)}"
 
 
 def break_glass_alert(request: Mapping[str, Any], *, description: str = "",
@@ -214,11 +231,11 @@ def break_glass_alert(request: Mapping[str, Any], *, description: str = "",
             "without an approver")
     head = ":rotating_light: *BREAK-GLASS*" + (" <!here>" if audience == "security" else "")
     lines = [
-        f"{head} `{request_id}`",
+        f"{head} `{inline(request['id'], code=True)}`",
         f"*{inline(request['requester'])}* took *{inline(request['role'])}* without an approver, until "
         f"{inline(request.get('grant_until'))}.",
         f"> {inline(request['reason'], TEXT_CHARS)}",
-        f"Ticket: `{inline(request.get('ticket'))}`",
+        f"Ticket: `{inline(request.get('ticket'), code=True)}`",
     ]
     if description:
         lines.append(f"_{inline(description, TEXT_CHARS)}_")
@@ -269,9 +286,9 @@ def _progress_text(request: Mapping[str, Any]) -> str:
 def _facts(request: Mapping[str, Any]) -> str:
     facts = []
     if request.get("ticket"):
-        facts.append(f"Ticket: `{inline(request['ticket'])}`")
+        facts.append(f"Ticket: `{inline(request['ticket'], code=True)}`")
     if request.get("scope"):
-        facts.append(f"Scope: `{inline(request['scope'])}`")
+        facts.append(f"Scope: `{inline(request['scope'], code=True)}`")
     if request.get("start_at"):
         facts.append(f"Starts: {inline(request['start_at'])}")
     return " · ".join(facts)
@@ -281,8 +298,8 @@ def _asks(request: Mapping[str, Any]) -> str:
     minutes = int(request["duration_seconds"]) // 60
     who = f"*{inline(request['requester'])}*"
     if request.get("kind") == "extension":
-        return f"{who} asks to extend request `{inline(request.get('parent'))}` (*{_roles_text(request)}*) by " \
-               f"{minutes} min."
+        return (f"{who} asks to extend request `{inline(request.get('parent'), code=True)}` "
+                f"(*{_roles_text(request)}*) by {minutes} min.")
     roles = request.get("roles") or [request["role"]]
     if len(roles) > 1:
         return f"{who} asks for {len(roles)} roles, one decision for all: *{_roles_text(request)}*, for {minutes} min."
@@ -291,7 +308,7 @@ def _asks(request: Mapping[str, Any]) -> str:
 
 def _request_blocks(request: Mapping[str, Any], *, description: str, mfa_note: bool,
                     audience: str = "approvers") -> list[dict[str, Any]]:
-    request_id = inline(request["id"])
+    request_id = inline(request["id"], code=True)  # shown only in code spans
     lines = [f"*{_title(request)}* `{request_id}`", _asks(request), f"> {inline(request['reason'], TEXT_CHARS)}"]
     if _facts(request):
         lines.append(_facts(request))

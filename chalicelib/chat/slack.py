@@ -51,7 +51,8 @@ class SlackRequestVerifier:
         signature = headers.get("x-slack-signature")
         if not timestamp or not signature:
             raise Unauthenticated("missing Slack signature headers")
-        if not timestamp.isdigit() or len(body) > MAX_SLACK_BODY:
+        # Non-ASCII would make hmac.compare_digest raise instead of answer "no".
+        if not (timestamp.isascii() and timestamp.isdigit() and signature.isascii()) or len(body) > MAX_SLACK_BODY:
             raise Unauthenticated("invalid Slack signature")
         try:
             text = body.decode("utf-8")

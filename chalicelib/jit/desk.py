@@ -2,9 +2,18 @@
 decide a request, the open-request cap, notifications and audit lines.
 
 Requests and grants belong to a principal (``identity.principal.key``).
-"Is this the requester?" is asked of the principal *and* of the token's
-``iss`` + ``sub``, so neither another form of the same email nor another
-claim of the same IdP account can approve, review or extend as someone else.
+Two questions are asked about a caller and a request, on purpose apart:
+
+* ``is_own``: may the caller act *as* the requester (see it as theirs,
+  extend it)? Only the same principal or the same ``iss`` + ``sub``.
+* ``is_self``: must the caller be kept from deciding it (approve, deny,
+  review)? Also when their *person* is the requester's: the default-issuer
+  person an issuer's ``approval_identity_claim`` names
+  (``Identity.person``, ``AccessRequest.requester_person``). That link only
+  ever refuses: an account at a second IdP gets no right over the person's
+  requests from it, but cannot approve them either, nor approve twice.
+
+The store's conditions enforce ``is_self`` and "not twice" again.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from typing import Any, Protocol
 
 from chalicelib.access.policy import AccessPolicy, Approval, Role
 from chalicelib.audit import AuditLog, CallContext
+from chalicelib.aws.items import sub_key
 from chalicelib.aws.store import AccessStore, NewRequest
 from chalicelib.exceptions import BadRequest, Conflict, NotFound, SlotTaken, Throttled
 from chalicelib.identity.tokens import Identity
@@ -53,7 +63,36 @@ class SilentNotifier:
 
 
 def is_own(request: AccessRequest, identity: Identity) -> bool:
-    return identity.is_same_person(request.requester, request.requester_iss, request.requester_sub)
+    """The caller is the requester: the same principal, or the same ``iss`` + ``sub``."""
+    if request.requester == identity.principal.key:
+        return True
+    return identity.iss_sub is not None and (request.requester_iss, request.requester_sub) == identity.iss_sub
+
+
+def is_self(request: AccessRequest, identity: Identity) -> bool:
+    """The caller may not decide or review the request: it is theirs, or their person's."""
+    return identity.is_same_person(request.requester, request.requester_iss, request.requester_sub,
+                                   request.requester_person)
+
+
+def already_approved(request: AccessRequest, identity: Identity) -> bool:
+    """The caller approved the request before: by principal, by ``iss`` + ``sub`` or as the same person."""
+    if identity.principal.key in request.approvers:
+        return True
+    if identity.iss_sub and sub_key(*identity.iss_sub) in request.approver_subs:
+        return True
+    person = person_key(identity)
+    return person is not None and (person in request.approver_persons or person in request.approvers)
+
+
+def person_key(identity: Identity) -> str | None:
+    """The caller's default-issuer person, where known (their own principal for the default issuer)."""
+    return identity.person.key if identity.person else None
+
+
+def linked_key(identity: Identity) -> str | None:
+    """For a caller of another issuer linked to a person: that person (what a request records)."""
+    return identity.linked.key if identity.linked else None
 
 
 class Desk:
@@ -137,7 +176,8 @@ class Desk:
             slot = random.choice(sorted(set(range(self._max_open)) - held.keys()))  # noqa: S311 - not a secret
             try:
                 return self._store.create(role=role.name, requester=identity.principal.key, now=now, slot=slot,
-                                          requester_sub=identity.iss_sub, spec=spec, **fields)
+                                          requester_sub=identity.iss_sub, requester_person=linked_key(identity),
+                                          spec=spec, **fields)
             except SlotTaken:
                 continue  # a racing create took it: look again
         raise Throttled("the request store is busy with your other requests; retry in a moment")

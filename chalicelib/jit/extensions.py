@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from chalicelib.access.policy import Role
+from chalicelib.access.policy import Role, decide
 from chalicelib.audit import CallContext
 from chalicelib.aws.store import NewRequest
 from chalicelib.exceptions import BadRequest, Conflict, Forbidden
@@ -54,7 +54,14 @@ class Extensions(Desk):
                              f"(rolebroker request --role {parent.role} --reason ...)")
         if parent.kind == EXTENSION:
             raise BadRequest(f"extend the original request {parent.parent}, not an extension of it")
-        roles = [policy.role(name) for name in parent.roles]
+        # The roles as the caller may learn of them today, each still allowing them: a role whose rules no
+        # longer name the caller's issuer is unknown to them, one that no longer admits them is a 403.
+        roles = [policy.role_for(name, identity) for name in parent.roles]
+        for role in roles:
+            decision = decide(role, identity, now=self._clock())
+            if decision.access == "denied":
+                self._record("extend", "denied", context, identity, role, decision.reason, request_ref=parent.id)
+                raise Forbidden(f"you may not extend your grant of role {role.name}: {decision.reason}")
         approval = self._common_approval(roles)
         role = roles[0]
         now = self._clock()

@@ -80,6 +80,8 @@ class AccessRequest:
     requester_iss: str | None = None
     requester_sub: str | None = None
     slot: int | None = None  # the requester's open-request slot it holds while pending
+    # A requester of an issuer that declares ``approval_identity_claim``: their default-issuer person.
+    requester_person: str | None = None
     kind: str = ACCESS
     roles: tuple[str, ...] = ()
     scope: str | None = None
@@ -89,6 +91,7 @@ class AccessRequest:
     stage: int = 0
     votes: tuple[Vote, ...] = ()
     approver_subs: frozenset[str] = frozenset()
+    approver_persons: frozenset[str] = frozenset()  # the default-issuer person of each approver, where known
     review: Review | None = None
     parent: str | None = None
     extended_seconds: int = 0
@@ -107,6 +110,12 @@ class AccessRequest:
     def approvers(self) -> frozenset[str]:
         """Principal keys of everyone who approved so far (any stage)."""
         return self._approvers
+
+    @property
+    def person(self) -> str:
+        """The requester as one person across issuers: their default-issuer person where known, else
+        their principal. One break-glass lock and one "is this the requester?" answer per person."""
+        return self.requester_person or self.requester
 
     @property
     def votes_in_stage(self) -> int:

@@ -14,6 +14,11 @@ writes grants: one per role of the request, all of them unless that
 approver narrows the request to some (``roles``), never some by accident.
 Two approvals at once both count: the loser of the race reads the request
 again and takes the next place, or, if there is none left, gets a 409.
+
+"Is the approver the requester, or someone who approved already?" is asked
+of the principal, of the token's ``iss`` + ``sub`` *and* of the person of the
+default issuer (``desk.py``), so one person's account at a second, linked
+IdP neither approves their own request nor counts twice in an N-of-M.
 """
 
 from __future__ import annotations
@@ -24,14 +29,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
-from chalicelib.access.policy import MAX_GRANT_SECONDS, AccessPolicy, Role, decide
+from chalicelib.access.policy import MAX_GRANT_SECONDS, AccessPolicy, Role, decide, describe_rules
 from chalicelib.access.workflow import MAX_REQUIRED, MAX_STAGES, TicketRule
 from chalicelib.audit import CallContext
-from chalicelib.aws.items import sub_key
 from chalicelib.aws.store import ApprovalStep, NewRequest, PageKey, page_key
 from chalicelib.exceptions import BadRequest, Conflict, Forbidden, NotFound
 from chalicelib.identity.tokens import Identity
-from chalicelib.jit.desk import DEFAULT_MAX_OPEN, Desk, is_own
+from chalicelib.jit.desk import DEFAULT_MAX_OPEN, Desk, already_approved, is_self, person_key
 from chalicelib.jit.model import APPROVED, BREAK_GLASS, EXTENSION, KINDS, PENDING, AccessRequest
 from chalicelib.validation import checked_request_id
 
@@ -118,13 +122,15 @@ class AccessRequests(Desk):
         if len(set(names)) != len(names):
             raise BadRequest("a role is named twice in 'roles'")
         policy = self._policy()
-        chosen = [policy.role(name) for name in names]
-        approval = self._common_approval(chosen)
+        # Every role as the caller may learn of it (a role with no rule of their issuer is unknown to them),
+        # and each one allowed, before anything else about the roles is said.
+        chosen = [policy.role_for(name, identity) for name in names]
         for role in chosen:
             decision = decide(role, identity, now=self._clock())
             if decision.access == "denied":
                 self._record("request", "denied", context, identity, role, decision.reason)
                 raise Forbidden(f"you may not request role {role.name}: {decision.reason}")
+        approval = self._common_approval(chosen)
         first = chosen[0]
         if duration_seconds is None:
             duration_seconds = approval.max_grant_seconds
@@ -197,7 +203,7 @@ class AccessRequests(Desk):
                    for role in policy.roles.values())
 
     def _may_list(self, policy: AccessPolicy, request: AccessRequest, identity: Identity, kind: str | None) -> bool:
-        if is_own(request, identity) or (kind is not None and request.kind != kind):
+        if is_self(request, identity) or (kind is not None and request.kind != kind):
             return False
         if kind == BREAK_GLASS:
             return (self._approves_all(policy, request, identity) or policy.is_admin(identity)
@@ -261,7 +267,8 @@ class AccessRequests(Desk):
         if count < required or not last_stage:
             done = count >= required
             step = ApprovalStep(identity.principal.key, identity.iss_sub, now,
-                                request.stage + 1 if done else request.stage, 0 if done else count, False, roles)
+                                request.stage + 1 if done else request.stage, 0 if done else count, False, roles,
+                                person_key(identity))
             note = f"approval {count} of {required} in stage {request.stage + 1} ({stage_name})"
             with _race():
                 self._store.vote(request, step, note)
@@ -274,7 +281,8 @@ class AccessRequests(Desk):
         grant_until = grant_from + timedelta(seconds=min(request.duration_seconds, role.approval.max_grant_seconds))
         with _race():
             self._store.approve(request, approver=identity.principal.key, approver_sub=identity.iss_sub, now=now,
-                                grant_from=grant_from, grant_until=grant_until, roles=roles)
+                                grant_from=grant_from, grant_until=grant_until, roles=roles,
+                                approver_person=person_key(identity))
         self._record_change("approve", "approved", context, identity, request,
                             f"grant until {grant_until.isoformat()}", self._policy(),
                             granted=list(roles) if roles else None)
@@ -290,7 +298,8 @@ class AccessRequests(Desk):
         until = new_until(parent, role, request.duration_seconds, now)
         with _race():
             self._store.extend_by_approval(request, parent, approver=identity.principal.key,
-                                           approver_sub=identity.iss_sub, now=now, new_until=until)
+                                           approver_sub=identity.iss_sub, now=now, new_until=until,
+                                           approver_person=person_key(identity))
         self._record_change("extend", "approved", context, identity, request,
                             f"grant of {parent.id} until {until.isoformat()}", self._policy(), parent=parent.id)
         self.notifier.request_decided(request.id)
@@ -300,7 +309,7 @@ class AccessRequests(Desk):
     def deny(self, identity: Identity, request_id: str, *, note: str | None, context: CallContext) -> AccessRequest:
         request, _ = self._decidable(identity, request_id, context, "deny")
         self._store.deny(request, approver=identity.principal.key, approver_sub=identity.iss_sub,
-                         now=self._clock(), note=note)
+                         now=self._clock(), note=note, approver_person=person_key(identity))
         self._record_change("deny", "denied", context, identity, request, note or "", self._policy())
         self.notifier.request_decided(request.id)
         return self._store.get(request.id)
@@ -350,7 +359,7 @@ class AccessRequests(Desk):
         policy = self._policy()
         request = self._visible(identity, request_id, policy)
         role = policy.role(request.role)
-        if is_own(request, identity):
+        if is_self(request, identity):
             self._record(action, "denied", context, identity, role, "self-approval", request_ref=request.id)
             raise Forbidden("you cannot approve or deny your own request; ask an approver")
         if request.kind == BREAK_GLASS:
@@ -372,8 +381,8 @@ class AccessRequests(Desk):
                 if role.is_watcher(identity):
                     return (f"you are notified of role {name}'s requests (notify.watchers) but cannot decide them; "
                             "an approver must")
-                rules = "; or ".join(r.describe() for r in role.approval.approvers)
-                return f"you are not an approver for role {name} (approvers need {rules})"
+                return (f"you are not an approver for role {name} "
+                        f"(approvers need {describe_rules(role.approval.approvers, identity)})")
         return "you may not decide this request"
 
     def _check_approver(self, identity: Identity, request: AccessRequest, role: Role, context: CallContext) -> None:
@@ -390,9 +399,8 @@ class AccessRequests(Desk):
             progress = request.progress()
             raise Forbidden(f"request {request.id} waits for stage {progress['stage']} of {progress['stages']} "
                             f"({stage.name}), whose approvers need "
-                            + "; or ".join(r.describe() for r in stage.approvers))
-        if identity.principal.key in request.approvers or (
-                identity.iss_sub and sub_key(*identity.iss_sub) in request.approver_subs):
+                            + describe_rules(stage.approvers, identity))
+        if already_approved(request, identity):
             raise Conflict(f"you already approved request {request.id}; each approval must come from "
                            "a different person")
         if role.require_mfa or any(r.require_mfa for r in roles):

@@ -361,6 +361,9 @@ def credentials_problem(creds: object) -> str:
     for name in CREDENTIAL_KEYS[1:]:
         if not isinstance(creds.get(name), str) or not creds[name]:
             return f"credentials without {name}"
+        # `env` prints them and `exec` passes them on: nothing a terminal acts on.
+        if not (creds[name].isascii() and creds[name].isprintable()):
+            return f"credentials {name} is not printable ASCII"
     return ""
 
 

@@ -264,7 +264,8 @@ def credentials_entry(doc: Mapping[str, Any], role: str, answer: HttpResponse) -
         "role": role,
         "credentials": {name: creds[name] for name in CREDENTIAL_KEYS},
         "expires_at": expires_at,
-        "region": region or (doc.get("region") if isinstance(doc.get("region"), str) else None),
+        "region": region or (doc["region"] if isinstance(doc.get("region"), str) and valid_region(doc["region"])
+                             else None),
     }
 
 

@@ -85,6 +85,10 @@ def check_transport(url: str, what: str) -> None:
         raise ConfigError(f"{what} URL {url!r} is not a valid URL") from None
     if parts.scheme not in ("http", "https") or not host or any(ch.isspace() for ch in url):
         raise ConfigError(f"{what} URL {url!r} is not an http(s) URL")
+    if not (url.isascii() and url.isprintable()):
+        # It may be printed (login shows the sign-in address): nothing a terminal acts on.
+        raise ConfigError(f"{what} URL {url!r} is not plain printable ASCII (an international host name "
+                          "is written in its xn-- form)")
     if parts.scheme == "http" and not is_loopback(host):
         raise ConfigError(f"refusing to send a token to {url} over plain http; use https")
 

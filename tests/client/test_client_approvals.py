@@ -235,3 +235,30 @@ def test_show_names_a_break_glass_and_its_review(cli: Callable[..., Result], bro
     assert rows["kind"].strip() == "break-glass"
     assert rows["review"].strip().startswith("done by lead@example.com at ")
     assert rows["review"].strip().endswith(": checked CloudTrail")  # the escape sequence is dropped whole
+
+
+ESCAPES = "\x1b]8;;https://evil.example.com\x07x\x1b]8;;\x07\x1b[2J\u202e\x9b1m\x07\x00"
+
+
+def test_tickets_scopes_and_stage_names_reach_the_terminal_clean(cli: Callable[..., Result],
+                                                                 broker: FakeBroker) -> None:
+    # The broker validates tickets (printable ASCII) and scope names; a broker that did not, or a
+    # forged answer, must still not drive the terminal through show, requests, extend or approve.
+    doc = {**PENDING, "id": "0123456789ab", "kind": "extension", "parent": f"0123456789ac{ESCAPES}",
+           "ticket": f"CHG-7{ESCAPES}", "scope": f"readonly{ESCAPES}", "roles": [f"deploy-a{ESCAPES}"],
+           "approvals": [{"who": f"lead{ESCAPES}", "stage": f"team-lead{ESCAPES}", "at": "2030-01-01T00:10:00Z"}],
+           "progress": {"stage": 2, "stages": 2, "stage_name": f"security{ESCAPES}", "approvals": 0, "required": 2},
+           "review": {"status": f"pending{ESCAPES}", "by": None, "at": None, "note": None}}
+    broker.route("GET", "/v1/requests/0123456789ab", Reply(200, {**doc, "history": []}))
+    broker.route("GET", "/v1/requests", Reply(200, {"requests": [doc]}))
+    broker.route("POST", "/v1/requests/0123456789ab/extend", Reply(201, doc))
+    broker.route("POST", "/v1/requests/0123456789ab/approve", Reply(200, doc))
+    outputs = [cli("show", "0123456789ab"), cli("requests"),
+               cli("extend", "0123456789ab", "--duration", "1h", "--reason", "more"),
+               cli("approve", "0123456789ab")]
+    for result in outputs:
+        assert result.code == 0, result.err
+        assert not any(ch in result.out + result.err for ch in ("\x1b", "\x07", "\x9b", "\u202e", "\x00")), result
+        assert "[2J" not in result.out and "]8;;" not in result.out
+    shown = outputs[0].out
+    assert "CHG-7x" in shown and "readonlyx" in shown and "team-leadx" in shown and "securityx" in shown

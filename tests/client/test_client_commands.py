@@ -80,6 +80,45 @@ def test_env_quotes_hostile_values(cli: Callable[..., Result], broker: FakeBroke
     assert exports(result.out)["AWS_SESSION_TOKEN"] == "tok'en $(touch /tmp/pwned) `id`"
 
 
+ESCAPES = "\x1b]0;owned\x07\x1b[2J\x1b]8;;https://evil.example/\x07"
+
+
+@pytest.mark.parametrize("command", [("env",), ("credential-process",), ("exec", "--", "true")])
+@pytest.mark.parametrize("field", ["SessionToken", "AccessKeyId", "Expiration"])
+def test_credentials_with_terminal_escapes_are_refused(cli: Callable[..., Result], broker: FakeBroker,
+                                                       command: tuple[str, ...], field: str) -> None:
+    # Review ATTACK9 F3: `env` printed the broker's credential strings raw (shlex.quote
+    # keeps the shell safe but passes ESC/BEL through to the terminal).
+    def hostile(request: Seen) -> Reply:
+        reply = broker.credentials(request)
+        assert isinstance(reply.body, dict)
+        reply.body["credentials"][field] += ESCAPES
+        return reply
+
+    broker.route("POST", "/v1/credentials", hostile)
+    ran: list[list[str]] = []
+    result = cli(command[0], "--role", "sandbox-admin", *command[1:],
+                 execute=lambda argv, env: ran.append(argv) or 0)
+    assert result.code != 0 and result.out == "" and ran == []
+    assert "\x1b" not in result.err and "\x07" not in result.err
+    assert f"credentials {field} is not printable ASCII" in result.err
+
+
+def test_a_region_the_broker_names_outside_its_profile_is_checked(cli: Callable[..., Result],
+                                                                  broker: FakeBroker) -> None:
+    def hostile(request: Seen) -> Reply:
+        reply = broker.credentials(request)
+        assert isinstance(reply.body, dict)
+        reply.body["profile"] = {"name": "sandbox-admin", "config": ""}
+        reply.body["region"] = "eu-west-1" + ESCAPES
+        return reply
+
+    broker.route("POST", "/v1/credentials", hostile)
+    result = cli("env", "--role", "sandbox-admin")
+    assert result.code == 0, result.err
+    assert "\x1b" not in result.out and "AWS_REGION" not in result.out
+
+
 def test_exec_gets_the_credentials_and_passes_the_exit_code(cli: Callable[..., Result], broker: FakeBroker,
                                                              env: dict[str, str]) -> None:
     seen: list[tuple[list[str], dict[str, str]]] = []

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from rolebroker import tokens
 
-from tests.client.fakes import ALICE, FakeBroker, FakeIssuer, Result, cache_files, rolebroker
+from tests.client.fakes import ALICE, FakeBroker, FakeIssuer, Reply, Result, Seen, cache_files, rolebroker
 
 CP = ("credential-process", "--role", "sandbox-admin")
 
@@ -151,6 +151,34 @@ def test_no_browser_prints_the_address_and_gives_up_after_the_timeout(
     assert opened == []
     assert f"{idp.url}/authorize?" in result.err
     assert result.err_lines[-1] == "rolebroker: no sign-in arrived within 0.2 s; run `rolebroker login` again"
+
+
+ESCAPES = "\x1b]0;owned\x07\x1b[2J\x1b]8;;https://evil.example/\x07"
+
+
+@pytest.mark.parametrize("endpoint", ["authorization_endpoint", "token_endpoint"])
+def test_an_endpoint_with_terminal_escapes_is_refused_before_anything_is_printed(
+        cli: Callable[..., Result], broker: FakeBroker, idp: FakeIssuer, signed_out: dict[str, str],
+        endpoint: str) -> None:
+    # Review ATTACK9 F3: the broker the user points `login --url` at names the issuer,
+    # whose discovery document named an authorization endpoint that login printed raw.
+    original = idp.handle
+
+    def hostile(request: Seen) -> Reply:
+        if request.path == "/.well-known/openid-configuration":
+            doc = {"issuer": idp.url, "authorization_endpoint": f"{idp.url}/authorize",
+                   "token_endpoint": f"{idp.url}/token"}
+            doc[endpoint] += ESCAPES
+            return Reply(200, doc)
+        return original(request)
+
+    idp.handle = hostile  # type: ignore[method-assign]
+    opened: list[str] = []
+    result = cli("login", "--no-browser", environ=signed_out, open_browser=opened.append, login_timeout=0.2)
+    assert result.code != 0 and opened == []
+    assert "\x1b" not in result.err and "\x07" not in result.err
+    assert result.err_lines[-1].startswith("rolebroker: identity provider URL ")
+    assert "is not plain printable ASCII" in result.err_lines[-1] and "Sign in at" not in result.err
 
 
 def test_issuer_from_the_config_file(cli: Callable[..., Result], broker: FakeBroker, idp: FakeIssuer,

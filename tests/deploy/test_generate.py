@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 import json
 import shutil
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ from infra.generate import (
     stage_from_config,
 )
 from infra.generate import WORKER as WORKER_FUNCTION
-from infra.trusting import SESSION_TAG_KEYS, Broker, plan_stacksets
+from infra.trusting import SESSION_TAG_KEYS, Broker, TrustError, plan_stacksets
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "infra" / "example-access-policy.yaml"
@@ -356,6 +358,55 @@ def test_trust_refuses_an_account_root_or_a_session(tmp_path: Path, capsys: pyte
     assert main(["trust", "--policy", str(EXAMPLE), "--broker-role-arn", BROKER, "--broker-role-arn",
                  "arn:aws:iam::999999999999:role/other", "--out", str(tmp_path)]) == 2
     assert "must all be in the trusted account" in capsys.readouterr().err
+
+
+def _roles_policy(*role_names: str) -> str:
+    roles = "".join(f"  r{i}: {{account: a, role_name: {name}, allow: [{{groups: [x]}}]}}\n"
+                    for i, name in enumerate(role_names))
+    return f'version: 1\naccounts: {{a: {{id: "222222222222", region: us-east-1}}}}\nroles:\n{roles}'
+
+
+@pytest.mark.parametrize(("role_names", "refused", "used_for"), [
+    (["/rolebroker/TrustedAccountId"], "/rolebroker/TrustedAccountId", "a parameter"),
+    (["/rolebroker/AccountGroup"], "/rolebroker/AccountGroup", "a parameter"),
+    (["/rolebroker/BrokerPrincipalArns"], "/rolebroker/BrokerPrincipalArns", "a parameter"),
+    (["/rolebroker/PermissionsBoundaryArn"], "/rolebroker/PermissionsBoundaryArn", "a parameter"),
+    (["/rolebroker/ExternalId"], "/rolebroker/ExternalId", "ExternalId"),
+    (["/rolebroker/Admin", "/rolebroker/AdminManagedPolicyArns"], "/rolebroker/AdminManagedPolicyArns",
+     "the managed policies parameter of role /rolebroker/Admin"),
+])
+def test_role_names_never_collide_with_the_templates_own_names(role_names: list[str], refused: str,
+                                                                used_for: str) -> None:
+    # Review ATTACK9 F9: a role named TrustedAccountId turned ${TrustedAccountId} in every
+    # trust policy into a Ref to that role (cfn-lint W1001); AdminManagedPolicyArns next
+    # to Admin was a duplicate logical id (E3007); ExternalId overwrote each account's
+    # ExternalId in the mapping. The generator wrote templates AWS refuses.
+    broker = Broker.from_arns([BROKER])
+    with pytest.raises(TrustError, match=f"role {refused} would have the logical id .*{used_for}"):
+        plan_stacksets(parse_policy(_roles_policy(*role_names)), broker)
+
+
+def test_the_same_names_under_a_sub_path_are_fine(tmp_path: Path) -> None:
+    policy = parse_policy(_roles_policy("/rolebroker/ops/TrustedAccountId", "/rolebroker/Admin",
+                                        "/rolebroker/ops/AdminManagedPolicyArns", "/rolebroker/ops/ExternalId"))
+    for part in plan_stacksets(policy, Broker.from_arns([BROKER])):
+        assert not set(part.template["Resources"]) & set(part.template["Parameters"])
+        for mapping in part.template["Mappings"].values():
+            assert all(row["ExternalId"] == "-" for row in mapping.values())
+        path = tmp_path / f"roles-{part.number}.yaml"
+        path.write_text(part.body)
+        result = subprocess.run([str(Path(sys.executable).parent / "cfn-lint"), str(path)], capture_output=True,
+                                text=True, timeout=120, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_colliding_role_name_stops_the_generator_with_one_line(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(_roles_policy("/rolebroker/TrustedAccountId"))
+    assert main(["trust", "--policy", str(policy), "--broker-role-arn", BROKER, "--out", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "rename the role" in err
 
 
 def test_one_template_serves_every_account_through_a_mapping(trust_dir: Path) -> None:

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,50 @@ def test_the_secrets_key_decrypts_only_for_the_brokers_roles(sam: dict[str, Any]
     admin = statements["KeyAdministration"]
     assert not any(a in {"kms:Decrypt", "kms:*", "kms:ReEncrypt*"} for a in admin["Action"])
     assert sam["Resources"]["SecretsKeyAlias"]["Properties"]["AliasName"] == {"Fn::Sub": "alias/rolebroker-${Stage}"}
+
+
+ACCOUNT = {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}}
+# What yields plaintext of this key's ciphertexts, directly or by a grant to oneself.
+DECRYPTING = ("kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:CreateGrant")
+
+
+def test_no_principal_of_the_account_can_grant_itself_decrypt(sam: dict[str, Any]) -> None:
+    # Review ATTACK9 F6: "kms:Create*" (and so kms:CreateGrant) for the account meant that
+    # any IAM principal allowed kms:CreateGrant could grant itself Decrypt and read the
+    # task key, the Slack signing secret and the bot token. Actions are named one by one.
+    statements = sam["Resources"]["SecretsKey"]["Properties"]["KeyPolicy"]["Statement"]
+    for statement in (s for s in statements if s["Principal"] == ACCOUNT):
+        actions = [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+        assert not [a for a in actions if "*" in a or "?" in a], statement["Sid"]
+        assert not [d for d in DECRYPTING for a in actions if fnmatchcase(d, a)], statement["Sid"]
+    admin = next(s for s in statements if s["Sid"] == "KeyAdministration")
+    # PutKeyPolicy stays (KMS refuses a policy that locks everyone out); whoever holds it
+    # can always take Decrypt: docs/security.md says so.
+    assert "kms:PutKeyPolicy" in admin["Action"] and "kms:RevokeGrant" in admin["Action"]
+
+
+def _put_parameter_commands(text: str) -> list[str]:
+    """Each `aws ssm put-parameter` command of a guide, continuation lines joined."""
+    joined = text.replace("\\\n", " ")
+    return [line for line in joined.splitlines() if "aws ssm put-parameter" in line]
+
+
+def test_the_guide_stores_every_stage_secret_under_the_stacks_key() -> None:
+    # Review ATTACK9 F7: the guide never created the task signing key, and its rotation
+    # commands had no --key-id, so SSM used aws/ssm, which any principal allowed
+    # ssm:GetParameter can use: the exposure the customer managed key exists to close.
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    variables = config["stages"]["prod"]["environment_variables"]
+    wanted = sorted(v[len("ssm:"):].replace("/prod/", "/$STAGE/") for v in variables.values()
+                    if str(v).startswith("ssm:"))
+    assert "/rolebroker/$STAGE/task-signing-key" in wanted
+    commands = _put_parameter_commands((ROOT / "docs" / "deploy.md").read_text())
+    created = {name for name in wanted for c in commands if f'"{name}"' in c}
+    assert created == set(wanted), f"deploy.md never creates {sorted(set(wanted) - created)}"
+    secure = [c for c in commands if "--type SecureString" in c]
+    assert len(secure) == len(commands) >= len(wanted) + 2  # the rotations too
+    assert not [c.strip()[:90] for c in secure if '--key-id "$SECRETS_KEY"' not in c]
+    assert not [c.strip()[:90] for c in commands if "/prod/" in c]  # every command follows $STAGE
 
 
 def test_merged_resources_keep_the_stage_settings(sam: dict[str, Any]) -> None:

@@ -156,6 +156,17 @@ class Jit:
                          for request, _ in self.slack.log if not request.path.startswith("/federation"))
 
 
+PARTNER_AUDIENCE = "rolebroker-partner"
+
+
+@pytest.fixture(scope="module")
+def partner() -> Iterator[DevIssuer]:
+    """A second people IdP (``issuers.partner`` in a module's policy), e.g. after an acquisition."""
+    dev = DevIssuer(audience=PARTNER_AUDIENCE).start()
+    yield dev
+    dev.stop()
+
+
 @pytest.fixture
 def jit_policy() -> str:
     """The access policy the ``jit`` app runs with; a test module may override it."""

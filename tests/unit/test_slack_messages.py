@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ HOSTILE = "<!channel> & <https://evil.example|click>\n*Approved* by mallory\u202
     ("a & b", "a &amp; b"),
     ("&lt;", "&amp;lt;"),
     ("<https://evil.example|docs>", "&lt;https://evil.example|docs&gt;"),
-    ("line one\n*Approved* by x", "line one *Approved* by x"),
+    ("line one\n*Approved* by x", "line one \u2217Approved\u2217 by x"),
     ("tab\there\r\nand\x0bthere", "tab here and there"),
     ("a\u2028b\u2029c\x85d", "a b c d"),
     ("evil\u202etxt.exe\u200b", "eviltxt.exe"),
@@ -34,6 +35,28 @@ HOSTILE = "<!channel> & <https://evil.example|click>\n*Approved* by mallory\u202
 ])
 def test_inline_makes_one_plain_escaped_line(raw: object, shown: str) -> None:
     assert inline(raw) == shown
+
+
+@pytest.mark.parametrize(("raw", "shown", "in_code"), [
+    ("*Approved* by ceo", "\u2217Approved\u2217 by ceo", "*Approved* by ceo"),
+    ("_urgent_ ~denied~", "\u02cdurgent\u02cd \u223cdenied\u223c", "_urgent_ ~denied~"),
+    ("`code` here", "\u02cbcode\u02cb here", "\u02cbcode\u02cb here"),
+    ("bob_smith@example.com next_token", "bob_smith@example.com next_token", "bob_smith@example.com next_token"),
+    ("a*b*c x_*y*_z", "a*b*c x\u02cd\u2217y\u2217\u02cdz", "a*b*c x_*y*_z"),
+    ("__init__ ~x~", "\u02cd\u02cdinit\u02cd\u02cd \u223cx\u223c", "__init__ ~x~"),
+])
+def test_inline_neutralises_mrkdwn_markers_outside_code_spans(raw: str, shown: str, in_code: str) -> None:
+    # Second review (*): a reason could render a bold fake "*Approved* by ceo".
+    assert inline(raw) == shown
+    assert inline(raw, code=True) == in_code
+
+
+def test_paging_tokens_and_role_names_stay_copyable() -> None:
+    token = "eyJwIjoibyIsImkiOiIwMTIzNDU2Nzg5YWIifQ_-x"
+    assert f"`/aws requests more {token}`" in messages.requests_reply([], None)["text"] + \
+        messages.requests_reply([{**REQUEST, "id": "0123456789ab"}], token)["text"]
+    roles = messages.roles_reply("bob", [{**ROLE, "name": "prod_admin", "access": "allowed"}], {})["text"]
+    assert "`prod_admin`" in roles
 
 
 def test_inline_caps_before_escaping() -> None:
@@ -116,6 +139,8 @@ def test_every_builder_cleans_every_value(name: str) -> None:
         for raw in ("<!", "<https://evil", "\u2028", "\u2029", "\u202e", "\u200b", "\x00", "\x1b"):
             assert raw not in text, (name, raw, text)
         assert not any(line.lstrip("•> _").startswith("*Approved* by mallory") for line in text.splitlines()), text
+        # Not even mid-line: outside code spans (where Slack formats nothing) markers are neutralised.
+        assert "*Approved* by mallory" not in re.sub(r"`[^`]*`", "", text), text
         assert len(text) < 4000, (name, len(text))
 
 
@@ -189,3 +214,40 @@ def test_the_help_text_names_every_slack_command() -> None:
     for command in commands:
         assert f"`/aws {command}" in messages.HELP, command
     assert "`/aws console ROLE [SERVICE]`" in messages.HELP
+
+
+# Values a person copies out of a code span (ids to type, tickets, scopes) and that mrkdwn would
+# otherwise format outside one: inside `...` they stay as typed, except a backtick, which would end it.
+TYPED = {"id": "0123456789ab", "ticket": "_CHG-7_*x*", "scope": "ro_", "parent": "0123456789ac"}
+SPANNED = {**FULL, **TYPED, "status": "approved", "progress": None}
+SPANNED_GLASS = {**GLASS, **TYPED}
+SPAN_BUILDERS: dict[str, Callable[[], Any]] = {
+    "request_filed": lambda: messages.request_filed(SPANNED),
+    "extension_filed": lambda: messages.request_filed({**SPANNED, "kind": "extension"}),
+    "break_glass_reply": lambda: messages.break_glass_reply(SPANNED_GLASS),
+    "reviewed_reply": lambda: messages.reviewed_reply(SPANNED_GLASS),
+    "extended_reply": lambda: messages.extended_reply(SPANNED, True),
+    "extension_pending": lambda: messages.extended_reply(SPANNED, False),
+    "requests_reply": lambda: messages.requests_reply([SPANNED], None),
+    "approved_reply": lambda: messages.approved_reply(SPANNED),
+    "counted_reply": lambda: messages.approved_reply({**SPANNED, "status": "pending"}),
+    "requester_notice": lambda: messages.requester_notice(SPANNED),
+    "break_glass_notice": lambda: messages.requester_notice(SPANNED_GLASS),
+    "approvers_message": lambda: messages.approval_request({**SPANNED, "status": "pending"}, mfa_note=True),
+    "extension_message": lambda: messages.approval_request({**SPANNED, "kind": "extension"}, mfa_note=False),
+    "break_glass_alert": lambda: messages.break_glass_alert(SPANNED_GLASS),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SPAN_BUILDERS))
+def test_ids_tickets_and_scopes_in_code_spans_stay_as_typed(name: str) -> None:
+    spans = [span for text in shown_texts(SPAN_BUILDERS[name]()) for span in re.findall(r"`([^`]*)`", text)]
+    shown = [value for value in TYPED.values() if any(value in span for span in spans)]
+    assert shown, (name, spans)
+    for span in spans:  # nothing of ours in a span is a look-alike: each reads as it was typed
+        assert not set(span) & {"\u2217", "\u02cd", "\u223c", "\u02cb"}, (name, span)
+
+
+def test_a_backtick_in_a_ticket_cannot_end_its_code_span() -> None:
+    text = json.dumps(messages.approval_request({**SPANNED, "ticket": "INC`*Approved* by ceo`"}, mfa_note=False))
+    assert "Ticket: `INC\u02cb*Approved* by ceo\u02cb`" in json.loads(text)[1][0]["text"]["text"]
