@@ -112,3 +112,11 @@ class RevokerUnavailable(AwsRefused):
 
 class Revoked(Forbidden):
     """An admin revoked this person's sessions; no credentials until it is lifted."""
+
+
+class BreakGlassLocked(Conflict):
+    """The person's last break-glass still waits for its review (the lock item is held)."""
+
+
+class TooManyWrites(BadRequest):
+    """A change would need more writes than one DynamoDB transaction takes."""
