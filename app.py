@@ -314,7 +314,8 @@ def _add_jit_and_slack(svc: Services, store: Any, policy: Callable[[], Any], inl
         svc.kill_switch.handoff = lambda revocation: dispatcher.dispatch({"kind": "revocation",
                                                                           "revocation": revocation})
     desk: dict[str, Any] = {"policy": policy, "store": store, "audit": svc.audit, "clock": svc.clock,
-                            "notifier": DispatchingNotifier(svc.dispatcher), "max_open": settings.max_open_requests}
+                            "notifier": DispatchingNotifier(svc.dispatcher), "max_open": settings.max_open_requests,
+                            "revoked": svc.kill_switch.refusal_of if svc.kill_switch else None}
     svc.access = AccessRequests(**desk)
     svc.glass = BreakGlassDesk(**desk)
     svc.extensions = Extensions(**desk)
@@ -621,16 +622,14 @@ def cancel_request(request_ref: str) -> dict[str, Any]:
 
 @api("/v1/requests/{request_ref}/revoke", methods=["POST"])
 def revoke_request(request_ref: str) -> dict[str, Any]:
-    """Revoke the grant, then end the sessions it issued (a deny on its role, chalicelib/jit/revocations.py)."""
-    svc = services()
-    revoked = _decide(request_ref, DECISION_FIELDS,
-                      lambda jit, who, ref, body, ctx: jit.revoke(who, ref, note=body.get("reason"), context=ctx))
-    try:
-        ended = svc.revocations().end_grant(caller(), revoked["requester"], revoked["role"], revoked["id"],
-                                            revoked.get("note"), context=call_context(current()))
-    except RolebrokerError as exc:  # the grant is revoked; say plainly that its sessions may not be
-        return {**revoked, "sessions": {"status": "failed", "detail": str(exc)}}
-    return {**revoked, "sessions": ended.to_dict() if ended else None}
+    """Revoke the grant, then end the sessions it issued: a deny in each of its roles
+    (``Revocations.end_grant``); ``sessions`` says how far that got."""
+    request = current()
+    body = validate(raw_body(request), DECISION_FIELDS, empty_ok=True)
+    svc, who, context = services(), caller(), call_context(request)
+    revoked = svc.requests().revoke(who, checked_request_id(request_ref), note=body.get("reason"), context=context)
+    sessions = svc.revocations().grant_sessions_ended(who, revoked, body.get("reason"), context=context)
+    return {**revoked.to_dict(svc.clock()), "sessions": sessions}
 
 
 @api("/v1/requests/{request_ref}/review", methods=["POST"])

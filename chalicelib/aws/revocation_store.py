@@ -26,18 +26,18 @@ import logging
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.aws.items import REFUSALS_PK, dt, iso, n, refusal_key, s
 from chalicelib.exceptions import BadRequest, Conflict, DependencyDown, NotFound, Throttled
 from chalicelib.jit.denies import DenyEntry
 
 LOG = logging.getLogger(__name__)
 
 LIST_PK = "REVOCATIONS"
-REFUSALS_PK = "REFUSALS"
 ENTRY_TTL_GRACE = timedelta(days=1)
 _THROTTLING = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
                "TransactionConflictException"}
@@ -142,24 +142,24 @@ class RevocationStore:
                                                 "ConditionExpression": "attribute_not_exists(pk)"}}]
         if naming is not None:
             items.append({"Put": {"TableName": self._table, "Item": {
-                "pk": _s(REFUSALS_PK), "sk": _s(revocation.principal), "revocation": _s(revocation.id),
-                "created_at": _s(_iso(revocation.created_at)), "cutoff": _s(_iso(revocation.cutoff)),
-                "naming": _s(naming)}}})
+                **refusal_key(revocation.principal), "revocation": s(revocation.id),
+                "created_at": s(iso(revocation.created_at)), "cutoff": s(iso(revocation.cutoff)),
+                "naming": s(naming)}}})
         self._call("transact_write_items", TransactItems=items)
 
     def get(self, revocation_id: str) -> Revocation:
         answer = self._call("get_item", TableName=self._table, ConsistentRead=True,
-                            Key={"pk": _s(LIST_PK), "sk": _s(f"REVOCATION#{revocation_id}")})
+                            Key={"pk": s(LIST_PK), "sk": s(f"REVOCATION#{revocation_id}")})
         if "Item" not in answer:
             raise NotFound(f"no revocation {revocation_id!r}; `rolebroker revocations` lists them")
         return _revocation(answer["Item"])
 
     def page(self, *, after: str | None, limit: int) -> tuple[list[Revocation], str | None]:
         kwargs: dict[str, Any] = {"KeyConditionExpression": "pk = :pk AND begins_with(sk, :r)",
-                                  "ExpressionAttributeValues": {":pk": _s(LIST_PK), ":r": _s("REVOCATION#")},
+                                  "ExpressionAttributeValues": {":pk": s(LIST_PK), ":r": s("REVOCATION#")},
                                   "ScanIndexForward": False, "Limit": limit}
         if after:
-            kwargs["ExclusiveStartKey"] = {"pk": _s(LIST_PK), "sk": _s(f"REVOCATION#{after}")}
+            kwargs["ExclusiveStartKey"] = {"pk": s(LIST_PK), "sk": s(f"REVOCATION#{after}")}
         answer = self._call("query", TableName=self._table, **kwargs)
         found = [_revocation(i) for i in answer.get("Items", [])]
         last = answer.get("LastEvaluatedKey")
@@ -167,35 +167,35 @@ class RevocationStore:
 
     def set_outcome(self, revocation_id: str, account_id: str, outcome: AccountOutcome) -> None:
         self._call("update_item", TableName=self._table,
-                   Key={"pk": _s(LIST_PK), "sk": _s(f"REVOCATION#{revocation_id}")},
+                   Key={"pk": s(LIST_PK), "sk": s(f"REVOCATION#{revocation_id}")},
                    UpdateExpression="SET accounts.#a = :o", ConditionExpression="attribute_exists(pk)",
                    ExpressionAttributeNames={"#a": account_id},
                    ExpressionAttributeValues={":o": {"S": json.dumps(outcome.to_dict(), sort_keys=True)}})
 
     def refusal(self, principal: str) -> dict[str, str] | None:
         answer = self._call("get_item", TableName=self._table, ConsistentRead=True,
-                            Key={"pk": _s(REFUSALS_PK), "sk": _s(principal)})
+                            Key=refusal_key(principal))
         item = answer.get("Item")
         return {k: v["S"] for k, v in item.items() if "S" in v} if item else None
 
     def refusals(self) -> list[dict[str, str]]:
         items = self._query_all(KeyConditionExpression="pk = :pk", ConsistentRead=True,
-                                ExpressionAttributeValues={":pk": _s(REFUSALS_PK)})
+                                ExpressionAttributeValues={":pk": s(REFUSALS_PK)})
         return [{k: v["S"] for k, v in item.items() if "S" in v} for item in items]
 
     def end(self, revocation: Revocation, *, state: str, by: str, now: datetime) -> None:
         """Stop refusing the person (lifted by an admin, or ended by a policy that no longer grants them)."""
         update = {"Update": {
-            "TableName": self._table, "Key": {"pk": _s(LIST_PK), "sk": _s(f"REVOCATION#{revocation.id}")},
+            "TableName": self._table, "Key": {"pk": s(LIST_PK), "sk": s(f"REVOCATION#{revocation.id}")},
             "UpdateExpression": "SET #state = :state, ended_at = :now, ended_by = :by",
             "ConditionExpression": "#state = :in_force",
             "ExpressionAttributeNames": {"#state": "state"},
-            "ExpressionAttributeValues": {":state": _s(state), ":now": _s(_iso(now)), ":by": _s(by),
-                                          ":in_force": _s(IN_FORCE)}}}
+            "ExpressionAttributeValues": {":state": s(state), ":now": s(iso(now)), ":by": s(by),
+                                          ":in_force": s(IN_FORCE)}}}
         # Only this revocation's refusal: a newer revocation of the same person stays in force.
-        refusal = {"Delete": {"TableName": self._table, "Key": {"pk": _s(REFUSALS_PK), "sk": _s(revocation.principal)},
+        refusal = {"Delete": {"TableName": self._table, "Key": refusal_key(revocation.principal),
                               "ConditionExpression": "attribute_not_exists(pk) OR revocation = :id",
-                              "ExpressionAttributeValues": {":id": _s(revocation.id)}}}
+                              "ExpressionAttributeValues": {":id": s(revocation.id)}}}
         try:
             self._client.transact_write_items(TransactItems=[update, refusal])
         except ClientError as exc:
@@ -209,35 +209,35 @@ class RevocationStore:
 
     def entries(self, account_id: str) -> list[DenyEntry]:
         items = self._query_all(KeyConditionExpression="pk = :pk AND begins_with(sk, :e)", ConsistentRead=True,
-                                ExpressionAttributeValues={":pk": _s(f"DENIES#{account_id}"), ":e": _s("ENTRY#")})
-        return [DenyEntry(source_identity=i["source_identity"]["S"], cutoff=_dt(i["cutoff"]["S"]),
-                          expires=_dt(i["expires"]["S"]), role_arn=i.get("role_arn", {}).get("S"))
+                                ExpressionAttributeValues={":pk": s(f"DENIES#{account_id}"), ":e": s("ENTRY#")})
+        return [DenyEntry(source_identity=i["source_identity"]["S"], cutoff=dt(i["cutoff"]["S"]),
+                          expires=dt(i["expires"]["S"]), role_arn=i.get("role_arn", {}).get("S"))
                 for i in items]
 
     def put_entry(self, account_id: str, entry: DenyEntry, revocation_id: str) -> None:
-        item = {"pk": _s(f"DENIES#{account_id}"), "sk": _s(_entry_sk(entry)),
-                "source_identity": _s(entry.source_identity), "cutoff": _s(_iso(entry.cutoff)),
-                "expires": _s(_iso(entry.expires)), "revocation": _s(revocation_id),
-                "expires_at_epoch": _n((entry.expires + ENTRY_TTL_GRACE).timestamp())}
+        item = {"pk": s(f"DENIES#{account_id}"), "sk": s(_entry_sk(entry)),
+                "source_identity": s(entry.source_identity), "cutoff": s(iso(entry.cutoff)),
+                "expires": s(iso(entry.expires)), "revocation": s(revocation_id),
+                "expires_at_epoch": n((entry.expires + ENTRY_TTL_GRACE).timestamp())}
         if entry.role_arn:
-            item["role_arn"] = _s(entry.role_arn)
+            item["role_arn"] = s(entry.role_arn)
         self._call("put_item", TableName=self._table, Item=item)
 
     def drop_entries(self, account_id: str, entries: list[DenyEntry]) -> None:
         for entry in entries:
             self._call("delete_item", TableName=self._table,
-                       Key={"pk": _s(f"DENIES#{account_id}"), "sk": _s(_entry_sk(entry))})
+                       Key={"pk": s(f"DENIES#{account_id}"), "sk": s(_entry_sk(entry))})
 
     def lock(self, account_id: str, owner: str, now: datetime, lease: timedelta) -> bool:
         """Take the account's writer lease; False if another writer holds an unexpired one."""
         try:
             self._client.put_item(
                 TableName=self._table,
-                Item={"pk": _s(f"DENIES#{account_id}"), "sk": _s("LOCK"), "owner": _s(owner),
-                      "lease_until": _s(_iso(now + lease)),
-                      "expires_at_epoch": _n((now + lease + ENTRY_TTL_GRACE).timestamp())},
+                Item={"pk": s(f"DENIES#{account_id}"), "sk": s("LOCK"), "owner": s(owner),
+                      "lease_until": s(iso(now + lease)),
+                      "expires_at_epoch": n((now + lease + ENTRY_TTL_GRACE).timestamp())},
                 ConditionExpression="attribute_not_exists(pk) OR lease_until < :now",
-                ExpressionAttributeValues={":now": _s(_iso(now))})
+                ExpressionAttributeValues={":now": s(iso(now))})
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 return False
@@ -248,9 +248,9 @@ class RevocationStore:
 
     def unlock(self, account_id: str, owner: str) -> None:
         try:
-            self._client.delete_item(TableName=self._table, Key={"pk": _s(f"DENIES#{account_id}"), "sk": _s("LOCK")},
+            self._client.delete_item(TableName=self._table, Key={"pk": s(f"DENIES#{account_id}"), "sk": s("LOCK")},
                                      ConditionExpression="#o = :owner", ExpressionAttributeNames={"#o": "owner"},
-                                     ExpressionAttributeValues={":owner": _s(owner)})
+                                     ExpressionAttributeValues={":owner": s(owner)})
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 LOG.warning("could not release the revocations lock of %s: %s", account_id,
@@ -282,16 +282,16 @@ def _entry_sk(entry: DenyEntry) -> str:
 
 def _item(revocation: Revocation) -> dict[str, Any]:
     item: dict[str, Any] = {
-        "pk": _s(LIST_PK), "sk": _s(f"REVOCATION#{revocation.id}"), "id": _s(revocation.id),
-        "kind": _s(revocation.kind), "principal": _s(revocation.principal),
-        "source_identity": _s(revocation.source_identity), "by": _s(revocation.by), "reason": _s(revocation.reason),
-        "created_at": _s(_iso(revocation.created_at)), "cutoff": _s(_iso(revocation.cutoff)),
-        "state": _s(revocation.state), "roles": {"L": [_s(r) for r in revocation.roles]},
+        "pk": s(LIST_PK), "sk": s(f"REVOCATION#{revocation.id}"), "id": s(revocation.id),
+        "kind": s(revocation.kind), "principal": s(revocation.principal),
+        "source_identity": s(revocation.source_identity), "by": s(revocation.by), "reason": s(revocation.reason),
+        "created_at": s(iso(revocation.created_at)), "cutoff": s(iso(revocation.cutoff)),
+        "state": s(revocation.state), "roles": {"L": [s(r) for r in revocation.roles]},
         # One JSON string per account, so that each account's outcome is one small update.
         "accounts": {"M": {a: {"S": json.dumps(o.to_dict(), sort_keys=True)} for a, o in revocation.accounts.items()}},
     }
     if revocation.request_ref:
-        item["request_ref"] = _s(revocation.request_ref)
+        item["request_ref"] = s(revocation.request_ref)
     return item
 
 
@@ -310,29 +310,13 @@ def _revocation(item: Mapping[str, Any]) -> Revocation:
     return Revocation(
         id=item["id"]["S"], kind=item["kind"]["S"], principal=item["principal"]["S"],
         source_identity=item["source_identity"]["S"], by=item["by"]["S"], reason=item["reason"]["S"],
-        created_at=_dt(item["created_at"]["S"]), cutoff=_dt(item["cutoff"]["S"]), accounts=accounts,
+        created_at=dt(item["created_at"]["S"]), cutoff=dt(item["cutoff"]["S"]), accounts=accounts,
         roles=tuple(r["S"] for r in item.get("roles", {}).get("L", [])), state=item["state"]["S"],
-        ended_at=_dt(ended) if ended else None, ended_by=opt("ended_by"), request_ref=opt("request_ref"))
+        ended_at=dt(ended) if ended else None, ended_by=opt("ended_by"), request_ref=opt("request_ref"))
 
 
 def with_outcome(revocation: Revocation, account_id: str, outcome: AccountOutcome) -> Revocation:
     return replace(revocation, accounts={**revocation.accounts, account_id: outcome})
-
-
-def _s(value: str) -> dict[str, str]:
-    return {"S": value}
-
-
-def _n(value: float) -> dict[str, str]:
-    return {"N": str(int(value))}
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat()
-
-
-def _dt(value: str) -> datetime:
-    return datetime.fromisoformat(value)
 
 
 def _translate(exc: Exception) -> Exception:

@@ -211,6 +211,17 @@ class ChatOps:
         request = self._access.cancel(identity, checked_request_id(args[0]), context=context)
         return messages.cancelled_reply(request.to_dict(self._clock()))
 
+    def _cmd_revoke(self, identity: Identity, args: list[str], rest: str, context: CallContext, user: str) -> Reply:
+        if not args:
+            raise BadRequest("usage: /aws revoke ID [REASON] (ends the grant and its live sessions)")
+        parts = rest.split(maxsplit=1)
+        note = validate_fields({"reason": parts[1]} if len(parts) > 1 else {}, DECISION_FIELDS).get("reason")
+        request = self._access.revoke(identity, checked_request_id(args[0]), note=note, context=context)
+        sessions = (self._revocations.grant_sessions_ended(identity, request, note, context=context)
+                    if self._revocations is not None
+                    else {"status": "failed", "detail": "revocations are not configured on this broker"})
+        return messages.grant_revoked_reply(request.to_dict(self._clock()), sessions)
+
     def _cmd_revoke_sessions(self, identity: Identity, args: list[str], rest: str, context: CallContext,
                              user: str) -> Reply:
         # Slack cannot prove MFA; revoking only takes access away, so admins may do it here (lifting is not offered).

@@ -7,7 +7,12 @@ already have removed them) names an account; in each, the revocations
 boundary gets a deny for sessions stamped with their ``SourceIdentity`` and
 issued before the cutoff (``chalicelib/jit/denies.py``), and the broker
 refuses them new credentials while the revocation is in force. A JIT grant
-that is revoked gets the same deny for its one role (a *grant* revocation).
+that ends early (an approver revokes it, a break-glass included) gets the
+same deny in each of its roles, scoped to that role (a *grant* revocation).
+While a person's revocation is in force they also decide nothing: no
+approval, denial, revocation or review, no break-glass, request or
+extension (``chalicelib/jit/desk.py`` asks :meth:`Revocations.refusal_of`,
+and the store's transactions check the refusal again).
 
 Order, so that nothing changes in AWS without a record and no session slips
 between the two halves:
@@ -83,6 +88,7 @@ from chalicelib.exceptions import (
 from chalicelib.identity.principal import DEFAULT_ISSUER, Principal, canonical_value
 from chalicelib.identity.tokens import Identity
 from chalicelib.jit.denies import MAX_ROLE_SESSION_SECONDS, boundary_arn, entry_for, live, render
+from chalicelib.jit.model import AccessRequest
 from chalicelib.stamping import session_name_for_key
 
 LOG = logging.getLogger(__name__)
@@ -161,23 +167,41 @@ class Revocations:
                 "spelling. The revocation stands either way (it also refuses them future credentials).",))
         return done
 
-    def end_grant(self, caller: Identity, requester: str, role_name: str, request_ref: str, note: str | None, *,
+    def end_grant(self, caller: Identity, request: AccessRequest, note: str | None, *,
                   context: CallContext) -> Revocation | None:
-        """A JIT grant ended early (revoked, or denied after approval): end its sessions in its role.
+        """A JIT grant ended early (revoked, a break-glass included): deny its sessions in each of its roles.
 
-        Returns None when the role has left the policy (there is no account to write to).
+        One entry per role of the grant (a request for several roles, as an
+        approver may have narrowed it, has a grant each), scoped to that
+        role's ARN, so the person's other roles go on. Returns None when
+        every role has left the policy (there is no account to write to).
         """
-        role = self._policy().roles.get(role_name)
-        if role is None:
+        policy = self._policy()
+        roles = [policy.roles[name] for name in request.roles if name in policy.roles]
+        if not roles:
             return None
-        reason = f"grant {request_ref} for role {role_name} ended" + (f": {note}" if note else "")
-        return self._start(caller, context, kind="grant", principal=Principal.from_key(requester), reason=reason,
-                           targets=targets_of([role]), role_names=(role.name,), naming=None,
-                           request_ref=request_ref, role_arn=role.role_arn)
+        names = ", ".join(role.name for role in roles)
+        reason = f"grant {request.id} for {names} ended" + (f": {note}" if note else "")
+        return self._start(caller, context, kind="grant", principal=Principal.from_key(request.requester),
+                           reason=reason, targets=targets_of(roles), role_names=tuple(r.name for r in roles),
+                           naming=None, request_ref=request.id)
+
+    def grant_sessions_ended(self, caller: Identity, request: AccessRequest, note: str | None, *,
+                             context: CallContext) -> dict[str, Any] | None:
+        """``end_grant`` as an answer shows it: the revocation, or why the grant's sessions may live on.
+
+        The grant itself is revoked by then; a failure here is said plainly, never raised over it.
+        """
+        try:
+            ended = self.end_grant(caller, request, note, context=context)
+        except RolebrokerError as exc:
+            LOG.warning("grant %s revoked; its sessions were not denied: %s", request.id, exc)
+            return {"status": "failed", "detail": str(exc), "request": request.id}
+        return ended.to_dict() if ended else None
 
     def _start(self, caller: Identity, context: CallContext, *, kind: str, principal: Principal, reason: str,
                targets: Sequence[Target], role_names: tuple[str, ...], naming: str | None,
-               request_ref: str | None = None, role_arn: str | None = None) -> Revocation:
+               request_ref: str | None = None) -> Revocation:
         now = self._clock()
         revocation = Revocation(
             id=new_id(now), kind=kind, principal=principal.key, source_identity=session_name_for_key(principal.key),
@@ -195,14 +219,11 @@ class Revocations:
         self._audit.record(action="revoke-sessions", outcome="recorded", context=context, identity=caller,
                            reason=reason, about=principal.key, revocation=revocation.id, kind=kind,
                            accounts=len(targets), request_ref=request_ref)
-        return self._finish(self._apply(revocation, role_arn), context)
+        return self._finish(self._apply(revocation), context)
 
     def resume(self, revocation_id: str, *, context: CallContext) -> Revocation:
         """Write the accounts a revocation has not reached yet (the worker, after a hand-off)."""
-        revocation = self._store.get(revocation_id)
-        pending = [o for o in revocation.accounts.values() if o.status == "pending"]
-        role_arn = pending[0].roles[0] if pending and revocation.kind == "grant" else None
-        return self._finish(self._apply(revocation, role_arn), context)
+        return self._finish(self._apply(self._store.get(revocation_id)), context)
 
     def _finish(self, done: Revocation, context: CallContext) -> Revocation:
         self._audit.record(action="revoke-sessions", outcome=done.status, context=context, reason=done.reason,
@@ -216,7 +237,7 @@ class Revocations:
 
     # -- writing the accounts
 
-    def _apply(self, revocation: Revocation, role_arn: str | None) -> Revocation:
+    def _apply(self, revocation: Revocation) -> Revocation:
         """Write every pending account, in parallel, until the deadline; hand the rest to the worker.
 
         An account still being written at the deadline goes on in its thread
@@ -228,7 +249,7 @@ class Revocations:
             return revocation
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(self._workers, len(pending))),
                                                      thread_name_prefix="revoke")
-        futures = {pool.submit(self._account, revocation, account, role_arn): account for account in pending}
+        futures = {pool.submit(self._account, revocation, account): account for account in pending}
         done, late = concurrent.futures.wait(futures, timeout=self.deadline_seconds)
         pool.shutdown(wait=False, cancel_futures=True)
         for future in done:
@@ -239,13 +260,13 @@ class Revocations:
                 self.handoff(revocation.id)
         return revocation
 
-    def _account(self, revocation: Revocation, account_id: str, role_arn: str | None) -> AccountOutcome:
+    def _account(self, revocation: Revocation, account_id: str) -> AccountOutcome:
         roles = revocation.accounts[account_id].roles
         last: RolebrokerError | None = None
         outcome: AccountOutcome | None = None
         for attempt in range(1, self._attempts + 1):
             try:
-                outcome = self._write(revocation, account_id, roles, role_arn, attempt)
+                outcome = self._write(revocation, account_id, roles, attempt)
                 break
             except _RETRYABLE as exc:
                 last = exc
@@ -268,12 +289,13 @@ class Revocations:
             LOG.exception("revocation %s: could not record the outcome for %s", revocation.id, account_id)
         return outcome
 
-    def _write(self, revocation: Revocation, account_id: str, roles: tuple[str, ...], role_arn: str | None,
-               attempt: int) -> AccountOutcome:
+    def _write(self, revocation: Revocation, account_id: str, roles: tuple[str, ...], attempt: int) -> AccountOutcome:
         # Reads first, outside the lease: it covers only what must not interleave.
         boundary = self._revoker.account(account_id, f"rolebroker-revocation-{revocation.id}")
         longest, uncovered, notes = self._inspect(boundary, roles)
-        entry = entry_for(revocation.source_identity, revocation.cutoff, longest, role_arn)
+        # A person: one entry for every role of the account. A grant: one per role of the grant there.
+        scoped: tuple[str | None, ...] = roles if revocation.kind == "grant" else (None,)
+        wanted = [entry_for(revocation.source_identity, revocation.cutoff, longest, arn) for arn in scoped]
         owner = f"{revocation.id}:{uuid.uuid4().hex[:8]}"
         if not self._store.lock(account_id, owner, self._clock(), LEASE):
             raise Throttled(f"account {account_id}: another revocation is writing its boundary (its lease lasts "
@@ -281,14 +303,15 @@ class Revocations:
         try:
             now = self._clock()
             stored = self._store.entries(account_id)
-            kept = live([*stored, entry], now)
+            kept = live([*stored, *wanted], now)
             document = render(kept, now)  # refuses, writing nothing, if it would not fit
-            mine = next((e for e in kept if e.key == entry.key), None)  # merged with an earlier one, or covered
-            if mine is not None:
-                self._store.put_entry(account_id, mine, revocation.id)
+            keys = {e.key for e in wanted}
+            mine = [e for e in kept if e.key in keys]  # each merged with an earlier one, or covered
+            for entry in mine:
+                self._store.put_entry(account_id, entry, revocation.id)
             version = boundary.write(document)
-            self._store.drop_entries(account_id, [e for e in stored if e not in kept
-                                                  and (mine is None or e.key != mine.key)])
+            rewritten = {e.key for e in mine}
+            self._store.drop_entries(account_id, [e for e in stored if e not in kept and e.key not in rewritten])
         finally:
             self._store.unlock(account_id, owner)
         detail = f"boundary version {version}: {len(kept)} live entr{'y' if len(kept) == 1 else 'ies'}"
@@ -339,6 +362,15 @@ class Revocations:
         raise Revoked(f"an admin revoked your sessions at {refusal.get('created_at', '?')} (revocation "
                         f"{refusal.get('revocation', '?')}); the broker gives you no credentials until an admin "
                         "lifts it")
+
+    def refusal_of(self, identity: Identity) -> dict[str, str] | None:
+        """The refusal in force against the caller: as themselves or, from a linked issuer, as their person."""
+        keys = [identity.principal.key] + ([identity.person.key] if identity.person else [])
+        for key in dict.fromkeys(keys):
+            found = self._store.refusal(key)
+            if found is not None:
+                return found
+        return None
 
     def get(self, caller: Identity, revocation_id: str, *, context: CallContext) -> Revocation:
         self._require_overseer(self._policy(), caller, context)

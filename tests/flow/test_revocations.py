@@ -38,7 +38,7 @@ from tests.conftest import CI_AUDIENCE, Moto, broker_environ
 from tests.flow.conftest import FakeClock
 
 # Placeholders: every test gets accounts of its own, so the session's one moto server never mixes their IAM.
-SANDBOX, PRODUCTION, ORPHAN = "200000000001", "300000000001", "400000000001"
+SANDBOX, PRODUCTION, ORPHAN, EMERGENCY = "200000000001", "300000000001", "400000000001", "500000000001"
 BROKER_ROLE = f"arn:aws:iam::{BROKER_ACCOUNT}:role/rolebroker-api"
 POLICY = f"""\
 version: 1
@@ -94,7 +94,7 @@ class KillSwitch:
     accounts: dict[str, str] = field(default_factory=dict)
 
     def __getitem__(self, placeholder: str) -> str:
-        """This test's account id for a placeholder (SANDBOX, PRODUCTION, ORPHAN)."""
+        """This test's account id for a placeholder (SANDBOX, PRODUCTION, ORPHAN, EMERGENCY)."""
         return self.accounts[placeholder]
 
     def call(self, method: str, path: str, token: str, body: Any = None) -> Any:
@@ -140,7 +140,7 @@ def build(issuer: DevIssuer, moto: Moto, tmp_path: Path, monkeypatch: pytest.Mon
 
     table = f"rolebroker-{uuid.uuid4().hex[:8]}"
     create_table(moto.client("dynamodb"), table)
-    accounts = {p: f"{secrets.randbelow(10**11) + 10**11:012d}" for p in (SANDBOX, PRODUCTION, ORPHAN)}
+    accounts = {p: f"{secrets.randbelow(10**11) + 10**11:012d}" for p in (SANDBOX, PRODUCTION, ORPHAN, EMERGENCY)}
     for placeholder, account in accounts.items():
         policy_text = policy_text.replace(placeholder, account)
     policy_path = tmp_path / "policy.yaml"
