@@ -58,9 +58,9 @@ APP_NAME = "rolebroker"
 ASSUME_ACTIONS = ("sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession")
 # What chalicelib/aws/store.py calls. TransactWriteItems is not an IAM action of
 # its own: each Put/Update/Delete inside a transaction is authorised as
-# PutItem/UpdateItem/DeleteItem. The store writes no ConditionCheck items,
-# so dynamodb:ConditionCheckItem is left out.
-TABLE_ACTIONS = ("dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem",
+# PutItem/UpdateItem/DeleteItem, and each ConditionCheck (a decider whose
+# sessions were revoked meanwhile stops the write) as ConditionCheckItem.
+TABLE_ACTIONS = ("dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem",
                  "dynamodb:Query", "dynamodb:UpdateItem")
 INDEX_ACTIONS = ("dynamodb:Query",)
 ACCOUNT_RE = re.compile(r"^(\d{12}|\*)$")
