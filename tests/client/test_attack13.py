@@ -1,0 +1,270 @@
+"""Outside review of issue 13 (client 2.0), attack 13: what it confirmed, as tests
+that fail on today's code. Each is a strict xfail whose reason starts with
+"ATTACK13 Fn:", so the suite stays green and the fix flips it (then drop the
+mark).
+
+The attacker is an outsider to this person's account: text in
+``~/.aws/config`` they did not write themselves (a pasted snippet, a team's
+dotfiles, an ``AWS_CONFIG_FILE`` a project points at), another user of the
+same machine (loopback ports are shared by every user), or a server at a
+wrong URL that echoes what it was sent.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from rolebroker import serve as serve_module
+
+from tests.client.fakes import ALICE, CLIENT_SCRIPT, FakeBroker, FakeIssuer, Reply, Result
+
+MARKER = "# managed by rolebroker (url=http://127.0.0.1:8000)"
+
+
+def fragments(secret: str, size: int = 20) -> Iterator[str]:
+    """Every run of ``size`` characters of ``secret``: none may reach the terminal."""
+    return (secret[start:start + size] for start in range(len(secret) - size + 1))
+
+
+# --------------------------------------------------------------------------
+# F1: role names in ~/.aws/config are shell code to bash's completion
+
+
+@pytest.fixture
+def rolebroker_on_path(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """An environment whose `rolebroker` on PATH is this client."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "rolebroker"
+    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {CLIENT_SCRIPT} \"$@\"\n")
+    wrapper.chmod(0o755)
+    return {**env, "PATH": f"{bin_dir}{os.pathsep}{env['PATH']}"}
+
+
+BASH_DRIVER = """
+source "$1"; shift
+COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); COMPREPLY=()
+_rolebroker
+printf '%s\\n' "${COMPREPLY[@]}"
+"""
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+@pytest.mark.parametrize("words", [["rolebroker", "exec", ""], ["rolebroker", "credential-process", "--role", ""]])
+@pytest.mark.xfail(strict=True, reason="ATTACK13 F1: `completion --list-roles` prints any profile name found under "
+                                       "the marker, and bash's `compgen -W` expands $(...) in it: Tab runs code")
+def test_a_profile_name_in_the_aws_config_never_runs_as_code_on_tab(
+        cli: Callable[..., Result], rolebroker_on_path: dict[str, str], tmp_path: Path, words: list[str]) -> None:
+    pwned = tmp_path / "pwned"
+    config = Path(rolebroker_on_path["AWS_CONFIG_FILE"])
+    config.parent.mkdir(parents=True)
+    config.write_text(f"{MARKER}\n[profile sandbox-admin]\nregion = eu-west-1\n\n"
+                      f"{MARKER}\n[profile \"$(touch {pwned})\"]\nregion = eu-west-1\n")
+    script = tmp_path / "rolebroker.bash"
+    script.write_text(cli("completion", "bash").out)
+    done = subprocess.run(["bash", "-c", BASH_DRIVER, "driver", str(script), *words], env=rolebroker_on_path,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert "sandbox-admin" in done.stdout.split(), done.stderr  # the completion itself ran
+    assert not pwned.exists()
+
+
+@pytest.mark.xfail(strict=True, reason="ATTACK13 F1: configure names a hand-written 'managed' profile on stderr as "
+                                       "it is, terminal escapes included (managed_profiles checks no name)")
+def test_configure_never_prints_a_profile_name_from_the_aws_config_raw(
+        cli: Callable[..., Result], broker: FakeBroker, env: dict[str, str]) -> None:
+    config = Path(env["AWS_CONFIG_FILE"])
+    config.parent.mkdir(parents=True)
+    config.write_text(f"{MARKER}\n[profile \"\x1b]0;owned\x07\x1b[2J\"]\nregion = eu-west-1\n")
+    result = cli("configure", which=lambda _name: "/usr/local/bin/rolebroker")
+    assert result.code == 0, result.err
+    # Named safely or not named at all: either way, nothing a terminal acts on.
+    assert "\x1b" not in result.err and "\x07" not in result.err
+
+
+# --------------------------------------------------------------------------
+# F2: 32 stalled connections lock the token holder out of `serve`
+
+TOKEN = "run-token-" + "x" * 30
+
+
+def fetch_nothing(role: str) -> dict[str, Any]:
+    return {"credentials": {"AccessKeyId": "ASIAATTACK13", "SecretAccessKey": "secret", "SessionToken": "session"},
+            "expires_at": time.time() + 3600}
+
+
+def status_of(url: str, token: str) -> int | str:
+    request = urllib.request.Request(url, headers={"Authorization": token})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=10) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError as exc:  # the endpoint hung up without an answer
+        return type(exc).__name__
+
+
+@pytest.mark.xfail(strict=True, reason="ATTACK13 F2: serve refuses every connection past 32 and lets a connection "
+                                       "hold its slot while it sends a byte per 10 s: any local user (the port is "
+                                       "in /proc/net/tcp) locks the program's credential refresh out, no token needed")
+def test_stalled_connections_do_not_lock_the_token_holder_out_of_serve(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An attacker sends one byte every few seconds to keep each connection; a long
+    # read timeout stands in for that here, so the test needs no sleeping.
+    monkeypatch.setattr(serve_module, "REQUEST_TIMEOUT_SECONDS", 600.0, raising=False)
+    with serve_module.CredentialServer(fetch_nothing, ["sandbox-admin"], token=TOKEN) as server:
+        stalled = [socket.create_connection(server.address, timeout=30) for _ in range(32)]
+        try:
+            for conn in stalled:
+                conn.sendall(b"GET /role/sandbox-admin HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the blank line
+            assert status_of(server.uri("sandbox-admin"), TOKEN) == 200
+        finally:
+            for conn in stalled:
+                conn.close()
+
+
+# --------------------------------------------------------------------------
+# F3: one idle connection to the login listener blocks the sign-in, and the
+# login then hangs past its own timeout
+
+
+def browser(url: str, timeout: float) -> bool:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=timeout) as answer:
+        answer.read()
+    return True
+
+
+@pytest.mark.xfail(strict=True, reason="ATTACK13 F3: the login listener is a one-request-at-a-time HTTPServer with no "
+                                       "read timeout: one idle connection from any local user holds it, the real "
+                                       "redirect waits behind it, and `login` cannot stop at its timeout")
+def test_an_idle_connection_to_the_login_listener_does_not_block_the_sign_in(
+        cli: Callable[..., Result], broker: FakeBroker, idp: FakeIssuer, env: dict[str, str]) -> None:
+    broker.client_config = {"issuer": idp.url, "client_id": idp.client_id, "scopes": "openid email offline_access"}
+    signed_out = {k: v for k, v in env.items() if k != "ROLEBROKER_TOKEN"}
+    answered: list[bool] = []
+
+    def squatter_then_browser(url: str) -> bool:
+        redirect = urlsplit(parse_qs(urlsplit(url).query)["redirect_uri"][0])
+        squatter = socket.create_connection((redirect.hostname, redirect.port), timeout=30)  # sends nothing
+        try:
+            answered.append(browser(url, timeout=3))
+        except OSError:
+            answered.append(False)
+        finally:
+            squatter.close()  # else today's login never returns
+        return answered[-1]
+
+    result = cli("login", environ=signed_out, open_browser=squatter_then_browser, login_timeout=30)
+    assert answered == [True], result.err
+    assert result.code == 0, result.err
+
+
+# --------------------------------------------------------------------------
+# F4: a token echoed by a wrong or hostile server is cut before it is redacted
+
+
+def serve_status_line_echo(listener: socket.socket) -> None:
+    """Answer one request with a malformed status line that carries its Authorization header."""
+    conn, _ = listener.accept()
+    with conn:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        header = next(line for line in data.split(b"\r\n") if line.lower().startswith(b"authorization:"))
+        conn.sendall(b"XYZ " + header.split(b":", 1)[1].strip() + b"\r\n\r\n")
+
+
+@pytest.mark.parametrize("status", [400, 401, 500])
+@pytest.mark.xfail(strict=True, reason="ATTACK13 F4: BrokerClient._error cuts the server's Message to 300 "
+                                       "characters before the top level redacts: the whole token no longer matches, "
+                                       "and its first ~175 characters reach stderr")
+def test_a_token_echoed_in_the_error_message_never_reaches_stderr(
+        cli: Callable[..., Result], broker: FakeBroker, status: int) -> None:
+    broker.route("POST", "/v1/credentials", Reply(status, {"Message": "x" * 100 + " Authorization=Bearer " + ALICE}))
+    result = cli("credential-process", "--role", "sandbox-admin")
+    assert result.code != 0 and result.out == ""
+    assert not any(part in result.err for part in fragments(ALICE)), result.err
+
+
+@pytest.mark.xfail(strict=True, reason="ATTACK13 F4: transport._reason cuts the exception text to 120 characters "
+                                       "before redaction: a status line that echoes the token shows its first "
+                                       "~100 characters")
+def test_a_token_echoed_in_a_broken_status_line_never_reaches_stderr(cli: Callable[..., Result]) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        echo = threading.Thread(target=serve_status_line_echo, args=(listener,), daemon=True)
+        echo.start()
+        result = cli("roles", "--url", f"http://127.0.0.1:{listener.getsockname()[1]}")
+        echo.join(timeout=10)
+    assert result.code != 0 and "broke off the connection" in result.err
+    assert not any(part in result.err for part in fragments(ALICE)), result.err
+
+
+# --------------------------------------------------------------------------
+# F5: `make run` with a cache directory others can write: a traceback, and the
+# stack's servers left running
+
+
+class StubStack:
+    broker_url = "http://127.0.0.1:18999"
+
+    def __init__(self) -> None:
+        self.stopped = False
+
+    def start(self) -> StubStack:
+        return self
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def banner(self, forgotten: int) -> str:
+        return "stub stack"
+
+
+@pytest.mark.xfail(strict=True, reason="ATTACK13 F5: devstack run calls forget_cached_credentials outside its "
+                                       "try/finally: UnsafePath escapes as a traceback and stop() never runs, so "
+                                       "moto and chalice local (own sessions) keep their ports")
+def test_devstack_run_with_an_unsafe_cache_dir_stops_the_stack_and_says_one_line(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import devstack.__main__ as devstack_main
+    from devstack.stack import LocalStack
+
+    cache = tmp_path / "cache" / "rolebroker"
+    cache.mkdir(parents=True)
+    cache.chmod(0o775)
+    assert stat.S_IMODE(cache.stat().st_mode) & 0o020
+    stack = StubStack()
+    monkeypatch.setattr(LocalStack, "from_environ", classmethod(lambda cls, environ: stack))
+    monkeypatch.setattr(devstack_main, "signal", SimpleNamespace(signal=lambda *args: None, SIGTERM=signal.SIGTERM))
+
+    def interrupted(seconds: float) -> None:
+        raise KeyboardInterrupt  # Ctrl-C at once, if the stack ever got that far
+
+    monkeypatch.setattr(devstack_main, "time", SimpleNamespace(sleep=interrupted))
+    environ = {"HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path / "cache"), "PATH": os.environ["PATH"]}
+    try:
+        devstack_main.run(environ)
+    finally:
+        err = capsys.readouterr().err
+        assert stack.stopped, err
+    assert "Traceback" not in err
