@@ -29,6 +29,7 @@ from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import make_pyz  # client/make_pyz.py (conftest.py put client/ on sys.path): what `make client` runs
 import pytest
 from rolebroker import serve as serve_module
 
@@ -268,3 +269,37 @@ def test_devstack_run_with_an_unsafe_cache_dir_stops_the_stack_and_says_one_line
         err = capsys.readouterr().err
         assert stack.stopped, err
     assert "Traceback" not in err
+
+
+# --------------------------------------------------------------------------
+# F6: configure makes every AWS call run a copy of the client that others can replace
+
+
+@pytest.fixture(scope="module")
+def built_pyz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_pyz.build(tmp_path_factory.mktemp("pyz") / "rolebroker.pyz")
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o775, 0o1777], ids=["world-writable", "group-writable", "sticky-tmp"])
+@pytest.mark.xfail(strict=True, reason="ATTACK13 F6: configure writes `python <this .pyz>` into ~/.aws/config "
+                                       "whatever directory the .pyz sits in: from a group- or world-writable one "
+                                       "(or a sticky /tmp, once a cleaner deletes it) someone else's file then runs "
+                                       "on every AWS call, though the client refuses a config file kept there")
+def test_configure_never_points_credential_process_at_a_copy_others_can_replace(
+        built_pyz: Path, broker: FakeBroker, home: Path, tmp_path: Path, mode: int) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(mode)
+    pyz = shared / "rolebroker.pyz"
+    shutil.copy(built_pyz, pyz)
+    nothing_installed = tmp_path / "empty-path"
+    nothing_installed.mkdir()
+    config = home / ".aws" / "config"
+    env = {"HOME": str(home), "PATH": str(nothing_installed), "XDG_CONFIG_HOME": str(home / ".config"),
+           "XDG_CACHE_HOME": str(home / ".cache"), "AWS_CONFIG_FILE": str(config),
+           "ROLEBROKER_URL": broker.url, "ROLEBROKER_TOKEN": ALICE}
+    done = subprocess.run([sys.executable, str(pyz), "configure"], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+    written = config.read_text() if config.exists() else ""
+    assert str(shared) not in written, done.stderr
+    assert str(shared) in done.stderr  # and the person is told which copy, and why
