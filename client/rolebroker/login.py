@@ -20,7 +20,7 @@ from __future__ import annotations
 from rolebroker._fast import jwt_claims
 from rolebroker.broker import BrokerClient
 from rolebroker.errors import ConfigError, LoginError, UnexpectedAnswer
-from rolebroker.text import one_line
+from rolebroker.text import error_line, one_line
 from rolebroker.tokens import token_entry, token_request
 from rolebroker.transport import check_transport, http_request
 
@@ -176,7 +176,7 @@ def login(settings: Settings, rt: Runtime, *, issuer: str | None = None, client_
 
     answer, redirect_uri = wait_for_redirect(authorize_url, state, rt, no_browser=no_browser)
     if "error" in answer:
-        detail = one_line(answer.get("error_description") or answer["error"], 160)
+        detail = error_line(answer.get("error_description") or answer["error"], 160)
         raise LoginError(f"the identity provider refused the sign-in: {detail}")
     if not answer.get("code"):
         raise LoginError("the sign-in answer carried no authorization code; run `rolebroker login` again")
@@ -184,7 +184,7 @@ def login(settings: Settings, rt: Runtime, *, issuer: str | None = None, client_
             "client_id": client_id, "code_verifier": verifier}
     status, tokens = token_request(endpoints["token_endpoint"], form, rt, timeout)
     if status != 200:
-        reason = one_line(str(tokens.get("error_description") or tokens.get("error") or f"HTTP {status}"), 160)
+        reason = error_line(str(tokens.get("error_description") or tokens.get("error") or f"HTTP {status}"), 160)
         raise LoginError(f"the identity provider did not issue tokens: {reason}")
     entry = token_entry(tokens, {"client_id": client_id, "token_endpoint": endpoints["token_endpoint"]}, rt.clock())
     claims = jwt_claims(str(entry.get("id_token", ""))) or {}
@@ -227,7 +227,7 @@ def device_login(settings: Settings, rt: Runtime, *, issuer: str | None = None, 
                          "device_authorization_endpoint); run `rolebroker login` where a browser can open")
     status, answer = token_request(device_endpoint, {"client_id": client_id, "scope": scopes}, rt, timeout)
     if status != 200:
-        reason = one_line(str(answer.get("error_description") or answer.get("error") or f"HTTP {status}"), 160)
+        reason = error_line(str(answer.get("error_description") or answer.get("error") or f"HTTP {status}"), 160)
         raise LoginError(f"the identity provider did not start a sign-in with a code: {reason}")
     grant = DeviceGrant.from_answer(answer)
     rt.stderr.write(f"To sign in, open {grant.verification_uri} and enter the code {grant.user_code}\n")
@@ -304,5 +304,5 @@ def poll_device_grant(grant: DeviceGrant, token_endpoint: str, client_id: str, r
             raise LoginError("the code expired before the sign-in was approved; run `rolebroker login --device` again")
         if error == "access_denied":
             raise LoginError("the sign-in was refused at the identity provider")
-        reason = one_line(str(answer.get("error_description") or error or f"HTTP {status}"), 160)
+        reason = error_line(str(answer.get("error_description") or error or f"HTTP {status}"), 160)
         raise LoginError(f"the identity provider did not issue tokens: {reason}")

@@ -25,8 +25,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from rolebroker.errors import CommandNotRunnable, ConfigError, RoleBrokerError, UsageError, redact
-from rolebroker.text import local_time, one_line
+from rolebroker.errors import CommandNotRunnable, ConfigError, RoleBrokerError, UsageError
+from rolebroker.text import error_line, local_time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -130,11 +130,11 @@ class CredentialServer:
             with self._lock:
                 entry = self._fetch(role)
         except RoleBrokerError as exc:
-            message = one_line(redact(str(exc)), 300)
+            message = error_line(str(exc))
             self._log(f"cannot refresh credentials for {role}: {message}")
             return 502, _error("RoleBrokerError", message)
         except Exception as exc:  # a request thread must answer, never die with a traceback
-            message = one_line(redact(f"unexpected error ({type(exc).__name__}: {exc})"), 300)
+            message = error_line(f"unexpected error ({type(exc).__name__}: {exc})")
             self._log(f"cannot refresh credentials for {role}: {message}")
             return 502, _error("RoleBrokerError", message)
         document = ecs_document(entry)
