@@ -263,6 +263,10 @@ def cmd_configure(ctx: Context) -> int:
         for name in managed_profiles(text):
             if name not in offered:
                 ctx.warn(f"[profile {name}] in {path} is managed by rolebroker but no longer offered to you")
+        odd = len(managed_profiles(text, odd=True))
+        if odd:  # not named: such a name is text someone else may have written, escapes and all
+            ctx.warn(f"{odd} section(s) in {path} carry rolebroker's marker but a profile name rolebroker never "
+                     "writes; left them alone (check who added them)")
     used = [name for name, status in outcome if status not in ("kept", "default")]
     if used:
         ctx.out(f"try: aws sts get-caller-identity --profile {used[0]}\n")

@@ -68,8 +68,6 @@ printf '%s\\n' "${COMPREPLY[@]}"
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
 @pytest.mark.parametrize("words", [["rolebroker", "exec", ""], ["rolebroker", "credential-process", "--role", ""]])
-@pytest.mark.xfail(strict=True, reason="ATTACK13 F1: `completion --list-roles` prints any profile name found under "
-                                       "the marker, and bash's `compgen -W` expands $(...) in it: Tab runs code")
 def test_a_profile_name_in_the_aws_config_never_runs_as_code_on_tab(
         cli: Callable[..., Result], rolebroker_on_path: dict[str, str], tmp_path: Path, words: list[str]) -> None:
     pwned = tmp_path / "pwned"
@@ -85,8 +83,6 @@ def test_a_profile_name_in_the_aws_config_never_runs_as_code_on_tab(
     assert not pwned.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="ATTACK13 F1: configure names a hand-written 'managed' profile on stderr as "
-                                       "it is, terminal escapes included (managed_profiles checks no name)")
 def test_configure_never_prints_a_profile_name_from_the_aws_config_raw(
         cli: Callable[..., Result], broker: FakeBroker, env: dict[str, str]) -> None:
     config = Path(env["AWS_CONFIG_FILE"])
@@ -96,6 +92,83 @@ def test_configure_never_prints_a_profile_name_from_the_aws_config_raw(
     assert result.code == 0, result.err
     # Named safely or not named at all: either way, nothing a terminal acts on.
     assert "\x1b" not in result.err and "\x07" not in result.err
+    assert "1 section(s)" in result.err and "marker" in result.err
+
+
+EVIL_NAMES = ["$(touch {pwned})", "`touch {pwned}`", "a;touch {pwned}", "\x1b]0;owned\x07"]
+
+
+def test_list_roles_prints_only_names_configure_could_have_written(
+        cli: Callable[..., Result], env: dict[str, str], tmp_path: Path) -> None:
+    config = Path(env["AWS_CONFIG_FILE"])
+    config.parent.mkdir(parents=True)
+    odd = "".join(f"{MARKER}\n[profile \"{name.format(pwned=tmp_path / 'pwned')}\"]\nregion = eu-west-1\n"
+                  for name in EVIL_NAMES)
+    config.write_text(f"{MARKER}\n[profile sandbox-admin]\nregion = eu-west-1\n{odd}"
+                      f"{MARKER}\n[profile prod.admin_2]\nregion = eu-west-1\n")
+    assert cli("completion", "--list-roles") == Result(0, "prod.admin_2\nsandbox-admin\n", "")
+
+
+@pytest.fixture
+def evil_rolebroker(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """A `rolebroker` on PATH whose --list-roles prints shell code: the scripts themselves must not run it."""
+    bin_dir = tmp_path / "evil-bin"
+    bin_dir.mkdir()
+    names = "\n".join(["sandbox-admin", *(name.format(pwned=tmp_path / "pwned") for name in EVIL_NAMES[:3])])
+    wrapper = bin_dir / "rolebroker"
+    wrapper.write_text(f"#!/bin/sh\ncat <<'EOF'\n{names}\nEOF\n")
+    wrapper.chmod(0o755)
+    return {**env, "PATH": f"{bin_dir}{os.pathsep}{env['PATH']}"}
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+@pytest.mark.parametrize("words", [["rolebroker", "exec", ""], ["rolebroker", "env", "--role", ""],
+                                   ["rolebroker", "exec", "a"]])
+def test_the_bash_script_never_expands_a_role_name(
+        cli: Callable[..., Result], evil_rolebroker: dict[str, str], tmp_path: Path, words: list[str]) -> None:
+    script = tmp_path / "rolebroker.bash"
+    script.write_text(cli("completion", "bash").out)
+    done = subprocess.run(["bash", "-c", BASH_DRIVER, "driver", str(script), *words], env=evil_rolebroker,
+                          capture_output=True, text=True, timeout=60, check=False)
+    offered = done.stdout.splitlines()
+    assert not (tmp_path / "pwned").exists()
+    if words[-1] == "a":
+        assert offered == [f"a;touch {tmp_path / 'pwned'}"], done.stderr  # matched as text: offered, not run
+    else:
+        assert "sandbox-admin" in offered and f"$(touch {tmp_path / 'pwned'})" in offered, done.stderr
+
+
+@pytest.mark.skipif(shutil.which("fish") is None, reason="fish is not installed")
+def test_the_fish_script_never_expands_a_role_name(
+        cli: Callable[..., Result], evil_rolebroker: dict[str, str], tmp_path: Path) -> None:
+    script = tmp_path / "rolebroker.fish"
+    script.write_text(cli("completion", "fish").out)
+    done = subprocess.run(["fish", "--no-config", "-c", f"source {script}; complete -C 'rolebroker exec '"],
+                          env={**evil_rolebroker, "XDG_DATA_HOME": str(tmp_path / "share")},
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert "sandbox-admin" in done.stdout.split(), done.stderr
+    assert not (tmp_path / "pwned").exists()
+
+
+ZSH_DRIVER = """
+compdef() { : }
+compadd() { while [[ $1 == -* ]]; do if [[ $1 == -- ]]; then shift; break; fi; shift; done; print -l -- "$@" }
+source "$1"; shift
+words=("$@"); CURRENT=${#words}; PREFIX=${words[CURRENT]}
+_rolebroker
+"""
+
+
+@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed")
+def test_the_zsh_script_never_expands_a_role_name(
+        cli: Callable[..., Result], evil_rolebroker: dict[str, str], tmp_path: Path) -> None:
+    script = tmp_path / "rolebroker.zsh"
+    script.write_text(cli("completion", "zsh").out)
+    done = subprocess.run(["zsh", "-f", "-c", ZSH_DRIVER, "driver", str(script), "rolebroker", "exec", ""],
+                          env=evil_rolebroker, capture_output=True, text=True, timeout=60, check=False)
+    assert "sandbox-admin" in done.stdout.splitlines(), done.stderr
+    assert f"$(touch {tmp_path / 'pwned'})" in done.stdout.splitlines()  # handed to compadd as one literal word
+    assert not (tmp_path / "pwned").exists()
 
 
 # --------------------------------------------------------------------------
