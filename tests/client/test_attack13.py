@@ -332,9 +332,6 @@ class StubStack:
         return "stub stack"
 
 
-@pytest.mark.xfail(strict=True, reason="ATTACK13 F5: devstack run calls forget_cached_credentials outside its "
-                                       "try/finally: UnsafePath escapes as a traceback and stop() never runs, so "
-                                       "moto and chalice local (own sessions) keep their ports")
 def test_devstack_run_with_an_unsafe_cache_dir_stops_the_stack_and_says_one_line(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import devstack.__main__ as devstack_main
@@ -354,11 +351,13 @@ def test_devstack_run_with_an_unsafe_cache_dir_stops_the_stack_and_says_one_line
     monkeypatch.setattr(devstack_main, "time", SimpleNamespace(sleep=interrupted))
     environ = {"HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path / "cache"), "PATH": os.environ["PATH"]}
     try:
-        devstack_main.run(environ)
+        code = devstack_main.run(environ)
     finally:
         err = capsys.readouterr().err
         assert stack.stopped, err
     assert "Traceback" not in err
+    [line] = err.splitlines()  # one line, naming the directory and the fix
+    assert code == 1 and line.startswith("devstack: ") and str(cache) in line and "chmod 700" in line, err
 
 
 # --------------------------------------------------------------------------
