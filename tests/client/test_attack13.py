@@ -370,13 +370,9 @@ def built_pyz(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("mode", [0o777, 0o775, 0o1777], ids=["world-writable", "group-writable", "sticky-tmp"])
-@pytest.mark.xfail(strict=True, reason="ATTACK13 F6: configure writes `python <this .pyz>` into ~/.aws/config "
-                                       "whatever directory the .pyz sits in: from a group- or world-writable one "
-                                       "(or a sticky /tmp, once a cleaner deletes it) someone else's file then runs "
-                                       "on every AWS call, though the client refuses a config file kept there")
 def test_configure_never_points_credential_process_at_a_copy_others_can_replace(
-        built_pyz: Path, broker: FakeBroker, home: Path, tmp_path: Path, mode: int) -> None:
-    shared = tmp_path / "shared"
+        built_pyz: Path, broker: FakeBroker, home: Path, tmp_path: Path, private_tmp: Path, mode: int) -> None:
+    shared = private_tmp / "shared"  # under tmp_path, /tmp itself would be the reason
     shared.mkdir()
     shared.chmod(mode)
     pyz = shared / "rolebroker.pyz"
@@ -392,3 +388,33 @@ def test_configure_never_points_credential_process_at_a_copy_others_can_replace(
     written = config.read_text() if config.exists() else ""
     assert str(shared) not in written, done.stderr
     assert str(shared) in done.stderr  # and the person is told which copy, and why
+    assert f"{shared} is writable by other users" in done.stderr
+    assert "~/.local/bin" in done.stderr and "nothing was written" in done.stderr
+
+
+def test_configure_never_points_credential_process_at_an_installed_command_others_can_replace(
+        cli: Callable[..., Result], broker: FakeBroker, env: dict[str, str], private_tmp: Path) -> None:
+    shared = private_tmp / "shared-bin"
+    shared.mkdir()
+    shared.chmod(0o777)
+    result = cli("configure", which=lambda _name: str(shared / "rolebroker"))
+    assert result.code == 1 and result.out == ""
+    assert f"{shared} is writable by other users" in result.err and "install rolebroker where" in result.err
+    assert not Path(env["AWS_CONFIG_FILE"]).exists()
+
+
+def test_the_replaceable_check_follows_symlinks_and_passes_private_paths(private_tmp: Path) -> None:
+    from rolebroker.files import replaceable_by_others
+
+    mine = private_tmp / "bin"
+    mine.mkdir(mode=0o700)
+    (mine / "rolebroker.pyz").write_text("")
+    assert replaceable_by_others(str(mine / "rolebroker.pyz"), os.getuid) is None
+    shared = private_tmp / "shared"
+    shared.mkdir()
+    (shared / "rolebroker.pyz").write_text("")
+    (mine / "linked.pyz").symlink_to(shared / "rolebroker.pyz")
+    assert replaceable_by_others(str(mine / "linked.pyz"), os.getuid) is None
+    shared.chmod(0o1777)
+    assert replaceable_by_others(str(mine / "linked.pyz"), os.getuid) == f"{shared} is writable by other users"
+    assert replaceable_by_others(str(mine / "linked.pyz"), None) is None  # no uid checks (Windows)
