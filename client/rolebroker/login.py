@@ -84,22 +84,25 @@ def wait_for_redirect(authorize_url: Callable[[str], str], state: str, rt: Runti
                       ) -> tuple[dict[str, str], str]:
     """Serve the loopback redirect, send the user to the IdP, return (callback query, redirect_uri)."""
     import threading
-    from http.server import BaseHTTPRequestHandler, HTTPServer
     from urllib.parse import parse_qs, urlsplit
+
+    from rolebroker.loopback import LoopbackHandler, LoopbackServer
 
     answer: dict[str, str] = {}
     done = threading.Event()
     lock = threading.Lock()
 
-    class Callback(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
+    class Callback(LoopbackHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
             parts = urlsplit(self.path)
             with lock:
                 if parts.path != "/callback" or done.is_set():
                     self.send_error(404)
                     return
                 query = {key: values[0] for key, values in parse_qs(parts.query).items()}
-                if query.get("state") != state:
+                if query.get("state") == state:
+                    self.admit()
+                else:
                     # Anything on this machine can call us; only the answer to our
                     # own authorization request counts, so keep waiting for it.
                     rt.stderr.write("rolebroker: ignored a sign-in answer with the wrong state (not from this "
@@ -120,10 +123,10 @@ def wait_for_redirect(authorize_url: Callable[[str], str], state: str, rt: Runti
             self.end_headers()
             self.wfile.write(page)
 
-        def log_message(self, format: str, *args: Any) -> None:
-            return  # keep the terminal for the user
-
-    server = HTTPServer(("127.0.0.1", 0), Callback)
+    # Threaded, with a deadline per request head and room made for the real
+    # redirect: a silent connection from anyone on this machine can neither
+    # hold the redirect back nor keep the login past its timeout.
+    server = LoopbackServer(Callback)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="rolebroker-login",
                               daemon=True)
     thread.start()
