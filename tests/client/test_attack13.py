@@ -1,7 +1,9 @@
-"""Outside review of issue 13 (client 2.0), attack 13: what it confirmed, as tests
-that fail on today's code. Each is a strict xfail whose reason starts with
-"ATTACK13 Fn:", so the suite stays green and the fix flips it (then drop the
-mark).
+"""Outside review of issue 13 (client 2.0), attack 13: what it confirmed, as tests.
+
+Each finding (F1-F6) first landed here as a strict xfail that failed on the
+code of the time; the fix removed the mark, and the tests after each
+reviewer's test pin the fix down further. ``docs/security.md`` lists every
+one in its attack table.
 
 The attacker is an outsider to this person's account: text in
 ``~/.aws/config`` they did not write themselves (a pasted snippet, a team's
