@@ -99,14 +99,17 @@ def run(environ: Mapping[str, str] = os.environ) -> int:
     except (RuntimeError, OSError) as exc:
         print(f"devstack: {exc}", file=sys.stderr)
         return 1
-    # This stack's STS knows nothing of the last one's credentials, though its URL is the same.
-    forgotten = forget_cached_credentials(stack.broker_url, environ)
-    print(stack.banner(forgotten), flush=True)
     try:
+        # This stack's STS knows nothing of the last one's credentials, though its URL is the same.
+        forgotten = forget_cached_credentials(stack.broker_url, environ)
+        print(stack.banner(forgotten), flush=True)
         while True:
             time.sleep(1)
     except KeyboardInterrupt:
         print("\nstopping the local stack ...", file=sys.stderr)
+    except (RuntimeError, OSError) as exc:  # a cache directory the client refuses, say: the fix is in the line
+        print(f"devstack: {exc}; stopped the local stack", file=sys.stderr)
+        return 1
     finally:
         stack.stop()
     return 0

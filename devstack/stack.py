@@ -97,9 +97,13 @@ def forget_cached_credentials(broker_url: str, environ: Any = os.environ) -> int
     try:
         from rolebroker._fast import DEFAULT_GETUID, ClientPaths
         from rolebroker.cache import CredentialCache
+        from rolebroker.errors import RoleBrokerError
     except ImportError:  # the client is not installed here: nothing of it to forget
         return 0
-    return CredentialCache(ClientPaths(environ).cache_dir, getuid=DEFAULT_GETUID).forget_broker(broker_url)
+    try:
+        return CredentialCache(ClientPaths(environ).cache_dir, getuid=DEFAULT_GETUID).forget_broker(broker_url)
+    except RoleBrokerError as exc:  # e.g. a cache directory others can write: its one line says the fix
+        raise RuntimeError(str(exc)) from None
 
 
 def free_port() -> int:

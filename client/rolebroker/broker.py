@@ -15,7 +15,7 @@ from rolebroker.errors import (
     remember_secret,
 )
 from rolebroker.profiles import valid_region
-from rolebroker.text import one_line, parse_timestamp
+from rolebroker.text import error_line, one_line, parse_timestamp
 from rolebroker.transport import HttpResponse, check_transport, http_request, is_console_url
 
 TYPE_CHECKING = False
@@ -73,7 +73,7 @@ class BrokerClient:
         message = doc.get("Message") or doc.get("message")
         if not isinstance(message, str) or not message.strip():
             return UnexpectedAnswer(f"unexpected answer from broker ({answer.describe()})")
-        message = one_line(message)
+        message = error_line(message)
         request_id = doc.get("RequestId") or answer.headers.get("x-request-id") or answer.headers.get(
             "x-amzn-requestid")
         rid = f"request id {one_line(str(request_id), 80)}" if request_id else ""

@@ -14,9 +14,9 @@ import sys
 from rolebroker import __version__, console
 from rolebroker._fast import DURATION_HELP, duration, parse_credential_process, positive_number, seconds
 from rolebroker.commands import COMMANDS, Context, Options
-from rolebroker.errors import RoleBrokerError, UsageError, redact
+from rolebroker.errors import RoleBrokerError, UsageError
 from rolebroker.settings import DEFAULT_TIMEOUT_SECONDS, Runtime, Settings
-from rolebroker.text import one_line
+from rolebroker.text import error_line, one_line
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -303,7 +303,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
 def _fail(rt: Runtime, message: str, code: int) -> int:
     try:
-        rt.stderr.write(f"rolebroker: {one_line(redact(message), 500)}\n")
+        rt.stderr.write(f"rolebroker: {error_line(message, 500)}\n")
         rt.stderr.flush()
     except (OSError, ValueError):
         pass

@@ -17,7 +17,8 @@ from rolebroker._fast import identity_of, jwt_claims
 from rolebroker.broker import BrokerClient
 from rolebroker.cache import BrokerCredentialFetcher, CredentialCache
 from rolebroker.console import cmd_console
-from rolebroker.errors import CommandNotRunnable, RoleBrokerError, UsageError, redact
+from rolebroker.errors import CommandNotRunnable, RoleBrokerError, UnsafePath, UsageError, redact
+from rolebroker.files import replaceable_by_others
 from rolebroker.login import device_login, login
 from rolebroker.profiles import (
     apply_profiles,
@@ -246,6 +247,7 @@ def cmd_configure(ctx: Context) -> int:
         ctx.warn("the broker offers you no roles; nothing to configure")
         return 0
     command = client_command(ctx.rt.which or shutil.which, ctx.rt.executable, runnable_path())
+    _refuse_a_replaceable_client(command[-1], installed=len(command) == 1, getuid=ctx.rt.getuid)
     windows = sys.platform == "win32"
     rendered = [(spec.name, render_profile(spec, command, url, windows=windows)) for spec in specs]
     path = os.path.realpath(ctx.settings.aws_config_path)
@@ -264,10 +266,26 @@ def cmd_configure(ctx: Context) -> int:
         for name in managed_profiles(text):
             if name not in offered:
                 ctx.warn(f"[profile {name}] in {path} is managed by rolebroker but no longer offered to you")
+        odd = len(managed_profiles(text, odd=True))
+        if odd:  # not named: such a name is text someone else may have written, escapes and all
+            ctx.warn(f"{odd} section(s) in {path} carry rolebroker's marker but a profile name rolebroker never "
+                     "writes; left them alone (check who added them)")
     used = [name for name, status in outcome if status not in ("kept", "default")]
     if used:
         ctx.out(f"try: aws sts get-caller-identity --profile {used[0]}\n")
     return 0
+
+
+def _refuse_a_replaceable_client(path: str, *, installed: bool, getuid: Callable[[], int] | None) -> None:
+    """Every AWS call will run ``path``: refuse one that another user could replace with a program of theirs."""
+    problem = replaceable_by_others(path, getuid)
+    if problem is None:
+        return
+    fix = ("install rolebroker where only you (or root) can write" if installed else
+           f"move {os.path.basename(path)} to a directory only you can write (e.g. ~/.local/bin) and run "
+           "`configure` from there")
+    raise UnsafePath(f"refusing to write profiles that run {path}: {problem}, so someone else could put a program "
+                     f"of theirs there that every AWS call would run; {fix}; nothing was written")
 
 
 def cmd_login(ctx: Context) -> int:

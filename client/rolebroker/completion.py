@@ -84,7 +84,7 @@ def configured_roles(ctx: Context) -> list[str]:
     """The roles ``configure`` wrote profiles for: cheap to read, and what this person can use."""
     from rolebroker.profiles import managed_profiles, read_text
 
-    try:
+    try:  # only names configure itself could have written: the shells never see anything else
         return sorted(managed_profiles(read_text(ctx.settings.aws_config_path)))
     except Exception:  # a Tab press must never print an error
         return []
@@ -109,10 +109,10 @@ def bash_script(spec: Spec) -> str:
     cases = []
     for sub in spec.subcommands:
         if sub.positional == ("ROLE",):
-            values = '"$(rolebroker completion --list-roles 2>/dev/null)"'
+            values = "@roles"  # never a word list: see _rolebroker_roles
         else:
-            values = f'"{_words([*sub.positional, *(s.name for s in sub.subcommands)])}"'
-        cases.append(f'        {sub.name}) flags="{_words(sub.flags)}"; values={values} ;;')
+            values = _words([*sub.positional, *(s.name for s in sub.subcommands)])
+        cases.append(f'        {sub.name}) flags="{_words(sub.flags)}"; values="{values}" ;;')
     fixed = []
     for flag, choices in sorted(_value_choices(spec).items()):
         fixed.append(f'        {flag}) COMPREPLY=($(compgen -W "{_words(choices)}" -- "$cur")); return 0 ;;')
@@ -134,9 +134,20 @@ def _value_choices(spec: Spec) -> dict[str, tuple[str, ...]]:
     return found
 
 
+# Role names come from ~/.aws/config, which may hold text the person did not
+# write; `compgen -W` would expand $(...) in them, so they are read line by
+# line and matched as plain text, never expanded. (--list-roles prints only
+# names that pass configure's own name rule, as a second guard.)
 _BASH = r'''# rolebroker completion for bash. Install:
 #   rolebroker completion bash > ~/.local/share/bash-completion/completions/rolebroker
 # or add to ~/.bashrc:  eval "$(rolebroker completion bash)"
+_rolebroker_roles() {{
+    local role
+    COMPREPLY=()
+    while IFS= read -r role; do
+        [[ "$role" == "$1"* ]] && COMPREPLY+=("$role")
+    done < <(rolebroker completion --list-roles 2>/dev/null)
+}}
 _rolebroker() {{
     local cur="${{COMP_WORDS[COMP_CWORD]}}" prev="${{COMP_WORDS[COMP_CWORD-1]}}"
     local cmd="" word i flags values
@@ -152,8 +163,7 @@ _rolebroker() {{
         if [[ "$word" != -* && -z "$cmd" ]]; then cmd="$word"; fi
     done
     case "$prev" in
-        {role_flags}) COMPREPLY=($(compgen -W "$(rolebroker completion --list-roles 2>/dev/null)" -- "$cur"))
-            return 0 ;;
+        {role_flags}) _rolebroker_roles "$cur"; return 0 ;;
         {file_flags}) compopt -o filenames; COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
 {fixed}
     esac
@@ -165,6 +175,8 @@ _rolebroker() {{
     esac
     if [[ "$cur" == -* ]]; then
         COMPREPLY=($(compgen -W "$flags" -- "$cur"))
+    elif [[ "$values" == "@roles" ]]; then
+        _rolebroker_roles "$cur"
     else
         COMPREPLY=($(compgen -W "$values" -- "$cur"))
     fi

@@ -8,6 +8,10 @@ whatever raised it: the last line of defence for "never print a secret".
 
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import re
+
 LOGIN_HINT = "run `rolebroker login`"
 
 
@@ -81,8 +85,38 @@ def remember_secret(value: str) -> str:
     return value
 
 
+# Secrets by their shape, for what the client never saw whole: a server that
+# echoes part of a token, a token_command's error, an IdP quoting a refresh
+# token. A credential after "Bearer"; anything that starts like a JWT (the
+# base64url of '{"'), with its other parts; an AWS access key id; a secret
+# access key (40 base64 characters) or session token (100 or more) that mixes
+# upper case, lower case and digits, which names, ids and paths seldom do.
+_SHAPES = (
+    r"(?P<bearer>(?i:bearer)\s+)[^\s,;\"']+",
+    r"eyJ[A-Za-z0-9_-]{6,}(?:\.[A-Za-z0-9_-]*){0,2}",
+    r"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])",
+    r"(?<![A-Za-z0-9/+])(?P<key>[A-Za-z0-9+][A-Za-z0-9/+]{39}|[A-Za-z0-9/+]{100,}={0,2})(?![A-Za-z0-9/+=])",
+)
+
+
 def redact(text: str) -> str:
+    """``text`` without any secret the client handled, or anything shaped like one.
+
+    Redact before cutting a text short: a cut secret no longer matches.
+    """
+    import re
+
     for secret in _SECRETS:
         if secret in text:
             text = text.replace(secret, "[redacted]")
+    for shape in _SHAPES:  # one at a time: a run one shape passes over may hide another
+        text = re.sub(shape, _redacted, text)
     return text
+
+
+def _redacted(match: re.Match[str]) -> str:
+    key = match.groupdict().get("key")
+    if key is not None and not (any(c.isupper() for c in key) and any(c.islower() for c in key)
+                                and any(c.isdigit() for c in key)):
+        return match.group(0)
+    return f"{match.groupdict().get('bearer') or ''}[redacted]"

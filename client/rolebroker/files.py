@@ -28,6 +28,37 @@ def checked(path: str, getuid: Callable[[], int] | None, *, allow_root: bool = F
     return info
 
 
+def replaceable_by_others(path: str, getuid: Callable[[], int] | None) -> str | None:
+    """What lets another user put a file of theirs at ``path`` (None when nothing does).
+
+    ``path`` and every directory above it, as written and as resolved, must be
+    ours or root's and writable by nobody else: ``path_problem``, the check
+    for the config and cache files. Unlike for those files, a sticky directory
+    such as /tmp does not help: anyone may create the name once the file is
+    gone (a tmp cleaner deletes it), and a program named in ``~/.aws/config``
+    runs on every AWS call for months.
+    """
+    if getuid is None:
+        return None
+    uid = getuid()
+    places: list[str] = []
+    for start in (os.path.abspath(path), os.path.realpath(path)):
+        chain = [start]
+        while os.path.dirname(chain[-1]) != chain[-1]:
+            chain.append(os.path.dirname(chain[-1]))
+        places += [place for place in reversed(chain) if place not in places]
+    for place in places:
+        try:
+            info = os.stat(place)
+        except OSError:
+            continue
+        if path_problem(place, st_uid=info.st_uid, st_mode=info.st_mode, uid=uid, allow_root=True):
+            if info.st_uid not in (uid, 0):
+                return f"{place} belongs to another user (uid {info.st_uid})"
+            return f"{place} is writable by other users"
+    return None
+
+
 def private_dir(path: str, getuid: Callable[[], int] | None) -> None:
     """Create (or tighten) a directory only we can enter; refuse one another user controls."""
     os.makedirs(path, mode=0o700, exist_ok=True)

@@ -20,7 +20,7 @@ from __future__ import annotations
 from rolebroker._fast import jwt_claims
 from rolebroker.broker import BrokerClient
 from rolebroker.errors import ConfigError, LoginError, UnexpectedAnswer
-from rolebroker.text import one_line
+from rolebroker.text import error_line, one_line
 from rolebroker.tokens import token_entry, token_request
 from rolebroker.transport import check_transport, http_request
 
@@ -84,22 +84,25 @@ def wait_for_redirect(authorize_url: Callable[[str], str], state: str, rt: Runti
                       ) -> tuple[dict[str, str], str]:
     """Serve the loopback redirect, send the user to the IdP, return (callback query, redirect_uri)."""
     import threading
-    from http.server import BaseHTTPRequestHandler, HTTPServer
     from urllib.parse import parse_qs, urlsplit
+
+    from rolebroker.loopback import LoopbackHandler, LoopbackServer
 
     answer: dict[str, str] = {}
     done = threading.Event()
     lock = threading.Lock()
 
-    class Callback(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
+    class Callback(LoopbackHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
             parts = urlsplit(self.path)
             with lock:
                 if parts.path != "/callback" or done.is_set():
                     self.send_error(404)
                     return
                 query = {key: values[0] for key, values in parse_qs(parts.query).items()}
-                if query.get("state") != state:
+                if query.get("state") == state:
+                    self.admit()
+                else:
                     # Anything on this machine can call us; only the answer to our
                     # own authorization request counts, so keep waiting for it.
                     rt.stderr.write("rolebroker: ignored a sign-in answer with the wrong state (not from this "
@@ -120,10 +123,10 @@ def wait_for_redirect(authorize_url: Callable[[str], str], state: str, rt: Runti
             self.end_headers()
             self.wfile.write(page)
 
-        def log_message(self, format: str, *args: Any) -> None:
-            return  # keep the terminal for the user
-
-    server = HTTPServer(("127.0.0.1", 0), Callback)
+    # Threaded, with a deadline per request head and room made for the real
+    # redirect: a silent connection from anyone on this machine can neither
+    # hold the redirect back nor keep the login past its timeout.
+    server = LoopbackServer(Callback)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="rolebroker-login",
                               daemon=True)
     thread.start()
@@ -176,7 +179,7 @@ def login(settings: Settings, rt: Runtime, *, issuer: str | None = None, client_
 
     answer, redirect_uri = wait_for_redirect(authorize_url, state, rt, no_browser=no_browser)
     if "error" in answer:
-        detail = one_line(answer.get("error_description") or answer["error"], 160)
+        detail = error_line(answer.get("error_description") or answer["error"], 160)
         raise LoginError(f"the identity provider refused the sign-in: {detail}")
     if not answer.get("code"):
         raise LoginError("the sign-in answer carried no authorization code; run `rolebroker login` again")
@@ -184,7 +187,7 @@ def login(settings: Settings, rt: Runtime, *, issuer: str | None = None, client_
             "client_id": client_id, "code_verifier": verifier}
     status, tokens = token_request(endpoints["token_endpoint"], form, rt, timeout)
     if status != 200:
-        reason = one_line(str(tokens.get("error_description") or tokens.get("error") or f"HTTP {status}"), 160)
+        reason = error_line(str(tokens.get("error_description") or tokens.get("error") or f"HTTP {status}"), 160)
         raise LoginError(f"the identity provider did not issue tokens: {reason}")
     entry = token_entry(tokens, {"client_id": client_id, "token_endpoint": endpoints["token_endpoint"]}, rt.clock())
     claims = jwt_claims(str(entry.get("id_token", ""))) or {}
@@ -227,7 +230,7 @@ def device_login(settings: Settings, rt: Runtime, *, issuer: str | None = None, 
                          "device_authorization_endpoint); run `rolebroker login` where a browser can open")
     status, answer = token_request(device_endpoint, {"client_id": client_id, "scope": scopes}, rt, timeout)
     if status != 200:
-        reason = one_line(str(answer.get("error_description") or answer.get("error") or f"HTTP {status}"), 160)
+        reason = error_line(str(answer.get("error_description") or answer.get("error") or f"HTTP {status}"), 160)
         raise LoginError(f"the identity provider did not start a sign-in with a code: {reason}")
     grant = DeviceGrant.from_answer(answer)
     rt.stderr.write(f"To sign in, open {grant.verification_uri} and enter the code {grant.user_code}\n")
@@ -304,5 +307,5 @@ def poll_device_grant(grant: DeviceGrant, token_endpoint: str, client_id: str, r
             raise LoginError("the code expired before the sign-in was approved; run `rolebroker login --device` again")
         if error == "access_denied":
             raise LoginError("the sign-in was refused at the identity provider")
-        reason = one_line(str(answer.get("error_description") or error or f"HTTP {status}"), 160)
+        reason = error_line(str(answer.get("error_description") or error or f"HTTP {status}"), 160)
         raise LoginError(f"the identity provider did not issue tokens: {reason}")

@@ -36,7 +36,7 @@ def valid_region(region: str) -> bool:
     return 0 < len(region) <= 32 and region[0] in _LOWER and all(ch in _LOWER + "0123456789-" for ch in region)
 
 
-def _valid_profile_name(name: str) -> bool:
+def valid_profile_name(name: str) -> bool:
     return 0 < len(name) <= 128 and name[0] in _NAME_CHARS - set("-_.") and set(name) <= _NAME_CHARS
 
 
@@ -137,7 +137,7 @@ def verify_profiles(text: str, broker_url: str) -> list[ProfileSpec]:
     specs: list[ProfileSpec] = []
     for header, values in parse_fragment(text):
         kind, _, name = header.partition(" ")
-        if kind != "profile" or not _valid_profile_name(name):
+        if kind != "profile" or not valid_profile_name(name):
             raise _refuse(f"section [{one_line(header, 60)}] is not a [profile NAME] section")
         if any(spec.name == name for spec in specs):
             raise _refuse(f"[profile {name}] appears twice")
@@ -264,12 +264,19 @@ def _profile_sections(lines: Sequence[str], name: str) -> list[tuple[int, int, b
     return sections
 
 
-def managed_profiles(text: str) -> list[str]:
+def managed_profiles(text: str, *, odd: bool = False) -> list[str]:
+    """The profiles under rolebroker's marker whose names configure could have written.
+
+    The marker is only a comment: anyone who edits the file (a pasted
+    snippet, a team's dotfiles) can put it above any header. Names that fail
+    configure's own rule are never returned, so none reaches a terminal or a
+    shell's completion; ``odd=True`` returns just those, for counting.
+    """
     lines = text.splitlines()
     names = []
     for index, header in section_headers(lines):
         name = profile_of(header)
-        if name is not None and index > 0 and _is_marker(lines[index - 1]):
+        if name is not None and index > 0 and _is_marker(lines[index - 1]) and valid_profile_name(name) != odd:
             names.append(name)
     return names
 

@@ -15,7 +15,10 @@ answer has more than that: exactly what the credential cache hands out
 The server binds 127.0.0.1 only, answers ``GET /role/NAME`` for the roles
 it was started for, and only to a caller that sends this run's random
 token (compared in constant time): other local users and web pages cannot
-read it. Nothing it logs or answers carries the token or a credential.
+read it. Nor can they lock the program out: connections that do not send
+the token within a few seconds, or that wait while the program's request
+needs their slot, are hung up (``loopback``). Nothing it logs or answers
+carries the token or a credential.
 """
 
 from __future__ import annotations
@@ -23,10 +26,10 @@ from __future__ import annotations
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from rolebroker.errors import CommandNotRunnable, ConfigError, RoleBrokerError, UsageError, redact
-from rolebroker.text import local_time, one_line
+from rolebroker.errors import CommandNotRunnable, ConfigError, RoleBrokerError, UsageError
+from rolebroker.loopback import HOST, MAX_CONNECTIONS, REQUEST_TIMEOUT_SECONDS, LoopbackHandler, LoopbackServer
+from rolebroker.text import error_line, local_time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -35,11 +38,8 @@ if TYPE_CHECKING:
 
     from rolebroker.commands import Context
 
-HOST = "127.0.0.1"
 ROLE_PATH = "/role/"
 MAX_PATH_CHARS = 512
-MAX_CONNECTIONS = 32
-REQUEST_TIMEOUT_SECONDS = 10.0
 
 FULL_URI_VARIABLE = "AWS_CONTAINER_CREDENTIALS_FULL_URI"
 AUTH_TOKEN_VARIABLE = "AWS_CONTAINER_AUTHORIZATION_TOKEN"  # noqa: S105 - a variable name
@@ -67,7 +67,8 @@ class CredentialServer:
     """The endpoint: ``start()``, ``uri(role)``, ``stop()``; ``fetch(role)`` returns a fresh cache entry."""
 
     def __init__(self, fetch: Callable[[str], Mapping[str, Any]], roles: Sequence[str], *, token: str,
-                 port: int = 0, log: Callable[[str], None] = lambda line: None) -> None:
+                 port: int = 0, log: Callable[[str], None] = lambda line: None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.token = token
         self.roles = list(roles)
         self._fetch = fetch
@@ -75,7 +76,8 @@ class CredentialServer:
         self._lock = threading.Lock()  # one broker request at a time; the others then find it cached
         self._served: dict[str, str] = {}
         try:
-            self._server = _Server((HOST, port), _handler(self))
+            self._server = LoopbackServer(_handler(self), port=port, max_connections=MAX_CONNECTIONS,
+                                          request_timeout=REQUEST_TIMEOUT_SECONDS, clock=clock)
         except OSError as exc:
             raise ConfigError(f"cannot listen on {HOST}:{port} ({exc.strerror or exc}); choose another --port, "
                               "or leave it out for a free one") from None
@@ -130,11 +132,11 @@ class CredentialServer:
             with self._lock:
                 entry = self._fetch(role)
         except RoleBrokerError as exc:
-            message = one_line(redact(str(exc)), 300)
+            message = error_line(str(exc))
             self._log(f"cannot refresh credentials for {role}: {message}")
             return 502, _error("RoleBrokerError", message)
         except Exception as exc:  # a request thread must answer, never die with a traceback
-            message = one_line(redact(f"unexpected error ({type(exc).__name__}: {exc})"), 300)
+            message = error_line(f"unexpected error ({type(exc).__name__}: {exc})")
             self._log(f"cannot refresh credentials for {role}: {message}")
             return 502, _error("RoleBrokerError", message)
         document = ecs_document(entry)
@@ -148,45 +150,20 @@ def _error(code: str, message: str) -> dict[str, str]:
     return {"Code": code, "Message": message}
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # A server on 127.0.0.1 must not share its port with another program's socket.
-    allow_reuse_address = False
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        super().__init__(address, handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        # Bounded: a local program opening connections by the thousand gets them closed, not a thread each.
-        if not self._slots.acquire(blocking=False):
-            self.shutdown_request(request)
-            return
-        super().process_request(request, client_address)
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        return  # a client that hung up mid-answer; nothing to report, and no traceback on the terminal
-
-
-def _handler(owner: CredentialServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        timeout = REQUEST_TIMEOUT_SECONDS
+def _handler(owner: CredentialServer) -> type[LoopbackHandler]:
+    class Handler(LoopbackHandler):
         server_version = "rolebroker"
-        sys_version = ""
 
         def _serve(self) -> None:
             if len(self.path) > MAX_PATH_CHARS:
                 self._send(414, _error("URITooLong", "the path is too long"))
                 return
+            header = self.headers.get("Authorization")
+            if owner.authorized(header):
+                self.admit()  # the program's own request: it keeps its slot while the broker answers
             has_body = bool(self.headers.get("Transfer-Encoding")) or self.headers.get("Content-Length") not in (
                 None, "0")
-            status, document = owner.answer(self.command, self.path, self.headers.get("Authorization"), has_body)
+            status, document = owner.answer(self.command, self.path, header, has_body)
             self._send(status, document)
 
         def _send(self, status: int, document: Mapping[str, str]) -> None:
@@ -200,14 +177,11 @@ def _handler(owner: CredentialServer) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(body)
             self.close_connection = True
 
-        def do_GET(self) -> None:
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
             self._serve()
 
-        def do_POST(self) -> None:  # other methods get http.server's own 501
+        def do_POST(self) -> None:  # noqa: N802 - other methods get http.server's own 501
             self._serve()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return  # the request line is harmless, but the terminal belongs to the user and their command
 
     return Handler
 

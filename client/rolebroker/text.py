@@ -32,6 +32,18 @@ def one_line(text: str, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
+def error_line(text: str, limit: int = 300) -> str:
+    """A server's or a program's text for an error line: secrets redacted first, then ``one_line`` and the cut.
+
+    The order matters: cut first, and the part of a token that is left no
+    longer matches the whole one ``redact`` knows. Redacting again after the
+    clean-up catches a token split by escape sequences or line breaks.
+    """
+    from rolebroker.errors import redact
+
+    return one_line(redact(one_line(redact(text), limit=len(text) + 1)), limit)
+
+
 def safe_lines(text: str, limit: int = 4000) -> str:
     """Several lines from elsewhere (SQL, a note) made safe like ``one_line``, keeping line breaks and indents."""
     import re

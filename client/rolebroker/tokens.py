@@ -18,7 +18,7 @@ from rolebroker import _fast
 from rolebroker._fast import DEFAULT_GETUID, TOKEN_REFRESH_MARGIN_SECONDS
 from rolebroker.errors import LOGIN_HINT, ConfigError, TokenError, UnexpectedAnswer, remember_secret
 from rolebroker.files import FileLock, atomic_write, checked, private_dir
-from rolebroker.text import one_line
+from rolebroker.text import error_line
 from rolebroker.transport import check_transport, http_request
 
 TYPE_CHECKING = False
@@ -96,7 +96,7 @@ def run_token_command(command: str, timeout: float = TOKEN_COMMAND_TIMEOUT_SECON
         raise ConfigError(f"cannot run token_command {argv[0]}: {exc.strerror}") from exc
     if done.returncode != 0:
         lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        detail = f": {one_line(lines[-1], 200)}" if lines else ""
+        detail = f": {error_line(lines[-1], 200)}" if lines else ""
         raise TokenError(f"token_command failed (exit {done.returncode}){detail}")
     token = done.stdout.decode("utf-8", "replace").strip()
     if not token:
@@ -199,7 +199,7 @@ def refresh_tokens(entry: Mapping[str, Any], rt: Runtime, timeout: float) -> dic
     form = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": str(entry.get("client_id", ""))}
     status, answer = token_request(endpoint, form, rt, timeout)
     if status in (400, 401):
-        reason = one_line(str(answer.get("error") or f"HTTP {status}"), 80)
+        reason = error_line(str(answer.get("error") or f"HTTP {status}"), 80)
         raise TokenError(f"your sign-in has expired ({reason}): {LOGIN_HINT}")
     if status != 200:
         raise UnexpectedAnswer(f"unexpected answer from the identity provider (HTTP {status}) while refreshing")

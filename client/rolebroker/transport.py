@@ -12,7 +12,7 @@ import json
 
 from rolebroker import __version__
 from rolebroker.errors import ConfigError, Unreachable
-from rolebroker.text import one_line
+from rolebroker.text import error_line
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ def _reason(exc: BaseException) -> str:
     verify = getattr(exc, "verify_message", None)
     if verify:
         return f"TLS certificate problem: {verify}"
-    return one_line(getattr(exc, "strerror", None) or str(exc) or type(exc).__name__, 120)
+    return error_line(getattr(exc, "strerror", None) or str(exc) or type(exc).__name__, 120)
 
 
 def http_request(

@@ -41,6 +41,32 @@ def idp() -> Iterator[FakeIssuer]:
         yield server
 
 
+def private_place() -> Iterator[Path]:
+    """A fresh directory with nothing above it that other users may write: not under /tmp (sticky, but
+    world-writable), which ``configure`` refuses to point ``credential_process`` into. It lives in the
+    checkout's ``build/``; the test is skipped where the checkout itself is shared."""
+    import shutil
+    import tempfile
+
+    from rolebroker.files import replaceable_by_others
+
+    build = CLIENT_DIR.parent / "build"
+    build.mkdir(exist_ok=True)
+    problem = replaceable_by_others(str(build), os.getuid)
+    if problem:
+        pytest.skip(f"no private directory here: {problem}")
+    place = Path(tempfile.mkdtemp(prefix="test-private-", dir=build))
+    try:
+        yield place
+    finally:
+        shutil.rmtree(place)
+
+
+@pytest.fixture
+def private_tmp() -> Iterator[Path]:
+    yield from private_place()
+
+
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     path = tmp_path / "home"

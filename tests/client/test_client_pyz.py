@@ -13,12 +13,22 @@ from pathlib import Path
 import make_pyz  # client/make_pyz.py (conftest.py put client/ on sys.path): what `make client` runs
 import pytest
 
+from tests.client.conftest import private_place
 from tests.client.fakes import ALICE, PACKAGE_DIR, FakeBroker, imported_modules, rolebroker
 
 
 @pytest.fixture(scope="module")
 def pyz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield make_pyz.build(tmp_path_factory.mktemp("pyz") / "rolebroker.pyz")
+
+
+@pytest.fixture(scope="module")
+def private_pyz(pyz: Path) -> Iterator[Path]:
+    """The archive where `configure` accepts it (see ``private_place``)."""
+    import shutil
+
+    for place in private_place():
+        yield Path(shutil.copy(pyz, place / "rolebroker.pyz"))
 
 
 def environment(home: Path, broker: FakeBroker) -> dict[str, str]:
@@ -71,11 +81,12 @@ def test_a_real_command_through_the_archive(pyz: Path, home: Path, broker: FakeB
     assert failed.stderr.startswith("rolebroker: the following arguments are required: --role")
 
 
-def test_configure_from_the_archive_writes_profiles_that_run_it(pyz: Path, home: Path, broker: FakeBroker,
+def test_configure_from_the_archive_writes_profiles_that_run_it(private_pyz: Path, home: Path, broker: FakeBroker,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """No installed command: the profile runs `python3 rolebroker.pyz`, and botocore gets credentials through it."""
     import botocore.session
 
+    pyz = private_pyz
     env = environment(home, broker)
     done = run(pyz, env, "configure", "--role", "sandbox-admin")
     assert done.returncode == 0, done.stderr
