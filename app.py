@@ -35,6 +35,7 @@ from chalicelib.validation import (
     CREDENTIALS_FIELDS,
     DECISION_FIELDS,
     EXTEND_FIELDS,
+    REVOCATION_FIELDS,
     Field,
     access_query,
     checked_request_id,
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
     from chalicelib.jit.evidence import GrantEvidence
     from chalicelib.jit.extensions import Extensions
     from chalicelib.jit.requests import AccessRequests
+    from chalicelib.jit.revocations import Revocations
 
 app = Chalice(app_name="rolebroker")
 app.log.setLevel(logging.INFO)
@@ -95,6 +97,7 @@ class Services:
     task_secret: RefreshingSecret | None = None
     task_seal: TaskSeal | None = None
     worker: TaskWorker | None = None
+    kill_switch: Revocations | None = None
     _slack_secret: RefreshingSecret | None = None
     _slack_verifier: tuple[str, SlackRequestVerifier] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -113,6 +116,11 @@ class Services:
         if self.extensions is None:
             raise DependencyDown("just-in-time access is not configured on this broker (ROLEBROKER_TABLE)")
         return self.extensions
+
+    def revocations(self) -> Revocations:
+        if self.kill_switch is None:
+            raise DependencyDown("revocations need ROLEBROKER_TABLE, which this broker is not configured with")
+        return self.kill_switch
 
     def grant_evidence(self) -> GrantEvidence:
         if self.evidence is None:
@@ -156,6 +164,8 @@ def _build_services(
     audit: AuditLog | None = None,
     inline_tasks: bool = False,
     clock: Callable[[], datetime] = utcnow,
+    client_with: Callable[[str, Mapping[str, str]], Any] | None = None,
+    sleep: Callable[[float], None] | None = None,
 ) -> Services:
     # botocore and the rest are imported here, not at module level, so a cold
     # start pays for them once, and only when a request needs them. Clients
@@ -201,8 +211,15 @@ def _build_services(
                                      region=settings.region, config=config)
     else:
         sts = client("sts")
+    kill_switch = None
+    if store is not None and settings.table_name:
+        kill_switch = _kill_switch(settings, settings.table_name, client("dynamodb"), sts, policy, audit, clock,
+                                   sleep, client_with or _credentials_client(session, settings, config))
+        kill_switch_store = store
+        kill_switch.seen = lambda key: kill_switch_store.recall_identity(key, clock()) is not None
     broker = Broker(policy=policy.get, sts=StsGateway(sts), audit=audit, grants=store,
-                    session_limit_seconds=settings.session_limit_seconds, clock=clock)
+                    session_limit_seconds=settings.session_limit_seconds, clock=clock,
+                    revoked=kill_switch.refuse_if_revoked if kill_switch else None)
     console = ConsoleLinks(broker, issuer_url=settings.public_url or "rolebroker", clock=clock,
                            federation_url=settings.federation_url)
     inquiries = AccessInquiries(policy=policy.get, grants=store or NoGrants(), audit=audit, settings=settings,
@@ -211,10 +228,37 @@ def _build_services(
     # one up by its exact iss and keeps each issuer's keys across reloads.
     verifier = TokenVerifier(settings, policy_issuers=lambda iss: policy.get().issuer_for_url(iss))
     svc = Services(settings=settings, verifier=verifier, broker=broker, audit=audit,
-                   console=console, inquiries=inquiries, client=client, clock=clock)
+                   console=console, inquiries=inquiries, client=client, clock=clock, kill_switch=kill_switch)
     if store is not None:
         _add_jit_and_slack(svc, store, policy.get, inline_tasks)
     return svc
+
+
+def _credentials_client(session: Any, settings: Settings, config: Any) -> Callable[[str, Mapping[str, str]], Any]:
+    """Clients signed with given credentials (a revoker session in a trusting account)."""
+    def create(service: str, credentials: Mapping[str, str]) -> Any:
+        return session.create_client(service, region_name=settings.region, config=config,
+                                     aws_access_key_id=credentials["aws_access_key_id"],
+                                     aws_secret_access_key=credentials["aws_secret_access_key"],
+                                     aws_session_token=credentials["aws_session_token"])
+
+    return create
+
+
+def _kill_switch(settings: Settings, table: str, dynamodb: Any, sts: Any, policy: Any, audit: AuditLog,
+                 clock: Callable[[], datetime], sleep: Callable[[float], None] | None,
+                 client_with: Callable[[str, Mapping[str, str]], Any]) -> Revocations:
+    import time
+
+    from chalicelib.aws.iam import Revoker
+    from chalicelib.aws.revocation_store import RevocationStore
+    from chalicelib.jit.revocations import Revocations
+
+    revocations = Revocations(policy=policy.get, store=RevocationStore(dynamodb, table),
+                              revoker=Revoker(sts, client_with), audit=audit, clock=clock,
+                              default_identity_claim=settings.identity_claim, sleep=sleep or time.sleep)
+    policy.on_change = revocations.policy_changed
+    return revocations
 
 
 def _add_jit_and_slack(svc: Services, store: Any, policy: Callable[[], Any], inline_tasks: bool) -> None:
@@ -247,7 +291,12 @@ def _add_jit_and_slack(svc: Services, store: Any, policy: Callable[[], Any], inl
     def run_task(task: dict[str, Any]) -> None:
         assert svc.chatops is not None
         try:
-            svc.chatops.run(task)
+            if task.get("kind") == "revocation" and svc.kill_switch is not None:
+                svc.kill_switch.resume(str(task.get("revocation")),
+                                       context=CallContext(request_id=str(task.get("request_id", "worker")),
+                                                           channel="worker"))
+            else:
+                svc.chatops.run(task)
         finally:
             svc.audit.flush()
 
@@ -260,8 +309,13 @@ def _add_jit_and_slack(svc: Services, store: Any, policy: Callable[[], Any], inl
     else:
         transport = ThreadTransport(svc.worker.handle)
     svc.dispatcher = SealedDispatcher(svc.task_seal, transport)
+    if svc.kill_switch is not None:
+        dispatcher = svc.dispatcher
+        svc.kill_switch.handoff = lambda revocation: dispatcher.dispatch({"kind": "revocation",
+                                                                          "revocation": revocation})
     desk: dict[str, Any] = {"policy": policy, "store": store, "audit": svc.audit, "clock": svc.clock,
-                            "notifier": DispatchingNotifier(svc.dispatcher), "max_open": settings.max_open_requests}
+                            "notifier": DispatchingNotifier(svc.dispatcher), "max_open": settings.max_open_requests,
+                            "revoked": svc.kill_switch.refusal_of if svc.kill_switch else None}
     svc.access = AccessRequests(**desk)
     svc.glass = BreakGlassDesk(**desk)
     svc.extensions = Extensions(**desk)
@@ -275,7 +329,7 @@ def _add_jit_and_slack(svc: Services, store: Any, policy: Callable[[], Any], inl
     svc.directory = Directory(store, clock=svc.clock, identity_claim=settings.identity_claim)
     svc.chatops = ChatOps(policy=policy, broker=svc.broker, access=svc.access, glass=svc.glass,
                           extensions=svc.extensions, console=svc.console, directory=svc.directory, store=store,
-                          slack=_slack_api(svc), clock=svc.clock)
+                          slack=_slack_api(svc), clock=svc.clock, revocations=svc.kill_switch)
 
 
 def _slack_api(svc: Services) -> Any:
@@ -568,8 +622,14 @@ def cancel_request(request_ref: str) -> dict[str, Any]:
 
 @api("/v1/requests/{request_ref}/revoke", methods=["POST"])
 def revoke_request(request_ref: str) -> dict[str, Any]:
-    return _decide(request_ref, DECISION_FIELDS,
-                   lambda jit, who, ref, body, ctx: jit.revoke(who, ref, note=body.get("reason"), context=ctx))
+    """Revoke the grant, then end the sessions it issued: a deny in each of its roles
+    (``Revocations.end_grant``); ``sessions`` says how far that got."""
+    request = current()
+    body = validate(raw_body(request), DECISION_FIELDS, empty_ok=True)
+    svc, who, context = services(), caller(), call_context(request)
+    revoked = svc.requests().revoke(who, checked_request_id(request_ref), note=body.get("reason"), context=context)
+    sessions = svc.revocations().grant_sessions_ended(who, revoked, body.get("reason"), context=context)
+    return {**revoked.to_dict(svc.clock()), "sessions": sessions}
 
 
 @api("/v1/requests/{request_ref}/review", methods=["POST"])
@@ -595,6 +655,66 @@ def extend_request(request_ref: str) -> Response:
                                           seconds=body["duration_seconds"], reason=body["reason"],
                                           context=call_context(request))
     return Response(body=result.to_dict(svc.clock()), status_code=200 if done else 201)
+
+
+# --------------------------------------------------------------------------
+# Routes: the kill switch
+
+
+# A revocation's answer says how far it got: every account written, some, or none.
+REVOCATION_STATUS = {"complete": 201, "in_progress": 202, "partial": 207, "failed": 502}
+
+
+@api("/v1/revocations", methods=["POST"])
+def revoke_sessions() -> Response:
+    request = current()
+    body = validate(raw_body(request), REVOCATION_FIELDS)
+    done = services().revocations().revoke(caller(), body["identity"], body["reason"],
+                                           context=call_context(request))
+    return _revocation_answer(done.to_dict(), REVOCATION_STATUS[done.status], request)
+
+
+def _revocation_answer(revocation: dict[str, Any], status: int, request: Request) -> Response:
+    if status in (201, 202):
+        return Response(body=revocation, status_code=status)
+    failed = [f"{account}: {outcome['detail']}" for account, outcome in revocation["accounts"].items()
+              if outcome["status"] != "written"]
+    if status == 207:
+        return Response(body={**revocation, "Message": f"{len(failed)} account(s) not fully revoked"},
+                        status_code=status)
+    rid = request_id(request)
+    return Response(body={"Code": "BadGatewayError", "RequestId": rid, "revocation": revocation,
+                          "Message": f"revocation {revocation['id']} is recorded but no account was written; "
+                                     f"{failed[0] if failed else ''}"},
+                    status_code=status, headers={"X-Request-Id": rid})
+
+
+@api("/v1/revocations")
+def list_revocations() -> dict[str, Any]:
+    from chalicelib.jit.revocations import MAX_PAGE_LIMIT, PAGE_LIMIT
+
+    limit, next_token = page_params(current().query_params, PAGE_LIMIT, MAX_PAGE_LIMIT)
+    found, next_token = services().revocations().page(caller(), limit=limit, next_token=next_token,
+                                                      context=call_context(current()))
+    return {"revocations": [r.to_dict() for r in found], "next_token": next_token}
+
+
+@api("/v1/revocations/{revocation_ref}")
+def get_revocation(revocation_ref: str) -> dict[str, Any]:
+    from chalicelib.aws.revocation_store import checked_revocation_id
+
+    found = services().revocations().get(caller(), checked_revocation_id(revocation_ref),
+                                         context=call_context(current()))
+    return found.to_dict()
+
+
+@api("/v1/revocations/{revocation_ref}", methods=["DELETE"])
+def lift_revocation(revocation_ref: str) -> dict[str, Any]:
+    from chalicelib.aws.revocation_store import checked_revocation_id
+
+    lifted = services().revocations().lift(caller(), checked_revocation_id(revocation_ref),
+                                           context=call_context(current()))
+    return lifted.to_dict()
 
 
 # --------------------------------------------------------------------------

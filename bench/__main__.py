@@ -2,8 +2,8 @@
 
 Each figure is compared with a baseline measured in the same run, because
 these machines are shared and noisy. ``BENCH_LOAD_SECONDS`` shortens the
-load test (default 30 s); ``BENCH_ONLY=server``, ``scale`` or ``client`` runs
-one part.
+load test (default 30 s); ``BENCH_ONLY=server``, ``scale``, ``client`` or
+``revocation`` runs one part.
 """
 
 from __future__ import annotations
@@ -79,6 +79,16 @@ def _synthetic_file() -> Path:
     return path
 
 
+def revocation_rows(results: dict[str, Any]) -> list[Row]:
+    """The kill switch (bench/revocation.py): revoke to every deny written, 50 accounts on moto."""
+    from bench import revocation
+
+    found = results["revocation"] = revocation.revoke_across_accounts()
+    return [(f"revoke to all deny documents written, {found['accounts']} accounts (moto, median of "
+             f"{len(found['parallel_s'])})", f"{found['parallel_median_s']:.2f} s ({found['workers']} workers)",
+             f"one worker {found['sequential_median_s']:.2f} s", "(reported)")]
+
+
 def client_rows(results: dict[str, Any]) -> list[Row]:
     from bench import client
 
@@ -99,6 +109,8 @@ def main() -> int:
         rows += scale_rows(results)
     if only in ("", "client"):
         rows += client_rows(results)
+    if only in ("", "revocation"):
+        rows += revocation_rows(results)
     headers = ("benchmark", "figure", "baseline / detail", "goal")
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(4)]
     for row in [headers, tuple("-" * w for w in widths), *rows]:

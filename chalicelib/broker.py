@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from chalicelib.access.policy import MIN_SESSION_SECONDS, AccessPolicy, Decision, Role, decide
 from chalicelib.audit import AuditLog, CallContext
 from chalicelib.aws.sts import AssumedSession, SessionPolicy, StsGateway
-from chalicelib.exceptions import Forbidden, RolebrokerError
+from chalicelib.exceptions import Forbidden, Revoked, RolebrokerError
 from chalicelib.identity.tokens import Identity
 from chalicelib.jit.grants import ActiveGrant, IssuedSession
 from chalicelib.profiles import config_fragment, profile_section
@@ -143,7 +143,9 @@ class Broker:
         grants: GrantStore | None = None,
         clock: Callable[[], datetime] = utcnow,
         session_limit_seconds: int = ROLE_CHAINING_LIMIT_SECONDS,
+        revoked: Callable[[Identity], None] | None = None,
     ) -> None:
+        self._revoked = revoked  # raises Forbidden while a revocation of the person is in force
         self._policy = policy
         self._sts = sts
         self._audit = audit
@@ -240,13 +242,18 @@ class Broker:
                 duration_seconds=seconds,
                 session_policy=_session_policy(role, scope),
             )
+            if self._revoked is not None:
+                # After AssumeRole, not before: a revocation recorded meanwhile
+                # keeps these credentials here; one recorded earlier is seen.
+                # Either way its cutoff covers every session that left before.
+                self._revoked(identity)
             if grant is not None:
                 # Recorded before the credentials leave: if the grant was
                 # revoked meanwhile (or is full), nobody ever holds them.
                 self._grants.record_session(grant, _issued_session(grant, role, session, session_name,
                                                                    action, self._clock()), now=self._clock())
         except RolebrokerError as exc:
-            audit("error", str(exc), session_name=session_name)
+            audit("denied" if isinstance(exc, Revoked) else "error", str(exc), session_name=session_name)
             raise
         audit("allowed", decision.reason, session_name=session_name, duration_seconds=seconds,
               assumed_role_arn=session.assumed_role_arn)

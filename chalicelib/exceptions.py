@@ -102,6 +102,18 @@ class SlotTaken(Conflict):
     """Another request took the open-request slot first; pick another and try again."""
 
 
+class RevocationsFull(Conflict):
+    """An account's revocations boundary has no room for another live entry; nothing was written."""
+
+
+class RevokerUnavailable(AwsRefused):
+    """A trusting account's revoker role or revocations boundary is missing or refuses the broker."""
+
+
+class Revoked(Forbidden):
+    """An admin revoked this person's sessions; no credentials until it is lifted."""
+
+
 class BreakGlassLocked(Conflict):
     """The person's last break-glass still waits for its review (the lock item is held)."""
 

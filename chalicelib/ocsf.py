@@ -9,8 +9,8 @@ audit ``action``         OCSF class (uid)                 activity
 authenticate, slack      Authentication (3002)            Logon (1), always a failure
 credentials, console     Authentication (3002)            Logon (1): a role session
 approve, break-glass,    User Access Management (3005)    Assign Privileges (1)
-extend
-revoke                   User Access Management (3005)    Revoke Privileges (2)
+extend, lift-revocation
+revoke, revoke-sessions  User Access Management (3005)    Revoke Privileges (2)
 request                  Entity Management (3004)         Create (1)
 deny, cancel, review,    Entity Management (3004)         Update (3)
 expire
@@ -44,6 +44,8 @@ _CLASSES: dict[str, tuple[tuple[int, str], tuple[int, str]]] = {
     "break-glass": (USER_ACCESS, (1, "Assign Privileges")),
     "extend": (USER_ACCESS, (1, "Assign Privileges")),
     "revoke": (USER_ACCESS, (2, "Revoke Privileges")),
+    "revoke-sessions": (USER_ACCESS, (2, "Revoke Privileges")),
+    "lift-revocation": (USER_ACCESS, (1, "Assign Privileges")),
     "request": (ENTITY_MANAGEMENT, (1, "Create")),
     "deny": (ENTITY_MANAGEMENT, (3, "Update")),
     "cancel": (ENTITY_MANAGEMENT, (3, "Update")),
@@ -53,7 +55,8 @@ _CLASSES: dict[str, tuple[tuple[int, str], tuple[int, str]]] = {
     "evidence": (ENTITY_MANAGEMENT, (2, "Read")),
 }
 _OTHER = (ENTITY_MANAGEMENT, (99, "Other"))
-_DONE = {"allowed", "created", "approved", "cancelled", "revoked", "counted", "extended", "reviewed", "expired"}
+_DONE = {"allowed", "created", "approved", "cancelled", "revoked", "counted", "extended", "reviewed", "expired",
+         "recorded", "complete", "lifted", "ended_by_policy"}
 SUCCESS, FAILURE, UNKNOWN = (1, "Success"), (2, "Failure"), (0, "Unknown")
 INFORMATIONAL, LOW, MEDIUM, HIGH = (1, "Informational"), (2, "Low"), (3, "Medium"), (4, "High")
 
@@ -70,7 +73,7 @@ def status_of(entry: Mapping[str, Any]) -> tuple[int, str]:
         # A deny decision is recorded as "denied" when it succeeds (then it
         # names the requester) and when it is refused (then it does not).
         return SUCCESS if entry.get("action") == "deny" and "requester" in entry else FAILURE
-    if outcome == "error":
+    if outcome in ("error", "failed", "partial"):  # a revocation that did not reach every account
         return FAILURE
     return UNKNOWN
 

@@ -46,6 +46,7 @@ _URL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123
 @dataclass(frozen=True)
 class Field:
     # role | roles | duration | grant_duration | text | ticket | scope | time | service | region | destination
+    # | identity
     kind: str
     required: bool = True
 
@@ -249,6 +250,12 @@ def _destination(name: str, value: Any) -> str:
     return value
 
 
+def _identity_field(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise BadRequest(f"{name!r} must be a string")
+    return _identity(value)
+
+
 CREDENTIALS_FIELDS = {"role": Field("role"), "duration_seconds": Field("duration", False),
                       "scope": Field("scope", False)}
 # duration_seconds left out: the role's max_grant_seconds (AccessRequests.create).
@@ -262,10 +269,11 @@ CONSOLE_FIELDS = {"role": Field("role"), "service": Field("service", False), "re
 BREAK_GLASS_FIELDS = {"role": Field("role"), "reason": Field("text"), "ticket": Field("ticket"),
                       "duration_seconds": Field("duration", False)}
 EXTEND_FIELDS = {"duration_seconds": Field("grant_duration"), "reason": Field("text")}
+REVOCATION_FIELDS = {"identity": Field("identity"), "reason": Field("text")}
 
 _CHECKS = {"role": role_name, "roles": _roles, "duration": _duration, "grant_duration": _grant_duration,
            "text": _text, "ticket": _ticket, "scope": _scope, "time": _time,
-           "service": console_service, "region": _region, "destination": _destination}
+           "service": console_service, "region": _region, "destination": _destination, "identity": _identity_field}
 
 
 MAX_IDENTITY_CHARS = 256

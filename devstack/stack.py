@@ -174,6 +174,7 @@ class LocalStack:
             "AWS_REGION": "us-east-1",
             "AWS_ENDPOINT_URL_STS": self.aws_url,
             "AWS_ENDPOINT_URL_DYNAMODB": self.aws_url,
+            "AWS_ENDPOINT_URL_IAM": self.aws_url,
             "AWS_ENDPOINT_URL_SSM": self.aws_url,
             "AWS_ENDPOINT_URL_S3": self.aws_url,
         }
@@ -251,6 +252,21 @@ class LocalStack:
         for email, user in DEFAULT_USERS.items():
             store.remember_identity(email, frozenset(user["groups"]), now, timedelta(days=7),
                                     claims={"email": email, "groups": list(user["groups"])})
+        self._seed_trusting_accounts(session)
+
+    def _seed_trusting_accounts(self, session: Any) -> None:
+        """Each trusting account's revocations boundary, revoker role and roles, as the StackSet makes them."""
+        from chalicelib.access.policy import parse_policy
+        from devstack.trusting import BROKER_ACCOUNT, seed_trusting_accounts
+
+        assert self.ci_issuer is not None
+        policy = parse_policy(render_policy((ROOT / self.policy).read_text(), self.ci_issuer.url))
+
+        def client_with(service: str, creds: dict[str, str]) -> Any:
+            return session.client(service, endpoint_url=self.aws_url, **creds)
+
+        seed_trusting_accounts(policy, session.client("sts", endpoint_url=self.aws_url), client_with,
+                               [f"arn:aws:iam::{BROKER_ACCOUNT}:role/rolebroker-local"])
 
     def _policy_file(self) -> Path:
         """The example policy, or a copy naming the CI issuer's real address.
@@ -349,7 +365,8 @@ class LocalStack:
             f"  broker (chalice local)   {url}",
             f"  dev issuer for people    {self.issuer.url}   the default issuer (rules without `issuer:`)",
             f"  dev issuer for CI jobs   {self.ci_issuer.url}   issuer `ci` in the policy, GitHub-Actions-shaped",
-            f"  AWS emulation (moto)     {self.aws_url}   STS, DynamoDB",
+            f"  AWS emulation (moto)     {self.aws_url}   STS, DynamoDB, IAM (each trusting account's roles, "
+            "revoker and revocations boundary)",
             f"  fake Slack + sign-in     {self.fakes_url}   (what the broker sent: {self.fakes_url}/_recorded)",
             f"  access policy            {self.policy_path}",
             f"  ports                    {_shown(self.ports_file)}   (`python -m devstack token|slack` read it)",
@@ -375,6 +392,8 @@ class LocalStack:
             "  python -m devstack slack --click approve --request <ID> --user U0CAROL",
             f"  rolebroker --url {self.broker_url} login --device   # then approve the code at "
             f"{self.issuer.url}/device as alice, bob or carol",
+            "  S=$(python -m devstack token --sub sam@example.com --groups security --mfa)   # an admin",
+            "  ROLEBROKER_TOKEN=$S rolebroker revoke-sessions bob@example.com --reason 'laptop stolen'",
             "",
         ]
         return "\n".join(lines)

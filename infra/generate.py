@@ -48,6 +48,7 @@ from typing import Any
 
 from chalicelib.access.policy import AccessPolicy, parse_policy
 from chalicelib.exceptions import PolicyError
+from chalicelib.jit.denies import REVOKER_ROLE_NAME, SYSTEM_PATH
 from infra import quotas
 from infra.trusting import BROKER_PATH, Broker, TrustError, TrustOptions, iam_roles, render_json, write_trust
 
@@ -57,9 +58,9 @@ APP_NAME = "rolebroker"
 ASSUME_ACTIONS = ("sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession")
 # What chalicelib/aws/store.py calls. TransactWriteItems is not an IAM action of
 # its own: each Put/Update/Delete inside a transaction is authorised as
-# PutItem/UpdateItem/DeleteItem. The store writes no ConditionCheck items,
-# so dynamodb:ConditionCheckItem is left out.
-TABLE_ACTIONS = ("dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem",
+# PutItem/UpdateItem/DeleteItem, and each ConditionCheck (a decider whose
+# sessions were revoked meanwhile stops the write) as ConditionCheckItem.
+TABLE_ACTIONS = ("dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem",
                  "dynamodb:Query", "dynamodb:UpdateItem")
 INDEX_ACTIONS = ("dynamodb:Query",)
 ACCOUNT_RE = re.compile(r"^(\d{12}|\*)$")
@@ -196,7 +197,11 @@ def assume_statements(policy: AccessPolicy, scope: Scope) -> list[dict[str, Any]
     else:
         where = {"StringEquals": {"aws:ResourceAccount": sorted({a.id for a in policy.accounts.values()})}}
     path = f"arn:{scope.partition}:iam::*:role{BROKER_PATH}*"
-    statements = [_statement("AssumeBrokerRoles", ASSUME_ACTIONS, [path], where)]
+    # The kill switch: the revoker role of each account (infra/revoker.py).
+    # One statement, so the account list is never written twice; the
+    # revoker's trust policy refuses the tagging and stamping actions itself.
+    revoker = f"arn:{scope.partition}:iam::*:role{SYSTEM_PATH}{REVOKER_ROLE_NAME}"
+    statements = [_statement("AssumeBrokerRoles", ASSUME_ACTIONS, [path, revoker], where)]
     outside = sorted(r.arn for r in iam_roles(policy) if not r.under_broker_path)
     if outside:
         print(f"warning: {len(outside)} role(s) outside {BROKER_PATH} are listed one by one in the broker's "

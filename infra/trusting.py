@@ -27,9 +27,12 @@ Design, for an organisation of hundreds of accounts:
   templates create and what the broker's constant-size identity policy
   allows. Roles outside it (existing roles an operator brings) are not
   created; they get a trust policy file to apply and a warning.
-* **Extensible**: later features add per-account resources (a revoker role)
-  or change every broker-managed role (a permissions boundary) through
-  :class:`TemplateExtension`; every quota is checked after extensions ran.
+* **The kill switch** (``infra/revoker.py``): the first template also
+  creates, in every account, the revocations boundary policy and the revoker
+  role; every broker-managed role has that boundary.
+* **Extensible**: later features add per-account resources or change every
+  broker-managed role through :class:`TemplateExtension`; every quota is
+  checked after extensions ran.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ import yaml
 from chalicelib.access.policy import AccessPolicy, Account
 from chalicelib.aws.sts import BROKER_ROLE_PATH
 from chalicelib.stamping import GRANT_TAG, GROUPS_TAG, IDENTITY_TAG, ISSUER_TAG, TICKET_TAG
-from infra import quotas
+from infra import quotas, revoker
 
 BROKER_PATH = BROKER_ROLE_PATH
 IAM_MIN_SESSION = 3600  # IAM refuses a MaxSessionDuration below one hour
@@ -65,12 +68,13 @@ PRINCIPAL_ARN_RE = re.compile(r"^arn:(aws[a-z-]*):iam::(\d{12}):(role|user)/[\w+
 # same mistake in 500 accounts.
 OPERATION_PREFERENCES = {"RegionConcurrencyType": "SEQUENTIAL", "MaxConcurrentPercentage": 25,
                          "FailureTolerancePercentage": 5, "ConcurrencyMode": "SOFT_FAILURE_TOLERANCE"}
-FIXED_PARAMETERS = 4  # TrustedAccountId, BrokerPrincipalArns, PermissionsBoundaryArn, AccountGroup
+FIXED_PARAMETERS = 3  # TrustedAccountId, BrokerPrincipalArns, AccountGroup
 # A role's logical id shares the template's namespaces with these names: its
 # Resources with the Parameters (Ref reads both; CloudFormation refuses a
-# duplicate), its mapping attribute with the account's ExternalId.
+# duplicate), its mapping attribute with the account's ExternalId. (The kill
+# switch's resources are not here: _slots gives a role of their name another id.)
 TEMPLATE_NAMES = {"AccountGroup": "a parameter", "TrustedAccountId": "a parameter",
-                  "BrokerPrincipalArns": "a parameter", "PermissionsBoundaryArn": "a parameter",
+                  "BrokerPrincipalArns": "a parameter",
                   "ExternalId": "the mapping attribute of each account's ExternalId"}
 POLICIES_SUFFIX = "ManagedPolicyArns"  # each role's parameter: <logical id>ManagedPolicyArns
 # A mapping holds at most 200 keys (cfn-lint's E7010), so accounts are spread
@@ -229,7 +233,7 @@ class RoleSlot:
 
 def _slots(roles: Sequence[IamRole]) -> list[RoleSlot]:
     slots: dict[tuple[str, str], RoleSlot] = {}
-    used: set[str] = set()
+    used: set[str] = {revoker.BOUNDARY_ID, revoker.REVOKER_ID}
     for role in roles:
         slot = slots.get(role.key)
         if slot is None:
@@ -293,17 +297,17 @@ def stackset_template(slots: Sequence[RoleSlot], accounts: Sequence[Account], br
         "BrokerPrincipalArns": {
             "Type": "CommaDelimitedList", "Default": ",".join(broker.principals),
             "Description": "The broker's execution roles (or its source principal), trusted by ARN"},
-        "PermissionsBoundaryArn": {"Type": "String", "Default": "",
-                                   "Description": "Optional permissions boundary for every role (empty: none)"},
     }
     conditions: dict[str, Any] = {
         "HasExternalId": {"Fn::Not": [{"Fn::Equals": [_in_account("ExternalId"), NO_EXTERNAL_ID]}]},
-        "HasPermissionsBoundary": {"Fn::Not": [{"Fn::Equals": [{"Ref": "PermissionsBoundaryArn"}, ""]}]},
     }
     external_id = {"Fn::If": ["HasExternalId", _in_account("ExternalId"), {"Ref": "AWS::NoValue"}]}
     trust = trust_policy({"Fn::Sub": "arn:${AWS::Partition}:iam::${TrustedAccountId}:root"},
                          {"Ref": "BrokerPrincipalArns"}, external_id)
-    resources: dict[str, Any] = {}
+    root = {"Fn::Sub": "arn:${AWS::Partition}:iam::${TrustedAccountId}:root"}
+    # The revocations boundary and the revoker role exist once per account:
+    # the first template deploys to every account, later ones rely on it.
+    resources: dict[str, Any] = revoker.per_account_resources(root, {"Ref": "BrokerPrincipalArns"}) if first else {}
     for slot in slots:
         policies = f"{slot.logical_id}{POLICIES_SUFFIX}"
         parameters[policies] = {"Type": "CommaDelimitedList", "Default": "",
@@ -320,6 +324,7 @@ def stackset_template(slots: Sequence[RoleSlot], accounts: Sequence[Account], br
             # nobody reviews any more.
             "DeletionPolicy": "Delete",
             "UpdateReplacePolicy": "Delete",
+            **({"DependsOn": revoker.BOUNDARY_ID} if first else {}),
             "Properties": {
                 "RoleName": slot.role_name,
                 "Path": slot.path,
@@ -328,8 +333,8 @@ def stackset_template(slots: Sequence[RoleSlot], accounts: Sequence[Account], br
                 "AssumeRolePolicyDocument": trust,
                 "ManagedPolicyArns": {"Fn::If": [f"{slot.logical_id}HasPolicies", {"Ref": policies},
                                                  {"Ref": "AWS::NoValue"}]},
-                "PermissionsBoundary": {"Fn::If": ["HasPermissionsBoundary", {"Ref": "PermissionsBoundaryArn"},
-                                                   {"Ref": "AWS::NoValue"}]},
+                # The kill switch (infra/revoker.py): a boundary only the revoker versions.
+                "PermissionsBoundary": revoker.boundary_arn_expression(),
                 "Tags": [{"Key": "managed-by", "Value": "rolebroker"}],
             },
         }

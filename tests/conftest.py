@@ -212,6 +212,11 @@ class Moto:
     def client(self, service: str) -> Any:
         return fake_client(service, self.url)
 
+    def client_with(self, service: str, credentials: Any) -> Any:
+        """A client with the given credentials (an assumed role's: moto then acts in that role's account)."""
+        return boto3.client(service, region_name="us-east-1", endpoint_url=self.url,  # type: ignore[call-overload]
+                            **credentials)
+
 
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[Moto]:

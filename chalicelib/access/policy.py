@@ -62,6 +62,7 @@ SLACK_USER_RE = re.compile(r"[UW][A-Z0-9]{2,}\Z")
 ISSUER_NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}\Z")
 
 MIN_SESSION_SECONDS = 900
+SYSTEM_ROLE_PATH = "/rolebroker-system/"  # the revoker's (chalicelib/jit/denies.py); never in a policy
 MAX_SESSION_SECONDS = 43200
 MAX_GRANT_SECONDS = 7 * 24 * 3600
 MAX_TOKEN_AGE_SECONDS = 7 * 24 * 3600
@@ -641,6 +642,14 @@ class _Validator:
         )
 
     def role_arn(self, m: _Map, where: str, account: Account) -> str:
+        arn = self._role_arn(m, where, account)
+        if f":role{SYSTEM_ROLE_PATH}" in arn:  # the revoker's path: never a role to hand a person
+            key = "role_name" if "role_name" in m else "role_arn"
+            raise self.fail(f"{where}.{key}", f"roles under {SYSTEM_ROLE_PATH} are the broker's own (the revoker); "
+                            "they are never handed out", m.key_lines[key])
+        return arn
+
+    def _role_arn(self, m: _Map, where: str, account: Account) -> str:
         if ("role_name" in m) == ("role_arn" in m):
             raise self.fail(where, "give exactly one of role_name or role_arn", m.line)
         if "role_name" in m:

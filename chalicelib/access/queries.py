@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from chalicelib.access.policy import AccessPolicy, Role, Rule, decide
+from chalicelib.access.policy import AccessPolicy, Role, Rule, Scalar, decide
 from chalicelib.access.workflow import ExtensionRule
-from chalicelib.identity.principal import DEFAULT_ISSUER
+from chalicelib.identity.principal import DEFAULT_ISSUER, Principal
 from chalicelib.identity.tokens import Identity
 
 # A rule whose groups and claim values multiply out to more grants than this
@@ -327,6 +327,58 @@ def what_can(
             entry["rule_conditions"] = rule_conditions(matched)
         found.append(entry)
     return found
+
+
+def reach(policy: AccessPolicy, principal: Principal, identity_claim: str) -> list[Role]:
+    """Every role a person with ``principal`` could use or request, *whatever their groups and other claims*.
+
+    A revocation must cover every session the person may hold, and the
+    broker cannot know which groups (or other claims) they had when each was
+    issued: their IdP may already have removed them. So this is ``what_can``
+    for a caller holding every group and every claim value any rule names,
+    and exactly ``principal``'s value of ``identity_claim``: a rule that
+    names other people by that claim never matches, every other rule of
+    their issuer does. Empty means no version of that person can be granted
+    anything by this policy.
+    """
+    groups: set[str] = set()
+    values: dict[str, list[Scalar]] = {}
+    for role in policy.roles.values():
+        for rule in role.allow:
+            groups |= rule.groups
+            for key, allowed in rule.claims:
+                values.setdefault(key, []).extend(allowed)
+    claims: dict[str, Any] = {key: found for key, found in values.items() if key != identity_claim}
+    claims[identity_claim] = principal.value
+    anyone = Identity(subject=principal.value, groups=frozenset(groups), claims=claims, principal=principal)
+    return [policy.roles[found["role"]] for found in what_can(policy, anyone, show_rules=False)]
+
+
+def naming(policy: AccessPolicy, principal: Principal, identity_claim: str) -> list[str]:
+    """What the policy says about ``principal`` *by name*: every rule whose ``identity_claim`` condition
+    lists their value (in roles, approvers, admins and auditors) and every Slack user mapped to them.
+
+    Group rules are about groups, whose members the IdP decides; these are
+    the policy's decisions about this one person. A revocation ends when
+    they change (``chalicelib/jit/revocations.py``).
+    """
+    found: list[str] = []
+
+    def add(where: str, rules: Iterable[Rule]) -> None:
+        for rule in rules:
+            if rule.issuer != principal.issuer:
+                continue
+            if any(key == identity_claim and principal.value in values for key, values in rule.claims):
+                found.append(f"{where}: {json.dumps(rule_conditions(rule), sort_keys=True)}")
+
+    for role in policy.roles.values():
+        add(f"role {role.name} ({role.role_arn}, mfa {role.require_mfa})", role.allow)
+        if role.approval is not None:
+            add(f"approvers of {role.name}", role.approval.approvers)
+    add("admins", policy.admins)
+    add("auditors", policy.auditors)
+    found += [f"slack user {user}" for user, key in policy.slack_users.items() if key == principal.key]
+    return sorted(found)
 
 
 def format_what_can(subject: str, roles: Sequence[Mapping[str, Any]]) -> str:

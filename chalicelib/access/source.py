@@ -165,6 +165,9 @@ class PolicyCache:
         self._policy: AccessPolicy | None = None
         self._tag: str | None = None
         self._checked_at = 0.0
+        # Told of each new policy a reload publishes (not the first load):
+        # the kill switch ends revocations a new policy has made moot.
+        self.on_change: Callable[[AccessPolicy], None] | None = None
 
     def get(self) -> AccessPolicy:
         policy = self._policy
@@ -186,6 +189,14 @@ class PolicyCache:
             assert self._policy is not None
             return self._policy
 
+    def _tell(self, policy: AccessPolicy) -> None:
+        if self.on_change is None:
+            return
+        try:
+            self.on_change(policy)
+        except Exception:  # a listener never costs the new policy
+            LOG.exception("a listener failed on the new access policy; it keeps serving")
+
     def _reload_in_background(self) -> None:
         try:
             self._reload()
@@ -200,7 +211,9 @@ class PolicyCache:
             if fetched.text is not None:
                 policy = parse_policy(fetched.text, self._source.name)
                 # Published only once validated: requests see the old or the new, never half.
-                self._policy, self._tag = policy, fetched.tag
+                first, self._policy, self._tag = self._policy is None, policy, fetched.tag
+                if not first:
+                    self._tell(policy)
         except (DependencyDown, PolicyError) as exc:
             if self._policy is None:
                 LOG.error("access policy unavailable: %s", exc)

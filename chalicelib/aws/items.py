@@ -1,7 +1,8 @@
-"""DynamoDB items of the access store, to and from plain data (no I/O).
+"""DynamoDB items of the table, to and from plain data (no I/O).
 
-``store.py`` decides what to write and under which conditions; this module
-only knows how each thing looks as an item.
+``store.py`` and ``revocation_store.py`` decide what to write and under
+which conditions; this module only knows how each thing looks as an item,
+and the attribute values both write (``s``, ``n``, ``iso``, ``dt``).
 """
 
 from __future__ import annotations
@@ -17,10 +18,17 @@ from chalicelib.jit.model import ACCESS, SINGLE_STAGE, AccessRequest, Review, Sl
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Item = dict[str, Any]
+# The person whose sessions an admin revoked, while it is in force (revocation_store.py); the access store's
+# transactions that approve, review or break glass check that the actor has none.
+REFUSALS_PK = "REFUSALS"
 
 
 def iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat()
+
+
+def dt(value: str) -> datetime:
+    return datetime.fromisoformat(value)
 
 
 def micros(value: datetime) -> int:
@@ -33,6 +41,10 @@ def s(value: str) -> dict[str, str]:
 
 def n(value: int | float) -> dict[str, str]:
     return {"N": str(int(value))}
+
+
+def refusal_key(principal: str) -> Item:
+    return {"pk": s(REFUSALS_PK), "sk": s(principal)}
 
 
 def strings(values: tuple[str, ...] | list[str]) -> dict[str, Any]:
@@ -99,7 +111,7 @@ def session(item: Mapping[str, Any]) -> IssuedSession:
 
 
 def _dt(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
+    return dt(value) if value else None
 
 
 def _plan(item: Mapping[str, Any]) -> Plan:

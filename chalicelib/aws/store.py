@@ -81,6 +81,7 @@ from chalicelib.exceptions import (
     DependencyDown,
     Forbidden,
     NotFound,
+    Revoked,
     SlotTaken,
     Throttled,
     TooManyWrites,
@@ -380,7 +381,8 @@ class AccessStore:
             items.append({"Put": {"TableName": self._table, "ConditionExpression": "attribute_not_exists(pk)",
                                   "Item": {"pk": s(f"BREAKGLASS#{request.person}"), "sk": s("LOCK"),
                                            "request_id": s(request.id), "role": s(role), "at": s(iso(now))}}})
-        self._transact(items, lock_index=3 if lock else None)
+        self._transact(items + self._not_revoked(requester, requester_person), lock_index=3 if lock else None,
+                       revoked_from=len(items))
         return request
 
     def _new(self, role: str, requester: str, duration_seconds: int, reason: str, now: datetime, spec: NewRequest,
@@ -453,16 +455,17 @@ class AccessStore:
         grants = [{"Put": {"TableName": self._table, "Item": it.grant_item(
             request, role, approver=approver, grant_from=grant_from, grant_until=grant_until,
             ttl_grace=GRANT_TTL_GRACE)}} for role in final_roles]
-        self._transact([update, self._event(request.id, now, approver, PENDING, APPROVED,
-                                            _narrowing_note(request, roles)),
-                        *grants, *self._release_slot(request)])
+        self._transact_as(approver, approver_person, [
+            update, self._event(request.id, now, approver, PENDING, APPROVED, _narrowing_note(request, roles)),
+            *grants, *self._release_slot(request)])
 
     def vote(self, request: AccessRequest, approval: ApprovalStep, note: str) -> None:
         """An approval that does not complete the plan: it counts in its stage (or completes the
         stage and moves the request to the next), under the same conditions as ``approve``."""
         event = self._event(request.id, approval.now, approval.approver, PENDING, PENDING, note,
                             step=f"00#v{request.stage:02d}#{request.votes_in_stage:02d}")
-        self._transact([self._approval_update(request, approval, {}), event])
+        self._transact_as(approval.approver, approval.approver_person, [self._approval_update(request, approval, {}),
+                                                                         event])
 
     def extend_by_approval(self, extension: AccessRequest, parent: AccessRequest, *, approver: str,
                            approver_sub: IssSub | None, now: datetime, new_until: datetime,
@@ -474,11 +477,12 @@ class AccessStore:
         update = self._approval_update(extension, vote, {
             "#status": s(APPROVED), "decided_by": s(approver), "decided_at": s(iso(now)),
             "grant_until": s(iso(new_until))})
-        self._transact([update, self._event(extension.id, now, approver, PENDING, APPROVED, None),
-                        *self._extension_items(parent, extension.duration_seconds, new_until, now, approver,
-                                               f"extended by {extension.duration_seconds} s "
-                                               f"(request {extension.id}): {extension.reason}"),
-                        *self._release_slot(extension)])
+        self._transact_as(approver, approver_person, [
+            update, self._event(extension.id, now, approver, PENDING, APPROVED, None),
+            *self._extension_items(parent, extension.duration_seconds, new_until, now, approver,
+                                   f"extended by {extension.duration_seconds} s (request {extension.id}): "
+                                   f"{extension.reason}"),
+            *self._release_slot(extension)])
 
     def _approval_update(self, request: AccessRequest, vote: ApprovalStep,
                          sets: dict[str, dict[str, str]]) -> dict[str, Any]:
@@ -605,7 +609,7 @@ class AccessStore:
             items.append({"Delete": {
                 "TableName": self._table, "Key": {"pk": s(f"BREAKGLASS#{request.person}"), "sk": s("LOCK")},
                 "ConditionExpression": "request_id = :id", "ExpressionAttributeValues": {":id": s(request.id)}}})
-        self._transact(items)
+        self._transact_as(who, reviewer_person, items)
 
     # -- writes: extensions
 
@@ -818,8 +822,19 @@ class AccessStore:
             item["note"] = s(note)
         return {"Put": {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
 
+    def _transact_as(self, who: str, person: str | None, items: list[dict[str, Any]]) -> None:
+        """``items`` as one transaction that also holds only while ``who`` (and their person) is not revoked."""
+        self._transact(items + self._not_revoked(who, person), revoked_from=len(items))
+
+    def _not_revoked(self, *principals: str | None) -> list[dict[str, Any]]:
+        """Condition checks that no revocation of these principals is in force (its refusal item,
+        ``revocation_store.py``): one recorded after the broker looked still stops the write."""
+        return [{"ConditionCheck": {"TableName": self._table, "Key": it.refusal_key(principal),
+                                    "ConditionExpression": "attribute_not_exists(pk)"}}
+                for principal in dict.fromkeys(p for p in principals if p)]
+
     def _transact(self, items: list[dict[str, Any]], *, slot_index: int | None = None,
-                  lock_index: int | None = None) -> None:
+                  lock_index: int | None = None, revoked_from: int | None = None) -> None:
         if len(items) > MAX_TRANSACTION_ITEMS:
             raise TooManyWrites(f"this change needs {len(items)} writes at once and DynamoDB takes at most "
                                 f"{MAX_TRANSACTION_ITEMS} in one transaction; ask for fewer roles at once")
@@ -829,6 +844,9 @@ class AccessStore:
             code = exc.response.get("Error", {}).get("Code", "")
             if code == "TransactionCanceledException":
                 reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+                if revoked_from is not None and "ConditionalCheckFailed" in reasons[revoked_from:]:
+                    raise Revoked("your sessions were revoked meanwhile: you may not approve, review or break "
+                                  "glass until an admin lifts it") from exc
                 if slot_index is not None and reasons[slot_index:slot_index + 1] in (["ConditionalCheckFailed"],
                                                                                    ["TransactionConflict"]):
                     raise SlotTaken("another request took that open-request slot first") from exc

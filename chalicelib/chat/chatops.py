@@ -29,11 +29,13 @@ from chalicelib.jit.breakglass import BreakGlassDesk
 from chalicelib.jit.extensions import Extensions
 from chalicelib.jit.model import AccessRequest
 from chalicelib.jit.requests import AccessRequests
+from chalicelib.jit.revocations import Revocations
 from chalicelib.validation import (
     APPROVE_FIELDS,
     BREAK_GLASS_FIELDS,
     DECISION_FIELDS,
     EXTEND_FIELDS,
+    REVOCATION_FIELDS,
     checked_request_id,
     console_service,
     request_body,
@@ -52,7 +54,8 @@ class ChatOps:
     def __init__(self, *, policy: Callable[[], AccessPolicy], broker: Broker, access: AccessRequests,
                  console: ConsoleLinks, directory: Directory, store: AccessStore, slack: SlackApi | None,
                  clock: Callable[[], datetime], glass: BreakGlassDesk | None = None,
-                 extensions: Extensions | None = None) -> None:
+                 extensions: Extensions | None = None, revocations: Revocations | None = None) -> None:
+        self._revocations = revocations
         self._policy = policy
         self._broker = broker
         self._access = access
@@ -207,6 +210,30 @@ class ChatOps:
             raise BadRequest("usage: /aws cancel ID")
         request = self._access.cancel(identity, checked_request_id(args[0]), context=context)
         return messages.cancelled_reply(request.to_dict(self._clock()))
+
+    def _cmd_revoke(self, identity: Identity, args: list[str], rest: str, context: CallContext, user: str) -> Reply:
+        if not args:
+            raise BadRequest("usage: /aws revoke ID [REASON] (ends the grant and its live sessions)")
+        parts = rest.split(maxsplit=1)
+        note = validate_fields({"reason": parts[1]} if len(parts) > 1 else {}, DECISION_FIELDS).get("reason")
+        request = self._access.revoke(identity, checked_request_id(args[0]), note=note, context=context)
+        sessions = (self._revocations.grant_sessions_ended(identity, request, note, context=context)
+                    if self._revocations is not None
+                    else {"status": "failed", "detail": "revocations are not configured on this broker"})
+        return messages.grant_revoked_reply(request.to_dict(self._clock()), sessions)
+
+    def _cmd_revoke_sessions(self, identity: Identity, args: list[str], rest: str, context: CallContext,
+                             user: str) -> Reply:
+        # Slack cannot prove MFA; revoking only takes access away, so admins may do it here (lifting is not offered).
+        parts = rest.split(maxsplit=1)
+        if len(parts) < 2:
+            raise BadRequest("usage: /aws revoke-sessions IDENTITY REASON (e.g. /aws revoke-sessions "
+                             "bob@example.com laptop stolen)")
+        if self._revocations is None:
+            raise BadRequest("revocations are not configured on this broker")
+        body = validate_fields({"identity": parts[0], "reason": parts[1]}, REVOCATION_FIELDS)
+        done = self._revocations.revoke(identity, body["identity"], body["reason"], context=context)
+        return messages.revocation_reply(done.to_dict())
 
     def interaction(self, payload: Mapping[str, Any], request_id: str) -> None:
         actions = payload.get("actions") or []

@@ -48,10 +48,12 @@ HELP = (
     "• `/aws approve ID [ROLE …]` / `/aws deny ID [REASON]` — decide a request (naming roles approves only "
     "those); a request may need several approvers, stage by stage\n"
     "• `/aws cancel ID` — withdraw your own pending request\n"
+    "• `/aws revoke ID [REASON]` — end a grant early (approvers of its roles); its live sessions end too\n"
     "• `/aws break-glass ROLE TICKET REASON` — emergency access now, without an approver: announced to "
     "security at once, and reviewed afterwards\n"
     "• `/aws review ID [NOTE]` — review someone's break-glass (approvers of its role)\n"
     "• `/aws extend ID DURATION REASON` — more time on your grant (within the role's limit)\n"
+    "• `/aws revoke-sessions IDENTITY REASON` — admins: end that person's live sessions everywhere\n"
     "Credentials never appear in Slack: use `rolebroker credential-process` or `aws --profile`."
 )
 
@@ -100,6 +102,44 @@ def working_on(command: str) -> dict[str, Any]:
 
 # How a reply that refuses or fails begins (``python -m devstack slack`` exits 1 on one).
 REFUSAL_MARKS = (":warning:", ":no_entry:")
+
+
+def revocation_reply(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """What a revocation did, account by account (failures with what to fix)."""
+    accounts = doc.get("accounts") or {}
+    failed = _not_written(accounts)
+    head = (f":no_entry: Revocation `{inline(doc.get('id'), code=True)}` of {inline(doc.get('identity'))}: "
+            f"*{inline(doc.get('status'))}* in {len(accounts) - len(failed)} of {len(accounts)} account(s). "
+            f"Sessions issued before {inline(doc.get('cutoff'))} are denied; no new credentials until an admin "
+            "lifts it (`rolebroker revocations --lift ID`).")
+    if failed:
+        head += "\nNot done (fix, then run the same command again):\n" + "\n".join(failed[:LIST_LINES])
+    return ephemeral(head)
+
+
+def grant_revoked_reply(request: Mapping[str, Any], sessions: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A grant revoked, and how far the deny of its sessions (one per role) got."""
+    head = f"Revoked `{inline(request['id'], code=True)}` ({inline(request['requester'])}, {_roles_text(request)})."
+    if sessions is None:
+        return ephemeral(f"{head} Its roles have left the access policy: there is no account to end its sessions in.")
+    accounts = sessions.get("accounts") or {}
+    if not accounts:
+        return ephemeral(f"{head} {REFUSAL_MARKS[0]} Its sessions were not denied and may live until they expire: "
+                         f"{inline(sessions.get('detail'), TEXT_CHARS)}")
+    failed = _not_written(accounts)
+    text = (f"{head} Its sessions issued before {inline(sessions.get('cutoff'))} are denied: "
+            f"*{inline(sessions.get('status'))}* in {len(accounts) - len(failed)} of {len(accounts)} account(s).")
+    if failed:
+        text += ("\nNot done (fix, then `rolebroker revocations` shows the record):\n"
+                 + "\n".join(failed[:LIST_LINES]))
+    return ephemeral(text)
+
+
+def _not_written(accounts: Mapping[str, Any]) -> list[str]:
+    return [f"• `{inline(account, code=True)}` {inline(o.get('status'))}: {inline(o.get('detail'), TEXT_CHARS)}"
+            + (f" Not reached: {inline('; '.join(o.get('uncovered') or []), TEXT_CHARS)}" if o.get("uncovered")
+               else "")
+            for account, o in sorted(accounts.items()) if o.get("status") != "written"]
 
 
 def warning(message: str) -> dict[str, Any]:

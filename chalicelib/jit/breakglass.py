@@ -31,6 +31,7 @@ LOCK_ATTEMPTS = 3
 class BreakGlassDesk(Desk):
     def open(self, identity: Identity, role_name: str, *, reason: str, ticket: str | None, context: CallContext,
              duration_seconds: int | None = None, requester_slack: str | None = None) -> AccessRequest:
+        self._refuse_if_revoked(identity, context, "break-glass", "break glass", role=role_name)
         # A role with no rule of the caller's issuer is unknown to them; one that denies them says
         # why (their issuer's rules only) before anything about its break-glass.
         role = self._policy().role_for(role_name, identity)
@@ -81,6 +82,7 @@ class BreakGlassDesk(Desk):
         return request
 
     def review(self, identity: Identity, request_id: str, *, note: str | None, context: CallContext) -> AccessRequest:
+        self._refuse_if_revoked(identity, context, "review", "review break-glasses", request_ref=request_id)
         policy = self._policy()
         request = self._visible(identity, request_id, policy)
         if request.kind != BREAK_GLASS:

@@ -14,12 +14,19 @@ Two questions are asked about a caller and a request, on purpose apart:
   requests from it, but cannot approve them either, nor approve twice.
 
 The store's conditions enforce ``is_self`` and "not twice" again.
+
+A person whose sessions an admin revoked (``chalicelib/jit/revocations.py``)
+acts on no request until it is lifted: they neither approve, deny, revoke
+nor review, break glass, request nor extend (a 403 that says so, audited),
+whichever issuer they come from. The store's transactions that approve,
+review or break glass check the refusal again, so a revocation recorded
+between the check and the write still wins.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -27,11 +34,13 @@ from chalicelib.access.policy import AccessPolicy, Approval, Role
 from chalicelib.audit import AuditLog, CallContext
 from chalicelib.aws.items import sub_key
 from chalicelib.aws.store import AccessStore, NewRequest
-from chalicelib.exceptions import BadRequest, Conflict, NotFound, SlotTaken, Throttled
+from chalicelib.exceptions import BadRequest, Conflict, NotFound, Revoked, SlotTaken, Throttled
 from chalicelib.identity.tokens import Identity
 from chalicelib.jit.model import AccessRequest
 
 DEFAULT_MAX_OPEN = 5
+# Who is revoked: the refusal in force against a caller (``Revocations.refusal_of``), or None.
+RefusalOf = Callable[[Identity], Mapping[str, str] | None]
 
 
 class Notifier(Protocol):
@@ -100,8 +109,9 @@ class Desk:
 
     def __init__(self, *, policy: Callable[[], AccessPolicy], store: AccessStore, audit: AuditLog,
                  clock: Callable[[], datetime], notifier: Notifier | None = None,
-                 max_open: int = DEFAULT_MAX_OPEN) -> None:
+                 max_open: int = DEFAULT_MAX_OPEN, revoked: RefusalOf | None = None) -> None:
         self._max_open = max_open
+        self._revoked = revoked
         self._policy = policy
         self._store = store
         self._audit = audit
@@ -109,6 +119,18 @@ class Desk:
         self.notifier: Notifier = notifier or SilentNotifier()
 
     # -- who may see and decide
+
+    def _refuse_if_revoked(self, identity: Identity, context: CallContext, action: str, what: str,
+                           **fields: Any) -> None:
+        """Refuse (403, audited) a caller whose sessions are revoked: until lifted they may not ``what``."""
+        refusal = self._revoked(identity) if self._revoked is not None else None
+        if refusal is None:
+            return
+        reason = (f"your sessions are revoked (revocation {refusal.get('revocation', '?')}, "
+                  f"{refusal.get('created_at', '?')}): you may not {what} until an admin lifts it")
+        self._audit.record(action=action, outcome="denied", context=context, identity=identity, reason=reason,
+                           revocation=refusal.get("revocation"), **fields)
+        raise Revoked(reason)
 
     def _visible(self, identity: Identity, request_id: str, policy: AccessPolicy | None = None) -> AccessRequest:
         request = self._store.get(request_id)

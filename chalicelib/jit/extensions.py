@@ -45,6 +45,7 @@ class Extensions(Desk):
                requester_slack: str | None = None) -> tuple[AccessRequest, bool]:
         """Extend the caller's grant: (the request now, True) when done at once, or
         (the new extension request, False) when it went to approvers."""
+        self._refuse_if_revoked(identity, context, "extend", "extend grants", request_ref=request_id)
         policy = self._policy()
         parent = self._visible(identity, request_id, policy)
         if not is_own(parent, identity):

@@ -119,6 +119,7 @@ class AccessRequests(Desk):
         approver sees it before deciding, and a grant ends early with ``revoke``.
         """
         names = (roles,) if isinstance(roles, str) else tuple(roles)
+        self._refuse_if_revoked(identity, context, "request", "request access", roles=list(names))
         if len(set(names)) != len(names):
             raise BadRequest("a role is named twice in 'roles'")
         policy = self._policy()
@@ -245,6 +246,7 @@ class AccessRequests(Desk):
         """Count one approval; the one that completes the plan grants. A lost race is retried on
         the request as it now is (so concurrent approvals both count, and a surplus one is a 409)."""
         request_id = checked_request_id(request_id)
+        self._refuse_if_revoked(identity, context, "approve", "approve requests", request_ref=request_id)
         narrowed = tuple(roles) if roles is not None else None
         for _ in range(MAX_APPROVAL_ATTEMPTS):
             request, role = self._decidable(identity, request_id, context, "approve")
@@ -307,6 +309,7 @@ class AccessRequests(Desk):
         return self._store.get(request.id)
 
     def deny(self, identity: Identity, request_id: str, *, note: str | None, context: CallContext) -> AccessRequest:
+        self._refuse_if_revoked(identity, context, "deny", "deny requests", request_ref=request_id)
         request, _ = self._decidable(identity, request_id, context, "deny")
         self._store.deny(request, approver=identity.principal.key, approver_sub=identity.iss_sub,
                          now=self._clock(), note=note, approver_person=person_key(identity))
@@ -326,10 +329,18 @@ class AccessRequests(Desk):
         return self._store.get(request.id)
 
     def revoke(self, identity: Identity, request_id: str, *, note: str | None, context: CallContext) -> AccessRequest:
+        """End an approved grant (a break-glass's too) early. Its sessions end by a deny in each of its
+        roles, which the caller writes next (``Revocations.end_grant``)."""
+        self._refuse_if_revoked(identity, context, "revoke", "revoke grants", request_ref=request_id)
         policy = self._policy()
         request = self._visible(identity, request_id, policy)
         if not self._approves_all(policy, request, identity):
             raise Forbidden(f"only an approver of role {request.role} can revoke its grants")
+        if request.kind == EXTENSION:
+            # Its grant is its parent's (the extension only moved its end): revoking the extension alone
+            # would leave that grant, and its sessions, in force.
+            raise Conflict(f"request {request.id} extended the grant of request {request.parent}; revoke "
+                           f"{request.parent} to end that grant (its sessions end with it)")
         self._require_status(request, APPROVED)
         self._store.revoke(request, who=identity.principal.key, now=self._clock(), note=note)
         self._record_change("revoke", "revoked", context, identity, request, note or "", policy)

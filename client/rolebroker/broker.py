@@ -180,7 +180,13 @@ class BrokerClient:
         return doc, answer.status == 200
 
     def requests(self, max_pages: int = MAX_PAGES, kind: str | None = None) -> tuple[list[dict[str, Any]], bool]:
-        """Every request the caller may see, following ``next_token``; and whether more remain unread.
+        """Every request the caller may see (of ``kind``, if given), following ``next_token``; and whether
+        more remain unread."""
+        return self._pages("/v1/requests", "requests", max_pages, {"kind": kind} if kind else {})
+
+    def _pages(self, path: str, field: str, max_pages: int,
+               params: dict[str, str] | None = None) -> tuple[list[dict[str, Any]], bool]:
+        """Every item of a paged list, following ``next_token``; and whether more remain unread.
 
         A broker that sends no ``next_token`` (older ones) has answered in one page.
         """
@@ -190,10 +196,9 @@ class BrokerClient:
         seen: set[str] = set()
         token: str | None = None
         for _ in range(max_pages):
-            params = ([f"kind={quote(kind, safe='')}"] if kind else []) + (
-                [f"next_token={quote(token, safe='')}"] if token else [])
-            query = "?" + "&".join(params) if params else ""
-            page, doc, answer = self._page(f"/v1/requests{query}", "requests")
+            pairs = {**(params or {}), **({"next_token": token} if token else {})}
+            query = "?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in pairs.items()) if pairs else ""
+            page, doc, answer = self._page(f"{path}{query}", field)
             items += page
             token = doc.get("next_token")
             if token is None:
@@ -234,6 +239,22 @@ class BrokerClient:
                   if value is not None}
         query = f"?{urlencode(params)}" if params else ""
         return self._json("GET", f"/v1/access{query}", role=role)[0]
+
+    def revoke_sessions(self, identity: str, reason: str) -> dict[str, Any]:
+        """The revocation, complete (201) or partly (207): each account's outcome is in it."""
+        doc, answer = self._json("POST", "/v1/revocations", {"identity": identity, "reason": reason})
+        if not isinstance(doc.get("id"), str) or not isinstance(doc.get("accounts"), dict):
+            raise UnexpectedAnswer(f"unexpected answer from broker ({answer.describe()} without a revocation)")
+        return doc
+
+    def revocations(self, max_pages: int = MAX_PAGES) -> tuple[list[dict[str, Any]], bool]:
+        """Every revocation, newest first (following ``next_token``); and whether more remain unread."""
+        return self._pages("/v1/revocations", "revocations", max_pages)
+
+    def lift_revocation(self, revocation_id: str) -> dict[str, Any]:
+        from urllib.parse import quote
+
+        return self._json("DELETE", f"/v1/revocations/{quote(revocation_id, safe='')}")[0]
 
     def client_config(self) -> dict[str, Any]:
         return self._json("GET", "/v1/client-config", auth=False)[0]

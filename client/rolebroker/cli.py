@@ -208,6 +208,15 @@ def build_parser(stdout: IO[str], stderr: IO[str]) -> Any:
     cmd.add_argument("identity", nargs="?", metavar="IDENTITY", help="whom to ask about (default: you)")
     cmd.add_argument("--groups", metavar="G1,G2", help="with these groups (admins and auditors)")
     output_option(cmd)
+    cmd = command("revoke-sessions", "end a person's live sessions in every account and refuse them new ones "
+                  "(admins, with MFA)")
+    cmd.add_argument("identity", metavar="IDENTITY", help="their identity (email), or ISSUER|VALUE")
+    cmd.add_argument("--reason", required=True, help="why (recorded and audited)")
+    output_option(cmd)
+    cmd = command("revocations", "list revocations and each account's outcome (admins and auditors)")
+    cmd.add_argument("--lift", metavar="ID", help="lift this revocation: the person may get credentials again "
+                     "(admins, with MFA)")
+    output_option(cmd)
     cmd = command("login", "sign in with your identity provider (opens a browser; --device: with a code, from "
                            "another device)")
     cmd.add_argument("--issuer", help="OIDC issuer (else the config file, else the broker's client-config)")

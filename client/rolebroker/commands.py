@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from rolebroker import completion, inquiry, jit
+from rolebroker import completion, inquiry, jit, revocations
 from rolebroker._fast import identity_of, jwt_claims
 from rolebroker.broker import BrokerClient
 from rolebroker.cache import BrokerCredentialFetcher, CredentialCache
@@ -79,6 +79,7 @@ class Options:
     groups: str | None = None
     shell: str | None = None
     list_roles: bool = False
+    lift: str | None = None
 
     def values(self) -> dict[str, Any]:
         names = [name for name in dir(Options) if not name.startswith("_") and name != "values"]
@@ -342,6 +343,8 @@ COMMANDS: dict[str, Callable[[Context], int]] = {
     "review": jit.cmd_review,
     "extend": jit.cmd_extend,
     "evidence": jit.cmd_evidence,
+    "revoke-sessions": revocations.cmd_revoke_sessions,
+    "revocations": revocations.cmd_revocations,
     "login": cmd_login,
     "logout": cmd_logout,
     "cache": cmd_cache,

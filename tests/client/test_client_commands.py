@@ -366,11 +366,12 @@ def test_exec_hides_the_brokers_variables(cli: Callable[..., Result], env: dict[
 # Issue 9, item 9 (client side): `requests` follows next_token.
 
 
-def paged(pages: dict[str | None, tuple[list[dict[str, Any]], str | None]]) -> Callable[[Seen], Reply]:
+def paged(pages: dict[str | None, tuple[list[dict[str, Any]], str | None]],
+          field: str = "requests") -> Callable[[Seen], Reply]:
     def reply(request: Seen) -> Reply:
         token = parse_qs(urlsplit(request.path).query).get("next_token", [None])[0]
         items, following = pages[token]
-        return Reply(200, {"requests": items, "next_token": following})
+        return Reply(200, {field: items, "next_token": following})
 
     return reply
 
@@ -413,4 +414,105 @@ def test_requests_stops_when_the_broker_repeats_a_token(cli: Callable[..., Resul
     assert result.code == 1
     assert result.err == ("rolebroker: unexpected answer from broker (HTTP 200, application/json: next_token "
                           "'again' came back twice)\n")
+    assert len(broker.seen) == 2
+
+
+# --------------------------------------------------------------------------
+# The kill switch
+
+
+def _revocation(status: str, sandbox: dict[str, Any]) -> dict[str, Any]:
+    return {"id": "0193f0c2a1b2c3d4e", "kind": "person", "identity": "bob@example.com", "state": "in_force",
+            "status": status, "cutoff": "2025-03-01T12:00:30+00:00", "reason": "laptop stolen",
+            "created_at": "2025-03-01T12:00:00+00:00",
+            "accounts": {"333333333333": {"status": "written", "attempts": 1,
+                                         "detail": "boundary version v2: 1 live entry", "uncovered": []},
+                         "222222222222": sandbox}}
+
+
+def test_revoke_sessions_prints_each_account_and_exits_3_when_one_failed(
+        cli: Callable[..., Result], broker: FakeBroker) -> None:
+    failed = {"status": "failed", "attempts": 1, "uncovered": [],
+              "detail": "account 222222222222: the broker may not assume ...; deploy the StackSet\x1b[31m"}
+    broker.route("POST", "/v1/revocations", Reply(207, {**_revocation("partial", failed), "Message": "1 account"}))
+    result = cli("revoke-sessions", "bob@example.com", "--reason", "laptop stolen")
+    assert result.code == 3
+    assert broker.seen[-1].json() == {"identity": "bob@example.com", "reason": "laptop stolen"}
+    lines = result.out.splitlines()
+    assert lines[0].startswith("revocation 0193f0c2a1b2c3d4e for bob@example.com: partial; sessions issued before ")
+    assert lines[1].split() == ["ACCOUNT", "STATUS", "TRIES", "DETAIL"]
+    assert lines[2].split()[:3] == ["222222222222", "failed", "1"] and "\x1b" not in result.out
+    assert "run the same command again" in result.err
+
+
+def test_revoke_sessions_complete_exits_0_and_names_roles_it_could_not_reach(
+        cli: Callable[..., Result], broker: FakeBroker) -> None:
+    uncovered = {"status": "written", "attempts": 2, "detail": "boundary version v3: 2 live entries",
+                 "uncovered": []}
+    warned = {**_revocation("complete", uncovered), "warnings": ["no sign-in seen lately:\x07 check the spelling"]}
+    broker.route("POST", "/v1/revocations", Reply(201, warned))
+    result = cli("revoke-sessions", "bob@example.com", "--reason", "laptop stolen")
+    assert result.code == 0, result.err
+    assert result.err == "rolebroker: no sign-in seen lately: check the spelling\n"
+    assert result.out.splitlines()[2].split()[:3] == ["222222222222", "written", "2"]
+
+
+def test_revoke_sessions_refused_is_one_line(cli: Callable[..., Result], broker: FakeBroker) -> None:
+    broker.route("POST", "/v1/revocations", Reply(403, {"Code": "ForbiddenError", "RequestId": "r1",
+                                                        "Message": "revoke sessions requires MFA: sign in with MFA"}))
+    result = cli("revoke-sessions", "bob@example.com", "--reason", "x")
+    assert result.code == 1 and result.out == ""
+    assert result.err == "rolebroker: revoke sessions requires MFA: sign in with MFA (request id r1)\n"
+    assert cli("revoke-sessions", "bob@example.com").code == 2  # --reason is required
+
+
+def test_revocations_lists_and_lifts(cli: Callable[..., Result], broker: FakeBroker,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(text_module, "local_time", lambda epoch: f"<{int(epoch)}>")
+    written = {"status": "written", "attempts": 1, "detail": "ok", "uncovered": []}
+    broker.route("GET", "/v1/revocations", Reply(200, {"revocations": [_revocation("complete", written)],
+                                                       "next_token": None}))
+    result = cli("revocations")
+    assert result.code == 0, result.err
+    assert result.out.splitlines()[1].split()[:6] == ["0193f0c2a1b2c3d4e", "in_force", "complete", "person",
+                                                      "bob@example.com", "<1740830400>"]
+    broker.route("DELETE", "/v1/revocations/0193f0c2a1b2c3d4e",
+                 Reply(200, {**_revocation("complete", written), "state": "lifted"}))
+    lifted = cli("revocations", "--lift", "0193f0c2a1b2c3d4e")
+    assert lifted.code == 0, lifted.err
+    assert lifted.out == ("revocation 0193f0c2a1b2c3d4e for bob@example.com: lifted; sessions from before its "
+                          "cutoff stay denied\n")
+    assert broker.seen[-1].method == "DELETE"
+
+
+def test_the_kill_switch_commands_print_the_brokers_document_with_output_json(
+        cli: Callable[..., Result], broker: FakeBroker) -> None:
+    failed = {"status": "failed", "attempts": 4, "detail": "throttled\x1b[2J", "uncovered": []}
+    partial = {**_revocation("partial", failed), "warnings": []}
+    broker.route("POST", "/v1/revocations", Reply(207, partial))
+    result = cli("revoke-sessions", "bob@example.com", "--reason", "laptop stolen", "--output", "json")
+    assert (result.code, json.loads(result.out), result.err) == (3, partial, "")  # still 3: not every account
+    assert "\x1b" not in result.out  # ASCII JSON: the escape is \u001b, inert on a terminal
+    written = {"status": "written", "attempts": 1, "detail": "ok", "uncovered": []}
+    broker.route("POST", "/v1/revocations", Reply(201, _revocation("complete", written)))
+    assert cli("revoke-sessions", "bob@example.com", "--reason", "x", "--output", "json").code == 0
+    pages = {None: ([_revocation("complete", written)], "t2"), "t2": ([partial], None)}
+    broker.route("GET", "/v1/revocations", paged(pages, field="revocations"))
+    listed = cli("revocations", "--output", "json")
+    assert (listed.code, json.loads(listed.out)) == (0, {"revocations": [_revocation("complete", written), partial],
+                                                         "complete": True})
+    broker.route("DELETE", "/v1/revocations/0193f0c2a1b2c3d4e",
+                 Reply(200, {**_revocation("complete", written), "state": "lifted"}))
+    lifted = cli("revocations", "--lift", "0193f0c2a1b2c3d4e", "--output", "json")
+    assert json.loads(lifted.out)["state"] == "lifted"
+
+
+def test_revocations_stops_when_the_broker_repeats_a_token(cli: Callable[..., Result], broker: FakeBroker) -> None:
+    written = {"status": "written", "attempts": 1, "detail": "ok", "uncovered": []}
+    broker.route("GET", "/v1/revocations", paged({None: ([_revocation("complete", written)], "again"),
+                                                  "again": ([_revocation("complete", written)], "again")},
+                                                 field="revocations"))
+    result = cli("revocations")
+    assert result.code == 1
+    assert "next_token 'again' came back twice" in result.err
     assert len(broker.seen) == 2

@@ -151,7 +151,9 @@ def test_bad_inputs_exit_2_with_one_line(capsys: pytest.CaptureFixture[str], tmp
 def test_sts_actions_are_allowed_on_the_broker_path_in_the_policys_accounts(example: Any, function: str) -> None:
     [path, outside] = statements_with(prod_policy(example, function=function), "sts:")
     assert set(path["Action"]) == STS_ACTIONS == set(outside["Action"])
-    assert path["Resource"] == ["arn:aws:iam::*:role/rolebroker/*"]
+    # Every role under the path, and each account's revoker (the kill switch, infra/revoker.py).
+    assert path["Resource"] == ["arn:aws:iam::*:role/rolebroker-system/rolebroker-revoker",
+                                "arn:aws:iam::*:role/rolebroker/*"]
     assert path["Condition"] == {"StringEquals": {"aws:ResourceAccount": ["222222222222", "333333333333"]}}
     # The one role an operator brought from outside the path, by its exact ARN.
     assert outside["Resource"] == ["arn:aws:iam::222222222222:role/ci/DeployRole"]
@@ -370,7 +372,6 @@ def _roles_policy(*role_names: str) -> str:
     (["/rolebroker/TrustedAccountId"], "/rolebroker/TrustedAccountId", "a parameter"),
     (["/rolebroker/AccountGroup"], "/rolebroker/AccountGroup", "a parameter"),
     (["/rolebroker/BrokerPrincipalArns"], "/rolebroker/BrokerPrincipalArns", "a parameter"),
-    (["/rolebroker/PermissionsBoundaryArn"], "/rolebroker/PermissionsBoundaryArn", "a parameter"),
     (["/rolebroker/ExternalId"], "/rolebroker/ExternalId", "ExternalId"),
     (["/rolebroker/Admin", "/rolebroker/AdminManagedPolicyArns"], "/rolebroker/AdminManagedPolicyArns",
      "the managed policies parameter of role /rolebroker/Admin"),
@@ -384,6 +385,18 @@ def test_role_names_never_collide_with_the_templates_own_names(role_names: list[
     broker = Broker.from_arns([BROKER])
     with pytest.raises(TrustError, match=f"role {refused} would have the logical id .*{used_for}"):
         plan_stacksets(parse_policy(_roles_policy(*role_names)), broker)
+
+
+def test_roles_named_like_the_kill_switchs_resources_get_other_logical_ids() -> None:
+    # The revocations boundary and the revoker (infra/revoker.py) keep their ids; every role keeps its name.
+    [part] = plan_stacksets(parse_policy(_roles_policy("/rolebroker/Revoker", "/rolebroker/RevocationsBoundary")),
+                            Broker.from_arns([BROKER]))
+    resources = part.template["Resources"]
+    assert resources["Revoker"]["Properties"]["Path"] == "/rolebroker-system/"
+    assert resources["RevocationsBoundary"]["Type"] == "AWS::IAM::ManagedPolicy"
+    assert {resources[i]["Properties"]["RoleName"] for i in ("Revoker2", "RevocationsBoundary2")} == {
+        "Revoker", "RevocationsBoundary"}
+    assert "PermissionsBoundaryArn" not in part.template["Parameters"]  # the boundary is the kill switch's
 
 
 def test_the_same_names_under_a_sub_path_are_fine(tmp_path: Path) -> None:
@@ -411,8 +424,10 @@ def test_a_colliding_role_name_stops_the_generator_with_one_line(tmp_path: Path,
 
 def test_one_template_serves_every_account_through_a_mapping(trust_dir: Path) -> None:
     template = yaml.safe_load((trust_dir / "roles-1.yaml").read_text())
-    roles = template["Resources"]
-    assert sorted(roles) == ["BreakGlassRole", "CrossAccountAdminRole", "ReadOnlyRole"]  # ci/DeployRole: outside
+    resources = template["Resources"]
+    assert sorted(resources) == ["BreakGlassRole", "CrossAccountAdminRole", "ReadOnlyRole",  # ci/DeployRole: outside
+                                 "RevocationsBoundary", "Revoker"]  # once per account: the kill switch
+    roles = {name: r for name, r in resources.items() if name not in ("RevocationsBoundary", "Revoker")}
     for role in roles.values():
         assert role["DeletionPolicy"] == role["UpdateReplacePolicy"] == "Delete"
         assert role["Properties"]["Path"] == "/rolebroker/"
@@ -507,7 +522,7 @@ def test_extensions_add_per_account_resources_once_and_are_quota_checked(example
     assert "Revoker" in resources and "BoundaryPolicy" in resources
     assert all(resources[r]["Properties"]["PermissionsBoundary"] == {"Ref": "BoundaryPolicy"}
                for r in ("BreakGlassRole", "CrossAccountAdminRole", "ReadOnlyRole"))
-    assert part.sizes["resources"] == 5
+    assert part.sizes["resources"] == 6  # three roles, the revoker, the revocations boundary, the extension's policy
     assert "Revoker" in part.body  # what is written is what was checked
 
     class Flood:

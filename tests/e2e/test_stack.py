@@ -114,3 +114,44 @@ def test_devstack_slack_drives_chatops_without_slack(stack: LocalStack) -> None:
     status, body = call(stack, "POST", "/v1/credentials", token, {"role": "prod-breakglass"})
     assert status == 200, body
     assert body["assumed_role_arn"].endswith("assumed-role/BreakGlassRole/bob@example.com")
+
+
+def test_revoke_sessions_on_the_local_stack_as_the_readme_shows(stack: LocalStack) -> None:
+    """The kill switch through the installed client, against the stack `make run` starts: the StackSet's
+    revoker and boundary exist in each emulated trusting account, and the deny lands there."""
+    from chalicelib.jit import denies
+    from devstack.trusting import iam_in
+
+    erin = stack.mint("erin@example.com", groups=["developers"])
+    assert call(stack, "POST", "/v1/credentials", erin, {"role": "sandbox-readonly"})[0] == 200
+    rolebroker = str(Path(sys.executable).with_name("rolebroker"))
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ROLEBROKER_"))},
+           "ROLEBROKER_URL": stack.broker_url, "HOME": "/nonexistent",
+           "ROLEBROKER_TOKEN": stack.mint("sam@example.com", groups=["security"], mfa=True)}
+    out = subprocess.run([rolebroker, "revoke-sessions", "erin@example.com", "--reason", "laptop stolen"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "for erin@example.com: complete" in out.stdout
+    assert {line.split()[1] for line in out.stdout.splitlines()[2:]} == {"written"}
+    status, refused = call(stack, "POST", "/v1/credentials", erin, {"role": "sandbox-readonly"})
+    assert status == 403 and "revoked your sessions" in refused["Message"]
+    import boto3
+
+    from devstack.stack import FAKE_AWS_CREDENTIALS
+
+    session = boto3.session.Session(region_name="us-east-1",
+                                    aws_access_key_id=FAKE_AWS_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                                    aws_secret_access_key=FAKE_AWS_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+    iam = iam_in("222222222222", session.client("sts", endpoint_url=stack.aws_url),
+                 lambda service, creds: session.client(service, endpoint_url=stack.aws_url, **creds))
+    arn = denies.boundary_arn("222222222222")
+    version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+    document = iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]["Document"]
+    assert "erin@example.com" in [e.source_identity for e in denies.entries_in(document)]
+    listed = subprocess.run([rolebroker, "revocations"], env=env, capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0 and "erin@example.com" in listed.stdout
+    revocation = next(line.split()[0] for line in listed.stdout.splitlines() if "erin@example.com" in line)
+    lifted = subprocess.run([rolebroker, "revocations", "--lift", revocation], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert lifted.returncode == 0 and ": lifted;" in lifted.stdout, lifted.stderr
+    assert call(stack, "POST", "/v1/credentials", erin, {"role": "sandbox-readonly"})[0] == 200

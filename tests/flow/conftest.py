@@ -230,7 +230,8 @@ def jit(issuer: DevIssuer, moto_server: Moto, httpserver: HTTPServer, tmp_path: 
         return sts if sts is not None and name == "sts" else moto_server.client(name)
 
     services = app_module._build_services(environ, client_factory=clients,
-                                          audit=AuditLog(emit=lines.append), inline_tasks=True, clock=clock)
+                                          audit=AuditLog(emit=lines.append), inline_tasks=True, clock=clock,
+                                          client_with=moto_server.client_with)
     monkeypatch.setattr(app_module, "_services", services)
     with Client(app_module.app) as client:
         if sts is None:

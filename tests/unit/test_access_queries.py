@@ -335,3 +335,41 @@ def test_diff_is_exact_against_rule_matches() -> None:
             minimal = [p for p in world if holds(grant, p) and holds_nothing_more(grant, p)]
             assert minimal and all(matches(old, p) and not matches(new, p) for p in minimal), (old, new, grant)
     assert grants_of_rules([]) == set()
+
+
+# --------------------------------------------------------------------------
+# Reach and naming: what a revocation covers, and when the policy has moved on
+
+
+def test_reach_is_every_role_whatever_the_groups_and_other_claims() -> None:
+    from chalicelib.access.queries import reach
+    from chalicelib.identity.principal import Principal
+
+    names = [r.name for r in reach(EXAMPLE, Principal("default", "bob@example.com"), "email")]
+    # Every people's rule of the default issuer, MFA and approval included; never the CI role.
+    assert names == ["sandbox-admin", "sandbox-readonly", "prod-readonly", "prod-admin", "prod-breakglass"]
+    ci = reach(EXAMPLE, Principal("ci", "repo:acme/infra:ref:refs/heads/main"), "sub")
+    assert [r.name for r in ci] == ["ci-deploy"]
+    only_named = parse_policy(BASE.replace("      - groups: [admins, sre]\n", "")
+                              .replace("      - groups: [deployers]\n        claims: {env: prod}\n",
+                                       "      - claims: {email: carol@example.com}\n"))
+    assert [r.name for r in reach(only_named, Principal("default", "bob@example.com"), "email")] == ["admin"]
+    assert reach(only_named, Principal("default", "mallory@example.com"), "email") == []  # "unknown": a 404
+    assert reach(only_named, Principal("gitlab", "bob@example.com"), "email") == []
+
+
+def test_naming_changes_only_with_what_the_policy_says_about_the_person_by_name() -> None:
+    from chalicelib.access.queries import naming
+    from chalicelib.identity.principal import Principal
+
+    bob = Principal("default", "bob@example.com")
+    before = naming(parse_policy(BASE), bob, "email")
+    assert before == ['role admin (arn:aws:iam::222222222222:role/Admin, mfa False): '
+                      '{"claims": {"email": ["alice@example.com", "bob@example.com"]}}']
+    grown = BASE.replace("admins:\n", "  more:\n    account: prod\n    role_name: More\n"
+                                      "    allow: [{groups: [sre]}]\nadmins:\n")
+    assert naming(parse_policy(grown), bob, "email") == before  # a change about a group: the same
+    assert naming(parse_policy(BASE.replace("alice@example.com, bob@example.com", "alice@example.com")),
+                  bob, "email") == []
+    slack = BASE + "slack:\n  users: {U0BOB: bob@example.com}\n"
+    assert naming(parse_policy(slack), bob, "email") == [*before, "slack user U0BOB"]

@@ -169,3 +169,17 @@ def test_the_audit_log_buffers_until_flushed_and_survives_a_broken_sink(caplog: 
     for _ in range(10):
         audit.record(action="x", outcome="allowed", context=context)
     assert published[-1] == ["x"] * 10  # a full buffer goes out without waiting for the flush
+
+
+def test_revocations_are_user_access_management_and_a_partial_one_is_a_failure() -> None:
+    from chalicelib.ocsf import to_ocsf
+
+    base = {"audit": "rolebroker", "time": "2025-03-01T12:00:00+00:00", "request_id": "r1", "channel": "api",
+            "who": "sam@example.com", "principal": "sam@example.com", "groups": ["security"],
+            "about": "bob@example.com"}
+    done = to_ocsf({**base, "action": "revoke-sessions", "outcome": "complete"})
+    assert (done["class_uid"], done["activity_id"], done["status_id"]) == (3005, 2, 1)
+    partial = to_ocsf({**base, "action": "revoke-sessions", "outcome": "partial"})
+    assert partial["status_id"] == 2
+    lifted = to_ocsf({**base, "action": "lift-revocation", "outcome": "lifted"})
+    assert (lifted["class_uid"], lifted["activity_id"], lifted["status_id"]) == (3005, 1, 1)

@@ -317,3 +317,14 @@ def test_slack_user_ids_refuse_a_trailing_newline() -> None:
     text = BASE + 'slack:\n  users: {"U0ALICE\\n": alice@example.com}\n'
     with pytest.raises(PolicyError, match="Slack user id"):
         parse_policy(text)
+
+
+@pytest.mark.parametrize("role", ["role_name: /rolebroker-system/rolebroker-revoker",
+                                  "role_arn: arn:aws:iam::222222222222:role/rolebroker-system/rolebroker-revoker"])
+def test_the_revokers_path_is_never_a_role_to_hand_out(role: str) -> None:
+    """The kill switch's revoker role must never become a person's session (docs/security.md)."""
+    text = ("version: 1\naccounts: {sandbox: {id: \"222222222222\", region: eu-west-1}}\n"
+            f"roles:\n  revoker:\n    account: sandbox\n    {role}\n    allow: [{{groups: [admins]}}]\n")
+    with pytest.raises(PolicyError, match="roles under /rolebroker-system/ are the broker's own") as caught:
+        parse_policy(text, "policy.yaml")
+    assert caught.value.line == 6

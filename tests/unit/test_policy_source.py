@@ -182,3 +182,25 @@ def test_a_reload_that_cannot_start_leaves_the_current_policy_serving() -> None:
     assert cache.get() is first
     now[0] = 122
     assert cache.get() is first  # the lock was released: the next TTL tries again
+
+
+def test_each_new_policy_a_reload_publishes_is_told_to_the_kill_switch_and_a_failing_listener_costs_nothing() -> None:
+    now = [0.0]
+    grown = GOOD.replace("auditors:", "# a new version\nauditors:")
+    source = FakeSource([GOOD, GOOD, grown])
+    cache = PolicyCache(source, 60, clock=lambda: now[0], spawn=inline)
+    told: list[object] = []
+
+    def listener(policy: object) -> None:
+        told.append(policy)
+        raise RuntimeError("the revocation store is down")
+
+    cache.on_change = listener
+    first = cache.get()
+    assert told == []  # the first load is no change
+    now[0] = 61
+    assert cache.get() is first and told == []  # unchanged source: nothing new to tell
+    now[0] = 122
+    cache.get()
+    newer = cache.get()
+    assert newer is not first and told == [newer]  # told once, and it serves despite the listener's failure

@@ -59,6 +59,15 @@ def test_paging_tokens_and_role_names_stay_copyable() -> None:
     assert "`prod_admin`" in roles
 
 
+def test_a_revocations_code_spans_stay_copyable() -> None:
+    # Code spans hold what an admin copies (the id for `--lift`, the account): shown exactly as sent.
+    doc = {"id": "rev_1*", "identity": "_bob_@example.com", "status": "partial", "cutoff": "2025-03-01T12:00:30Z",
+           "accounts": {"acct_*": {"status": "failed", "detail": "no revoker"}}}
+    text = messages.revocation_reply(doc)["text"]
+    assert "Revocation `rev_1*` of \u02cdbob\u02cd@example.com" in text
+    assert "• `acct_*` failed: no revoker" in text
+
+
 def test_inline_caps_before_escaping() -> None:
     assert inline("x" * 500, 10) == "x" * 9 + "…"
     capped = inline("<" * 50, 10)
@@ -77,6 +86,8 @@ GLASS = {**REQUEST, "kind": "break_glass", "ticket": HOSTILE,
          "review": {"status": "pending", "by": None, "at": None, "note": None}}
 ROLE = {"name": HOSTILE, "account": HOSTILE, "account_id": HOSTILE, "region": HOSTILE,
         "access": "granted_until:" + HOSTILE}
+REVOCATION = {"id": HOSTILE, "identity": HOSTILE, "status": HOSTILE, "cutoff": HOSTILE,
+              "accounts": {HOSTILE: {"status": HOSTILE, "detail": HOSTILE * 20, "uncovered": [HOSTILE] * 3}}}
 BUILDERS: dict[str, Callable[[], Any]] = {
     "working_on": lambda: messages.working_on(HOSTILE),
     "warning": lambda: messages.warning(HOSTILE * 50),
@@ -94,6 +105,7 @@ BUILDERS: dict[str, Callable[[], Any]] = {
     "approval_request_mfa": lambda: messages.approval_request({**REQUEST, "status": "pending"}, mfa_note=True),
     "decision_update": lambda: messages.decision_update(REQUEST, description=HOSTILE * 30),
     "requester_notice": lambda: messages.requester_notice(REQUEST),
+    "revocation_reply": lambda: messages.revocation_reply(REVOCATION),
     "request_with_everything": lambda: messages.approval_request(FULL, description=HOSTILE, mfa_note=False),
     "request_for_watchers": lambda: messages.approval_request(FULL, mfa_note=False, audience="notify"),
     "extension_request": lambda: messages.approval_request({**FULL, "kind": "extension"}, mfa_note=False),

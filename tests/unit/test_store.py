@@ -195,6 +195,8 @@ def test_an_approval_names_the_place_it_takes_and_whom_the_database_refuses(
             "pk": {"S": "REQUEST#0123456789ab"}, "sk": {"S": "EVENT#00#v00#00"}, "at": ANY,
             "who": {"S": "carol@example.com"}, "from": {"S": "pending"}, "to": {"S": "pending"},
             "note": {"S": "approval 1 of 2"}}, "ConditionExpression": "attribute_not_exists(pk)"}},
+        {"ConditionCheck": {"TableName": TABLE, "Key": {"pk": {"S": "REFUSALS"}, "sk": {"S": "carol@example.com"}},
+                            "ConditionExpression": "attribute_not_exists(pk)"}},  # carol's sessions not revoked
     ]})
     store.vote(PENDING_REQUEST, ApprovalStep("carol@example.com", ("https://idp.example.com", "00uCAROL"), NOW, 0, 1,
                                              False), "approval 1 of 2")
@@ -203,18 +205,19 @@ def test_an_approval_names_the_place_it_takes_and_whom_the_database_refuses(
 def test_a_change_over_dynamodbs_transaction_limit_is_refused_before_any_write(
         stubbed: tuple[AccessStore, Stubber]) -> None:
     store, _ = stubbed  # no response queued: any call to DynamoDB would fail the Stubber
-    roles = tuple(f"role-{i}" for i in range(98))
+    roles = tuple(f"role-{i}" for i in range(98))  # update, event, 98 grants, slot, the approver not revoked
     with pytest.raises(TooManyWrites) as caught:
         store.approve(replace(PENDING_REQUEST, roles=roles, slot=1), approver="carol@example.com", now=NOW,
                       grant_until=NOW + timedelta(hours=1))
     assert caught.value.status == 400
-    assert str(caught.value) == ("this change needs 101 writes at once and DynamoDB takes at most 100 in one "
+    assert str(caught.value) == ("this change needs 102 writes at once and DynamoDB takes at most 100 in one "
                                  "transaction; ask for fewer roles at once")
 
 
 def test_the_largest_request_the_api_takes_fits_every_transaction(stubbed: tuple[AccessStore, Stubber]) -> None:
-    """MAX_ROLES_PER_REQUEST roles: approval (update, event, a grant each, the slot), revocation, and the
-    extension of its grants (two requests, two events, a grant each, the slot) all stay within 100 writes."""
+    """MAX_ROLES_PER_REQUEST roles: approval (update, event, a grant each, the slot, the approver not revoked),
+    revocation, and the extension of its grants (two requests, two events, a grant each, the slot, the approver
+    not revoked) all stay within 100 writes."""
     store, stubber = stubbed
     request = replace(PENDING_REQUEST, roles=tuple(f"role-{i}" for i in range(MAX_ROLES_PER_REQUEST)), slot=1)
     sizes: list[int] = []
@@ -233,7 +236,7 @@ def test_the_largest_request_the_api_takes_fits_every_transaction(stubbed: tuple
     extension = replace(PENDING_REQUEST, id="0123456789ac", kind="extension", parent=request.id, slot=2)
     store.extend_by_approval(extension, approved, approver="carol@example.com", approver_sub=None, now=NOW,
                              new_until=NOW + timedelta(hours=2))
-    assert sizes == [MAX_ROLES_PER_REQUEST + 3, MAX_ROLES_PER_REQUEST + 2, MAX_ROLES_PER_REQUEST + 5]
+    assert sizes == [MAX_ROLES_PER_REQUEST + 4, MAX_ROLES_PER_REQUEST + 2, MAX_ROLES_PER_REQUEST + 6]
     assert max(sizes) <= MAX_TRANSACTION_ITEMS
 
 
