@@ -13,7 +13,10 @@ review it. Until then the person holds their break-glass lock in DynamoDB
 that opens a break-glass takes that lock with ``attribute_not_exists``: two
 break-glasses at once cannot both get through, and nobody breaks glass again
 before the last one is looked at, not even from their account at a linked
-issuer (the lock is the person's).
+issuer (the lock is the person's). A role with ``block_until_reviewed:
+false`` only opts its own break-glasses out of taking the lock: its
+transaction still checks that the lock is free, so a review outstanding
+elsewhere holds it back too.
 """
 
 from __future__ import annotations

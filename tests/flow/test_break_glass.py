@@ -1,6 +1,6 @@
 """Break-glass: access at once for the people a role names, announced loudly,
-tagged on every session, and reviewed afterwards, with no second break-glass
-before the review (enforced by a DynamoDB condition, raced here)."""
+tagged on every session, and reviewed afterwards, with no second break-glass,
+into any role, before the review (enforced by a DynamoDB condition, raced here)."""
 
 from __future__ import annotations
 
@@ -217,6 +217,20 @@ def test_a_role_may_allow_break_glass_again_before_the_review(jit: Jit) -> None:
     second = glass(jit, role="db")
     assert (first.status_code, second.status_code) == (201, 201)
     assert second.json_body["grant_until"] == (jit.clock() + timedelta(seconds=1800)).isoformat()
+    assert jit.services.access._store.break_glass_lock("bob@example.com") is None
+
+
+def test_an_outstanding_review_holds_back_break_glass_into_any_role(jit: Jit) -> None:
+    """Review 12 F4: block_until_reviewed: false spares a role's own break-glasses the lock, not the
+    person's review outstanding from another role (its transaction checks the lock is free)."""
+    first = glass(jit).json_body
+    other = glass(jit, role="db")
+    assert other.status_code == 409, other.body
+    assert other.json_body["Message"].startswith(f"your break-glass {first['id']} still waits for its review")
+    mine, _ = jit.services.access._store.requester_page("bob@example.com", after=None, limit=10)
+    assert [r.id for r in mine] == [first["id"]]
+    assert jit.call("POST", f"/v1/requests/{first['id']}/review", carol(jit), {}).status_code == 200
+    assert glass(jit, role="db").status_code == 201
 
 
 def test_break_glasses_waiting_for_review_are_listed_by_kind(jit: Jit) -> None:
