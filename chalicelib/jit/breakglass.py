@@ -95,6 +95,14 @@ class BreakGlassDesk(Desk):
             raise Forbidden("you cannot review your own break-glass; another approver of the role must")
         if not self._approves_all(policy, request, identity):
             raise Forbidden(f"only an approver of role {request.role} can review its break-glass accesses")
+        # A review frees the person to break glass again, as much a grant of access as an approval: the same MFA.
+        if policy.role(request.role).require_mfa:
+            if context.channel == "slack":
+                raise Forbidden(f"role {request.role} requires MFA, which Slack cannot prove: review with "
+                                f"`rolebroker review {request.id}` or the API after signing in with MFA")
+            if not identity.has_mfa:
+                raise Forbidden(f"reviewing a break-glass into role {request.role} requires MFA: sign in with MFA "
+                                "and try again")
         if request.review is not None and request.review.status == REVIEW_DONE:
             raise Conflict(f"break-glass {request.id} was already reviewed by {request.review.by}")
         try:

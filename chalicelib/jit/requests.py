@@ -206,9 +206,8 @@ class AccessRequests(Desk):
     def _may_list(self, policy: AccessPolicy, request: AccessRequest, identity: Identity, kind: str | None) -> bool:
         if is_self(request, identity) or (kind is not None and request.kind != kind):
             return False
-        if kind == BREAK_GLASS:
-            return (self._approves_all(policy, request, identity) or policy.is_admin(identity)
-                    or policy.is_auditor(identity))
+        if kind == BREAK_GLASS:  # everyone who may read one: its approvers and watchers, admins and auditors
+            return self._sees(policy, request, identity) or policy.is_admin(identity) or policy.is_auditor(identity)
         return self._sees(policy, request, identity)
 
     def _waiting(self, policy: AccessPolicy, identity: Identity, cursor: Cursor,

@@ -32,13 +32,20 @@ roles:
     break_glass:
       allow: [{groups: [oncall]}]
       max_duration_seconds: 3600
-    notify: {channels: [C0SRE]}
+    notify: {channels: [C0SRE], watchers: [{groups: [sre-leads]}]}
   db:
     account: production
     role_name: DbRole
     allow: [{groups: [developers]}]
     approval: {approvers: {groups: [security]}}
     break_glass: {allow: [{groups: [oncall]}], block_until_reviewed: false, max_duration_seconds: 1800}
+  vault:
+    account: production
+    role_name: VaultRole
+    require_mfa: true
+    allow: [{groups: [developers]}]
+    approval: {approvers: {groups: [security]}}
+    break_glass: {allow: [{groups: [oncall]}]}
   readonly:
     account: production
     role_name: ReadOnly
@@ -245,6 +252,16 @@ def test_break_glasses_waiting_for_review_are_listed_by_kind(jit: Jit) -> None:
         request["id"]]
     own = jit.call("GET", "/v1/requests?kind=break_glass", bob(jit)).json_body["requests"]
     assert [r["id"] for r in own] == [request["id"]]
+    # Whoever may read a break-glass finds it in the list and by id alike (review 12: auditors got a 404
+    # by id, watchers nothing in the list).
+    watcher = jit.issuer.mint("sam@example.com", groups=["sre-leads"])
+    for reader in (auditor, watcher, carol(jit)):
+        assert [r["id"] for r in jit.call("GET", "/v1/requests?kind=break_glass", reader).json_body[
+            "requests"]] == [request["id"]]
+        assert jit.call("GET", f"/v1/requests/{request['id']}", reader).status_code == 200
+    stranger = jit.issuer.mint("eve@example.com", groups=["developers"])
+    assert jit.call("GET", "/v1/requests?kind=break_glass", stranger).json_body["requests"] == []
+    assert jit.call("GET", f"/v1/requests/{request['id']}", stranger).status_code == 404
     everything = jit.call("GET", "/v1/requests", bob(jit)).json_body["requests"]
     assert len(everything) == 2
     assert jit.call("GET", "/v1/requests?kind=emergency", bob(jit)).status_code == 400
@@ -253,6 +270,23 @@ def test_break_glasses_waiting_for_review_are_listed_by_kind(jit: Jit) -> None:
     assert mixed.status_code == 400 and "next_token" in mixed.json_body["Message"]
     jit.call("POST", f"/v1/requests/{request['id']}/review", carol(jit), {})
     assert jit.call("GET", "/v1/requests?kind=break_glass", carol(jit)).json_body["requests"] == []
+
+
+def test_a_break_glass_into_an_mfa_role_is_reviewed_with_mfa_and_not_from_slack(jit: Jit) -> None:
+    """A review frees the person to break glass again, so it needs what an approval of the role needs."""
+    opened = glass(jit, jit.issuer.mint("bob@example.com", groups=["developers", "oncall"], mfa=True), role="vault")
+    assert opened.status_code == 201, opened.body
+    request_id = opened.json_body["id"]
+    without = jit.call("POST", f"/v1/requests/{request_id}/review", carol(jit), {})
+    assert without.status_code == 403 and without.json_body["Message"] == (
+        "reviewing a break-glass into role vault requires MFA: sign in with MFA and try again")
+    jit.call("GET", "/v1/roles", carol(jit))  # carol's groups become known to Slack
+    jit.command("U0CAROL", f"review {request_id}")
+    assert "Slack cannot prove" in jit.sent("/hooks/commands/1")[-1]["text"]
+    assert jit.services.access._store.get(request_id).review.status == "pending"  # type: ignore[union-attr]
+    with_mfa = jit.call("POST", f"/v1/requests/{request_id}/review",
+                        jit.issuer.mint("carol@example.com", groups=["security"], mfa=True), {})
+    assert with_mfa.status_code == 200 and with_mfa.json_body["review"]["status"] == "done", with_mfa.body
 
 
 def test_break_glass_and_review_from_slack(jit: Jit) -> None:
@@ -273,6 +307,6 @@ def test_break_glass_and_review_from_slack(jit: Jit) -> None:
 
 def test_roles_say_who_may_break_glass(jit: Jit) -> None:
     mine = {r["name"]: r["break_glass"] for r in jit.call("GET", "/v1/roles", bob(jit)).json_body["roles"]}
-    assert mine == {"prod-admin": True, "db": True, "readonly": False}
+    assert mine == {"prod-admin": True, "db": True, "vault": True, "readonly": False}
     dev = jit.issuer.mint("dana@example.com", groups=["developers"])
     assert not any(r["break_glass"] for r in jit.call("GET", "/v1/roles", dev).json_body["roles"])
