@@ -56,6 +56,7 @@ slack:
   approvals_channel: C0APPROVALS
   security_channel: C0SECURITY
 auditors: [{groups: [audit]}]
+admins: [{groups: [platform-admins]}]
 """
 ADMIN_ARN = "arn:aws:iam::333333333333:role/AdminRole"
 REASON = "payments down, no approver awake"
@@ -287,6 +288,29 @@ def test_a_break_glass_into_an_mfa_role_is_reviewed_with_mfa_and_not_from_slack(
     with_mfa = jit.call("POST", f"/v1/requests/{request_id}/review",
                         jit.issuer.mint("carol@example.com", groups=["security"], mfa=True), {})
     assert with_mfa.status_code == 200 and with_mfa.json_body["review"]["status"] == "done", with_mfa.body
+
+
+def test_a_break_glass_whose_role_left_the_policy_is_reviewed_by_an_admin(jit: Jit,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nobody approves a removed role any more: without the admins, the person's lock would hold forever."""
+    from chalicelib.access.policy import parse_policy
+
+    request_id = glass(jit).json_body["id"]
+    without = parse_policy(POLICY.replace("  prod-admin:\n", "  renamed:\n", 1))
+    assert "prod-admin" not in without.roles
+    monkeypatch.setattr(jit.services.glass, "_policy", lambda: without)
+    monkeypatch.setattr(jit.services.access, "_policy", lambda: without)
+    path = f"/v1/requests/{request_id}/review"
+    refused = jit.call("POST", path, jit.issuer.mint("carol@example.com", groups=["security"], mfa=True), {})
+    assert refused.status_code == 404  # an approver of a role no longer in the policy is nobody's approver
+    auditor = jit.call("POST", path, jit.issuer.mint("audrey@example.com", groups=["audit"], mfa=True), {})
+    assert auditor.status_code == 403 and "the policy's admins review" in auditor.json_body["Message"]
+    no_mfa = jit.call("POST", path, jit.issuer.mint("ada@example.com", groups=["platform-admins"]), {})
+    assert no_mfa.status_code == 403 and "requires MFA" in no_mfa.json_body["Message"]
+    admin = jit.issuer.mint("ada@example.com", groups=["platform-admins"], mfa=True)
+    reviewed = jit.call("POST", path, admin, {"reason": "role retired"})
+    assert reviewed.status_code == 200 and reviewed.json_body["review"]["by"] == "ada@example.com", reviewed.body
+    assert jit.services.access._store.break_glass_lock("bob@example.com") is None
 
 
 def test_break_glass_and_review_from_slack(jit: Jit) -> None:
