@@ -278,6 +278,8 @@ def test_a_break_glass_into_an_mfa_role_is_reviewed_with_mfa_and_not_from_slack(
     opened = glass(jit, jit.issuer.mint("bob@example.com", groups=["developers", "oncall"], mfa=True), role="vault")
     assert opened.status_code == 201, opened.body
     request_id = opened.json_body["id"]
+    alert = json.dumps(next(p for p in jit.sent("/api/chat.postMessage") if p["channel"] == "C0APPROVALS")["blocks"])
+    assert "Slack cannot prove: review with `rolebroker review" in alert and '"action_id": "review"' not in alert
     without = jit.call("POST", f"/v1/requests/{request_id}/review", carol(jit), {})
     assert without.status_code == 403 and without.json_body["Message"] == (
         "reviewing a break-glass into role vault requires MFA: sign in with MFA and try again")
