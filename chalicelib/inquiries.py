@@ -31,7 +31,7 @@ def identity_named(settings: Settings, subject: str, groups: list[str]) -> Ident
                               "iss": settings.issuer, "sub": f"query:{subject}"}
     if settings.identity_claim == "email":
         claims["email_verified"] = True
-    return identity_from_claims(claims, settings.default_issuer)
+    return identity_from_claims(claims, settings.default_issuer, person_claim=settings.identity_claim)
 
 
 def oversight(policy: AccessPolicy, caller: Identity) -> str:

@@ -112,7 +112,7 @@ def identity_for(policy: AccessPolicy, claims: Mapping[str, object], *, issuer: 
         chosen = policy.issuers[issuer]
     else:
         raise NotFound(f"unknown issuer {issuer!r}; the policy defines {', '.join(policy.issuers) or 'none'}")
-    return identity_from_claims(claims, chosen)
+    return identity_from_claims(claims, chosen, person_claim=identity_claim)
 
 
 def explain(policy: AccessPolicy, role_name: str, claims: dict[str, object], *, identity_claim: str = "email",

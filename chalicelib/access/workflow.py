@@ -12,7 +12,9 @@ whole ticket must match (a trailing newline does not, whatever ``$`` in
 the pattern would allow), and ``\\d`` means 0-9 only. A ticket must also be
 1-64 printable ASCII characters without spaces before any pattern sees it,
 so a pattern written too loosely still cannot let a newline or markup into
-a session tag or a Slack message.
+a session tag or a Slack message. A pattern whose shape could make the
+backtracking matcher take long (nested quantifiers, ``backtracking.py``) is
+refused at load.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from chalicelib.access.backtracking import backtracking_problem
 
 if TYPE_CHECKING:
     from chalicelib.access.policy import Rule, _Map, _Validator
@@ -174,6 +178,9 @@ def ticket_pattern(v: _Validator, pattern: Any, where: str, line: int) -> str:
         re.compile(pattern, re.ASCII)
     except re.error as exc:
         raise v.fail(where, f"is not a valid regular expression ({exc})", line) from None
+    problem = backtracking_problem(pattern)
+    if problem:
+        raise v.fail(where, problem, line)
     return pattern
 
 

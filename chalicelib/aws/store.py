@@ -32,6 +32,7 @@ One table, keyed ``pk``/``sk``:
 * ``BREAKGLASS#<person>`` / ``LOCK``: held from a break-glass until an
   approver reviews it (for roles that say so); taken with
   ``attribute_not_exists``, so of two break-glasses at once exactly one wins.
+  Every break-glass, into any role, is written only while it is free.
   Keyed by the requester's person (``AccessRequest.person``), so one person's
   accounts at two linked issuers share one lock.
 * ``TASK#<nonce>`` / ``NONCE``: a background task that has run (see
@@ -358,8 +359,8 @@ class AccessStore:
     def break_glass(self, *, role: str, requester: str, duration_seconds: int, reason: str, ticket: str,
                     now: datetime, requester_slack: str | None = None, requester_sub: IssSub | None = None,
                     lock: bool = True, requester_person: str | None = None) -> AccessRequest:
-        """Store a break-glass: approved by its requester at once, its grant, and (with ``lock``) the
-        requester's (person's) break-glass lock, which the database gives only if no review is outstanding."""
+        """Store a break-glass: approved by its requester at once, and its grant, only while the requester's
+        (person's) break-glass lock is free (no review outstanding); with ``lock`` it also takes that lock."""
         until = now + timedelta(seconds=duration_seconds)
         request = self._new(role, requester, duration_seconds, reason, now, NewRequest(ticket=ticket, kind=BREAK_GLASS),
                             requester_slack, requester_sub, status=APPROVED, pending_until=now,
@@ -377,11 +378,16 @@ class AccessStore:
                 request, role, approver=requester, grant_from=now, grant_until=until, ttl_grace=GRANT_TTL_GRACE,
                 break_glass=True)}},
         ]
+        lock_key = {"pk": s(f"BREAKGLASS#{request.person}"), "sk": s("LOCK")}
+        # Every break-glass needs the person's lock free; only a blocking role's takes it.
         if lock:
             items.append({"Put": {"TableName": self._table, "ConditionExpression": "attribute_not_exists(pk)",
-                                  "Item": {"pk": s(f"BREAKGLASS#{request.person}"), "sk": s("LOCK"),
-                                           "request_id": s(request.id), "role": s(role), "at": s(iso(now))}}})
-        self._transact(items + self._not_revoked(requester, requester_person), lock_index=3 if lock else None,
+                                  "Item": {**lock_key, "request_id": s(request.id), "role": s(role),
+                                           "at": s(iso(now))}}})
+        else:
+            items.append({"ConditionCheck": {"TableName": self._table, "Key": lock_key,
+                                             "ConditionExpression": "attribute_not_exists(pk)"}})
+        self._transact(items + self._not_revoked(requester, requester_person), lock_index=3,
                        revoked_from=len(items))
         return request
 

@@ -242,7 +242,7 @@ def approval_request(request: Mapping[str, Any], *, description: str = "", mfa_n
     """A message about a request (fallback text, blocks): Approve / Deny buttons while it is pending,
     for approvers only; notified channels see the same facts and who decides."""
     if request.get("kind") == "break_glass":
-        return break_glass_alert(request, description=description, audience=audience)
+        return break_glass_alert(request, description=description, audience=audience, mfa_note=mfa_note)
     text = f"{_title(request)} {inline(request['id'])}: {inline(request['requester'])} asks for {_roles_text(request)}"
     if request["status"] != "pending":
         text = f"{_title(request)} {inline(request['id'])}: {decided_line(request)}"
@@ -262,8 +262,8 @@ def requester_notice(request: Mapping[str, Any]) -> str:
     return f"Your request `{inline(request['id'], code=True)}` for *{_roles_text(request)}*: {decided_line(request)}"
 
 
-def break_glass_alert(request: Mapping[str, Any], *, description: str = "",
-                      audience: str = "approvers") -> tuple[str, list[dict[str, Any]]]:
+def break_glass_alert(request: Mapping[str, Any], *, description: str = "", audience: str = "approvers",
+                      mfa_note: bool = False) -> tuple[str, list[dict[str, Any]]]:
     """The loud message about a break-glass: who took what, until when, why, and its review.
     The security channel's copy mentions the channel; the approvers' has a Review button."""
     request_id = inline(request["id"])
@@ -284,7 +284,10 @@ def break_glass_alert(request: Mapping[str, Any], *, description: str = "",
         blocks.append(_section(decided_line(request)))
     review = request.get("review") or {}
     blocks.append(_section(_review_line(request)))
-    if review.get("status") == "pending" and audience == "approvers":
+    if review.get("status") == "pending" and audience == "approvers" and mfa_note:
+        blocks.append(_section(":lock: This role requires MFA, which Slack cannot prove: review with "
+                               f"`rolebroker review {inline(request['id'], code=True)}` or the API."))
+    elif review.get("status") == "pending" and audience == "approvers":
         blocks.append({"type": "actions", "block_id": f"review:{request['id']}", "elements": [
             {"type": "button", "action_id": "review", "style": "primary", "value": request["id"],
              "text": {"type": "plain_text", "text": "Mark reviewed"}}]})

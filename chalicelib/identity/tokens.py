@@ -106,8 +106,13 @@ class Identity:
         return "mfa" in self.amr
 
 
-def identity_from_claims(claims: Mapping[str, Any], issuer: Issuer) -> Identity:
-    """Build an ``Identity`` from verified claims of ``issuer`` (pure)."""
+def identity_from_claims(claims: Mapping[str, Any], issuer: Issuer, *, person_claim: str = "email") -> Identity:
+    """Build an ``Identity`` from verified claims of ``issuer`` (pure).
+
+    ``person_claim`` is the default issuer's identity claim (``email`` unless
+    ``ROLEBROKER_IDENTITY_CLAIM`` says otherwise): the person an
+    ``approval_identity_claim`` names is canonicalised as that claim is.
+    """
     trusted = trusted_claims(claims, issuer)
     value = _identity_value(trusted, issuer.identity_claim, email_refusal=_email_refusal(claims, issuer))
     iat = claims.get("iat")
@@ -119,12 +124,18 @@ def identity_from_claims(claims: Mapping[str, Any], issuer: Issuer) -> Identity:
         issuer=str(claims.get("iss", "")),
         sub=_usable(claims.get("sub"), "sub"),
         issued_at=iat if isinstance(iat, int) and not isinstance(iat, bool) else None,
-        linked=_linked_person(trusted, issuer),
+        linked=_linked_person(trusted, issuer, person_claim),
     )
 
 
-def _linked_person(claims: Mapping[str, Any], issuer: Issuer) -> Principal | None:
-    """The default-issuer person a token of ``issuer`` names, if the issuer declares how."""
+def _linked_person(claims: Mapping[str, Any], issuer: Issuer, person_claim: str) -> Principal | None:
+    """The default-issuer person a token of ``issuer`` names, if the issuer declares how.
+
+    The value is canonicalised as the default issuer's identity claim
+    (``person_claim``), whatever this issuer calls it: a partner's ``upn``
+    ``Erin@Example.com`` is the default ``email`` ``erin@example.com``, and
+    a non-ASCII one is refused as the default issuer would refuse it.
+    """
     claim = issuer.approval_identity_claim
     if not claim or issuer.is_default:
         return None
@@ -134,7 +145,7 @@ def _linked_person(claims: Mapping[str, Any], issuer: Issuer) -> Principal | Non
                               "(approval_identity_claim: it names the person, so nobody approves their own request)")
     value = _usable(claims[claim], claim)
     try:
-        return Principal(DEFAULT_ISSUER, canonical_value(claim, value))
+        return Principal(DEFAULT_ISSUER, canonical_value(person_claim, value))
     except ValueError as exc:
         raise Unauthenticated(f"token's {claim!r} claim {exc}") from None
 
@@ -234,7 +245,7 @@ class TokenVerifier:
         issuer = self._issuer_for(unverified.get("iss"))
         key = self._key_set(issuer).key(header["kid"]).key
         claims = self._decode(token, key, issuer)
-        return identity_from_claims(claims, issuer)
+        return identity_from_claims(claims, issuer, person_claim=self._default.identity_claim)
 
     def _issuer_for(self, iss: Any) -> Issuer:
         # Selection only: the signature check below verifies ``iss`` exactly.

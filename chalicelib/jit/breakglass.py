@@ -8,12 +8,19 @@ review button. Every session under it carries ``rolebroker:breakglass=true``.
 
 An approver of the role (never the requester: not their principal, not
 their ``iss`` + ``sub``, not their person at a linked issuer) must then
-review it. Until then the person holds their break-glass lock in DynamoDB
+review it; with MFA when the role requires it, since a review frees the
+person to break glass again. If the role has left the policy, the policy's
+admins review it (with MFA), so the person's lock cannot outlive its role.
+
+Until the review the person holds their break-glass lock in DynamoDB
 (for roles with ``block_until_reviewed``, the default), and the transaction
 that opens a break-glass takes that lock with ``attribute_not_exists``: two
 break-glasses at once cannot both get through, and nobody breaks glass again
 before the last one is looked at, not even from their account at a linked
-issuer (the lock is the person's).
+issuer (the lock is the person's). A role with ``block_until_reviewed:
+false`` only opts its own break-glasses out of taking the lock: its
+transaction still checks that the lock is free, so a review outstanding
+elsewhere holds it back too.
 """
 
 from __future__ import annotations
@@ -90,8 +97,23 @@ class BreakGlassDesk(Desk):
         if is_self(request, identity):
             self._record_change("review", "denied", context, identity, request, "self-review", policy)
             raise Forbidden("you cannot review your own break-glass; another approver of the role must")
-        if not self._approves_all(policy, request, identity):
+        role = policy.roles.get(request.role)
+        if role is None:
+            # Nobody approves a role that left the policy: without its admins the person's lock would hold forever.
+            if not policy.is_admin(identity):
+                raise Forbidden(f"role {request.role} is no longer in the policy; the policy's admins review its "
+                                "break-glass accesses")
+        elif not self._approves_all(policy, request, identity):
             raise Forbidden(f"only an approver of role {request.role} can review its break-glass accesses")
+        # A review frees the person to break glass again, as much a grant of access as an approval: the same MFA
+        # (for an admin's review of a removed role, as for every admin action in the API).
+        if role is None or role.require_mfa:
+            if context.channel == "slack":
+                raise Forbidden(f"role {request.role} requires MFA, which Slack cannot prove: review with "
+                                f"`rolebroker review {request.id}` or the API after signing in with MFA")
+            if not identity.has_mfa:
+                raise Forbidden(f"reviewing a break-glass into role {request.role} requires MFA: sign in with MFA "
+                                "and try again")
         if request.review is not None and request.review.status == REVIEW_DONE:
             raise Conflict(f"break-glass {request.id} was already reviewed by {request.review.by}")
         try:

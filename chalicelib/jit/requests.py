@@ -206,9 +206,8 @@ class AccessRequests(Desk):
     def _may_list(self, policy: AccessPolicy, request: AccessRequest, identity: Identity, kind: str | None) -> bool:
         if is_self(request, identity) or (kind is not None and request.kind != kind):
             return False
-        if kind == BREAK_GLASS:
-            return (self._approves_all(policy, request, identity) or policy.is_admin(identity)
-                    or policy.is_auditor(identity))
+        if kind == BREAK_GLASS:  # everyone who may read one: its approvers and watchers, admins and auditors
+            return self._sees(policy, request, identity) or policy.is_admin(identity) or policy.is_auditor(identity)
         return self._sees(policy, request, identity)
 
     def _waiting(self, policy: AccessPolicy, identity: Identity, cursor: Cursor,
@@ -428,4 +427,9 @@ class AccessRequests(Desk):
         if not roles or len(set(roles)) != len(roles) or not set(roles) <= set(request.roles):
             raise BadRequest(f"'roles' narrows a request to some of its own roles ({', '.join(request.roles)}), "
                              "each once; leave it out to approve them all")
+        if request.kind == EXTENSION and set(roles) != set(request.roles):
+            # An extension moves the one end of its parent's grant, which every role shares (credentials, status,
+            # Slack and revocation read it), so part of it cannot be extended.
+            raise BadRequest(f"request {request.id} extends every role of the grant of request {request.parent}; "
+                             "approve it for all of them (leave 'roles' out) or deny it")
         return tuple(r for r in request.roles if r in roles)  # in the request's order

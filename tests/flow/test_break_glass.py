@@ -1,6 +1,6 @@
 """Break-glass: access at once for the people a role names, announced loudly,
-tagged on every session, and reviewed afterwards, with no second break-glass
-before the review (enforced by a DynamoDB condition, raced here)."""
+tagged on every session, and reviewed afterwards, with no second break-glass,
+into any role, before the review (enforced by a DynamoDB condition, raced here)."""
 
 from __future__ import annotations
 
@@ -32,13 +32,20 @@ roles:
     break_glass:
       allow: [{groups: [oncall]}]
       max_duration_seconds: 3600
-    notify: {channels: [C0SRE]}
+    notify: {channels: [C0SRE], watchers: [{groups: [sre-leads]}]}
   db:
     account: production
     role_name: DbRole
     allow: [{groups: [developers]}]
     approval: {approvers: {groups: [security]}}
     break_glass: {allow: [{groups: [oncall]}], block_until_reviewed: false, max_duration_seconds: 1800}
+  vault:
+    account: production
+    role_name: VaultRole
+    require_mfa: true
+    allow: [{groups: [developers]}]
+    approval: {approvers: {groups: [security]}}
+    break_glass: {allow: [{groups: [oncall]}]}
   readonly:
     account: production
     role_name: ReadOnly
@@ -49,6 +56,7 @@ slack:
   approvals_channel: C0APPROVALS
   security_channel: C0SECURITY
 auditors: [{groups: [audit]}]
+admins: [{groups: [platform-admins]}]
 """
 ADMIN_ARN = "arn:aws:iam::333333333333:role/AdminRole"
 REASON = "payments down, no approver awake"
@@ -217,6 +225,20 @@ def test_a_role_may_allow_break_glass_again_before_the_review(jit: Jit) -> None:
     second = glass(jit, role="db")
     assert (first.status_code, second.status_code) == (201, 201)
     assert second.json_body["grant_until"] == (jit.clock() + timedelta(seconds=1800)).isoformat()
+    assert jit.services.access._store.break_glass_lock("bob@example.com") is None
+
+
+def test_an_outstanding_review_holds_back_break_glass_into_any_role(jit: Jit) -> None:
+    """Review 12 F4: block_until_reviewed: false spares a role's own break-glasses the lock, not the
+    person's review outstanding from another role (its transaction checks the lock is free)."""
+    first = glass(jit).json_body
+    other = glass(jit, role="db")
+    assert other.status_code == 409, other.body
+    assert other.json_body["Message"].startswith(f"your break-glass {first['id']} still waits for its review")
+    mine, _ = jit.services.access._store.requester_page("bob@example.com", after=None, limit=10)
+    assert [r.id for r in mine] == [first["id"]]
+    assert jit.call("POST", f"/v1/requests/{first['id']}/review", carol(jit), {}).status_code == 200
+    assert glass(jit, role="db").status_code == 201
 
 
 def test_break_glasses_waiting_for_review_are_listed_by_kind(jit: Jit) -> None:
@@ -231,6 +253,16 @@ def test_break_glasses_waiting_for_review_are_listed_by_kind(jit: Jit) -> None:
         request["id"]]
     own = jit.call("GET", "/v1/requests?kind=break_glass", bob(jit)).json_body["requests"]
     assert [r["id"] for r in own] == [request["id"]]
+    # Whoever may read a break-glass finds it in the list and by id alike (review 12: auditors got a 404
+    # by id, watchers nothing in the list).
+    watcher = jit.issuer.mint("sam@example.com", groups=["sre-leads"])
+    for reader in (auditor, watcher, carol(jit)):
+        assert [r["id"] for r in jit.call("GET", "/v1/requests?kind=break_glass", reader).json_body[
+            "requests"]] == [request["id"]]
+        assert jit.call("GET", f"/v1/requests/{request['id']}", reader).status_code == 200
+    stranger = jit.issuer.mint("eve@example.com", groups=["developers"])
+    assert jit.call("GET", "/v1/requests?kind=break_glass", stranger).json_body["requests"] == []
+    assert jit.call("GET", f"/v1/requests/{request['id']}", stranger).status_code == 404
     everything = jit.call("GET", "/v1/requests", bob(jit)).json_body["requests"]
     assert len(everything) == 2
     assert jit.call("GET", "/v1/requests?kind=emergency", bob(jit)).status_code == 400
@@ -239,6 +271,48 @@ def test_break_glasses_waiting_for_review_are_listed_by_kind(jit: Jit) -> None:
     assert mixed.status_code == 400 and "next_token" in mixed.json_body["Message"]
     jit.call("POST", f"/v1/requests/{request['id']}/review", carol(jit), {})
     assert jit.call("GET", "/v1/requests?kind=break_glass", carol(jit)).json_body["requests"] == []
+
+
+def test_a_break_glass_into_an_mfa_role_is_reviewed_with_mfa_and_not_from_slack(jit: Jit) -> None:
+    """A review frees the person to break glass again, so it needs what an approval of the role needs."""
+    opened = glass(jit, jit.issuer.mint("bob@example.com", groups=["developers", "oncall"], mfa=True), role="vault")
+    assert opened.status_code == 201, opened.body
+    request_id = opened.json_body["id"]
+    alert = json.dumps(next(p for p in jit.sent("/api/chat.postMessage") if p["channel"] == "C0APPROVALS")["blocks"])
+    assert "Slack cannot prove: review with `rolebroker review" in alert and '"action_id": "review"' not in alert
+    without = jit.call("POST", f"/v1/requests/{request_id}/review", carol(jit), {})
+    assert without.status_code == 403 and without.json_body["Message"] == (
+        "reviewing a break-glass into role vault requires MFA: sign in with MFA and try again")
+    jit.call("GET", "/v1/roles", carol(jit))  # carol's groups become known to Slack
+    jit.command("U0CAROL", f"review {request_id}")
+    assert "Slack cannot prove" in jit.sent("/hooks/commands/1")[-1]["text"]
+    assert jit.services.access._store.get(request_id).review.status == "pending"  # type: ignore[union-attr]
+    with_mfa = jit.call("POST", f"/v1/requests/{request_id}/review",
+                        jit.issuer.mint("carol@example.com", groups=["security"], mfa=True), {})
+    assert with_mfa.status_code == 200 and with_mfa.json_body["review"]["status"] == "done", with_mfa.body
+
+
+def test_a_break_glass_whose_role_left_the_policy_is_reviewed_by_an_admin(jit: Jit,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nobody approves a removed role any more: without the admins, the person's lock would hold forever."""
+    from chalicelib.access.policy import parse_policy
+
+    request_id = glass(jit).json_body["id"]
+    without = parse_policy(POLICY.replace("  prod-admin:\n", "  renamed:\n", 1))
+    assert "prod-admin" not in without.roles
+    monkeypatch.setattr(jit.services.glass, "_policy", lambda: without)
+    monkeypatch.setattr(jit.services.access, "_policy", lambda: without)
+    path = f"/v1/requests/{request_id}/review"
+    refused = jit.call("POST", path, jit.issuer.mint("carol@example.com", groups=["security"], mfa=True), {})
+    assert refused.status_code == 404  # an approver of a role no longer in the policy is nobody's approver
+    auditor = jit.call("POST", path, jit.issuer.mint("audrey@example.com", groups=["audit"], mfa=True), {})
+    assert auditor.status_code == 403 and "the policy's admins review" in auditor.json_body["Message"]
+    no_mfa = jit.call("POST", path, jit.issuer.mint("ada@example.com", groups=["platform-admins"]), {})
+    assert no_mfa.status_code == 403 and "requires MFA" in no_mfa.json_body["Message"]
+    admin = jit.issuer.mint("ada@example.com", groups=["platform-admins"], mfa=True)
+    reviewed = jit.call("POST", path, admin, {"reason": "role retired"})
+    assert reviewed.status_code == 200 and reviewed.json_body["review"]["by"] == "ada@example.com", reviewed.body
+    assert jit.services.access._store.break_glass_lock("bob@example.com") is None
 
 
 def test_break_glass_and_review_from_slack(jit: Jit) -> None:
@@ -259,6 +333,6 @@ def test_break_glass_and_review_from_slack(jit: Jit) -> None:
 
 def test_roles_say_who_may_break_glass(jit: Jit) -> None:
     mine = {r["name"]: r["break_glass"] for r in jit.call("GET", "/v1/roles", bob(jit)).json_body["roles"]}
-    assert mine == {"prod-admin": True, "db": True, "readonly": False}
+    assert mine == {"prod-admin": True, "db": True, "vault": True, "readonly": False}
     dev = jit.issuer.mint("dana@example.com", groups=["developers"])
     assert not any(r["break_glass"] for r in jit.call("GET", "/v1/roles", dev).json_body["roles"])

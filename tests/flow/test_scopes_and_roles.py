@@ -237,6 +237,28 @@ def test_narrowing_to_anything_but_a_subset_is_a_400(jit: Jit, roles: list[str],
     assert store(jit).get(request["id"]).status == "pending"
 
 
+def test_an_extension_is_not_narrowed_it_extends_every_role_or_none(jit: Jit) -> None:
+    """Review 12 F3: a narrowing of an extension was answered 200 and ignored (every role extended)."""
+    request = file_many(jit)
+    assert jit.call("POST", f"/v1/requests/{request['id']}/approve", carol(jit), {}).status_code == 200
+    before = store(jit).active_grants("bob@example.com", jit.clock())
+    asked = jit.call("POST", f"/v1/requests/{request['id']}/extend", bob(jit),
+                     {"duration_seconds": 1800, "reason": "still releasing"})
+    assert asked.status_code == 201 and asked.json_body["kind"] == "extension", asked.body
+    extension = asked.json_body["id"]
+    narrowed = jit.call("POST", f"/v1/requests/{extension}/approve", carol(jit), {"roles": ["deploy-b"]})
+    assert narrowed.status_code == 400, narrowed.body
+    assert narrowed.json_body["Message"] == (
+        f"request {extension} extends every role of the grant of request {request['id']}; approve it for all of "
+        "them (leave 'roles' out) or deny it")
+    assert store(jit).get(extension).status == "pending"
+    assert store(jit).active_grants("bob@example.com", jit.clock()) == before
+    whole = jit.call("POST", f"/v1/requests/{extension}/approve", carol(jit), {"roles": list(reversed(DEPLOY))})
+    assert whole.status_code == 200 and whole.json_body["status"] == "approved", whole.body
+    after = store(jit).active_grants("bob@example.com", jit.clock())
+    assert set(after) == set(DEPLOY) and all(after[role] > before[role] for role in DEPLOY)
+
+
 @pytest.mark.parametrize(("body", "status", "fragment"), [
     ({"roles": ["deploy-a", "other"]}, 400, "roles deploy-a and other have different approval blocks"),
     ({"roles": ["deploy-a", "s3-admin"]}, 400, "role s3-admin needs no approval"),

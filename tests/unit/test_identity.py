@@ -20,6 +20,7 @@ import pytest
 from chalicelib.exceptions import DependencyDown, Unauthenticated
 from chalicelib.identity import keys as keys_module
 from chalicelib.identity.issuers import Issuer
+from chalicelib.identity.principal import DEFAULT_ISSUER, Principal
 from chalicelib.identity.tokens import TokenVerifier, groups_from_claim, identity_from_claims
 from chalicelib.settings import Settings
 from devstack.issuer import DevIssuer, new_key
@@ -278,6 +279,19 @@ def test_a_linked_issuer_names_the_default_person_behind_its_token() -> None:
     person = identity_from_claims({"sub": "1", "iss": DEFAULT.url, "email": "erin@example.com",
                                    "email_verified": True}, DEFAULT)
     assert person.person == person.principal and person.is_same_person("partner|x", None, None, "erin@example.com")
+
+
+def test_the_linked_person_is_canonical_as_the_default_issuers_identity_claim() -> None:
+    # A partner (like Entra ID) sends the UPN in its directory's case; the default issuer identifies by email.
+    partner = Issuer(name="partner", url="p", audiences=("a",), identity_claim="sub", approval_identity_claim="upn")
+    for upn in ("Erin@Example.com", " ERIN@EXAMPLE.COM", "erin@example.com"):
+        who = identity_from_claims({"sub": "p-erin", "iss": "p", "upn": upn}, partner, person_claim="email")
+        assert who.linked == Principal(DEFAULT_ISSUER, "erin@example.com")
+    with pytest.raises(Unauthenticated, match="'upn' claim is not plain ASCII"):  # as the default issuer refuses it
+        identity_from_claims({"sub": "p-erin", "iss": "p", "upn": "\u212aate@example.com"}, partner)
+    # A default issuer that identifies by another claim compares it exactly, so the link does too.
+    exact = identity_from_claims({"sub": "p-erin", "iss": "p", "upn": "Erin"}, partner, person_claim="username")
+    assert exact.linked == Principal(DEFAULT_ISSUER, "Erin")
 
 
 def test_a_linked_issuers_token_without_its_person_is_refused() -> None:

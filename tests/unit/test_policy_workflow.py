@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from chalicelib.access.backtracking import backtracking_problem
 from chalicelib.access.policy import parse_policy
 from chalicelib.access.workflow import TicketRule
 from chalicelib.exceptions import PolicyError
@@ -134,3 +135,44 @@ def test_a_ticket_is_optional_unless_required() -> None:
     assert TicketRule(required=True).problem(None, "role r") == (
         "role r needs a ticket matching [A-Za-z0-9][A-Za-z0-9._:#/-]{0,63}")
     assert TicketRule().problem("JIRA-1", "role r") is None
+
+
+@pytest.mark.parametrize(("old", "new", "fragment"), [
+    ('"^(INC|CHG)-[0-9]+$"', '"^([A-Z]+-?)+[0-9]+$"', "roles.admin.approval.ticket.pattern: repeats something that "
+     "itself repeats (a nested quantifier such as (a+)+)"),
+    ("      allow: [{groups: [oncall]}]", "      allow: [{groups: [oncall]}]\n      ticket_pattern: '^(a+)+$'",
+     "roles.admin.break_glass.ticket_pattern: repeats something that itself repeats"),
+])
+def test_a_ticket_pattern_that_could_backtrack_for_long_stops_the_load(old: str, new: str, fragment: str) -> None:
+    """Review 12 F5: ^([A-Z]+-?)+[0-9]+$ took seconds on a 24-character ticket, doubling with each more."""
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(BASE.replace(old, new, 1), "p.yaml")
+    assert fragment in str(caught.value)
+
+
+@pytest.mark.parametrize("pattern", [
+    "^(INC|CHG)-[0-9]+$", "[A-Za-z0-9][A-Za-z0-9._:#/-]{0,63}", "^[A-Z][A-Z0-9]+-[0-9]+$",
+    r"^(INC|CHG)-\d{1,8}(-[A-Z]+)?$", "^([A-Z]-)+$", "^(x{2})+[0-9]{3}$", "^[0-9]*[0-9]*[0-9]*[0-9]*$",
+])
+def test_ticket_patterns_of_real_forms_and_fixed_repeats_load(pattern: str) -> None:
+    assert backtracking_problem(pattern) is None
+
+
+@pytest.mark.parametrize(("pattern", "fragment"), [
+    ("^(a+)+$", "nested quantifier"),
+    ("^(a*)*b$", "nested quantifier"),
+    ("^([A-Z]-?)+$", "nested quantifier"),  # even a ?
+    ("^(?:(?=a+)b)+$", "nested quantifier"),  # inside a lookahead
+    ("^(?>a+)+$", "nested quantifier"),
+    ("^(a?){20}a{20}$", "nested quantifier"),  # a fixed count repeats its body too
+    ("^(a|ab)+$", "repeats an alternation"),
+    ("^a?a?a?a?a?aaaaa$", "has 5 variable repetitions and alternations; at most 4"),
+    ("^[0-9]*[0-9]*[0-9]*[0-9]*[0-9]*$", "has 5 variable"),
+    ("^(ab|cd)(ef|gh)(ij|kl)(mn|op)(qr|st)$", "has 5 variable"),
+    (r"^(a)\1$", "backreference"),
+    ("^(?P<x>a)(?P=x)$", "backreference"),
+    ("^(a)?(?(1)b|c)$", "conditional"),
+])
+def test_ticket_pattern_shapes_that_backtrack_are_refused(pattern: str, fragment: str) -> None:
+    problem = backtracking_problem(pattern)
+    assert problem is not None and fragment in problem

@@ -22,6 +22,17 @@ def test_invalid_policy_names_file_and_line(tmp_path: Path, capsys: pytest.Captu
     assert f"{bad}:37: roles.sandbox-readonly: unknown key 'role_nme'" in capsys.readouterr().err
 
 
+def test_a_ticket_pattern_that_backtracks_is_an_invalid_policy(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "p.yaml"
+    text = Path(POLICY).read_text()
+    assert '"^(INC|CHG)-[0-9]+$"' in text
+    bad.write_text(text.replace('"^(INC|CHG)-[0-9]+$"', '"^([A-Z]+-?)+[0-9]+$"', 1))
+    assert main([str(bad)]) == 1
+    assert f"{bad}:67: roles.prod-breakglass.approval.ticket.pattern: repeats something that itself repeats" in (
+        capsys.readouterr().err)
+
+
 @pytest.mark.parametrize(("claims", "role", "expect", "code", "fragment"), [
     ({"email": "alice@example.com", "groups": ["platform-admins"]}, "sandbox-admin", "allow", 0, "ALLOW"),
     ({"email": "bob@example.com", "groups": ["developers"]}, "sandbox-admin", "deny", 0,
