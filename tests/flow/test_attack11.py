@@ -153,3 +153,39 @@ def test_attack11_f3_offboarding_in_the_natural_order_still_ends_live_sessions(n
     answer = named.revoke("dana@example.com")
     assert answer.status_code == 201, answer.body  # her group rules reach sandbox and production, not here
     assert [e.source_identity for e in denies.entries_in(named.boundary(named[EMERGENCY]))] == ["dana@example.com"]
+
+
+# --------------------------------------------------------------------------
+# F4: an entry's life comes from the role's MaxSessionDuration *now*, not from the sessions it must end
+
+
+@pytest.fixture
+def kill(issuer: DevIssuer, moto_server: Moto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KillSwitch]:
+    switch = build(issuer, moto_server, tmp_path, monkeypatch, POLICY)
+    with switch.client:
+        yield switch
+
+
+@pytest.mark.xfail(strict=True, reason="ATTACK11 F4: entries expire after the role's current MaxSessionDuration, "
+                                       "so after the documented remedy (lower it) a live session outlives its deny")
+def test_attack11_f4_lowering_max_session_duration_never_lets_a_live_session_outlive_its_deny(
+        kill: KillSwitch) -> None:
+    from datetime import datetime
+
+    from devstack.trusting import iam_in
+    from tests.flow.test_revocations import PRODUCTION, client_with
+
+    # A deployment with source credentials (ROLEBROKER_MAX_SESSION_SECONDS up to 12 h, docs/deploy.md):
+    # sessions are not capped at role chaining's hour.
+    kill.services.broker._limit = 7200
+    issued = credentials(kill, kill.bob(), "prod-readonly")  # 7200 s: the role's MaxSessionDuration today
+    assert issued.status_code == 200, issued.body
+    expires = datetime.fromisoformat(issued.json_body["credentials"]["Expiration"])
+    # docs/security.md and RevocationsFull's message: "lower the roles' MaxSessionDuration so that entries
+    # expire sooner". An operator does, for ReadOnlyRole; bob's 2-hour session is still alive.
+    iam_in(kill[PRODUCTION], kill.moto.client("sts"), client_with(kill.moto)).update_role(
+        RoleName="ReadOnlyRole", MaxSessionDuration=3600)
+    kill.clock.now += timedelta(minutes=1)
+    assert kill.revoke("bob@example.com").status_code == 201
+    [entry] = denies.entries_in(kill.boundary(kill[PRODUCTION]))
+    assert entry.expires >= expires, f"bob's deny ends {entry.expires}, his session {expires}"
