@@ -38,7 +38,8 @@ SHARED = POLICY.replace("allow: [{claims: {email: dana@example.com}}]",
 
 
 @pytest.fixture
-def shared(issuer: DevIssuer, moto_server: Moto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KillSwitch]:
+def shared(issuer: DevIssuer, moto_server: Moto, tmp_path: Path,
+           monkeypatch: pytest.MonkeyPatch) -> Iterator[KillSwitch]:
     switch = build(issuer, moto_server, tmp_path, monkeypatch, SHARED)
     with switch.client:
         yield switch
@@ -134,7 +135,8 @@ NAMED_ONLY = POLICY.replace("roles:\n", f'  emergency: {{id: "{EMERGENCY}", regi
 
 
 @pytest.fixture
-def named(issuer: DevIssuer, moto_server: Moto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KillSwitch]:
+def named(issuer: DevIssuer, moto_server: Moto, tmp_path: Path,
+          monkeypatch: pytest.MonkeyPatch) -> Iterator[KillSwitch]:
     switch = build(issuer, moto_server, tmp_path, monkeypatch, NAMED_ONLY)
     with switch.client:
         yield switch
@@ -147,8 +149,9 @@ def test_attack11_f3_offboarding_in_the_natural_order_still_ends_live_sessions(n
     issued = credentials(named, dana, "dana-tools")
     assert issued.status_code == 200  # a live session in the emergency account, up to an hour
     # Offboarding: the policy PR that removes her rule lands first, then an admin revokes her.
-    _swap_policy(named, NAMED_ONLY.replace("  dana-tools:\n    account: emergency\n    role_name: /rolebroker/DanaRole\n"
-                                           "    allow: [{claims: {email: dana@example.com}}]\n", ""))
+    rule = ("  dana-tools:\n    account: emergency\n    role_name: /rolebroker/DanaRole\n"
+            "    allow: [{claims: {email: dana@example.com}}]\n")
+    _swap_policy(named, NAMED_ONLY.replace(rule, ""))
     named.clock.now += timedelta(minutes=5)
     answer = named.revoke("dana@example.com")
     assert answer.status_code == 201, answer.body  # her group rules reach sandbox and production, not here
