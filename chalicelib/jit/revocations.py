@@ -35,7 +35,9 @@ A revocation stays in force until an admin lifts it (``DELETE
 /v1/revocations/{id}``) or **the policy changes what it says about that
 person by name** (``queries.naming``: a rule whose identity-claim condition
 lists them, as an allow rule, approver, admin or auditor, or a Slack user
-mapped to them, is added, removed or edited). That is a reviewed decision
+mapped to them, is added or removed, moves, or has its other conditions
+edited; the other values such a rule lists are left out, since adding or
+removing someone else is a decision about them). That is a reviewed decision
 about this one person, made after the revocation (``policycheck diff``
 shows it), so it stands on its own: removing them from the policy ends the
 refusal (the policy itself refuses them now) and granting them again later
