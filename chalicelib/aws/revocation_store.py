@@ -270,6 +270,23 @@ class RevocationStore:
             raise _translate(exc) from exc
         return True
 
+    def renew(self, account_id: str, owner: str, now: datetime, lease: timedelta) -> bool:
+        """Extend the lease ``owner`` holds; False if it is no longer theirs (it expired and another took it)."""
+        try:
+            self._client.update_item(
+                TableName=self._table, Key={"pk": s(f"DENIES#{account_id}"), "sk": s("LOCK")},
+                UpdateExpression="SET lease_until = :until, expires_at_epoch = :ttl",
+                ConditionExpression="#o = :owner", ExpressionAttributeNames={"#o": "owner"},
+                ExpressionAttributeValues={":owner": s(owner), ":until": s(iso(now + lease)),
+                                           ":ttl": n((now + lease + ENTRY_TTL_GRACE).timestamp())})
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise _translate(exc) from exc
+        except BotoCoreError as exc:
+            raise _translate(exc) from exc
+        return True
+
     def unlock(self, account_id: str, owner: str) -> None:
         try:
             self._client.delete_item(TableName=self._table, Key={"pk": s(f"DENIES#{account_id}"), "sk": s("LOCK")},

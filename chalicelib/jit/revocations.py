@@ -35,7 +35,8 @@ between the two halves:
    refusal was visible is denied by the cutoff, and one issued after it
    never leaves the broker;
 3. each account is written in parallel (``workers``), each attempt under the
-   account's lease (``RevocationStore.lock``), the document rendered from
+   account's lease (``RevocationStore.lock``, renewed just before the IAM
+   write so that a writer stalled past it writes nothing), the document rendered from
    the stored entries; throttling and outages are retried with exponential
    backoff (``sleep`` is injected), refusals are not (they need an
    operator); every account's outcome is recorded as it lands, and the
@@ -392,8 +393,10 @@ class Revocations:
             document = render(kept, now)  # refuses, writing nothing, if it would not fit
             keys = {e.key for e in wanted}
             mine = [e for e in kept if e.key in keys]  # each merged with an earlier one, or covered
+            self._fence(account_id, owner)
             for entry in mine:
                 self._store.put_entry(account_id, entry, revocation.id)
+            self._fence(account_id, owner)
             version = boundary.write(document)
             rewritten = {e.key for e in mine}
             self._store.drop_entries(account_id, [e for e in stored if e not in kept and e.key not in rewritten])
@@ -402,6 +405,13 @@ class Revocations:
         detail = f"boundary version {version}: {len(kept)} live entr{'y' if len(kept) == 1 else 'ies'}"
         return self._outcome("uncovered" if uncovered else "written", "; ".join([detail, *notes]), attempt, pending,
                              uncovered)
+
+    def _fence(self, account_id: str, owner: str) -> None:
+        """Renew the lease right before a write: a writer stalled past it must not overwrite what the writer
+        that took it over wrote (a retry renders again from the entries then stored)."""
+        if not self._store.renew(account_id, owner, self._clock(), LEASE):
+            raise Throttled(f"account {account_id}: this writer's lease ran out before it wrote; another writer "
+                            "holds it now")
 
     def _inspect(self, boundary: AccountBoundary, roles: Sequence[str]) -> tuple[int, list[str], list[str]]:
         """The longest session the account's roles can issue, and the roles the boundary does not reach."""

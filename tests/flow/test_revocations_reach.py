@@ -288,3 +288,47 @@ def test_an_entry_lives_at_least_the_brokers_own_session_cap(kill: KillSwitch) -
     cutoff = datetime.fromisoformat(answer.json_body["cutoff"])
     [entry] = denies.entries_in(kill.boundary(kill[PRODUCTION]))
     assert entry == denies.entry_for("alice@example.com", cutoff, 7200)
+
+
+# --------------------------------------------------------------------------
+# The per-account lease is fenced
+
+
+def test_a_writer_stalled_past_its_lease_overwrites_nothing(kill: KillSwitch, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another writer took the account's lease while this one stalled: this one writes no document, retries."""
+    store = kill.services.kill_switch._store
+    real_put = store.put_entry
+    stolen: list[str] = []
+    writes: list[str] = []
+
+    def stall_then_lose_the_lease(account_id: str, entry: Any, revocation_id: str) -> None:
+        if account_id == kill[PRODUCTION] and not stolen:
+            kill.clock.now += timedelta(seconds=61)  # past this writer's lease
+            assert store.lock(account_id, "another-writer", kill.clock.now, timedelta(seconds=60))
+            stolen.append(account_id)
+        real_put(account_id, entry, revocation_id)
+
+    real_account = kill.services.kill_switch._revoker.account
+
+    def counting(account_id: str, name: str) -> Any:
+        boundary = real_account(account_id, name)
+        real_write = boundary.write
+
+        def write(document: Any) -> str:
+            writes.append(account_id)
+            return real_write(document)
+
+        monkeypatch.setattr(boundary, "write", write)
+        return boundary
+
+    monkeypatch.setattr(store, "put_entry", stall_then_lose_the_lease)
+    monkeypatch.setattr(kill.services.kill_switch._revoker, "account", counting)
+    answer = kill.revoke("bob@example.com")
+    production = answer.json_body["accounts"][kill[PRODUCTION]]
+    # Its first attempt lost the lease after storing its entries; the retries found it held by the other.
+    assert production["status"] == "failed" and "another revocation is writing" in production["detail"]
+    assert kill[PRODUCTION] not in writes  # no document from the stalled writer, on any attempt
+    assert denies.entries_in(kill.boundary(kill[PRODUCTION])) == []
+    assert answer.json_body["accounts"][kill[SANDBOX]]["status"] == "written"
+    store.unlock(kill[PRODUCTION], "another-writer")
+    assert kill.revoke("bob@example.com").json_body["accounts"][kill[PRODUCTION]]["status"] == "written"
