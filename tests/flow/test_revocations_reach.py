@@ -221,7 +221,8 @@ def test_a_session_issued_while_the_revocation_is_recorded_is_written_too(named:
     assert answer.json_body["accounts"][named[EMERGENCY]]["status"] == "written"
     stored = named.call("GET", f"/v1/revocations/{answer.json_body['id']}", named.sam()).json_body
     assert stored["accounts"] == answer.json_body["accounts"]
-    assert credentials(named, dana, "dana-tools").status_code == 404  # her rule is gone; the refusal holds too
+    refused = credentials(named, dana, "dana-tools")  # the broker's own policy still has her rule
+    assert refused.status_code == 403 and "revoked your sessions" in refused.json_body["Message"]
 
 
 def test_a_grant_whose_role_left_the_policy_still_ends_its_sessions(kill: KillSwitch) -> None:
