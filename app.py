@@ -214,12 +214,13 @@ def _build_services(
     kill_switch = None
     if store is not None and settings.table_name:
         kill_switch = _kill_switch(settings, settings.table_name, client("dynamodb"), sts, policy, audit, clock,
-                                   sleep, client_with or _credentials_client(session, settings, config))
+                                   sleep, client_with or _credentials_client(session, settings, config), store)
         kill_switch_store = store
         kill_switch.seen = lambda key: kill_switch_store.recall_identity(key, clock()) is not None
     broker = Broker(policy=policy.get, sts=StsGateway(sts), audit=audit, grants=store,
                     session_limit_seconds=settings.session_limit_seconds, clock=clock,
-                    revoked=kill_switch.refuse_if_revoked if kill_switch else None)
+                    revoked=kill_switch.refuse_if_revoked if kill_switch else None,
+                    issued=kill_switch.session_issued if kill_switch else None)
     console = ConsoleLinks(broker, issuer_url=settings.public_url or "rolebroker", clock=clock,
                            federation_url=settings.federation_url)
     inquiries = AccessInquiries(policy=policy.get, grants=store or NoGrants(), audit=audit, settings=settings,
@@ -247,7 +248,7 @@ def _credentials_client(session: Any, settings: Settings, config: Any) -> Callab
 
 def _kill_switch(settings: Settings, table: str, dynamodb: Any, sts: Any, policy: Any, audit: AuditLog,
                  clock: Callable[[], datetime], sleep: Callable[[float], None] | None,
-                 client_with: Callable[[str, Mapping[str, str]], Any]) -> Revocations:
+                 client_with: Callable[[str, Mapping[str, str]], Any], grants: Any) -> Revocations:
     import time
 
     from chalicelib.aws.iam import Revoker
@@ -256,7 +257,8 @@ def _kill_switch(settings: Settings, table: str, dynamodb: Any, sts: Any, policy
 
     revocations = Revocations(policy=policy.get, store=RevocationStore(dynamodb, table),
                               revoker=Revoker(sts, client_with), audit=audit, clock=clock,
-                              default_identity_claim=settings.identity_claim, sleep=sleep or time.sleep)
+                              default_identity_claim=settings.identity_claim, sleep=sleep or time.sleep,
+                              session_cap_seconds=settings.session_limit_seconds, grant_sessions=grants.sessions)
     policy.on_change = revocations.policy_changed
     return revocations
 

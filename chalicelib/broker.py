@@ -52,6 +52,13 @@ class GrantStore(Protocol):
         ...
 
 
+class SessionRecorder(Protocol):
+    def __call__(self, identity: Identity, account_id: str, role_arn: str, source_identity: str,
+                 expires: datetime) -> None:
+        """Record that a session of ``identity`` lives in that account and role until ``expires``."""
+        ...
+
+
 class NoGrants:
     """Used when no table is configured: approval roles stay unusable."""
 
@@ -144,8 +151,10 @@ class Broker:
         clock: Callable[[], datetime] = utcnow,
         session_limit_seconds: int = ROLE_CHAINING_LIMIT_SECONDS,
         revoked: Callable[[Identity], None] | None = None,
+        issued: SessionRecorder | None = None,
     ) -> None:
         self._revoked = revoked  # raises Forbidden while a revocation of the person is in force
+        self._issued = issued  # records where and until when a session lives, for the kill switch
         self._policy = policy
         self._sts = sts
         self._audit = audit
@@ -242,6 +251,11 @@ class Broker:
                 duration_seconds=seconds,
                 session_policy=_session_policy(role, scope),
             )
+            if self._issued is not None:
+                # Before the refusal check: a revocation that does not stop
+                # these credentials was recorded after this, so it reads it.
+                self._issued(identity, role.account.id, role.role_arn, session.source_identity or session_name,
+                             session.expiration)
             if self._revoked is not None:
                 # After AssumeRole, not before: a revocation recorded meanwhile
                 # keeps these credentials here; one recorded earlier is seen.

@@ -360,7 +360,11 @@ def naming(policy: AccessPolicy, principal: Principal, identity_claim: str) -> l
 
     Group rules are about groups, whose members the IdP decides; these are
     the policy's decisions about this one person. A revocation ends when
-    they change (``chalicelib/jit/revocations.py``).
+    they change (``chalicelib/jit/revocations.py``). So each entry holds only
+    what concerns them: where the rule is, that they are listed, and the
+    rule's other conditions; never the other values of the list (adding or
+    removing someone else there is a decision about that someone), nor the
+    role's own settings (its ARN or MFA apply to everyone who has it).
     """
     found: list[str] = []
 
@@ -369,16 +373,24 @@ def naming(policy: AccessPolicy, principal: Principal, identity_claim: str) -> l
             if rule.issuer != principal.issuer:
                 continue
             if any(key == identity_claim and principal.value in values for key, values in rule.claims):
-                found.append(f"{where}: {json.dumps(rule_conditions(rule), sort_keys=True)}")
+                found.append(f"{where}: {json.dumps(_listing(rule, identity_claim), sort_keys=True)}")
 
     for role in policy.roles.values():
-        add(f"role {role.name} ({role.role_arn}, mfa {role.require_mfa})", role.allow)
+        add(f"role {role.name}", role.allow)
         if role.approval is not None:
             add(f"approvers of {role.name}", role.approval.approvers)
     add("admins", policy.admins)
     add("auditors", policy.auditors)
     found += [f"slack user {user}" for user, key in policy.slack_users.items() if key == principal.key]
     return sorted(found)
+
+
+def _listing(rule: Rule, identity_claim: str) -> dict[str, Any]:
+    """A rule that lists someone by ``identity_claim``, as it concerns them: the list itself left out."""
+    conditions = rule_conditions(rule)
+    conditions["claims"] = {key: ("<listed>" if key == identity_claim else values)
+                            for key, values in conditions["claims"].items()}
+    return conditions
 
 
 def format_what_can(subject: str, roles: Sequence[Mapping[str, Any]]) -> str:

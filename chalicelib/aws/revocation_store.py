@@ -16,6 +16,14 @@ Same table as requests and grants (``chalicelib/aws/store.py``), other keys:
   document is always rendered from these (never read back from IAM, whose
   reads are eventually consistent), under ``DENIES#<account id>`` / ``LOCK``,
   a lease that serialises writers of one account. TTL'd once useless.
+* ``ISSUED#<person or principal key>`` / ``SESSION#<account>#<source
+  identity>#<role ARN>``: that a session was issued there, and until when
+  (the latest expiry; never a key or token). Written by the broker after
+  ``AssumeRole`` and before the refusal check, one conditional put per
+  issuance, and TTL'd once the session is over. Keyed by the *person* when
+  the token names one (a linked issuer's principal is recorded under its
+  person), so a person's revocation finds every account where any of their
+  principals holds a live session, whatever today's policy says.
 """
 
 from __future__ import annotations
@@ -38,10 +46,22 @@ from chalicelib.jit.denies import DenyEntry
 LOG = logging.getLogger(__name__)
 
 LIST_PK = "REVOCATIONS"
+ISSUED_PREFIX = "ISSUED#"
 ENTRY_TTL_GRACE = timedelta(days=1)
 _THROTTLING = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
                "TransactionConflictException"}
 IN_FORCE = "in_force"
+
+
+@dataclass(frozen=True)
+class LiveSession:
+    """A session the broker issued: whose, where, and until when."""
+
+    principal: str
+    source_identity: str
+    account_id: str
+    role_arn: str
+    expires: datetime
 
 
 @dataclass(frozen=True)
@@ -54,10 +74,14 @@ class AccountOutcome:
     attempts: int = 0
     roles: tuple[str, ...] = ()  # role ARNs the entry had to cover there
     uncovered: tuple[str, ...] = ()  # of those, roles whose sessions the boundary does not reach, with why
+    # The SourceIdentity values to deny there (the person's linked principals too); () is the revocation's own.
+    identities: tuple[str, ...] = ()
+    sessions_until: str | None = None  # the latest expiry of a session the broker recorded there
 
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status, "detail": self.detail, "at": self.at, "attempts": self.attempts,
-                "roles": list(self.roles), "uncovered": list(self.uncovered)}
+                "roles": list(self.roles), "uncovered": list(self.uncovered), "identities": list(self.identities),
+                "sessions_until": self.sessions_until}
 
 
 @dataclass(frozen=True)
@@ -246,6 +270,23 @@ class RevocationStore:
             raise _translate(exc) from exc
         return True
 
+    def renew(self, account_id: str, owner: str, now: datetime, lease: timedelta) -> bool:
+        """Extend the lease ``owner`` holds; False if it is no longer theirs (it expired and another took it)."""
+        try:
+            self._client.update_item(
+                TableName=self._table, Key={"pk": s(f"DENIES#{account_id}"), "sk": s("LOCK")},
+                UpdateExpression="SET lease_until = :until, expires_at_epoch = :ttl",
+                ConditionExpression="#o = :owner", ExpressionAttributeNames={"#o": "owner"},
+                ExpressionAttributeValues={":owner": s(owner), ":until": s(iso(now + lease)),
+                                           ":ttl": n((now + lease + ENTRY_TTL_GRACE).timestamp())})
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise _translate(exc) from exc
+        except BotoCoreError as exc:
+            raise _translate(exc) from exc
+        return True
+
     def unlock(self, account_id: str, owner: str) -> None:
         try:
             self._client.delete_item(TableName=self._table, Key={"pk": s(f"DENIES#{account_id}"), "sk": s("LOCK")},
@@ -257,6 +298,37 @@ class RevocationStore:
                             exc.response.get("Error", {}).get("Code"))
         except BotoCoreError as exc:
             LOG.warning("could not release the revocations lock of %s: %s", account_id, type(exc).__name__)
+
+    # -- sessions issued
+
+    def record_issued(self, owner: str, session: LiveSession) -> None:
+        """Record that ``session`` lives until its expiry (one put; an item that lives longer is kept)."""
+        until = int(session.expires.timestamp()) + 1
+        item = {"pk": s(f"{ISSUED_PREFIX}{owner}"),
+                "sk": s(f"SESSION#{session.account_id}#{session.source_identity}#{session.role_arn}"),
+                "principal": s(session.principal), "source_identity": s(session.source_identity),
+                "account_id": s(session.account_id), "role_arn": s(session.role_arn),
+                "expires": s(iso(session.expires)), "until": n(until),
+                "expires_at_epoch": n(until + ENTRY_TTL_GRACE.total_seconds())}
+        try:
+            self._client.put_item(TableName=self._table, Item=item,
+                                  ConditionExpression="attribute_not_exists(pk) OR #u < :u",
+                                  ExpressionAttributeNames={"#u": "until"}, ExpressionAttributeValues={":u": n(until)})
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return  # a session there that lives longer is already recorded
+            raise _translate(exc) from exc
+        except BotoCoreError as exc:
+            raise _translate(exc) from exc
+
+    def issued(self, owner: str, now: datetime) -> list[LiveSession]:
+        """The sessions recorded for ``owner`` (a person's linked principals included) still alive at ``now``."""
+        items = self._query_all(KeyConditionExpression="pk = :pk", ConsistentRead=True,
+                                ExpressionAttributeValues={":pk": s(f"{ISSUED_PREFIX}{owner}")})
+        found = [LiveSession(principal=i["principal"]["S"], source_identity=i["source_identity"]["S"],
+                               account_id=i["account_id"]["S"], role_arn=i["role_arn"]["S"],
+                               expires=dt(i["expires"]["S"])) for i in items]
+        return [f for f in found if f.expires > now]  # TTL deletes late: expired items may still be read
 
     # -- plumbing
 
@@ -305,7 +377,9 @@ def _revocation(item: Mapping[str, Any]) -> Revocation:
         data = json.loads(value["S"])
         accounts[account] = AccountOutcome(status=data["status"], detail=data.get("detail", ""), at=data.get("at"),
                                            attempts=int(data.get("attempts", 0)), roles=tuple(data.get("roles", ())),
-                                           uncovered=tuple(data.get("uncovered", ())))
+                                           uncovered=tuple(data.get("uncovered", ())),
+                                           identities=tuple(data.get("identities", ())),
+                                           sessions_until=data.get("sessions_until"))
     ended = opt("ended_at")
     return Revocation(
         id=item["id"]["S"], kind=item["kind"]["S"], principal=item["principal"]["S"],

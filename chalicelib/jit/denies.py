@@ -27,8 +27,10 @@ in every broker-managed role of the account, or only in one role
 the cutoff are untouched, so a person whose revocation is lifted (or whose
 grant is renewed) works again with new credentials.
 
-**Garbage.** A session lives at most its role's ``MaxSessionDuration``, so
-an entry is useless once the cutoff is that long past; its ``Sid`` carries
+**Garbage.** A session lives at most its role's ``MaxSessionDuration`` *as
+it was when the session was issued* (and at most the broker's own cap), so
+an entry is useless once the cutoff is the longer of the two past and every
+session the broker recorded there has expired; its ``Sid`` carries
 that moment (``Until<yyyymmddHHMMSS>...``), and every write drops expired
 entries and entries another entry covers. What remains must fit the managed
 policy quota (6,144 characters, whitespace not counted):
@@ -87,11 +89,15 @@ class DenyEntry:
 
 
 def entry_for(source_identity: str, cutoff: datetime, longest_session_seconds: int,
-              role_arn: str | None = None) -> DenyEntry:
+              role_arn: str | None = None, *, at_least: datetime | None = None) -> DenyEntry:
     """An entry whose cutoff is ``cutoff`` (whole seconds, rounded up) and that expires when no session it
-    denies can still be alive."""
+    denies can still be alive: ``longest_session_seconds`` after the cutoff, and not before ``at_least``
+    (the latest expiry of a session the broker recorded there)."""
     cutoff = _ceil_second(cutoff)
-    return DenyEntry(source_identity, cutoff, cutoff + timedelta(seconds=longest_session_seconds), role_arn)
+    expires = cutoff + timedelta(seconds=longest_session_seconds)
+    if at_least is not None:
+        expires = max(expires, _ceil_second(at_least))
+    return DenyEntry(source_identity, cutoff, expires, role_arn)
 
 
 def statement(entry: DenyEntry) -> dict[str, object]:
@@ -147,8 +153,10 @@ def render(entries: Sequence[DenyEntry], now: datetime, limit: int = MANAGED_POL
         raise RevocationsFull(
             f"the revocations boundary would be {size:,} characters with {len(kept)} live entries, over IAM's "
             f"managed policy quota of {limit:,}; nothing was written. The oldest entry expires at "
-            f"{_iso(soonest)}: revoke again after it, or lower the roles' MaxSessionDuration so that entries "
-            "expire sooner (see docs/security.md, kill switch)")
+            f"{_iso(soonest)}: revoke again after it. Entries live as long as the longest session they may "
+            "deny (the roles' MaxSessionDuration, the broker's ROLEBROKER_MAX_SESSION_SECONDS and the sessions "
+            "it recorded), so shortening sessions makes only later entries expire sooner (see docs/security.md, "
+            "kill switch)")
     return document
 
 

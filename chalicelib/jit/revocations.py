@@ -1,12 +1,18 @@
 """The kill switch: end a person's live sessions in every account, and refuse them new ones.
 
 ``POST /v1/revocations`` (an admin, with MFA; or ``/aws revoke-sessions``
-in Slack) revokes a *person*: every role the access policy could ever give
-them (``queries.reach``: whatever groups they hold, since their IdP may
-already have removed them) names an account; in each, the revocations
-boundary gets a deny for sessions stamped with their ``SourceIdentity`` and
-issued before the cutoff (``chalicelib/jit/denies.py``), and the broker
-refuses them new credentials while the revocation is in force. A JIT grant
+in Slack) revokes a *person*. The accounts to write are those of every role
+the access policy could ever give them (``queries.reach``: whatever groups
+they hold, since their IdP may already have removed them; rules of an issuer
+linked to them by ``approval_identity_claim`` count too) *and* every
+account where the broker recorded a live session of theirs
+(``RevocationStore.issued``, written at each issuance), so a rule removed
+before the revocation, or a session from a linked issuer, is still reached.
+In each, the revocations boundary gets a deny for sessions stamped with the
+``SourceIdentity`` of each of their principals seen there and issued before
+the cutoff (``chalicelib/jit/denies.py``), and the broker refuses them (as
+any principal of that person) new credentials while the revocation is in
+force. A JIT grant
 that ends early (an approver revokes it, a break-glass included) gets the
 same deny in each of its roles, scoped to that role (a *grant* revocation).
 While a person's revocation is in force they also decide nothing: no
@@ -18,6 +24,10 @@ Order, so that nothing changes in AWS without a record and no session slips
 between the two halves:
 
 1. the record and the refusal are written in one DynamoDB transaction;
+   then the recorded sessions are read again and their accounts added. The
+   broker records a session *before* it checks the refusal, so a session
+   that leaves the broker was recorded before the refusal, hence before
+   this read;
 2. the cutoff is :data:`CUTOFF_MARGIN` after the revocation starts, which
    leaves the write (bounded by the store's timeouts) and the clock skew
    between the broker and AWS room. The broker checks the refusal *after*
@@ -25,7 +35,8 @@ between the two halves:
    refusal was visible is denied by the cutoff, and one issued after it
    never leaves the broker;
 3. each account is written in parallel (``workers``), each attempt under the
-   account's lease (``RevocationStore.lock``), the document rendered from
+   account's lease (``RevocationStore.lock``, renewed just before the IAM
+   write so that a writer stalled past it writes nothing), the document rendered from
    the stored entries; throttling and outages are retried with exponential
    backoff (``sleep`` is injected), refusals are not (they need an
    operator); every account's outcome is recorded as it lands, and the
@@ -35,7 +46,9 @@ A revocation stays in force until an admin lifts it (``DELETE
 /v1/revocations/{id}``) or **the policy changes what it says about that
 person by name** (``queries.naming``: a rule whose identity-claim condition
 lists them, as an allow rule, approver, admin or auditor, or a Slack user
-mapped to them, is added, removed or edited). That is a reviewed decision
+mapped to them, is added or removed, moves, or has its other conditions
+edited; the other values such a rule lists are left out, since adding or
+removing someone else is a decision about them). That is a reviewed decision
 about this one person, made after the revocation (``policycheck diff``
 shows it), so it stands on its own: removing them from the policy ends the
 refusal (the policy itself refuses them now) and granting them again later
@@ -64,9 +77,11 @@ from chalicelib.access.policy import AccessPolicy, Role, Rule
 from chalicelib.access.queries import naming, reach
 from chalicelib.audit import AuditLog, CallContext
 from chalicelib.aws.iam import AccountBoundary, Revoker
+from chalicelib.aws.items import dt, iso
 from chalicelib.aws.revocation_store import (
     IN_FORCE,
     AccountOutcome,
+    LiveSession,
     Revocation,
     RevocationStore,
     decode_page,
@@ -88,6 +103,7 @@ from chalicelib.exceptions import (
 from chalicelib.identity.principal import DEFAULT_ISSUER, Principal, canonical_value
 from chalicelib.identity.tokens import Identity
 from chalicelib.jit.denies import MAX_ROLE_SESSION_SECONDS, boundary_arn, entry_for, live, render
+from chalicelib.jit.grants import IssuedSession
 from chalicelib.jit.model import AccessRequest
 from chalicelib.stamping import session_name_for_key
 
@@ -111,10 +127,17 @@ _RETRYABLE = (Throttled, DependencyDown)
 
 @dataclass(frozen=True)
 class Target:
-    """One account a revocation must reach, and the roles there whose sessions it must end."""
+    """One account a revocation must reach: the roles there, whose sessions (by ``SourceIdentity``) it must
+    end, and until when the broker's recorded sessions there live."""
 
     account_id: str
     role_arns: tuple[str, ...]
+    identities: tuple[str, ...]
+    until: datetime | None = None
+
+    def pending(self) -> AccountOutcome:
+        return AccountOutcome("pending", roles=self.role_arns, identities=self.identities,
+                              sessions_until=iso(self.until) if self.until else None)
 
 
 class Revocations:
@@ -122,8 +145,14 @@ class Revocations:
                  audit: AuditLog, clock: Callable[[], datetime], default_identity_claim: str = "email",
                  sleep: Callable[[float], None] = time.sleep, workers: int = WORKERS, attempts: int = ATTEMPTS,
                  backoff_seconds: float = BACKOFF_SECONDS, partition: str = "aws",
-                 deadline_seconds: float = DEADLINE_SECONDS, seen: Callable[[str], bool] | None = None) -> None:
+                 deadline_seconds: float = DEADLINE_SECONDS, seen: Callable[[str], bool] | None = None,
+                 session_cap_seconds: int = MAX_ROLE_SESSION_SECONDS,
+                 grant_sessions: Callable[[str], Sequence[IssuedSession]] | None = None) -> None:
         self._policy = policy
+        # The broker's own cap on sessions (ROLEBROKER_MAX_SESSION_SECONDS): an entry lives at least that
+        # long, whatever a role's MaxSessionDuration says now (it may have been lowered since).
+        self._session_cap = session_cap_seconds
+        self._grant_sessions = grant_sessions
         self._store = store
         self._revoker = revoker
         self._audit = audit
@@ -147,25 +176,59 @@ class Revocations:
         self._require_admin(policy, caller, context, "revoke sessions", about=identity)
         self.policy_changed(policy)
         principal = self._principal(policy, identity)
-        if principal == caller.principal:
+        if caller.is_same_person(principal.key, None, None):
             self._denied(caller, context, "revoke-sessions", "self", about=principal.key)
             raise Forbidden("you cannot revoke your own sessions: ask another admin (a revocation also refuses "
                             "its subject new credentials, and would lock you out mid-incident)")
-        roles = reach(policy, principal, self._identity_claim(policy, principal))
-        if not roles:
+        roles, linked = self._reach(policy, principal)
+        own = session_name_for_key(principal.key)
+        recorded = self._store.issued(principal.key, self._clock())
+        if not roles and not linked and not recorded:
             raise NotFound(
-                f"no role in the access policy could ever be granted to {principal.key!r}: check the spelling "
-                "(a person of the default issuer is their identity claim as the IdP sends it, emails in any "
-                "case; anyone else is <issuer>|<value>); GET /v1/access?identity=... shows what someone can use")
+                f"no role in the access policy could ever be granted to {principal.key!r}, and the broker holds "
+                "no live session of theirs: check the spelling (a person of the default issuer is their identity "
+                "claim as the IdP sends it, emails in any case; anyone else is <issuer>|<value>); "
+                "GET /v1/access?identity=... shows what someone can use")
         done = self._start(caller, context, kind="person", principal=principal, reason=reason,
-                           targets=targets_of(roles), role_names=tuple(r.name for r in roles),
-                           naming=self._naming(policy, principal))
+                           targets=merged(targets_of(roles, own), targets_of_sessions(recorded)),
+                           role_names=tuple(r.name for r in [*roles, *linked]),
+                           naming=self._naming(policy, principal),
+                           then=lambda: targets_of_sessions(self._store.issued(principal.key, self._clock())))
+        return replace(done, warnings=self._warnings(policy, principal))
+
+    def _reach(self, policy: AccessPolicy, principal: Principal) -> tuple[list[Role], list[Role]]:
+        """The roles ``principal`` could be given; and, for a person, those only an issuer linked to them gives.
+
+        A linked issuer's principal value is unknown until they sign in there,
+        so of its rules only those not naming people count; the sessions such a
+        principal holds are found in the broker's record of issued sessions.
+        """
+        roles = reach(policy, principal, self._identity_claim(policy, principal))
+        if principal.issuer != DEFAULT_ISSUER:
+            return roles, []
+        names = {role.name for role in roles}
+        linked: list[Role] = []
+        for issuer in policy.issuers.values():
+            if not issuer.approval_identity_claim or issuer.is_default:
+                continue
+            for role in reach(policy, Principal(issuer.name, ""), issuer.identity_claim):
+                if role.name not in names:
+                    names.add(role.name)
+                    linked.append(role)
+        return roles, linked
+
+    def _warnings(self, policy: AccessPolicy, principal: Principal) -> tuple[str, ...]:
+        found = []
         if self.seen is not None and not self.seen(principal.key):
             # Every group rule reaches any name, so a typo is no 404: say what the broker knows.
-            done = replace(done, warnings=(
-                f"the broker has no record of {principal.key} signing in within the last 12 hours: check the "
-                "spelling. The revocation stands either way (it also refuses them future credentials).",))
-        return done
+            found.append(f"the broker has no record of {principal.key} signing in within the last 12 hours: check "
+                         "the spelling. The revocation stands either way (it also refuses them future credentials).")
+        issuer = policy.issuers.get(principal.issuer)
+        if issuer is not None and issuer.approval_identity_claim and not issuer.is_default:
+            found.append(f"issuer {principal.issuer} links its tokens to a person ({issuer.approval_identity_claim}); "
+                         "the broker records their sessions under that person, so revoke the person to reach "
+                         "every account where any of their principals holds a session")
+        return tuple(found)
 
     def end_grant(self, caller: Identity, request: AccessRequest, note: str | None, *,
                   context: CallContext) -> Revocation | None:
@@ -173,17 +236,24 @@ class Revocations:
 
         One entry per role of the grant (a request for several roles, as an
         approver may have narrowed it, has a grant each), scoped to that
-        role's ARN, so the person's other roles go on. Returns None when
-        every role has left the policy (there is no account to write to).
+        role's ARN, so the person's other roles go on. The accounts are the
+        grant's roles in today's policy and those of every live session
+        recorded under the grant (its roles may have left the policy). Returns
+        None when there is neither.
         """
         policy = self._policy()
         roles = [policy.roles[name] for name in request.roles if name in policy.roles]
-        if not roles:
+        now = self._clock()
+        issued = self._grant_sessions(request.id) if self._grant_sessions is not None else []
+        live = [LiveSession(request.requester, i.session_name, i.account_id, i.role_arn, i.expires_at)
+                for i in issued if i.expires_at > now]
+        targets = merged(targets_of(roles, session_name_for_key(request.requester)), targets_of_sessions(live))
+        if not targets:
             return None
-        names = ", ".join(role.name for role in roles)
+        names = ", ".join(request.roles)
         reason = f"grant {request.id} for {names} ended" + (f": {note}" if note else "")
         return self._start(caller, context, kind="grant", principal=Principal.from_key(request.requester),
-                           reason=reason, targets=targets_of(roles), role_names=tuple(r.name for r in roles),
+                           reason=reason, targets=targets, role_names=tuple(request.roles),
                            naming=None, request_ref=request.id)
 
     def grant_sessions_ended(self, caller: Identity, request: AccessRequest, note: str | None, *,
@@ -201,14 +271,15 @@ class Revocations:
 
     def _start(self, caller: Identity, context: CallContext, *, kind: str, principal: Principal, reason: str,
                targets: Sequence[Target], role_names: tuple[str, ...], naming: str | None,
-               request_ref: str | None = None) -> Revocation:
+               request_ref: str | None = None, then: Callable[[], Sequence[Target]] | None = None) -> Revocation:
         now = self._clock()
         revocation = Revocation(
             id=new_id(now), kind=kind, principal=principal.key, source_identity=session_name_for_key(principal.key),
             by=caller.principal.key, reason=reason, created_at=now, cutoff=now + CUTOFF_MARGIN,
-            accounts={t.account_id: AccountOutcome("pending", roles=t.role_arns) for t in targets},
-            roles=role_names, request_ref=request_ref)
+            accounts={t.account_id: t.pending() for t in targets}, roles=role_names, request_ref=request_ref)
         self._store.create(revocation, naming=naming)
+        if then is not None:
+            revocation = self._widen(revocation, targets, then())
         written = self._clock()
         if written >= revocation.cutoff - CUTOFF_MARGIN / 2:
             # The refusal is visible from ``written`` on, so the cutoff must be
@@ -218,8 +289,17 @@ class Revocations:
                         revocation.id, (written - now).total_seconds())
         self._audit.record(action="revoke-sessions", outcome="recorded", context=context, identity=caller,
                            reason=reason, about=principal.key, revocation=revocation.id, kind=kind,
-                           accounts=len(targets), request_ref=request_ref)
+                           accounts=len(revocation.accounts), request_ref=request_ref)
         return self._finish(self._apply(revocation), context)
+
+    def _widen(self, revocation: Revocation, targets: Sequence[Target], later: Sequence[Target]) -> Revocation:
+        """Add to a recorded revocation the targets read after its refusal was written."""
+        before = {t.account_id: t for t in targets}
+        for target in merged(targets, later):
+            if before.get(target.account_id) != target:
+                self._store.set_outcome(revocation.id, target.account_id, target.pending())
+                revocation = with_outcome(revocation, target.account_id, target.pending())
+        return revocation
 
     def resume(self, revocation_id: str, *, context: CallContext) -> Revocation:
         """Write the accounts a revocation has not reached yet (the worker, after a hand-off)."""
@@ -261,41 +341,47 @@ class Revocations:
         return revocation
 
     def _account(self, revocation: Revocation, account_id: str) -> AccountOutcome:
-        roles = revocation.accounts[account_id].roles
+        pending = revocation.accounts[account_id]
         last: RolebrokerError | None = None
         outcome: AccountOutcome | None = None
         for attempt in range(1, self._attempts + 1):
             try:
-                outcome = self._write(revocation, account_id, roles, attempt)
+                outcome = self._write(revocation, account_id, pending, attempt)
                 break
             except _RETRYABLE as exc:
                 last = exc
                 if attempt < self._attempts:
                     self._sleep(self._backoff * 2 ** (attempt - 1))
             except RolebrokerError as exc:
-                outcome = self._outcome("failed", str(exc), attempt, roles)
+                outcome = self._outcome("failed", str(exc), attempt, pending)
                 break
             except Exception as exc:  # an account must never take the others down, nor go unrecorded
                 LOG.exception("revocation %s: account %s failed unexpectedly", revocation.id, account_id)
                 outcome = self._outcome("failed", f"unexpected {type(exc).__name__}; see the broker's log",
-                                        attempt, roles)
+                                        attempt, pending)
                 break
         if outcome is None:
             outcome = self._outcome("failed", f"{last} (gave up after {self._attempts} attempts; revoke again "
-                                    "to retry: writes are idempotent)", self._attempts, roles)
+                                    "to retry: writes are idempotent)", self._attempts, pending)
         try:
             self._store.set_outcome(revocation.id, account_id, outcome)
         except RolebrokerError:
             LOG.exception("revocation %s: could not record the outcome for %s", revocation.id, account_id)
         return outcome
 
-    def _write(self, revocation: Revocation, account_id: str, roles: tuple[str, ...], attempt: int) -> AccountOutcome:
+    def _write(self, revocation: Revocation, account_id: str, pending: AccountOutcome,
+               attempt: int) -> AccountOutcome:
         # Reads first, outside the lease: it covers only what must not interleave.
         boundary = self._revoker.account(account_id, f"rolebroker-revocation-{revocation.id}")
-        longest, uncovered, notes = self._inspect(boundary, roles)
+        longest, uncovered, notes = self._inspect(boundary, pending.roles)
+        # A role's MaxSessionDuration may have been lowered since a session was issued: the broker's own cap
+        # and the recorded sessions' expiry bound what it issued there.
+        longest = max(longest, self._session_cap)
+        until = dt(pending.sessions_until) if pending.sessions_until else None
         # A person: one entry for every role of the account. A grant: one per role of the grant there.
-        scoped: tuple[str | None, ...] = roles if revocation.kind == "grant" else (None,)
-        wanted = [entry_for(revocation.source_identity, revocation.cutoff, longest, arn) for arn in scoped]
+        scoped: tuple[str | None, ...] = pending.roles if revocation.kind == "grant" else (None,)
+        wanted = [entry_for(identity, revocation.cutoff, longest, arn, at_least=until)
+                  for identity in pending.identities or (revocation.source_identity,) for arn in scoped]
         owner = f"{revocation.id}:{uuid.uuid4().hex[:8]}"
         if not self._store.lock(account_id, owner, self._clock(), LEASE):
             raise Throttled(f"account {account_id}: another revocation is writing its boundary (its lease lasts "
@@ -307,16 +393,25 @@ class Revocations:
             document = render(kept, now)  # refuses, writing nothing, if it would not fit
             keys = {e.key for e in wanted}
             mine = [e for e in kept if e.key in keys]  # each merged with an earlier one, or covered
+            self._fence(account_id, owner)
             for entry in mine:
                 self._store.put_entry(account_id, entry, revocation.id)
+            self._fence(account_id, owner)
             version = boundary.write(document)
             rewritten = {e.key for e in mine}
             self._store.drop_entries(account_id, [e for e in stored if e not in kept and e.key not in rewritten])
         finally:
             self._store.unlock(account_id, owner)
         detail = f"boundary version {version}: {len(kept)} live entr{'y' if len(kept) == 1 else 'ies'}"
-        return self._outcome("uncovered" if uncovered else "written", "; ".join([detail, *notes]), attempt, roles,
+        return self._outcome("uncovered" if uncovered else "written", "; ".join([detail, *notes]), attempt, pending,
                              uncovered)
+
+    def _fence(self, account_id: str, owner: str) -> None:
+        """Renew the lease right before a write: a writer stalled past it must not overwrite what the writer
+        that took it over wrote (a retry renders again from the entries then stored)."""
+        if not self._store.renew(account_id, owner, self._clock(), LEASE):
+            raise Throttled(f"account {account_id}: this writer's lease ran out before it wrote; another writer "
+                            "holds it now")
 
     def _inspect(self, boundary: AccountBoundary, roles: Sequence[str]) -> tuple[int, list[str], list[str]]:
         """The longest session the account's roles can issue, and the roles the boundary does not reach."""
@@ -347,21 +442,29 @@ class Revocations:
                                  f"{expected}, so its sessions go on; {attach}")
         return longest or MAX_ROLE_SESSION_SECONDS, uncovered, notes
 
-    def _outcome(self, status: str, detail: str, attempts: int, roles: tuple[str, ...],
+    def _outcome(self, status: str, detail: str, attempts: int, pending: AccountOutcome,
                  uncovered: Sequence[str] = ()) -> AccountOutcome:
-        return AccountOutcome(status=status, detail=detail, at=self._clock().isoformat(), attempts=attempts,
-                              roles=roles, uncovered=tuple(uncovered))
+        return replace(pending, status=status, detail=detail, at=self._clock().isoformat(), attempts=attempts,
+                       uncovered=tuple(uncovered))
 
     # -- reading, lifting, and the policy moving on
 
     def refuse_if_revoked(self, identity: Identity) -> None:
-        """Raise ``Forbidden`` if a revocation of this person is in force (the broker calls it after AssumeRole)."""
-        refusal = self._store.refusal(identity.principal.key)
+        """Raise ``Forbidden`` if a revocation of this principal or their person is in force (the broker calls
+        it after AssumeRole, and after ``session_issued``)."""
+        refusal = self.refusal_of(identity)
         if refusal is None:
             return
         raise Revoked(f"an admin revoked your sessions at {refusal.get('created_at', '?')} (revocation "
                         f"{refusal.get('revocation', '?')}); the broker gives you no credentials until an admin "
                         "lifts it")
+
+    def session_issued(self, identity: Identity, account_id: str, role_arn: str, source_identity: str,
+                       expires: datetime) -> None:
+        """Record a session the broker issued (before the refusal check), under the caller's person if known."""
+        owner = identity.person.key if identity.person else identity.principal.key
+        self._store.record_issued(owner, LiveSession(identity.principal.key, source_identity, account_id, role_arn,
+                                                     expires))
 
     def refusal_of(self, identity: Identity) -> dict[str, str] | None:
         """The refusal in force against the caller: as themselves or, from a linked issuer, as their person."""
@@ -392,7 +495,7 @@ class Revocations:
         if revocation.kind != "person":
             raise BadRequest(f"revocation {revocation.id} ended a JIT grant's sessions; there is nothing to lift "
                              "(request access again)")
-        if revocation.principal == caller.principal.key:
+        if caller.is_same_person(revocation.principal, None, None):
             self._denied(caller, context, "lift-revocation", "self", about=revocation.principal)
             raise Forbidden("you cannot lift a revocation of your own sessions; ask another admin")
         if revocation.state != IN_FORCE:
@@ -438,7 +541,7 @@ class Revocations:
             reason = f"{what} requires MFA: sign in to your identity provider with MFA and try again"
             self._denied(caller, context, action, reason, **fields)
             raise Forbidden(reason)
-        if self._store.refusal(caller.principal.key) is not None:
+        if self.refusal_of(caller) is not None:
             reason = f"your own sessions are revoked; an admin whose sessions are not must {what}"
             self._denied(caller, context, action, reason, **fields)
             raise Forbidden(reason)
@@ -483,12 +586,27 @@ class Revocations:
         return Principal(raw.issuer, value)
 
 
-def targets_of(roles: Sequence[Role]) -> list[Target]:
+def targets_of(roles: Sequence[Role], source_identity: str) -> list[Target]:
     """The accounts the roles live in, each with its roles' ARNs (several policy roles may share one)."""
-    by_account: dict[str, set[str]] = {}
-    for role in roles:
-        by_account.setdefault(role.account.id, set()).add(role.role_arn)
-    return [Target(account, tuple(sorted(arns))) for account, arns in sorted(by_account.items())]
+    return merged([Target(role.account.id, (role.role_arn,), (source_identity,)) for role in roles])
+
+
+def targets_of_sessions(sessions: Sequence[LiveSession]) -> list[Target]:
+    """The accounts where the broker recorded live sessions: their roles, stamped identities and latest expiry."""
+    return merged([Target(s.account_id, (s.role_arn,), (s.source_identity,), s.expires) for s in sessions])
+
+
+def merged(*lists: Sequence[Target]) -> list[Target]:
+    """One target per account: every role and identity any of them names, until the latest expiry."""
+    by_account: dict[str, Target] = {}
+    for target in (t for found in lists for t in found):
+        other = by_account.get(target.account_id)
+        if other is not None:
+            latest = [u for u in (target.until, other.until) if u is not None]
+            target = Target(target.account_id, tuple(sorted({*target.role_arns, *other.role_arns})),
+                            tuple(sorted({*target.identities, *other.identities})), max(latest) if latest else None)
+        by_account[target.account_id] = target
+    return [by_account[account] for account in sorted(by_account)]
 
 
 def _rules(rules: tuple[Rule, ...]) -> str:

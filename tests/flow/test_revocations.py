@@ -449,6 +449,37 @@ def test_a_revocation_ends_when_the_policy_changes_what_it_says_about_the_person
     assert kill.audits("lift-revocation")[-1]["outcome"] == "ended_by_policy"
 
 
+SHARED = POLICY.replace("allow: [{claims: {email: dana@example.com}}]",
+                        "allow: [{claims: {email: [dana@example.com, erin@example.com]}}]")
+
+
+def test_someone_else_added_to_a_shared_rule_leaves_the_revocation_in_force(
+        issuer: DevIssuer, moto_server: Moto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ATTACK11 F1: a rule listing dana and erin; a pull request adding frank is about frank, not dana."""
+    switch = build(issuer, moto_server, tmp_path, monkeypatch, SHARED)
+
+    def served(text: str) -> Any:
+        for placeholder, account in switch.accounts.items():
+            text = text.replace(placeholder, account)
+        return parse_policy(text)
+
+    with switch.client:
+        dana = switch.issuer.mint("dana@example.com", groups=[])
+        revocation = switch.revoke("dana@example.com").json_body["id"]
+        assert credentials(switch, dana, "dana-tools").status_code == 403
+        kill_switch = switch.services.kill_switch
+        listed = "[dana@example.com, erin@example.com]"
+        for others in ("[dana@example.com, erin@example.com, frank@example.com]", "[dana@example.com]"):
+            assert kill_switch.policy_changed(served(SHARED.replace(listed, others))) == 0, others
+        state = switch.call("GET", f"/v1/revocations/{revocation}", switch.sam()).json_body["state"]
+        assert state == "in_force"
+        assert credentials(switch, dana, "dana-tools").status_code == 403
+        # Taking dana herself out of the shared rule is about her: it ends the revocation.
+        assert kill_switch.policy_changed(served(SHARED.replace(listed, "[erin@example.com]"))) == 1
+        state = switch.call("GET", f"/v1/revocations/{revocation}", switch.sam()).json_body["state"]
+        assert state == "ended_by_policy"
+
+
 # --------------------------------------------------------------------------
 # Past the API's deadline, the worker finishes
 

@@ -364,8 +364,7 @@ def test_naming_changes_only_with_what_the_policy_says_about_the_person_by_name(
 
     bob = Principal("default", "bob@example.com")
     before = naming(parse_policy(BASE), bob, "email")
-    assert before == ['role admin (arn:aws:iam::222222222222:role/Admin, mfa False): '
-                      '{"claims": {"email": ["alice@example.com", "bob@example.com"]}}']
+    assert before == ['role admin: {"claims": {"email": "<listed>"}}']
     grown = BASE.replace("admins:\n", "  more:\n    account: prod\n    role_name: More\n"
                                       "    allow: [{groups: [sre]}]\nadmins:\n")
     assert naming(parse_policy(grown), bob, "email") == before  # a change about a group: the same
@@ -373,3 +372,37 @@ def test_naming_changes_only_with_what_the_policy_says_about_the_person_by_name(
                   bob, "email") == []
     slack = BASE + "slack:\n  users: {U0BOB: bob@example.com}\n"
     assert naming(parse_policy(slack), bob, "email") == [*before, "slack user U0BOB"]
+
+
+def test_naming_holds_nothing_about_the_other_people_a_rule_lists() -> None:
+    """ATTACK11 F1: others' names in a shared rule are decisions about them, not about bob."""
+    from chalicelib.access.queries import naming
+    from chalicelib.identity.principal import Principal
+
+    bob = Principal("default", "bob@example.com")
+    before = naming(parse_policy(BASE), bob, "email")
+    shared = "claims: {email: [alice@example.com, bob@example.com]}"
+    for others in ("[alice@example.com, bob@example.com, frank@example.com]", "[bob@example.com]",
+                   "[bob@example.com, zed@example.com, alice@example.com]"):
+        changed = BASE.replace(shared, f"claims: {{email: {others}}}")
+        assert changed != BASE and naming(parse_policy(changed), bob, "email") == before, others
+    # The role's own settings apply to everyone who has it: not about bob by name either.
+    assert naming(parse_policy(BASE.replace("role_name: Admin", "role_name: Admin2")), bob, "email") == before
+
+
+@pytest.mark.parametrize("change", [
+    # What the policy says about bob himself: each ends his revocation.
+    ("claims: {email: [alice@example.com, bob@example.com]}", "claims: {email: [alice@example.com]}"),
+    ("      - claims: {email: [alice@example.com, bob@example.com]}\n",
+     "      - claims: {email: [alice@example.com, bob@example.com]}\n        groups: [sre]\n"),
+    ("admins:\n  - groups: [secops]\n", "admins:\n  - groups: [secops]\n  - claims: {email: [bob@example.com]}\n"),
+    ("  admin:\n", "  admin-renamed:\n"),
+])
+def test_naming_changes_with_every_change_about_the_person_by_name(change: tuple[str, str]) -> None:
+    from chalicelib.access.queries import naming
+    from chalicelib.identity.principal import Principal
+
+    bob = Principal("default", "bob@example.com")
+    old, new = change
+    assert old in BASE
+    assert naming(parse_policy(BASE.replace(old, new)), bob, "email") != naming(parse_policy(BASE), bob, "email")

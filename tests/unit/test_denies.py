@@ -28,6 +28,17 @@ def test_an_entry_is_exactly_a_deny_of_older_sessions_of_one_source_identity() -
     assert grant["Condition"]["ArnEquals"] == {"aws:PrincipalArn": ROLE}  # type: ignore[index]
 
 
+def test_an_entry_lives_at_least_until_the_latest_recorded_session() -> None:
+    """ATTACK11 F4: a session issued when the role allowed 2 h outlives an entry of today's 1 h."""
+    session_ends = NOW + timedelta(hours=2, microseconds=500)
+    entry = denies.entry_for("bob@example.com", NOW, 3600, at_least=session_ends)
+    assert entry.expires == datetime(2025, 3, 1, 14, 0, 1, tzinfo=UTC)  # whole seconds, rounded up
+    assert entry.expires >= session_ends
+    assert denies.entries_in(denies.render([entry], NOW)) == [entry]  # the Sid carries it exactly
+    shorter = denies.entry_for("bob@example.com", NOW, 3600, at_least=NOW + timedelta(minutes=5))
+    assert shorter == denies.entry_for("bob@example.com", NOW, 3600)  # never shorter than the role's
+
+
 def test_expired_entries_are_garbage_and_one_person_is_one_entry() -> None:
     old = denies.entry_for("bob@example.com", NOW - timedelta(hours=2), 3600)
     earlier = denies.entry_for("alice@example.com", NOW - timedelta(minutes=30), 3600)
