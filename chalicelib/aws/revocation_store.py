@@ -39,6 +39,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.aws.conditional import conditional_write
 from chalicelib.aws.items import REFUSALS_PK, dt, iso, n, refusal_key, s
 from chalicelib.exceptions import BadRequest, Conflict, DependencyDown, NotFound, Throttled
 from chalicelib.jit.denies import DenyEntry
@@ -254,38 +255,22 @@ class RevocationStore:
 
     def lock(self, account_id: str, owner: str, now: datetime, lease: timedelta) -> bool:
         """Take the account's writer lease; False if another writer holds an unexpired one."""
-        try:
-            self._client.put_item(
-                TableName=self._table,
-                Item={"pk": s(f"DENIES#{account_id}"), "sk": s("LOCK"), "owner": s(owner),
-                      "lease_until": s(iso(now + lease)),
-                      "expires_at_epoch": n((now + lease + ENTRY_TTL_GRACE).timestamp())},
-                ConditionExpression="attribute_not_exists(pk) OR lease_until < :now",
-                ExpressionAttributeValues={":now": s(iso(now))})
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise _translate(exc) from exc
-        except BotoCoreError as exc:
-            raise _translate(exc) from exc
-        return True
+        return conditional_write(lambda: self._client.put_item(
+            TableName=self._table,
+            Item={"pk": s(f"DENIES#{account_id}"), "sk": s("LOCK"), "owner": s(owner),
+                  "lease_until": s(iso(now + lease)),
+                  "expires_at_epoch": n((now + lease + ENTRY_TTL_GRACE).timestamp())},
+            ConditionExpression="attribute_not_exists(pk) OR lease_until < :now",
+            ExpressionAttributeValues={":now": s(iso(now))}), _translate)
 
     def renew(self, account_id: str, owner: str, now: datetime, lease: timedelta) -> bool:
         """Extend the lease ``owner`` holds; False if it is no longer theirs (it expired and another took it)."""
-        try:
-            self._client.update_item(
-                TableName=self._table, Key={"pk": s(f"DENIES#{account_id}"), "sk": s("LOCK")},
-                UpdateExpression="SET lease_until = :until, expires_at_epoch = :ttl",
-                ConditionExpression="#o = :owner", ExpressionAttributeNames={"#o": "owner"},
-                ExpressionAttributeValues={":owner": s(owner), ":until": s(iso(now + lease)),
-                                           ":ttl": n((now + lease + ENTRY_TTL_GRACE).timestamp())})
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise _translate(exc) from exc
-        except BotoCoreError as exc:
-            raise _translate(exc) from exc
-        return True
+        return conditional_write(lambda: self._client.update_item(
+            TableName=self._table, Key={"pk": s(f"DENIES#{account_id}"), "sk": s("LOCK")},
+            UpdateExpression="SET lease_until = :until, expires_at_epoch = :ttl",
+            ConditionExpression="#o = :owner", ExpressionAttributeNames={"#o": "owner"},
+            ExpressionAttributeValues={":owner": s(owner), ":until": s(iso(now + lease)),
+                                       ":ttl": n((now + lease + ENTRY_TTL_GRACE).timestamp())}), _translate)
 
     def unlock(self, account_id: str, owner: str) -> None:
         try:
@@ -310,16 +295,10 @@ class RevocationStore:
                 "account_id": s(session.account_id), "role_arn": s(session.role_arn),
                 "expires": s(iso(session.expires)), "until": n(until),
                 "expires_at_epoch": n(until + ENTRY_TTL_GRACE.total_seconds())}
-        try:
-            self._client.put_item(TableName=self._table, Item=item,
-                                  ConditionExpression="attribute_not_exists(pk) OR #u < :u",
-                                  ExpressionAttributeNames={"#u": "until"}, ExpressionAttributeValues={":u": n(until)})
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return  # a session there that lives longer is already recorded
-            raise _translate(exc) from exc
-        except BotoCoreError as exc:
-            raise _translate(exc) from exc
+        # False (not written) when a session there that lives longer is already recorded.
+        conditional_write(lambda: self._client.put_item(
+            TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk) OR #u < :u",
+            ExpressionAttributeNames={"#u": "until"}, ExpressionAttributeValues={":u": n(until)}), _translate)
 
     def issued(self, owner: str, now: datetime) -> list[LiveSession]:
         """The sessions recorded for ``owner`` (a person's linked principals included) still alive at ``now``."""

@@ -75,6 +75,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.access.workflow import Plan
 from chalicelib.aws import items as it
+from chalicelib.aws.conditional import conditional_write
 from chalicelib.aws.items import iso, micros, n, s
 from chalicelib.exceptions import (
     BreakGlassLocked,
@@ -733,15 +734,8 @@ class AccessStore:
             item["iat"] = n(issued_at)
             condition = {"ConditionExpression": "attribute_not_exists(iat) OR iat <= :iat",
                          "ExpressionAttributeValues": {":iat": n(issued_at)}}
-        try:
-            self._client.put_item(TableName=self._table, Item=item, **condition)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise _translate(exc) from exc
-        except BotoCoreError as exc:
-            raise _translate(exc) from exc
-        return True
+        return conditional_write(lambda: self._client.put_item(TableName=self._table, Item=item, **condition),
+                                 _translate)
 
     def recall_identity(self, subject: str, now: datetime) -> IdentitySnapshot | None:
         """Groups and claims from the person's last verified token, if it is recent enough.
@@ -767,15 +761,8 @@ class AccessStore:
         item = {"pk": s(f"TASK#{nonce}"), "sk": s("NONCE"),
                 # Kept past the task's expiry (after which it is refused anyway), then TTL'd.
                 "expires_at_epoch": n(expires_at + NONCE_GRACE_SECONDS)}
-        try:
-            self._client.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)")
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise _translate(exc) from exc
-        except BotoCoreError as exc:
-            raise _translate(exc) from exc
-        return True
+        return conditional_write(lambda: self._client.put_item(
+            TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)"), _translate)
 
     def _transition(self, request_id: str, from_status: str, to_status: str, who: str, now: datetime,
                     note: str | None, *, extra: dict[str, dict[str, str]] | None = None,
