@@ -110,6 +110,22 @@ class Context:
     def warn(self, text: str) -> None:
         self.rt.stderr.write(f"rolebroker: {redact(text)}\n")
 
+    def listed(self, name: str, items: list[dict[str, Any]], more: bool) -> bool:
+        """Say what a list command found when there is no table to print: True when that was all.
+
+        As JSON, the items and whether the broker had more; otherwise a note
+        that the list is cut short, or that it is empty.
+        """
+        if self.json_output:
+            self.out_json({name: items, "complete": not more})
+            return True
+        if more:
+            self.warn(f"showing the first {len(items)} {name}; the broker has more")
+        if not items:
+            self.warn(f"no {name}")
+            return True
+        return False
+
     def token_source(self) -> TokenSource:
         if self._token is None:
             self._token = resolve_token_source(self.settings, self.rt)

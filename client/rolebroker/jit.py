@@ -120,13 +120,7 @@ def cmd_extend(ctx: Context) -> int:
 
 def cmd_requests(ctx: Context) -> int:
     items, more = ctx.client().requests(kind=ctx.opts.kind)
-    if ctx.json_output:
-        ctx.out_json({"requests": items, "complete": not more})
-        return 0
-    if more:
-        ctx.warn(f"showing the first {len(items)} requests; the broker has more")
-    if not items:
-        ctx.warn("no access requests")
+    if ctx.listed("requests", items, more):
         return 0
     rows = []
     for item in items:

@@ -67,13 +67,7 @@ def cmd_revocations(ctx: Context) -> int:
     if ctx.opts.lift:
         return _lift(ctx, ctx.opts.lift)
     items, more = ctx.client().revocations()
-    if ctx.json_output:
-        ctx.out_json({"revocations": items, "complete": not more})
-        return 0
-    if more:
-        ctx.warn(f"showing the first {len(items)} revocations; the broker has more")
-    if not items:
-        ctx.warn("no revocations")
+    if ctx.listed("revocations", items, more):
         return 0
     rows = [[one_line(str(item.get(key, "-")), 60) for key in ("id", "state", "status", "kind", "identity")]
             + [time_text(item.get("created_at")), one_line(str(item.get("reason", "")), 80)] for item in items]
