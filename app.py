@@ -83,7 +83,7 @@ class Services:
     broker: Broker
     audit: AuditLog
     console: ConsoleLinks
-    inquiries: AccessInquiries
+    inquiries: Callable[[], AccessInquiries]  # built on the first question (GET /v1/access)
     client: Callable[[str], Any]
     clock: Callable[[], datetime] = utcnow
     access: AccessRequests | None = None
@@ -178,7 +178,6 @@ def _build_services(
     from chalicelib.aws.sts import StsGateway
     from chalicelib.broker import Broker, NoGrants
     from chalicelib.console import ConsoleLinks
-    from chalicelib.inquiries import AccessInquiries
 
     settings = Settings.from_environ(environ)
     config = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=3, read_timeout=5)
@@ -223,8 +222,15 @@ def _build_services(
                     issued=kill_switch.session_issued if kill_switch else None)
     console = ConsoleLinks(broker, issuer_url=settings.public_url or "rolebroker", clock=clock,
                            federation_url=settings.federation_url)
-    inquiries = AccessInquiries(policy=policy.get, grants=store or NoGrants(), audit=audit, settings=settings,
-                                clock=clock)
+
+    @functools.cache
+    def inquiries() -> AccessInquiries:
+        # Imported on first use: who-can and what-can are rare, a cold start is every container's.
+        from chalicelib.inquiries import AccessInquiries
+
+        return AccessInquiries(policy=policy.get, grants=store or NoGrants(), audit=audit, settings=settings,
+                               clock=clock)
+
     # Issuers beyond the default are declared in the policy; the verifier looks
     # one up by its exact iss and keeps each issuer's keys across reloads.
     verifier = TokenVerifier(settings, policy_issuers=lambda iss: policy.get().issuer_for_url(iss))
@@ -541,7 +547,7 @@ def access() -> dict[str, Any]:
     request = current()
     params = request.query_params
     query = access_query({name: params.getlist(name) for name in params} if params is not None else None)
-    return services().inquiries.answer(caller(), query, context=call_context(request))
+    return services().inquiries().answer(caller(), query, context=call_context(request))
 
 
 # --------------------------------------------------------------------------
