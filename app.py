@@ -175,12 +175,15 @@ def _build_services(
     from botocore.config import Config
 
     from chalicelib.access.source import PolicyCache, source_for
+    from chalicelib.aws import limits
     from chalicelib.aws.sts import StsGateway
     from chalicelib.broker import Broker, NoGrants
     from chalicelib.console import ConsoleLinks
 
     settings = Settings.from_environ(environ)
-    config = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=3, read_timeout=5)
+    # The kill switch's lease is sized from these numbers (chalicelib/aws/limits.py).
+    config = Config(retries={"mode": "standard", "total_max_attempts": limits.ATTEMPTS},
+                    connect_timeout=limits.CONNECT_TIMEOUT, read_timeout=limits.READ_TIMEOUT)
 
     session = botocore.session.get_session()
 

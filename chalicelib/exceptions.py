@@ -57,6 +57,10 @@ class Throttled(RolebrokerError):
     code = "TooManyRequestsError"
 
 
+class LeaseLost(Throttled):
+    """A revocation's IAM write landed after its account lease passed to another writer; it is written again."""
+
+
 class AwsRefused(RolebrokerError):
     """AWS refused the call; the message says what the operator must fix."""
 

@@ -27,7 +27,12 @@ from chalicelib.jit.denies import BOUNDARY_POLICY_NAME, SYSTEM_PATH, boundary_ar
 LOG = logging.getLogger(__name__)
 
 REVOKER_SESSION_SECONDS = 900  # STS's minimum: a write takes seconds
+IAM_MAX_VERSIONS = 5  # a managed policy's versions, IAM's quota
 MAX_KEPT_VERSIONS = 4  # of IAM's five: one stays free for CloudFormation's own update of the policy
+WRITE_ROUNDS = 2  # the second when another writer took the free version between making room and creating
+# The most IAM calls one write makes: per round, ListPolicyVersions, a DeletePolicyVersion for each version over
+# what is kept (IAM holds at most five), CreatePolicyVersion. The kill switch sizes its lease from it.
+MAX_CALLS_PER_WRITE = WRITE_ROUNDS * (1 + (IAM_MAX_VERSIONS - (MAX_KEPT_VERSIONS - 1)) + 1)
 _THROTTLING = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"}
 _TRANSIENT = {"ServiceFailure", "ServiceUnavailable", "InternalFailure", "ConcurrentModification"}
 ClientFor = Callable[[str, Mapping[str, str]], Any]  # (service, credentials) -> botocore client
@@ -83,13 +88,13 @@ class AccountBoundary:
     def write(self, document: Mapping[str, Any]) -> str:
         """Make ``document`` the boundary's default version; returns the new version id."""
         text = json.dumps(document, separators=(",", ":"))
-        for attempt in range(2):
+        for attempt in range(WRITE_ROUNDS):
             self._make_room()
             try:
                 answer = self._client.create_policy_version(PolicyArn=self.policy_arn, PolicyDocument=text,
                                                             SetAsDefault=True)
             except ClientError as exc:
-                if _code(exc) == "LimitExceeded" and attempt == 0:
+                if _code(exc) == "LimitExceeded" and attempt < WRITE_ROUNDS - 1:
                     continue  # another writer took the free version meanwhile
                 raise self._error(exc, "CreatePolicyVersion") from exc
             except BotoCoreError as exc:

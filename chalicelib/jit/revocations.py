@@ -35,12 +35,19 @@ between the two halves:
    refusal was visible is denied by the cutoff, and one issued after it
    never leaves the broker;
 3. each account is written in parallel (``workers``), each attempt under the
-   account's lease (``RevocationStore.lock``, renewed just before the IAM
-   write so that a writer stalled past it writes nothing), the document rendered from
-   the stored entries; throttling and outages are retried with exponential
-   backoff (``sleep`` is injected), refusals are not (they need an
-   operator); every account's outcome is recorded as it lands, and the
-   answer says which accounts failed and what to fix.
+   account's lease (``RevocationStore.lock``, renewed just before the entries
+   are stored and just before the IAM write, so that a writer stalled past it
+   writes nothing), the document rendered from the stored entries. IAM takes
+   no condition, so a write can still land after its lease ran out and
+   another writer wrote the account: the lease is checked again once the
+   write has landed, and a writer that lost it renders every stored entry
+   (everyone's, its own included) again under a new lease and writes again,
+   so the last document to land holds them all (:data:`LEASE` outlasts the
+   worst write under the clients' retry settings, so this is rare).
+   Throttling and outages are retried with exponential backoff (``sleep`` is
+   injected), refusals are not (they need an operator); every account's
+   outcome is recorded as it lands, and the answer says which accounts
+   failed and what to fix.
 
 A revocation stays in force until an admin lifts it (``DELETE
 /v1/revocations/{id}``) or **the policy changes what it says about that
@@ -50,9 +57,12 @@ mapped to them, is added or removed, moves, or has its other conditions
 edited; the other values such a rule lists are left out, since adding or
 removing someone else is a decision about them). That is a reviewed decision
 about this one person, made after the revocation (``policycheck diff``
-shows it), so it stands on its own: removing them from the policy ends the
-refusal (the policy itself refuses them now) and granting them again later
-works without anyone remembering to lift. Group membership is the IdP's, and
+shows it), so it stands on its own: granting them again later works without
+anyone remembering to lift, and taking them out of a rule ends the refusal
+too. That ending is the reviewer's decision, not a guarantee: from then on
+the policy alone decides what they get, and a rule that grants a group they
+still belong to (or any rule that does not name them) may still give them
+roles; ``GET /v1/access?identity=...`` shows what it gives. Group membership is the IdP's, and
 any other change (a new role for a group, another person's access) leaves
 the revocation in force. The broker compares whenever it loads a new policy
 version, lists revocations or revokes, and records the end; a change undone
@@ -66,6 +76,7 @@ import concurrent.futures
 import hashlib
 import json
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -76,8 +87,9 @@ from typing import Any
 from chalicelib.access.policy import AccessPolicy, Role, Rule
 from chalicelib.access.queries import naming, reach
 from chalicelib.audit import AuditLog, CallContext
-from chalicelib.aws.iam import AccountBoundary, Revoker
+from chalicelib.aws.iam import MAX_CALLS_PER_WRITE, AccountBoundary, Revoker
 from chalicelib.aws.items import dt, iso
+from chalicelib.aws.limits import worst_call_seconds
 from chalicelib.aws.revocation_store import (
     IN_FORCE,
     AccountOutcome,
@@ -94,6 +106,7 @@ from chalicelib.exceptions import (
     BadRequest,
     DependencyDown,
     Forbidden,
+    LeaseLost,
     NotFound,
     Revoked,
     RevokerUnavailable,
@@ -113,7 +126,14 @@ LOG = logging.getLogger(__name__)
 # broker and AWS, so that no session issued before the refusal was visible
 # carries a TokenIssueTime after the cutoff.
 CUTOFF_MARGIN = timedelta(seconds=30)
-LEASE = timedelta(seconds=60)
+# An account's writer lease must outlast the longest a holder can take from renewing it to its IAM write
+# landing: the renewal (one DynamoDB call) and AccountBoundary.write (at most iam.MAX_CALLS_PER_WRITE IAM
+# calls), each at its worst under the clients' retry settings (limits.worst_call_seconds: 3 attempts of 3 s
+# connect and 5 s read, and the waits between them, 37 s): 9 calls, 333 s; half as much again for margin, 500 s.
+# The functions' own timeouts (15 s, the worker's 60 s) are far shorter, so a writer the platform kills mid-write
+# keeps the lease long after a request it had already sent could land. A write that lands late anyway is
+# caught by the check after it (``_confirm``). The price: a killed writer blocks its account until the lease ends.
+LEASE = timedelta(seconds=math.ceil(1.5 * (1 + MAX_CALLS_PER_WRITE) * worst_call_seconds()))
 # An API answer must come within API Gateway's 29 s (and the function's
 # timeout); accounts not written by then continue in the worker.
 DEADLINE_SECONDS = 10.0
@@ -344,12 +364,14 @@ class Revocations:
         pending = revocation.accounts[account_id]
         last: RolebrokerError | None = None
         outcome: AccountOutcome | None = None
+        stale = False  # a document of this revocation landed after its lease passed on, and none since under one
         for attempt in range(1, self._attempts + 1):
             try:
                 outcome = self._write(revocation, account_id, pending, attempt)
                 break
             except _RETRYABLE as exc:
                 last = exc
+                stale = stale or isinstance(exc, LeaseLost)
                 if attempt < self._attempts:
                     self._sleep(self._backoff * 2 ** (attempt - 1))
             except RolebrokerError as exc:
@@ -363,6 +385,10 @@ class Revocations:
         if outcome is None:
             outcome = self._outcome("failed", f"{last} (gave up after {self._attempts} attempts; revoke again "
                                     "to retry: writes are idempotent)", self._attempts, pending)
+        if stale and outcome.status == "failed":
+            outcome = replace(outcome, detail=f"{outcome.detail}; this account's boundary may lack the denies of "
+                              "a revocation written meanwhile (they are stored): revoke again, since any revocation "
+                              "of the account writes every stored deny")
         try:
             self._store.set_outcome(revocation.id, account_id, outcome)
         except RolebrokerError:
@@ -398,6 +424,7 @@ class Revocations:
                 self._store.put_entry(account_id, entry, revocation.id)
             self._fence(account_id, owner)
             version = boundary.write(document)
+            self._confirm(account_id, owner, version)
             rewritten = {e.key for e in mine}
             self._store.drop_entries(account_id, [e for e in stored if e not in kept and e.key not in rewritten])
         finally:
@@ -412,6 +439,20 @@ class Revocations:
         if not self._store.renew(account_id, owner, self._clock(), LEASE):
             raise Throttled(f"account {account_id}: this writer's lease ran out before it wrote; another writer "
                             "holds it now")
+
+    def _confirm(self, account_id: str, owner: str, version: str) -> None:
+        """Check, once IAM took the write, that the lease is still this writer's.
+
+        IAM takes no condition: a write that IAM took longer than the lease to
+        land may have replaced the document of the writer that took the lease
+        over, and that writer's denies would be gone while it reports them
+        written. Its entries are in the table, so the retry renders every
+        stored entry again under a new lease, and the last document to land
+        holds them all.
+        """
+        if not self._store.renew(account_id, owner, self._clock(), LEASE):
+            raise LeaseLost(f"account {account_id}: IAM took boundary version {version} after this writer's lease "
+                            "had passed to another revocation, so it may lack that revocation's denies")
 
     def _inspect(self, boundary: AccountBoundary, roles: Sequence[str]) -> tuple[int, list[str], list[str]]:
         """The longest session the account's roles can issue, and the roles the boundary does not reach."""

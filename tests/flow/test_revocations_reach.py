@@ -21,14 +21,17 @@ import pytest
 
 from chalicelib.access.policy import parse_policy
 from chalicelib.audit import CallContext
+from chalicelib.aws import limits
+from chalicelib.aws.iam import MAX_CALLS_PER_WRITE
 from chalicelib.aws.revocation_store import LiveSession, RevocationStore
 from chalicelib.aws.store import AccessStore
 from chalicelib.identity.tokens import Identity
 from chalicelib.jit import denies
+from chalicelib.jit.revocations import LEASE
 from chalicelib.stamping import session_name_for_key
 from devstack.issuer import DevIssuer
 from devstack.trusting import iam_in
-from tests.conftest import Moto
+from tests.conftest import Moto, broker_environ
 from tests.flow.conftest import PARTNER_AUDIENCE
 from tests.flow.test_revocations import (
     EMERGENCY,
@@ -304,8 +307,8 @@ def test_a_writer_stalled_past_its_lease_overwrites_nothing(kill: KillSwitch, mo
 
     def stall_then_lose_the_lease(account_id: str, entry: Any, revocation_id: str) -> None:
         if account_id == kill[PRODUCTION] and not stolen:
-            kill.clock.now += timedelta(seconds=61)  # past this writer's lease
-            assert store.lock(account_id, "another-writer", kill.clock.now, timedelta(seconds=60))
+            kill.clock.now += LEASE + timedelta(seconds=1)  # past this writer's lease
+            assert store.lock(account_id, "another-writer", kill.clock.now, LEASE)
             stolen.append(account_id)
         real_put(account_id, entry, revocation_id)
 
@@ -333,3 +336,94 @@ def test_a_writer_stalled_past_its_lease_overwrites_nothing(kill: KillSwitch, mo
     assert answer.json_body["accounts"][kill[SANDBOX]]["status"] == "written"
     store.unlock(kill[PRODUCTION], "another-writer")
     assert kill.revoke("bob@example.com").json_body["accounts"][kill[PRODUCTION]]["status"] == "written"
+
+
+def late_writes(kill: KillSwitch, monkeypatch: pytest.MonkeyPatch, meanwhile: Any, times: int) -> list[str]:
+    """IAM takes the first ``times`` boundary writes into production past the lease: ``meanwhile`` runs while
+    each is under way (the client's retries and timeouts of its several IAM calls add up). Returns the versions
+    IAM took, in order."""
+    switch = kill.services.kill_switch
+    real_account = switch._revoker.account
+    versions: list[str] = []
+    late: list[str] = []
+
+    def slow_iam(account_id: str, name: str) -> Any:
+        boundary = real_account(account_id, name)
+        real_write = boundary.write
+
+        def write(document: Any) -> str:
+            if account_id == kill[PRODUCTION] and len(late) < times:
+                late.append(account_id)
+                kill.clock.now += LEASE + timedelta(seconds=1)
+                meanwhile()
+            version = real_write(document)
+            if account_id == kill[PRODUCTION]:
+                versions.append(version)
+            return str(version)
+
+        monkeypatch.setattr(boundary, "write", write)
+        return boundary
+
+    monkeypatch.setattr(switch._revoker, "account", slow_iam)
+    return versions
+
+
+# Re-attack of attack 11's fix (F1): renewing the lease just before the IAM write is no fence for a write
+# that IAM itself takes past the lease.
+def test_a_write_stalled_inside_iam_never_erases_the_next_writers_entry(
+        kill: KillSwitch, monkeypatch: pytest.MonkeyPatch) -> None:
+    carol: list[Any] = []
+    versions = late_writes(kill, monkeypatch, lambda: carol.append(kill.revoke("carol@example.com")), times=1)
+    bob = kill.revoke("bob@example.com")
+    assert len(carol) == 1
+    # Carol's document (bob's stored entry and hers) landed first, bob's older one after it; bob's check
+    # after the write saw the lease gone, and its second attempt wrote every stored entry again.
+    assert len(versions) == 3, versions
+    assert carol[0].json_body["accounts"][kill[PRODUCTION]]["status"] == "written"
+    production = bob.json_body["accounts"][kill[PRODUCTION]]
+    assert (production["status"], production["attempts"]) == ("written", 2), production
+    assert production["detail"].startswith(f"boundary version {versions[-1]}:")
+    identities = {entry.source_identity for entry in denies.entries_in(kill.boundary(kill[PRODUCTION]))}
+    assert identities == {"bob@example.com", "carol@example.com"}, identities
+
+
+def test_a_write_that_never_lands_within_its_lease_fails_and_says_what_may_be_missing(
+        kill: KillSwitch, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = kill.services.kill_switch._store
+
+    def another_writer_takes_and_releases_the_lease() -> None:
+        assert store.lock(kill[PRODUCTION], "another-writer", kill.clock.now, LEASE)
+        store.unlock(kill[PRODUCTION], "another-writer")
+
+    versions = late_writes(kill, monkeypatch, another_writer_takes_and_releases_the_lease, times=99)
+    answer = kill.revoke("bob@example.com")
+    production = answer.json_body["accounts"][kill[PRODUCTION]]
+    assert answer.status_code == 207
+    assert (production["status"], production["attempts"]) == ("failed", 4), production
+    assert len(versions) == 4  # each attempt wrote, and each found its lease gone afterwards
+    assert "after this writer's lease had passed to another revocation" in production["detail"]
+    assert "gave up after 4 attempts" in production["detail"]
+    assert "may lack the denies of a revocation written meanwhile" in production["detail"]
+    assert kill.sleeps == [0.5, 1.0, 2.0]
+    assert answer.json_body["accounts"][kill[SANDBOX]]["status"] == "written"
+
+
+def test_the_lease_outlasts_the_longest_write_the_iam_clients_settings_allow(issuer: DevIssuer) -> None:
+    """Read from the clients app.py really builds, so a change to their retries or timeouts moves the lease."""
+    import app as app_module
+
+    services = app_module._build_services(broker_environ(issuer, ROLEBROKER_TABLE="rolebroker-lease"))
+    iam = services.kill_switch._revoker._client_for(
+        "iam", {"aws_access_key_id": "AKIA" + "A" * 16, "aws_secret_access_key": "x" * 40,
+                "aws_session_token": "t"})
+    dynamodb = services.kill_switch._store._client
+    worst = 0.0
+    for client in (iam, dynamodb):
+        config = client.meta.config
+        assert config.retries["mode"] == "standard"
+        worst = max(worst, limits.worst_call_seconds(config.retries["total_max_attempts"], config.connect_timeout,
+                                                      config.read_timeout))
+    # Renewing the lease (one DynamoDB call), then AccountBoundary.write's IAM calls, each at its worst.
+    assert worst == limits.worst_call_seconds() == 3 * (3 + 5) + (1 + 5) + (2 + 5)
+    assert LEASE.total_seconds() >= 1.5 * (1 + MAX_CALLS_PER_WRITE) * worst
+    assert MAX_CALLS_PER_WRITE == 8  # two rounds of list, two deletes (five versions, three kept), create
