@@ -15,6 +15,7 @@ wrong URL that echoes what it was sent.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import random
@@ -39,6 +40,7 @@ from urllib.parse import parse_qs, quote, quote_plus, urlsplit
 import make_pyz  # client/make_pyz.py (conftest.py put client/ on sys.path): what `make client` runs
 import pytest
 from rolebroker import serve as serve_module
+from rolebroker.loopback import LoopbackHandler, LoopbackServer
 
 from tests.client.fakes import ALICE, CLIENT_SCRIPT, FakeBroker, FakeIssuer, Reply, Result
 
@@ -319,6 +321,159 @@ def test_a_newcomer_is_turned_away_only_when_every_slot_is_an_admitted_request(
             release.set()
             program.join(timeout=30)
         assert statuses == [200]
+
+
+# Re-attack F2: a flood evicted the program's complete, authorized request
+# before its thread had read it (admission waited on thread scheduling). The
+# server now looks into what each candidate sent before it makes room.
+
+
+def first_thread_waits(max_connections: int | None = None) -> Any:
+    """A ``LoopbackServer`` whose first connection's thread runs only once ``go`` is set: what a busy machine (two
+    cores, a flood of connections each starting a thread) does to a thread anyway."""
+
+    class FirstThreadWaits(LoopbackServer):
+        go = threading.Event()
+        first = threading.Event()
+        accepted = 0
+        changed = threading.Condition()
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            if max_connections is not None:
+                kwargs.update(max_connections=max_connections, request_timeout=600.0)
+            super().__init__(*args, **kwargs)
+
+        def process_request(self, request: Any, client_address: Any) -> None:
+            super().process_request(request, client_address)
+            with FirstThreadWaits.changed:
+                FirstThreadWaits.accepted += 1
+                FirstThreadWaits.changed.notify_all()
+
+        def process_request_thread(self, request: Any, client_address: Any) -> None:
+            if not FirstThreadWaits.first.is_set():
+                FirstThreadWaits.first.set()
+                assert FirstThreadWaits.go.wait(30)
+            super().process_request_thread(request, client_address)
+
+        @classmethod
+        def flood(cls, address: tuple[str, int], count: int) -> list[socket.socket]:
+            """Once the first thread waits: ``count`` silent connections, each accepted (given a slot or refused)."""
+            assert cls.first.wait(30)
+            floods = [socket.create_connection(address, timeout=30) for _ in range(count)]
+            with cls.changed:
+                assert cls.changed.wait_for(lambda: cls.accepted >= 1 + count, timeout=30)
+            return floods
+
+    return FirstThreadWaits
+
+
+def request_head(path: str, token: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {token}\r\n\r\n".encode()
+
+
+@pytest.mark.parametrize("token", [TOKEN, "run-token-" + "n" * 30], ids=["this-runs-token", "a-wrong-token"])
+def test_a_flood_cannot_evict_a_complete_authorized_request_before_its_thread_runs(
+        monkeypatch: pytest.MonkeyPatch, token: str) -> None:
+    server_class = first_thread_waits()
+    monkeypatch.setattr(serve_module, "MAX_CONNECTIONS", 2)
+    monkeypatch.setattr(serve_module, "REQUEST_TIMEOUT_SECONDS", 600.0)
+    monkeypatch.setattr(serve_module, "LoopbackServer", server_class)
+    with serve_module.CredentialServer(fetch_nothing, ["sandbox-admin"], token=TOKEN) as server:
+        program = socket.create_connection(server.address, timeout=30)
+        flood: list[socket.socket] = []
+        try:
+            # The SDK's whole request, token included, is on the wire before anyone else connects.
+            program.sendall(request_head("/role/sandbox-admin", token))
+            flood = server_class.flood(server.address, 2)  # another local user (a real flood sends thousands)
+            server_class.go.set()
+            answer = read_all(program)
+        finally:
+            server_class.go.set()
+            program.close()
+            for conn in flood:
+                conn.close()
+    if token == TOKEN:
+        assert answer.startswith(b"HTTP/1.0 200"), answer[:60]
+    else:  # a complete head proves nothing without this run's token: it made room like any other
+        assert answer == b"", answer[:60]
+
+
+def test_a_request_its_thread_has_read_but_not_yet_admitted_keeps_its_slot() -> None:
+    read, go = threading.Event(), threading.Event()
+
+    class AdmitsLate(LoopbackHandler):
+        def do_GET(self) -> None:
+            read.set()  # the whole head is off the socket, and the handler has not admitted it yet
+            assert go.wait(30)
+            self.admit()
+            self.send_response(204)
+            self.end_headers()
+
+    server = LoopbackServer(AdmitsLate, max_connections=2, request_timeout=600.0,
+                            proves=lambda head: head.headers.get("Authorization") == TOKEN)
+    serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    serving.start()
+    try:
+        with socket.create_connection(server.server_address[:2], timeout=30) as program:
+            program.sendall(request_head("/", TOKEN))
+            assert read.wait(30)
+            flood = [socket.create_connection(server.server_address[:2], timeout=30) for _ in range(2)]
+            try:
+                # The second flood connection needed a slot: the first one made room, not the program.
+                assert read_all(flood[0]) == b""
+            finally:
+                go.set()
+                for conn in flood:
+                    conn.close()
+            assert read_all(program).startswith(b"HTTP/1.0 204")
+    finally:
+        go.set()
+        server.shutdown()
+        server.server_close()
+
+
+def no_redirects(url: str) -> str:
+    """Where the IdP's authorization answer points the browser (its Location), not followed."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+    try:
+        conn.request("GET", f"{parts.path}?{parts.query}")
+        location = conn.getresponse().getheader("Location")
+    finally:
+        conn.close()
+    assert location is not None
+    return location
+
+
+def test_a_flood_cannot_evict_the_browsers_redirect_before_its_thread_runs(
+        monkeypatch: pytest.MonkeyPatch, cli: Callable[..., Result], broker: FakeBroker, idp: FakeIssuer,
+        env: dict[str, str]) -> None:
+    from rolebroker import loopback
+
+    server_class = first_thread_waits(max_connections=2)
+    monkeypatch.setattr(loopback, "LoopbackServer", server_class)
+    broker.client_config = {"issuer": idp.url, "client_id": idp.client_id, "scopes": "openid email offline_access"}
+    signed_out = {k: v for k, v in env.items() if k != "ROLEBROKER_TOKEN"}
+    answers: list[bytes] = []
+
+    def browser_then_flood(url: str) -> bool:
+        redirect = urlsplit(no_redirects(url))
+        address = (redirect.hostname or "", redirect.port or 0)
+        with socket.create_connection(address, timeout=30) as browser:
+            browser.sendall(f"GET {redirect.path}?{redirect.query} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            flood = server_class.flood(address, 2)
+            try:
+                server_class.go.set()
+                answers.append(read_all(browser))
+            finally:
+                server_class.go.set()
+                for conn in flood:
+                    conn.close()
+        return True
+
+    result = cli("login", environ=signed_out, open_browser=browser_then_flood, login_timeout=30)
+    assert len(answers) == 1 and answers[0].startswith(b"HTTP/1.0 200"), answers
+    assert result.code == 0, result.err
 
 
 # --------------------------------------------------------------------------
