@@ -91,32 +91,74 @@ def remember_secret(value: str) -> str:
 # base64url of '{"'), with its other parts; an AWS access key id; a secret
 # access key (40 base64 characters) or session token (100 or more) that mixes
 # upper case, lower case and digits, which names, ids and paths seldom do.
+# Inside a key or token, '/', '+' and '=' may come as JSON writes them ('\/',
+# '\u002f') or URL-encoded ('%2F', '%2B', '%3D', in either case): each such
+# escape counts as the one character it stands for.
+_SLASH = r"(?:/|\\/|\\u002[fF]|%2[fF])"
+_PLUS = r"(?:\+|%2[bB])"
+_PAD = r"(?:=|%3[dD])"
+_BASE64 = rf"(?:[A-Za-z0-9]|{_SLASH}|{_PLUS})"
 _SHAPES = (
     r"(?P<bearer>(?i:bearer)\s+)[^\s,;\"']+",
     r"eyJ[A-Za-z0-9_-]{6,}(?:\.[A-Za-z0-9_-]*){0,2}",
     r"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])",
-    r"(?<![A-Za-z0-9/+])(?P<key>[A-Za-z0-9+][A-Za-z0-9/+]{39}|[A-Za-z0-9/+]{100,}={0,2})(?![A-Za-z0-9/+=])",
+    # Never starting inside an escape either (after its '%' or '\').
+    rf"(?<![A-Za-z0-9/+%\\])(?P<key>(?:[A-Za-z0-9]|{_PLUS}){_BASE64}{{39}}|{_BASE64}{{100,}}{_PAD}{{0,2}})"
+    rf"(?!{_BASE64}|{_PAD})",
 )
+# What each escape in a key stands for, to judge the run by its characters.
+_UNESCAPED = ((r"\\/|\\u002[fF]|%2[fF]", "/"), (r"%2[bB]", "+"), (r"%3[dD]", "="))
 
 
 def redact(text: str) -> str:
     """``text`` without any secret the client handled, or anything shaped like one.
 
-    Redact before cutting a text short: a cut secret no longer matches.
+    A remembered secret goes however it was written: as it is, as a JSON
+    string or URL-encoded. Redact before cutting a text short: a cut secret
+    no longer matches.
     """
     import re
 
     for secret in _SECRETS:
-        if secret in text:
-            text = text.replace(secret, "[redacted]")
+        text = re.sub(_written_anyhow(secret), "[redacted]", text)
     for shape in _SHAPES:  # one at a time: a run one shape passes over may hide another
         text = re.sub(shape, _redacted, text)
     return text
 
 
+def _written_anyhow(secret: str) -> str:
+    r"""A pattern for ``secret`` as it is, or as a JSON string or a URL carries it.
+
+    Any character but those both leave alone (letters, digits, ``-_.~``) may
+    be escaped, in any mix: by JSON (``\/``, ``\u002f``, ``\"``) or by URL
+    encoding (``%2F`` or ``%2f``; ``+`` for a space). That covers
+    ``json_encode``, ``quote``, ``quote_plus`` and their cousins.
+    """
+    import re
+
+    parts = []
+    for char in secret:
+        if char.isascii() and (char.isalnum() or char in "-_.~"):
+            parts.append(re.escape(char))
+            continue
+        forms = [re.escape(char), rf"\\u(?i:{ord(char):04x})",
+                 "".join(f"%(?i:{byte:02x})" for byte in char.encode("utf-8", "surrogatepass"))]
+        if char in '/"\\':
+            forms.append(re.escape("\\" + char))
+        if char == " ":
+            forms.append(r"\+")
+        parts.append(f"(?:{'|'.join(forms)})")
+    return "".join(parts)
+
+
 def _redacted(match: re.Match[str]) -> str:
+    import re
+
     key = match.groupdict().get("key")
-    if key is not None and not (any(c.isupper() for c in key) and any(c.islower() for c in key)
-                                and any(c.isdigit() for c in key)):
+    if key is None:
+        return f"{match.groupdict().get('bearer') or ''}[redacted]"
+    for escape, char in _UNESCAPED:
+        key = re.sub(escape, char, key)
+    if not (any(c.isupper() for c in key) and any(c.islower() for c in key) and any(c.isdigit() for c in key)):
         return match.group(0)
-    return f"{match.groupdict().get('bearer') or ''}[redacted]"
+    return "[redacted]"

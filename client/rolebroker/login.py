@@ -80,11 +80,25 @@ _CALLBACK_PAGE = (
 )
 
 
+def _query(query: str) -> dict[str, str]:
+    from urllib.parse import parse_qs
+
+    return {key: values[0] for key, values in parse_qs(query).items()}
+
+
+def _is_the_redirect(target: str, state: str) -> bool:
+    """The request target is this login's redirect: the one request the listener keeps a slot for."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(target)
+    return parts.path == "/callback" and _query(parts.query).get("state") == state
+
+
 def wait_for_redirect(authorize_url: Callable[[str], str], state: str, rt: Runtime, *, no_browser: bool
                       ) -> tuple[dict[str, str], str]:
     """Serve the loopback redirect, send the user to the IdP, return (callback query, redirect_uri)."""
     import threading
-    from urllib.parse import parse_qs, urlsplit
+    from urllib.parse import urlsplit
 
     from rolebroker.loopback import LoopbackHandler, LoopbackServer
 
@@ -99,7 +113,7 @@ def wait_for_redirect(authorize_url: Callable[[str], str], state: str, rt: Runti
                 if parts.path != "/callback" or done.is_set():
                     self.send_error(404)
                     return
-                query = {key: values[0] for key, values in parse_qs(parts.query).items()}
+                query = _query(parts.query)
                 if query.get("state") == state:
                     self.admit()
                 else:
@@ -126,7 +140,7 @@ def wait_for_redirect(authorize_url: Callable[[str], str], state: str, rt: Runti
     # Threaded, with a deadline per request head and room made for the real
     # redirect: a silent connection from anyone on this machine can neither
     # hold the redirect back nor keep the login past its timeout.
-    server = LoopbackServer(Callback)
+    server = LoopbackServer(Callback, proves=lambda head: _is_the_redirect(head.path, state))
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="rolebroker-login",
                               daemon=True)
     thread.start()

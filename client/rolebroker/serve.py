@@ -77,7 +77,8 @@ class CredentialServer:
         self._served: dict[str, str] = {}
         try:
             self._server = LoopbackServer(_handler(self), port=port, max_connections=MAX_CONNECTIONS,
-                                          request_timeout=REQUEST_TIMEOUT_SECONDS, clock=clock)
+                                          request_timeout=REQUEST_TIMEOUT_SECONDS, clock=clock,
+                                          proves=lambda head: self.authorized(head.headers.get("Authorization")))
         except OSError as exc:
             raise ConfigError(f"cannot listen on {HOST}:{port} ({exc.strerror or exc}); choose another --port, "
                               "or leave it out for a free one") from None
