@@ -129,8 +129,8 @@ def test_random_kids_do_not_hammer_the_idp(own_issuer: DevIssuer) -> None:
     verifier = TokenVerifier(settings_for(own_issuer))
     verifier.verify("Bearer " + own_issuer.mint("alice@example.com"))
     baseline = own_issuer.jwks_requests
+    stranger = new_key()  # what varies is the kid: each unknown one could force a fetch
     for _ in range(50):
-        stranger = new_key()
         claims = {"iss": own_issuer.url, "aud": "aud-1", "sub": "x", "iat": int(time.time()),
                   "exp": int(time.time()) + 60}
         forged = jwt.encode(claims, stranger.private, algorithm="RS256", headers={"kid": uuid.uuid4().hex})

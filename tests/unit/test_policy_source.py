@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import uuid
 from pathlib import Path
 
 import pytest
@@ -59,12 +60,13 @@ def test_source_for_picks_by_prefix(tmp_path: Path) -> None:
 
 
 def test_ssm_and_s3_sources_read_through_their_clients(moto_server) -> None:  # type: ignore[no-untyped-def]
+    unique = uuid.uuid4().hex[:8]  # the server may be shared with other runs (make mutate)
     ssm = moto_server.client("ssm")
-    ssm.put_parameter(Name="/rolebroker/policy", Value=GOOD, Type="SecureString")
-    assert SsmSource("/rolebroker/policy", ssm).read() == GOOD
+    ssm.put_parameter(Name=f"/rolebroker/policy-{unique}", Value=GOOD, Type="SecureString")
+    assert SsmSource(f"/rolebroker/policy-{unique}", ssm).read() == GOOD
     s3 = moto_server.client("s3")
-    s3.create_bucket(Bucket="policies")
-    s3.put_object(Bucket="policies", Key="p.yaml", Body=io.BytesIO(GOOD.encode()))
-    assert S3Source("policies", "p.yaml", s3).read() == GOOD
+    s3.create_bucket(Bucket=f"policies-{unique}")
+    s3.put_object(Bucket=f"policies-{unique}", Key="p.yaml", Body=io.BytesIO(GOOD.encode()))
+    assert S3Source(f"policies-{unique}", "p.yaml", s3).read() == GOOD
     with pytest.raises(DependencyDown):
         SsmSource("/missing", ssm).read()
