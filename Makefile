@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint bench package install clean
+.PHONY: run test lint bench mutate package install clean
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt client/pyproject.toml client/rolebroker.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,14 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# Mutation testing of the modules that decide access (mutmut; see mutation/).
+# Long (hours on a shared 2-core machine), so not part of `make test` or CI.
+# MUTATE_JOBS test processes at once; MODULES="broker stamping" for a few.
+MUTATE_JOBS ?= 2
+MODULES ?=
+mutate: $(STAMP)
+	$(BIN)/python -m mutation run --fresh --jobs $(MUTATE_JOBS) $(MODULES)
+
 # chalice needs a region to start, never credentials: packaging makes no AWS
 # call. The templates use the deploying account's region, not this one.
 STAGE ?= prod
@@ -44,4 +52,4 @@ package: $(STAMP)
 	@echo "build/sam/sam.json (deploy with --parameter-overrides Stage=$(STAGE)), build/terraform/chalice.tf.json"
 
 clean:
-	rm -rf $(VENV) build .devstack .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build .devstack .pytest_cache .mypy_cache .ruff_cache mutants
