@@ -93,10 +93,11 @@ def run(modules: Sequence[str], jobs: int, fresh: bool) -> int:
         # Each pytest start loads no plugin it is not told to: 1.3 s instead of 5 s.
         env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONDONTWRITEBYTECODE": "1",
                SHARED_MOTO_URL: moto_url}
-        for module in modules:
-            print(f"== mutmut: {module}", flush=True)
+        for package, members in _by_package(modules):
+            # One mutmut run per package: each run first runs the tests of every function it mutates once.
+            print(f"== mutmut: {', '.join(members)}", flush=True)
             command = [str(MUTMUT) if MUTMUT.exists() else "mutmut", "run", "--max-children", str(jobs),
-                       f"{module}.*"]
+                       *(f"{module}.*" for module in members)]
             # mutmut redraws a progress line many times a second; keep only its real lines.
             with subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True, errors="replace") as process:
@@ -104,9 +105,16 @@ def run(modules: Sequence[str], jobs: int, fresh: bool) -> int:
                 for line in _lines(process.stdout):
                     print(line, flush=True)
             if process.returncode != 0:
-                print(f"mutmut failed on {module} (exit {process.returncode})", file=sys.stderr)
+                print(f"mutmut failed on {package} (exit {process.returncode})", file=sys.stderr)
                 return 1
     return 0
+
+
+def _by_package(modules: Sequence[str]) -> list[tuple[str, list[str]]]:
+    groups: dict[str, list[str]] = {}
+    for module in modules:
+        groups.setdefault(module.rpartition(".")[0], []).append(module)
+    return list(groups.items())
 
 
 def _lines(stream: Iterator[str]) -> Iterator[str]:
