@@ -1,17 +1,21 @@
-"""Run mutmut per module and print what the tests let through.
+"""Run mutmut per package and print what the tests let through.
 
-``python -m mutation run [--jobs N] [--fresh] [MODULE ...]``
-    ``mutmut run`` for each module in turn (all of them by default), at most
-    ``--jobs`` test processes at once. mutmut maps every test of
-    ``tests/unit``, ``tests/api`` and ``tests/flow`` to the functions it calls
-    (``[tool.mutmut]`` in pyproject.toml), so each mutant runs only the tests
-    that reach its function. ``--fresh`` starts from an empty ``mutants/``.
+``python -m mutation run [--jobs N] [--fresh] [--survivors] [MODULE ...]``
+    Writes ``mutants/`` (every mutant of every module), then one ``mutmut
+    run`` per package naming that package's mutants, at most ``--jobs`` test
+    processes at once, all on one moto server. mutmut maps each test of
+    ``tests/unit``, ``tests/api`` and ``tests/flow`` to the functions it
+    calls (``[tool.mutmut]`` in pyproject.toml), and ``pytest_plugin.py``
+    narrows that to the unit and api tests plus the flow tests of the
+    module's concern. Message-text mutants (below) are not run. ``--fresh``
+    starts from an empty ``mutants/``; ``--survivors`` tests again only the
+    mutants nothing has killed yet, after tests were added.
 
 ``python -m mutation report [--survivors] [MODULE ...]``
     One line per module: mutants in all, killed (by a test, or by mypy
-    when configured), survived, excluded as message text, equivalent, and
-    the score: killed / (all - text - equivalent). ``--survivors`` also
-    prints the diff of every survivor that counts.
+    when configured), survived, other (timeouts, not run), excluded as
+    message text, equivalent, and the score: killed / (all - text -
+    equivalent). ``--survivors`` also prints each survivor that counts.
 
 What is excluded as message text (decided on the mutant's AST, not by
 configuration, so a mutant is never hidden by the line it happens to be on):
@@ -85,19 +89,25 @@ SHARED_MOTO_URL = "ROLEBROKER_TEST_MOTO_URL"  # tests/conftest.py uses this serv
 # Running
 
 
-def run(modules: Sequence[str], jobs: int, fresh: bool) -> int:
+def run(modules: Sequence[str], jobs: int, fresh: bool, survivors_only: bool) -> int:
     if fresh and MUTANTS.exists():
         shutil.rmtree(MUTANTS)
+    generate(jobs)
     # One moto server for every pytest run of every mutant (tests/conftest.py).
     with aws_emulation() as (moto_url, _):
         # Each pytest start loads no plugin it is not told to: 1.3 s instead of 5 s.
         env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONDONTWRITEBYTECODE": "1",
                SHARED_MOTO_URL: moto_url}
         for package, members in _by_package(modules):
+            # Message-text mutants are not run at all: they do not count, and a
+            # surviving mutant costs every test of its function.
+            names = [mutant.name for module in members for mutant in mutants_of(module) if not mutant.text
+                     and not (survivors_only and mutant.status in ("killed", "mypy"))]
+            print(f"== mutmut: {', '.join(members)}: {len(names)} mutants", flush=True)
+            if not names:
+                continue
             # One mutmut run per package: each run first runs the tests of every function it mutates once.
-            print(f"== mutmut: {', '.join(members)}", flush=True)
-            command = [str(MUTMUT) if MUTMUT.exists() else "mutmut", "run", "--max-children", str(jobs),
-                       *(f"{module}.*" for module in members)]
+            command = [str(MUTMUT) if MUTMUT.exists() else "mutmut", "run", "--max-children", str(jobs), *names]
             # mutmut redraws a progress line many times a second; keep only its real lines.
             with subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True, errors="replace") as process:
@@ -108,6 +118,27 @@ def run(modules: Sequence[str], jobs: int, fresh: bool) -> int:
                 print(f"mutmut failed on {package} (exit {process.returncode})", file=sys.stderr)
                 return 1
     return 0
+
+
+def generate(jobs: int) -> None:
+    """Write ``mutants/`` (a copy of the tree with every mutant in it), as ``mutmut run`` starts by doing.
+
+    Done first, on its own, so that the runs below can name the mutants to test.
+    These are mutmut 3.8's own steps (pinned in constraints.txt).
+    """
+    from mutmut.__main__ import create_mutants
+    from mutmut.utils.file_utils import copy_also_copy_files, copy_src_dir
+
+    cwd = Path.cwd()
+    os.chdir(ROOT)
+    try:
+        MUTANTS.mkdir(exist_ok=True)
+        copy_src_dir()
+        copy_also_copy_files()
+        stats = create_mutants(jobs)
+        print(f"== mutants written: {stats.mutated} files mutated, {stats.unmodified} unchanged", flush=True)
+    finally:
+        os.chdir(cwd)
 
 
 def _by_package(modules: Sequence[str]) -> list[tuple[str, list[str]]]:
@@ -363,6 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_parser = sub.add_parser("run", help="run mutmut on each module")
     run_parser.add_argument("--jobs", type=int, default=2, help="test processes at once (default 2)")
     run_parser.add_argument("--fresh", action="store_true", help="start from an empty mutants/")
+    run_parser.add_argument("--survivors", action="store_true",
+                            help="test again only the mutants no test has killed yet (after adding tests)")
     run_parser.add_argument("modules", nargs="*")
     report_parser = sub.add_parser("report", help="print the score per module")
     report_parser.add_argument("--survivors", action="store_true", help="show every survivor that counts")
@@ -370,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     modules = [_module(name) for name in args.modules] or list(MODULES)
     if args.command == "run":
-        return run(modules, args.jobs, args.fresh) or report(modules, survivors=False)
+        return run(modules, args.jobs, args.fresh, args.survivors) or report(modules, survivors=False)
     return report(modules, args.survivors)
 
 

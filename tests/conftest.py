@@ -63,18 +63,6 @@ def pytest_configure(config: pytest.Config) -> None:
     app_module.error_response = error_response
 
 
-# Under ``make mutate`` (mutmut sets MUTANT_UNDER_TEST) each mutant runs with
-# -x until a test fails: the fast layers first, so most mutants die in the
-# first second instead of after a random share of the flow tests.
-LAYERS = ("tests/unit/", "tests/api/", "tests/flow/")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if os.environ.get("MUTANT_UNDER_TEST"):
-        items.sort(key=lambda item: next((i for i, layer in enumerate(LAYERS) if item.nodeid.startswith(layer)),
-                                         len(LAYERS)))
-
-
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     hits = SCANNER.scan()
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")

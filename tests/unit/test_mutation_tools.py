@@ -1,18 +1,20 @@
-"""``make mutate`` excludes message-text mutants: only those, never behaviour.
+"""``make mutate``'s own rules: which mutants are message text, which tests a mutant runs.
 
-Each case is an original function and one mutant of it, written as mutmut
-writes them; the classifier must call text exactly the mutants that change
-what a person reads and nothing a program compares.
+Each text case is an original function and one mutant of it, written as
+mutmut writes them; the classifier must call text exactly the mutants that
+change what a person reads and nothing a program compares.
 """
 
 from __future__ import annotations
 
 import ast
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from mutation.__main__ import is_message_text
+from mutation.pytest_plugin import FLOW_TESTS, flow_tests_for
 
 
 def _pair(original: str, mutant: str) -> tuple[ast.FunctionDef, ast.FunctionDef]:
@@ -74,3 +76,17 @@ def test_message_text_is_excluded(original: str, mutant: str) -> None:
 @pytest.mark.parametrize(("original", "mutant"), BEHAVIOUR.values(), ids=BEHAVIOUR.keys())
 def test_behaviour_is_never_excluded(original: str, mutant: str) -> None:
     assert not is_message_text(*_pair(original, mutant))
+
+
+def test_each_mutant_runs_the_flow_tests_of_its_concern() -> None:
+    assert flow_tests_for("chalicelib.identity.tokens.x__bearer__mutmut_3") == ("test_identity_flow.py",)
+    assert "test_evidence.py" in (flow_tests_for("chalicelib.stamping.x_grant_tags__mutmut_1") or ())
+    assert flow_tests_for("chalicelib.jit.grants.x_f__mutmut_1") is None  # not listed: every flow test
+    for run in ("stats", "", "fail"):  # mutmut's own runs: every test
+        assert flow_tests_for(run) is None
+
+
+def test_every_flow_file_named_for_a_module_exists() -> None:
+    flows = Path(__file__).resolve().parents[1] / "flow"
+    named = {name for names in FLOW_TESTS.values() for name in names}
+    assert named and all((flows / name).is_file() for name in named), named - {p.name for p in flows.iterdir()}
