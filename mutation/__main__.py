@@ -20,22 +20,25 @@
 What is excluded as message text (decided on the mutant's AST, not by
 configuration, so a mutant is never hidden by the line it happens to be on):
 the mutation changes, replaces with ``None`` or removes only a string literal
-(or an f-string) that is a positional argument of
+(or an f-string, or a value formatted into one) that is a positional
+argument of
 
 * a domain error's constructor (``Forbidden("...")``, ``raise
-  PolicyError(...)``, the policy loader's ``self.fail(where, message,
-  line)``: the place and the message, never the line), which people read
-  and no code compares: ``app.py`` answers with the error's class, its
-  status and code; or
-* a logging call (``LOG.warning("...", ...)``).
+  PolicyError(...)``, a ``ValueError``, or the policy loader's
+  ``self.fail(where, message, line)``: the place and the message, never
+  the line). People read these messages (in an answer, in Slack, as an
+  audit line's reason); no code compares them: ``app.py`` answers with the
+  error's class, its status and its code; or
+* a logging call (``LOG.warning("...", ...)``): there, any change to its
+  arguments.
 
 Everything else counts as behaviour: audit fields and reasons, error
 *classes*, ``TaskRejected`` reasons (they are audit content), Slack blocks and
 text (what people see is the product), strings compared in logic.
 
-Equivalent mutants are listed in ``mutation/equivalent.toml`` with the line
-the mutant writes and a one-line reason; an entry whose mutant no longer
-writes that line, or no longer survives, is reported as stale.
+Equivalent mutants are listed in ``mutation/equivalent.toml`` with the diff
+the mutant makes and a one-line reason; an entry whose mutant no longer
+makes that change, or no longer survives, is reported as stale.
 """
 
 from __future__ import annotations
@@ -78,7 +81,8 @@ MODULES = (
 STATUS = {1: "killed", 3: "killed", 37: "mypy", 0: "survived", 33: "no tests", 5: "no tests", None: "not run"}
 TIMEOUTS = {36, 24, -24, 152, 255}
 MESSAGE_ERRORS = {"RolebrokerError", "BadRequest", "Unauthenticated", "Forbidden", "NotFound", "Conflict",
-                  "Throttled", "AwsRefused", "DependencyDown", "SlotTaken", "ConfigurationError", "PolicyError"}
+                  "Throttled", "AwsRefused", "DependencyDown", "SlotTaken", "ConfigurationError", "PolicyError",
+                  "ValueError"}
 POLICY_FAIL_TEXT_ARGS = 2  # self.fail(where, message, line): the first two are text
 LOG_METHODS = {"debug", "info", "warning", "error", "exception", "critical"}
 MUTMUT = ROOT / ".venv" / "bin" / "mutmut"
@@ -166,7 +170,6 @@ class Mutant:
     status: str
     text: bool
     diff: str  # the lines it removes and adds
-    line: str  # the line it writes, as equivalent.toml records it
 
 
 def mutants_of(module: str) -> Iterator[Mutant]:
@@ -185,8 +188,7 @@ def mutants_of(module: str) -> Iterator[Mutant]:
         status = "timeout" if code in TIMEOUTS else STATUS.get(code, f"suspicious ({code})")
         removed, added = _changed_lines(source, original, mutant)
         yield Mutant(name=name, module=module, status=status, text=is_message_text(original, mutant),
-                     diff="\n".join([f"- {line}" for line in removed] + [f"+ {line}" for line in added]),
-                     line=" ".join(" ".join(added).split()))
+                     diff="\n".join([f"- {line}" for line in removed] + [f"+ {line}" for line in added]))
 
 
 def _natural(name: str) -> tuple[str, int]:
@@ -196,8 +198,8 @@ def _natural(name: str) -> tuple[str, int]:
 
 def _changed_lines(source: list[str], original: ast.FunctionDef,
                    mutant: ast.FunctionDef) -> tuple[list[str], list[str]]:
-    before = [line.strip() for line in _body(source, original)]
-    after = [line.strip() for line in _body(source, mutant)]
+    before = [line.strip() for line in _lines_of(source, original)]
+    after = [line.strip() for line in _lines_of(source, mutant)]
     start = 0
     while start < min(len(before), len(after)) and before[start] == after[start]:
         start += 1
@@ -207,9 +209,10 @@ def _changed_lines(source: list[str], original: ast.FunctionDef,
     return before[start:len(before) - end], after[start:len(after) - end]
 
 
-def _body(source: list[str], function: ast.FunctionDef) -> list[str]:
-    first = function.body[0].lineno
-    return source[first - 1:function.end_lineno]
+def _lines_of(source: list[str], function: ast.FunctionDef) -> list[str]:
+    """The function's text from its ``def`` on (defaults are mutated too), under one name."""
+    lines = source[function.lineno - 1:function.end_lineno]
+    return [line.replace(function.name, "f", 1) if i == 0 else line for i, line in enumerate(lines)]
 
 
 def is_message_text(original: ast.FunctionDef, mutant: ast.FunctionDef) -> bool:
@@ -220,6 +223,11 @@ def is_message_text(original: ast.FunctionDef, mutant: ast.FunctionDef) -> bool:
     before, after, parents = found
     if isinstance(before, ast.Call) and isinstance(after, ast.Call) and len(before.args) != len(after.args):
         return _argument_removed_is_text(before, after)
+    if any(isinstance(parent, ast.Call) and _is_log_call(parent) for parent in parents):
+        return True  # anything in a log line's arguments
+    fstrings = [i for i, parent in enumerate(parents) if isinstance(parent, ast.JoinedStr)]
+    if fstrings and _is_message_argument(parents[fstrings[0]], parents[:fstrings[0]]):
+        return True  # a value formatted into a message: only the text changes
     if isinstance(after, ast.Constant) and after.value is None:
         return _is_message_argument(before, parents, any_value=not _is_text(before))
     if (isinstance(before, ast.Constant) and isinstance(after, ast.Constant) and isinstance(before.value, str)
@@ -319,7 +327,7 @@ def _is_log_call(call: ast.Call) -> bool:
 
 @dataclass(frozen=True)
 class Equivalent:
-    line: str
+    diff: str
     reason: str
 
 
@@ -327,7 +335,7 @@ def load_equivalents() -> dict[str, Equivalent]:
     if not EQUIVALENT.exists():
         return {}
     data = tomllib.loads(EQUIVALENT.read_text())
-    return {name: Equivalent(line=" ".join(entry["line"].split()), reason=entry["reason"])
+    return {name: Equivalent(diff=entry["diff"].strip(), reason=entry["reason"])
             for name, entry in data.get("mutant", {}).items()}
 
 
@@ -344,11 +352,11 @@ def report(modules: Sequence[str], survivors: bool) -> int:
             entry = equivalents.get(mutant.name)
             if entry is not None:
                 seen.add(mutant.name)
-                if mutant.status != "survived" or entry.line != mutant.line:
-                    stale.append(f"{mutant.name}: now {mutant.status}, writes {mutant.line!r}")
+                if mutant.status != "survived" or entry.diff != mutant.diff:
+                    stale.append(f"{mutant.name}: now {mutant.status}:\n{mutant.diff}")
             if mutant.text:
                 counts["text"] += 1
-            elif entry is not None and entry.line == mutant.line and mutant.status == "survived":
+            elif entry is not None and entry.diff == mutant.diff and mutant.status == "survived":
                 counts["equivalent"] += 1
             else:
                 counts[mutant.status] += 1

@@ -269,6 +269,47 @@ def test_a_token_without_sub_is_refused() -> None:
         identity_from_claims({"iss": "i", "email": "erin@example.com", "email_verified": True}, DEFAULT)
 
 
+def test_an_unverified_email_is_named_as_such_and_only_for_the_email_claim() -> None:
+    unverified = {"sub": "1", "iss": "i", "email": "erin@example.com", "email_verified": False}
+    with pytest.raises(Unauthenticated, match="'email' claim is not verified"):
+        identity_from_claims(unverified, DEFAULT)
+    by_username = Issuer(name="default", url="i", audiences=("a",), identity_claim="preferred_username")
+    with pytest.raises(Unauthenticated, match="no 'preferred_username' claim"):
+        identity_from_claims(unverified, by_username)
+
+
+def test_identity_values_may_have_256_characters_and_no_more() -> None:
+    longest = "a" * 244 + "@example.com"
+    assert identity_from_claims({"sub": "1", "iss": "i", "email": longest, "email_verified": True},
+                                DEFAULT).subject == longest
+    with pytest.raises(Unauthenticated, match="'email' claim is longer than 256 characters"):
+        identity_from_claims({"sub": "1", "iss": "i", "email": "a" + longest, "email_verified": True}, DEFAULT)
+
+
+def test_only_strings_numbers_booleans_and_string_lists_are_kept_as_claims() -> None:
+    who = identity_from_claims({"sub": "1", "iss": "i", "email": "erin@example.com", "email_verified": True,
+                                "team": "infra", "level": 3, "admin": False, "envs": ["prod", "dev"],
+                                "address": {"street": "x"}, "nothing": None, "mixed": ["a", 1], "ratio": 0.5},
+                               DEFAULT)
+    assert {k: who.claims.get(k) for k in ("team", "level", "admin", "envs")} == {
+        "team": "infra", "level": 3, "admin": False, "envs": ["prod", "dev"]}
+    assert not {"address", "nothing", "mixed", "ratio"} & set(who.claims)
+
+
+def test_without_iss_an_identity_names_no_issuer() -> None:
+    # policycheck and /v1/access questions build identities from claims that have no iss
+    assert identity_from_claims({"sub": "1", "email": "erin@example.com", "email_verified": True},
+                                DEFAULT).issuer == ""
+
+
+@pytest.mark.parametrize(("iat", "kept"), [(1700000000, 1700000000), (1700000000.5, None), (True, None),
+                                           ("1700000000", None)])
+def test_only_a_whole_number_iat_orders_snapshots(iat: object, kept: object) -> None:
+    who = identity_from_claims({"sub": "1", "iss": "i", "email": "erin@example.com", "email_verified": True,
+                                "iat": iat}, DEFAULT)
+    assert who.issued_at == kept
+
+
 # --------------------------------------------------------------------------
 # Pre-checks: a forged or garbage token never makes us fetch keys
 
@@ -372,6 +413,22 @@ def test_several_audiences_need_azp_among_ours(own_issuer: DevIssuer) -> None:
             verifier.verify("Bearer " + signed(own_issuer, audience=["aud-1", "x"], azp=azp))
 
 
+def test_one_audience_in_a_list_needs_no_azp(own_issuer: DevIssuer) -> None:
+    verifier = TokenVerifier(settings_for(own_issuer))
+    assert verifier.verify("Bearer " + signed(own_issuer, audience=["aud-1"])).subject
+    assert verifier.verify("Bearer " + signed(own_issuer, audience=["aud-1", "aud-1"])).subject
+
+
+def test_clock_leeway_applies_to_exp_and_iat(own_issuer: DevIssuer) -> None:
+    # Margins far from the leeway's edges: a slow machine only moves a token further into its past.
+    verifier = TokenVerifier(settings_for(own_issuer, leeway_seconds=60))
+    now = int(time.time())
+    assert verifier.verify("Bearer " + signed(own_issuer, iat=now - 600, exp=now - 10)).subject
+    assert verifier.verify("Bearer " + signed(own_issuer, iat=now + 10, exp=now + 600)).subject
+    with pytest.raises(Unauthenticated, match="expired"):
+        verifier.verify("Bearer " + signed(own_issuer, iat=now - 600, exp=now - 120))
+
+
 def test_max_token_age(own_issuer: DevIssuer) -> None:
     now = time.time()
     verifier = TokenVerifier(settings_for(own_issuer, max_token_age_seconds=600, leeway_seconds=0),
@@ -379,6 +436,18 @@ def test_max_token_age(own_issuer: DevIssuer) -> None:
     assert verifier.verify("Bearer " + signed(own_issuer, iat=int(now) - 599, exp=int(now) + 600)).subject
     with pytest.raises(Unauthenticated, match="older than 600 seconds"):
         verifier.verify("Bearer " + signed(own_issuer, iat=int(now) - 601, exp=int(now) + 600))
+
+
+def test_max_token_age_allows_the_clock_leeway_and_not_a_second_more(own_issuer: DevIssuer) -> None:
+    iat = int(time.time()) - 60
+    token = "Bearer " + signed(own_issuer, iat=iat, exp=iat + 3600)
+    ages = iter([600 + 30, 600 + 30 + 1])  # limit + leeway is still fine
+
+    verifier = TokenVerifier(settings_for(own_issuer, max_token_age_seconds=600, leeway_seconds=30),
+                             clock=lambda: iat + next(ages))
+    assert verifier.verify(token).subject
+    with pytest.raises(Unauthenticated, match="older than 600 seconds"):
+        verifier.verify(token)
 
 
 def _ci(dev: DevIssuer, **kw: Any) -> Issuer:

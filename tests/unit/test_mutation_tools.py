@@ -35,6 +35,10 @@ TEXT = {
     "error message set to None": ('raise Unauthenticated(f"token has no {x!r} claim")',
                                   "raise Unauthenticated(None)"),
     "error message removed": ('raise Conflict("no longer pending", x)', "raise Conflict(x)"),
+    "a value formatted into a message": ('raise Unauthenticated(f"algorithm {str(x)[:16]!r} is not accepted")',
+                                         'raise Unauthenticated(f"algorithm {str(x)[:17]!r} is not accepted")'),
+    "a log argument's own expression": ('LOG.error("failed: %s", type(x).__name__)',
+                                        'LOG.error("failed: %s", type(None).__name__)'),
     "returned error": ('return Throttled("the request store is throttling")',
                        'return Throttled("XXthe request store is throttlingXX")'),
     "part of a concatenated message": ('raise NotFound("no request " + f"{x!r}")',
@@ -64,6 +68,9 @@ BEHAVIOUR = {
     "slack text": ('return ephemeral("No access requests for you")',
                    'return ephemeral("XXNo access requests for youXX")'),
     "a nested call's argument": ('raise Forbidden(describe("a"))', 'raise Forbidden(describe("XXaXX"))'),
+    "an f-string that is not a message": ('return {"key": f"GRANT#{x}"}', 'return {"key": f"GRANT#{None}"}'),
+    "an f-string keyword of an error": ('raise TaskRejected(x, kind=f"{x[:40]}")',
+                                        'raise TaskRejected(x, kind=f"{x[:41]}")'),
     "a different error class": ('raise Forbidden("no")', 'raise NotFound("no")'),
 }
 

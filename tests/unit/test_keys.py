@@ -1,0 +1,121 @@
+"""One issuer's key set (``KeySet``) and the fetch under it (``urlopen``), in detail.
+
+The JWT-level behaviour (rotation, outages, pre-checks) is in
+test_identity.py; here are the parts a token cannot show: what is fetched,
+how (timeout, headers, size), and the edges of the outage cap.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from pytest_httpserver import HTTPServer
+
+from chalicelib.exceptions import DependencyDown
+from chalicelib.identity import keys as keys_module
+from chalicelib.identity.keys import MAX_DOCUMENT_BYTES, KeySet, urlopen
+from devstack.issuer import new_key
+
+KEY = new_key()
+
+
+@dataclass
+class FakeIdP:
+    """An opener serving one issuer's discovery document and JWKS, recording each fetch."""
+
+    issuer: str
+    up: bool = True
+    fetched: list[tuple[str, float]] = field(default_factory=list)
+
+    def __call__(self, url: str, timeout: float) -> bytes:
+        self.fetched.append((url, timeout))
+        if not self.up:
+            raise OSError("connection refused")
+        if url.endswith("/.well-known/openid-configuration"):
+            return json.dumps({"issuer": self.issuer, "jwks_uri": "https://keys.example/jwks.json"}).encode()
+        return json.dumps({"keys": [KEY.jwk()]}).encode()
+
+
+@dataclass
+class FakeClock:
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_discovery_is_read_under_an_issuer_url_with_or_without_its_trailing_slash() -> None:
+    for issuer in ("https://idp.example/tenant/", "https://idp.example/tenant"):
+        idp = FakeIdP(issuer)
+        KeySet(issuer, None, opener=idp).key(KEY.kid)
+        assert idp.fetched[0][0] == "https://idp.example/tenant/.well-known/openid-configuration"
+
+
+def test_every_fetch_uses_the_configured_timeout() -> None:
+    idp = FakeIdP("https://idp.example")
+    KeySet("https://idp.example", None, opener=idp, timeout=1.5).key(KEY.kid)
+    assert [timeout for _, timeout in idp.fetched] == [1.5, 1.5]
+    idp = FakeIdP("https://idp.example")
+    KeySet("https://idp.example", None, opener=idp).key(KEY.kid)
+    assert [timeout for _, timeout in idp.fetched] == [3.0, 3.0]
+
+
+def test_the_discovered_jwks_url_is_kept_so_refreshes_fetch_only_keys() -> None:
+    idp, clock = FakeIdP("https://idp.example"), FakeClock()
+    keys = KeySet("https://idp.example", None, opener=idp, monotonic=clock)
+    keys.key(KEY.kid)
+    clock.now += keys_module.JWKS_LIFESPAN_SECONDS
+    keys.key(KEY.kid)
+    assert [url for url, _ in idp.fetched] == ["https://idp.example/.well-known/openid-configuration",
+                                               "https://keys.example/jwks.json", "https://keys.example/jwks.json"]
+
+
+def test_the_last_good_keys_serve_up_to_the_cap_itself() -> None:
+    idp, clock = FakeIdP("https://idp.example"), FakeClock()
+    keys = KeySet("https://idp.example", "https://keys.example/jwks.json", opener=idp, monotonic=clock,
+                  max_stale_seconds=600)
+    keys.key(KEY.kid)
+    idp.up = False
+    clock.now += 600  # a refresh is due and fails: exactly as old as the cap still serves
+    assert keys.key(KEY.kid).key_id == KEY.kid
+    clock.now += keys_module.JWKS_LIFESPAN_SECONDS
+    with pytest.raises(DependencyDown):
+        keys.key(KEY.kid)
+
+
+def test_urlopen_asks_for_json_and_reads_at_most_a_mebibyte(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/jwks.json", headers={"Accept": "application/json"}).respond_with_data(
+        b"x" * (MAX_DOCUMENT_BYTES + 10))
+    assert len(urlopen(httpserver.url_for("/jwks.json"), 3)) == MAX_DOCUMENT_BYTES
+
+
+def test_urlopen_fetches_https(unused_port: int) -> None:
+    # Nothing listens there: the point is that the fetch is tried, not refused as a scheme.
+    with pytest.raises(OSError):
+        urlopen(f"https://127.0.0.1:{unused_port}/jwks.json", 3)
+
+
+def test_urlopen_passes_its_timeout_to_the_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[Any] = []
+
+    class Opener:
+        def open(self, request: Any, timeout: Any = "no timeout given") -> Any:
+            seen.append(timeout)
+            raise OSError("stop here")
+
+    monkeypatch.setattr(keys_module.urllib.request, "build_opener", lambda *handlers: Opener())
+    with pytest.raises(OSError):
+        urlopen("https://idp.example/jwks.json", 2.5)
+    assert seen == [2.5]
+
+
+@pytest.fixture
+def unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
