@@ -187,6 +187,20 @@ def test_cognito_mode_still_checks_an_aud_when_the_token_has_one(
             cognito.verify("Bearer " + token)
 
 
+def test_key_fetches_use_the_configured_timeout(own_issuer: DevIssuer) -> None:
+    from chalicelib.identity.keys import urlopen
+
+    timeouts: list[float] = []
+
+    def opener(url: str, timeout: float) -> bytes:
+        timeouts.append(timeout)
+        return urlopen(url, timeout)
+
+    TokenVerifier(settings_for(own_issuer, jwks_timeout_seconds=1.25), opener=opener).verify(
+        "Bearer " + own_issuer.mint("alice@example.com"))
+    assert timeouts == [1.25, 1.25]  # discovery, then the keys
+
+
 def test_jwks_url_overrides_discovery(own_issuer: DevIssuer) -> None:
     from chalicelib.identity.keys import urlopen
 
@@ -342,6 +356,15 @@ def test_precheck_missing_kid_before_any_fetch(own_issuer: DevIssuer) -> None:
     token = jwt.encode({"iss": own_issuer.url, "aud": "aud-1", "sub": "x"}, own_issuer.keys[0].private,
                        algorithm="RS256")
     _assert_refused_without_fetch(own_issuer, verifier, "Bearer " + token, "key id")
+
+
+@pytest.mark.parametrize("iss", ["", 123, ["https://idp.example"], None])
+def test_precheck_an_iss_that_is_not_a_url_string_before_any_fetch(own_issuer: DevIssuer, iss: object) -> None:
+    known: dict[str, Issuer] = {}
+    verifier = TokenVerifier(settings_for(own_issuer), policy_issuers=known.get)  # as AccessPolicy looks issuers up
+    payload = {"aud": "aud-1", "sub": "x", **({} if iss is None else {"iss": iss})}
+    token = ".".join([_b64({"alg": "RS256", "kid": own_issuer.keys[0].kid}), _b64(payload), "c2ln"])
+    _assert_refused_without_fetch(own_issuer, verifier, "Bearer " + token, "claim 'iss'")
 
 
 def test_precheck_unknown_issuer_before_any_fetch(own_issuer: DevIssuer, second_issuer: DevIssuer) -> None:

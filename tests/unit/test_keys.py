@@ -17,6 +17,7 @@ from pytest_httpserver import HTTPServer
 
 from chalicelib.exceptions import DependencyDown
 from chalicelib.identity import keys as keys_module
+from chalicelib.identity.issuers import is_safe_url
 from chalicelib.identity.keys import MAX_DOCUMENT_BYTES, KeySet, urlopen
 from devstack.issuer import new_key
 
@@ -119,3 +120,16 @@ def unused_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+@pytest.mark.parametrize(("url", "safe"), [
+    ("https://idp.example/tenant", True),
+    ("http://127.0.0.1:8001", True), ("http://127.9.9.9/", True), ("http://[::1]:8001/", True),
+    ("http://localhost:8001/", True),
+    ("http://idp.example/", False), ("http://127.attacker.example/", False), ("http://localhost.example/", False),
+    ("ftp://idp.example/", False), ("https:///no-host", False), ("https://idp.example/#keys", False),
+    ("https://user@idp.example/", False), ("https://user:secret@idp.example/", False),
+    ("https://:secret@idp.example/", False), ("http://[::1", False),
+])
+def test_only_https_or_http_to_loopback_is_fetched(url: str, safe: bool) -> None:
+    assert is_safe_url(url) is safe
