@@ -26,10 +26,11 @@ SLACK_FLOWS = ("test_slack_text.py", "test_slack_workspaces.py", "test_worker_ta
 FLOW_TESTS: dict[str, tuple[str, ...]] = {
     "chalicelib.identity.": ("test_identity_flow.py",),
     "chalicelib.access.policy.": ("test_identity_flow.py", "test_jit_decisions.py"),
-    "chalicelib.jit.requests.": (*JIT_FLOWS, "test_evidence.py"),
+    "chalicelib.jit.requests.": (*JIT_FLOWS, "test_evidence.py", "test_identity_flow.py"),
     "chalicelib.aws.store.": (*JIT_FLOWS, "test_evidence.py", "test_faults.py", "test_worker_tasks.py",
                               "test_identity_flow.py"),
-    "chalicelib.broker.": ("test_moto_flow.py", "test_faults.py", "test_evidence.py", "test_jit_and_slack.py"),
+    "chalicelib.broker.": ("test_moto_flow.py", "test_faults.py", "test_evidence.py", "test_jit_and_slack.py",
+                           "test_identity_flow.py"),
     "chalicelib.stamping.": ("test_moto_flow.py", "test_evidence.py"),
     "chalicelib.chat.": (*JIT_FLOWS, *SLACK_FLOWS),
 }

@@ -1,0 +1,247 @@
+"""``AccessRequests`` against a spec'd store: what it hands the database, and the paths
+DynamoDB rarely takes (a lost slot, a read that stops short, a role gone from the policy).
+
+The flows in tests/flow run the same use cases on a moto server; here the store's
+answers are chosen, so each branch is reached on purpose and its calls are checked.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from unittest.mock import Mock
+
+import pytest
+
+from chalicelib.access.policy import AccessPolicy, parse_policy
+from chalicelib.audit import AuditLog, CallContext
+from chalicelib.aws.store import APPROVED, PENDING, AccessRequest, AccessStore, PageKey
+from chalicelib.exceptions import BadRequest, SlotTaken, Throttled
+from chalicelib.identity.tokens import Identity
+from chalicelib.jit.requests import (
+    MAX_READS_PER_PAGE,
+    READ_BATCH,
+    AccessRequests,
+    Cursor,
+    Notifier,
+    decode_cursor,
+    encode_cursor,
+)
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+IDP = "https://idp.example.com"
+POLICY = """\
+version: 1
+accounts:
+  production: {id: "333333333333", region: us-east-1}
+roles:
+  readonly:
+    account: production
+    role_name: ReadOnly
+    allow: [{groups: [developers]}]
+  breakglass:
+    account: production
+    role_name: BreakGlass
+    allow: [{groups: [developers]}]
+    approval: {approvers: {groups: [security]}}
+"""
+BOB = Identity(subject="bob@example.com", groups=frozenset({"developers"}), issuer=IDP, sub="00uBOB")
+CAROL = Identity(subject="carol@example.com", groups=frozenset({"security"}), issuer=IDP, sub="00uCAROL")
+CONTEXT = CallContext(request_id="req-1")
+
+
+def pending(request_id: str = "a1b2c3d4e5f6", role: str = "breakglass", **changes: Any) -> AccessRequest:
+    fields: dict[str, Any] = {
+        "id": request_id, "role": role, "requester": "bob@example.com", "duration_seconds": 3600,
+        "reason": "INC-42", "status": PENDING, "created_at": NOW - timedelta(minutes=5),
+        "pending_until": NOW + timedelta(hours=1), "requester_iss": IDP, "requester_sub": "00uBOB", **changes}
+    return AccessRequest(**fields)
+
+
+class Harness:
+    def __init__(self, policy: str = POLICY, max_open: int = 5) -> None:
+        self.store = Mock(spec=AccessStore)
+        self.notifier = Mock(spec=Notifier)
+        self.lines: list[str] = []
+        self.policy: AccessPolicy = parse_policy(policy)
+        self.access = AccessRequests(policy=lambda: self.policy, store=self.store,
+                                     audit=AuditLog(emit=self.lines.append), clock=lambda: NOW,
+                                     notifier=self.notifier, max_open=max_open)
+
+    def audits(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.lines]
+
+
+@pytest.fixture
+def h() -> Harness:
+    return Harness()
+
+
+# --------------------------------------------------------------------------
+# What the database is given
+
+
+def test_the_requesters_iss_and_sub_go_to_the_database_with_the_request(h: Harness) -> None:
+    h.store.open_requests.return_value = {}
+    h.store.create.return_value = pending()
+    h.access.create(BOB, "breakglass", duration_seconds=3600, reason="INC-42", context=CONTEXT)
+    assert h.store.create.call_args.kwargs["requester_sub"] == (IDP, "00uBOB")
+    assert h.store.create.call_args.kwargs["requester"] == "bob@example.com"
+
+
+@pytest.mark.parametrize("decision", ["approve", "deny"])
+def test_the_deciders_iss_and_sub_go_to_the_database_condition(h: Harness, decision: str) -> None:
+    h.store.get.return_value = pending()
+    if decision == "approve":
+        h.access.approve(CAROL, "a1b2c3d4e5f6", context=CONTEXT)
+    else:
+        h.access.deny(CAROL, "a1b2c3d4e5f6", note="no", context=CONTEXT)
+    call = getattr(h.store, decision).call_args
+    assert (call.kwargs["approver"], call.kwargs["approver_sub"]) == ("carol@example.com", (IDP, "00uCAROL"))
+    h.notifier.request_decided.assert_called_once_with("a1b2c3d4e5f6")
+
+
+def test_revoke_hands_its_note_to_the_database_and_tells_the_notifier(h: Harness) -> None:
+    h.store.get.return_value = pending(status=APPROVED, grant_until=NOW + timedelta(hours=1))
+    h.access.revoke(CAROL, "a1b2c3d4e5f6", note="incident over", context=CONTEXT)
+    assert h.store.revoke.call_args.kwargs["note"] == "incident over"
+    h.notifier.request_decided.assert_called_once_with("a1b2c3d4e5f6")
+
+
+def test_cancel_tells_the_notifier(h: Harness) -> None:
+    h.store.get.return_value = pending()
+    h.access.cancel(BOB, "a1b2c3d4e5f6", context=CONTEXT)
+    h.store.cancel.assert_called_once()
+    h.notifier.request_decided.assert_called_once_with("a1b2c3d4e5f6")
+
+
+def test_a_request_for_a_role_gone_from_the_policy_can_be_cancelled_and_is_audited_without_an_account(
+        h: Harness) -> None:
+    h.store.get.return_value = pending(role="old-role")  # the policy no longer has old-role
+    h.access.cancel(BOB, "a1b2c3d4e5f6", context=CONTEXT)
+    [line] = h.audits()
+    assert (line["action"], line["outcome"], line["role"], line["reason"]) == ("cancel", "cancelled", "old-role", "")
+    assert "account" not in line
+
+
+def test_a_revoke_without_a_note_stores_none_and_audits_an_empty_reason(h: Harness) -> None:
+    h.store.get.return_value = pending(status=APPROVED, grant_until=NOW + timedelta(hours=1))
+    h.access.revoke(CAROL, "a1b2c3d4e5f6", note=None, context=CONTEXT)
+    assert h.store.revoke.call_args.kwargs["note"] is None
+    [line] = h.audits()
+    assert (line["action"], line["outcome"], line["reason"], line["account"]) == (
+        "revoke", "revoked", "", "333333333333")
+
+
+# --------------------------------------------------------------------------
+# The open-request cap when creates race
+
+
+def test_a_slot_taken_by_a_racing_create_is_looked_for_again(h: Harness) -> None:
+    h.store.open_requests.return_value = {}
+    h.store.create.side_effect = [SlotTaken("taken"), pending()]
+    assert h.access.create(BOB, "breakglass", duration_seconds=3600, reason="x", context=CONTEXT).id == "a1b2c3d4e5f6"
+    assert h.store.create.call_count == 2
+
+
+def test_a_create_that_keeps_losing_gives_up_after_cap_plus_one_tries() -> None:
+    h = Harness(max_open=2)
+    h.store.open_requests.return_value = {}
+    h.store.create.side_effect = SlotTaken("taken")
+    with pytest.raises(Throttled, match="busy with your other requests"):
+        h.access.create(BOB, "breakglass", duration_seconds=3600, reason="x", context=CONTEXT)
+    assert h.store.create.call_count == 3
+
+
+def test_the_cap_refusal_names_the_open_requests_and_is_audited() -> None:
+    h = Harness(max_open=2)
+    h.store.open_requests.return_value = {1: "bbbbbbbbbbbb", 0: "aaaaaaaaaaaa"}
+    with pytest.raises(Throttled) as caught:
+        h.access.create(BOB, "breakglass", duration_seconds=3600, reason="x", context=CONTEXT)
+    assert str(caught.value).startswith("you have 2 open access requests (aaaaaaaaaaaa, bbbbbbbbbbbb); one person "
+                                        "may have at most 2 at once.")
+    [line] = h.audits()
+    assert {k: line[k] for k in ("action", "outcome", "who", "role", "account", "reason")} == {
+        "action": "request", "outcome": "denied", "who": "bob@example.com", "role": "breakglass",
+        "account": "333333333333", "reason": "too many open requests"}
+
+
+# --------------------------------------------------------------------------
+# Paging when DynamoDB stops short
+
+
+def _requests(prefix: str, count: int, **changes: Any) -> list[AccessRequest]:
+    return [pending(f"{prefix}{i:011d}", **changes) for i in range(count)]
+
+
+def test_approvable_reads_are_bounded_and_the_page_goes_on_where_dynamodb_stopped(h: Harness) -> None:
+    # Every pending request is Carol's own: none is for her to decide, and each read stops short.
+    own = _requests("c", READ_BATCH, requester="carol@example.com", requester_sub="00uCAROL")
+    stops = [PageKey(f"{i:012x}", f"2026-03-01T11:0{i}:00+00:00") for i in range(MAX_READS_PER_PAGE)]
+    h.store.pending_page.side_effect = [(own, stop) for stop in stops]
+    found, token = h.access.page(CAROL, limit=10)
+    assert found == []
+    starts = [call.kwargs["after"] for call in h.store.pending_page.call_args_list]
+    assert starts == [None, *stops[:-1]]
+    assert token is not None and decode_cursor(token) == Cursor("p", stops[-1])
+    h.store.requester_page.assert_not_called()
+
+
+def test_own_requests_continue_where_dynamodb_stopped(h: Harness) -> None:
+    stop = PageKey("b00000000000", "2026-03-01T11:00:00+00:00")
+    h.store.requester_page.return_value = (_requests("b", 1), stop)
+    found, token = h.access.page(BOB, limit=5)
+    assert [r.id for r in found] == ["b00000000000"] and token is not None
+    assert decode_cursor(token) == Cursor("o", stop)
+    h.store.requester_page.return_value = ([], None)
+    assert h.access.page(BOB, limit=5, next_token=token) == ([], None)
+    assert h.store.requester_page.call_args.kwargs == {"after": stop, "limit": 6}
+
+
+def test_exactly_a_page_of_own_requests_has_no_next_page(h: Harness) -> None:
+    h.store.requester_page.return_value = (_requests("b", 3), None)
+    found, token = h.access.page(BOB, limit=3)
+    assert len(found) == 3 and token is None
+
+
+def test_approvable_and_own_requests_share_one_limit(h: Harness) -> None:
+    h.store.pending_page.return_value = (_requests("p", 1), None)
+    h.store.requester_page.side_effect = lambda principal, after, limit: (
+        _requests("c", 5, requester="carol@example.com")[:limit], None)
+    found, token = h.access.page(CAROL, limit=3)
+    assert [r.id for r in found] == ["p00000000000", "c00000000000", "c00000000001"]
+    assert token is not None
+
+
+def test_a_caller_who_approves_nothing_pages_only_their_own(h: Harness) -> None:
+    h.store.requester_page.return_value = (_requests("b", 1), None)
+    assert len(h.access.page(BOB)[0]) == 1  # readonly, first in the policy, has no approval block
+    h.store.pending_page.assert_not_called()
+
+
+# --------------------------------------------------------------------------
+# Page tokens
+
+
+def test_page_tokens_round_trip_and_are_url_safe_without_padding() -> None:
+    for cursor in (Cursor("p"), Cursor("o", PageKey("abc123def456", "2026-03-01T11:00:00.123456+00:00")),
+                   Cursor("p", PageKey("a1b2c3d4e5f6", "2026-03-01T11:00:00+00:00"))):
+        token = encode_cursor(cursor)
+        assert decode_cursor(token) == cursor
+        assert token.replace("-", "").replace("_", "").isalnum() and token.isascii()
+
+
+def _token(data: Any) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("data", [
+    [1, 2], "p", {"p": "x"}, {"p": "p", "extra": 1}, {"p": "o", "i": "abc123def456"},
+    {"p": "o", "a": "2026-03-01T11:00:00+00:00"}, {"p": "o", "i": "abc123def456", "a": "2026-03-01T11:00:00"},
+])
+def test_a_page_token_we_did_not_make_is_a_400(data: Any) -> None:
+    with pytest.raises(BadRequest, match="next_token"):
+        decode_cursor(_token(data))
