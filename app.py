@@ -138,9 +138,11 @@ def _build_services(
     inline_tasks: bool = False,
     clock: Callable[[], datetime] = utcnow,
 ) -> Services:
-    # boto3 and the rest are imported here, not at module level, so a cold
-    # start pays for them once, and only when a request needs them.
-    import boto3
+    # botocore and the rest are imported here, not at module level, so a cold
+    # start pays for them once, and only when a request needs them. Clients
+    # come from botocore itself: boto3 adds nothing these calls use, and
+    # importing it (with s3transfer) costs more than the rest of a cold start.
+    import botocore.session
     from botocore.config import Config
 
     from chalicelib.access.source import PolicyCache, source_for
@@ -152,8 +154,10 @@ def _build_services(
     settings = Settings.from_environ(environ)
     config = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=3, read_timeout=5)
 
+    session = botocore.session.get_session()
+
     def default_client(service: str) -> Any:
-        return boto3.client(service, region_name=settings.region, config=config)  # type: ignore[call-overload]
+        return session.create_client(service, region_name=settings.region, config=config)
 
     client = client_factory or default_client
     policy = PolicyCache(source_for(settings.policy_source, client), settings.policy_ttl_seconds)
@@ -162,7 +166,7 @@ def _build_services(
         from chalicelib.aws.events import EventBridgePublisher
 
         # One short try: the audit line is the record, the event a copy.
-        events = client_factory("events") if client_factory else boto3.client(
+        events = client_factory("events") if client_factory else session.create_client(
             "events", region_name=settings.region,
             config=Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=1, read_timeout=2))
         audit.publish_to(EventBridgePublisher(events, settings.event_bus))
@@ -443,7 +447,9 @@ def aws_config() -> Response:
 def console_link() -> dict[str, Any]:
     request = current()
     body = validate(raw_body(request), CONSOLE_FIELDS)
-    link = services().console.link(caller(), body["role"], context=call_context(request))
+    link = services().console.link(caller(), body["role"], context=call_context(request),
+                                   service=body.get("service"), region=body.get("region"),
+                                   destination=body.get("destination"))
     return {"url": link["url"], "expires_at": link["expires_at"]}
 
 
@@ -464,7 +470,7 @@ def access() -> dict[str, Any]:
 def create_request() -> Response:
     request = current()
     body = validate(raw_body(request), REQUEST_FIELDS)
-    created = services().requests().create(caller(), body["role"], duration_seconds=body["duration_seconds"],
+    created = services().requests().create(caller(), body["role"], duration_seconds=body.get("duration_seconds"),
                                            reason=body["reason"], context=call_context(request))
     return Response(body=created.to_dict(services().clock()), status_code=201)
 

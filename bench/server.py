@@ -1,5 +1,5 @@
-"""Server-side benchmarks: in-process overhead, policy scale, cold start,
-package size and local throughput."""
+"""Server-side benchmarks: in-process overhead, policy scale, package size
+and local throughput. Cold start is in bench/scale.py."""
 
 from __future__ import annotations
 
@@ -136,21 +136,6 @@ def _generated_policy(rules: int) -> str:
             else:
                 lines.append(f"      - claims: {{email: user{index}-{rule}@example.com}}")
     return "\n".join(lines) + "\n"
-
-
-def cold_start(runs: int = 10) -> dict[str, Any]:
-    """``python -c 'import app'`` against ``python -c 'import boto3'``."""
-    def run(code: str) -> float:
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
-        return (time.perf_counter() - start) * 1000
-
-    app_times, boto_times = [], []
-    for _ in range(runs):  # interleaved, so drift in machine load hits both alike
-        app_times.append(run("import app"))
-        boto_times.append(run("import boto3"))
-    return {"import_app_p50_ms": statistics.median(app_times), "import_boto3_p50_ms": statistics.median(boto_times),
-            "ratio": statistics.median(app_times) / statistics.median(boto_times), "runs": runs}
 
 
 def package_size() -> dict[str, Any]:

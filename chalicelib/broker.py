@@ -168,8 +168,13 @@ class Broker:
         usable = [role for role, decision in self.decisions(identity) if decision.allowed]
         return config_fragment(usable, broker_url)
 
+    def role(self, role_name: str, identity: Identity) -> Role:
+        """The policy's role of that name as ``identity`` may learn of it; ``NotFound`` when there is none
+        (or none of its rules is of the caller's issuer)."""
+        return self._policy().role_for(role_name, identity)
+
     def decide(self, identity: Identity, role_name: str) -> tuple[Role, Decision, ActiveGrant | None]:
-        role = self._policy().role(role_name)
+        role = self.role(role_name, identity)
         now = self._clock()
         grant = None
         if role.approval is not None:

@@ -19,6 +19,7 @@ from chalicelib.access.policy import AccessPolicy, Rule
 from chalicelib.audit import AuditLog, CallContext
 from chalicelib.broker import GrantStore
 from chalicelib.exceptions import BadRequest, Forbidden, Unauthenticated
+from chalicelib.identity.principal import DEFAULT_ISSUER
 from chalicelib.identity.tokens import Identity, identity_from_claims
 from chalicelib.settings import Settings
 
@@ -33,10 +34,15 @@ def identity_named(settings: Settings, subject: str, groups: list[str]) -> Ident
     return identity_from_claims(claims, settings.default_issuer)
 
 
-def oversight(policy: AccessPolicy) -> str:
-    """Who may ask about others, without any claim value: for a 403's message."""
+def oversight(policy: AccessPolicy, caller: Identity) -> str:
+    """Who may ask about others, for a 403's message: without any claim value, and without
+    any group to callers of other issuers (a CI issuer signs for strangers too)."""
+    if caller.principal.issuer != DEFAULT_ISSUER:
+        return "the policy's admins and auditors"
+
     def rules(found: tuple[Rule, ...]) -> str:
-        return "; or ".join(rule.describe() for rule in found) or "nobody: the policy names none"
+        own = [rule for rule in found if rule.issuer == DEFAULT_ISSUER]
+        return "; or ".join(rule.describe() for rule in own) or "nobody of your issuer"
 
     return f"admins ({rules(policy.admins)}) and auditors ({rules(policy.auditors)})"
 
@@ -60,7 +66,12 @@ class AccessInquiries:
         policy = self._policy()
         role, subject, groups = query.get("role"), query.get("identity"), query.get("groups")
         if role is not None:
-            policy.role(role)  # an unknown role is a 404 for everyone
+            # An unknown role is a 404 for everyone, and so is one with no rule of the caller's issuer,
+            # except to those who oversee the whole policy.
+            if policy.is_admin(caller) or policy.is_auditor(caller):
+                policy.role(role)
+            else:
+                policy.role_for(role, caller)
         if subject is None and groups is None and role is not None:
             self._allow(policy, caller, context, f"ask who can use role {role}", role=role)
             return queries.who_can(policy, role)
@@ -97,7 +108,7 @@ class AccessInquiries:
             self._audit.record(action="access-query", outcome="allowed", context=context, identity=caller,
                                reason=what, **fields)
             return
-        reason = (f"only {oversight(policy)} may {what}; "
+        reason = (f"only {oversight(policy, caller)} may {what}; "
                   "GET /v1/access with no parameters answers what you can use")
         self._audit.record(action="access-query", outcome="denied", context=context, identity=caller,
                            reason=reason, **fields)

@@ -108,7 +108,7 @@ def explain(policy: AccessPolicy, role_name: str, claims: dict[str, object], *, 
     identity = identity_for(policy, claims, issuer=issuer, identity_claim=identity_claim, groups_claim=groups_claim)
     now = datetime.now(UTC)
     grant_until = now.replace(year=now.year + 1) if granted else None
-    decision = decide(policy.role(role_name), identity, grant_until=grant_until, now=now)
+    decision = decide(policy.role(role_name), identity, grant_until=grant_until, now=now, describe_every_rule=True)
     verdict = "ALLOW" if decision.allowed else "DENY"
     return decision.allowed, f"{verdict} {role_name} for {identity.subject}: {decision.reason}"
 

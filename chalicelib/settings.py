@@ -98,7 +98,7 @@ class Settings:
     slack_team_ids: tuple[str, ...] = ()
     task_signing_key: str | None = field(default=None, repr=False)
     max_open_requests: int = 5
-    federation_url: str = "https://signin.aws.amazon.com/federation"
+    federation_url: str | None = None  # None: each role's partition's own sign-in endpoint
     source_credentials_secret: str | None = None
     cloudtrail_event_data_store: str | None = None
     athena_cloudtrail_table: str = "cloudtrail_logs"
@@ -180,8 +180,7 @@ class Settings:
             worker_function=worker_function,
             task_signing_key=_task_signing_key(environ, required=worker_function is not None),
             max_open_requests=_max_open_requests(environ),
-            federation_url=environ.get("ROLEBROKER_FEDERATION_URL", "").strip()
-            or "https://signin.aws.amazon.com/federation",
+            federation_url=environ.get("ROLEBROKER_FEDERATION_URL", "").strip() or None,
             source_credentials_secret=environ.get("ROLEBROKER_SOURCE_CREDENTIALS_SECRET", "").strip() or None,
             cloudtrail_event_data_store=environ.get("ROLEBROKER_CLOUDTRAIL_EVENT_DATA_STORE", "").strip() or None,
             athena_cloudtrail_table=environ.get("ROLEBROKER_ATHENA_CLOUDTRAIL_TABLE", "").strip() or "cloudtrail_logs",

@@ -5,16 +5,26 @@ caller's principal key (``principal.py``), ``session_name_for_key``, so that
 anyone holding a principal can recompute the exact value AWS recorded (in
 CloudTrail, or in an IAM condition on ``aws:SourceIdentity``):
 
-* if the key is 2-64 characters of STS's alphabet ``[A-Za-z0-9_+=,.@-]``,
-  it is used as it is (``alice@example.com``);
-* otherwise every other character becomes ``-``, the result is cut to 53
-  characters, and ``-`` plus the first 10 hex digits of the SHA-256 of the
+* if the key is 2-64 characters of STS's alphabet ``[A-Za-z0-9_+=,.@-]`` and
+  does not end like a hashed name (``-`` and 16 lower-case hex digits), it
+  is used as it is (``alice@example.com``);
+* otherwise every other character becomes ``-``, the result is cut to 47
+  characters, and ``-`` plus the first 16 hex digits of the SHA-256 of the
   key (UTF-8) are appended
   (``ci|repo:acme/infra:ref:refs/heads/main`` becomes
-  ``ci-repo-acme-infra-ref-refs-heads-main-<10 hex>``), so two principals
-  never share a session name.
+  ``ci-repo-acme-infra-ref-refs-heads-main-<16 hex>``).
 
-Emails are already casefolded in the key, so ``Erin@Example.com`` and
+So a name kept as it is never looks hashed, and two hashed names are equal
+only if their keys' digests share 64 bits: no principal can take another's
+name, neither by choosing a value shaped like a hashed name nor by trying
+values until 40 bits of digest match (the former 10 hex digits fell to about
+10^12 tries, minutes on one GPU).
+
+The session tag ``rolebroker:identity`` follows the same rule over the tag
+alphabet (Unicode letters and digits, space, ``_.:/=+@-``, 256 characters),
+so it names exactly one principal too: IAM conditions may match it alone.
+
+Emails are already in lower case in the key, so ``Erin@Example.com`` and
 ``erin@example.com`` are stamped alike.
 """
 
@@ -40,13 +50,27 @@ GRANT_TAG = "rolebroker:grant"  # the JIT request id a session was issued under
 TICKET_TAG = "rolebroker:ticket"  # the request's ticket, when it has one
 
 
+DIGEST_HEX = 16
+_HASHED = re.compile(rf"-[0-9a-f]{{{DIGEST_HEX}}}\Z")
+
+
+def _injective(key: str, not_allowed: re.Pattern[str], replacement: str, shortest: int, longest: int) -> str:
+    """``key`` if it is already clean and cannot be mistaken for a hashed value, else a hashed value."""
+    clean = not_allowed.sub(replacement, key)
+    if clean == key and shortest <= len(clean) <= longest and not _HASHED.search(clean):
+        return clean
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:DIGEST_HEX]
+    return f"{clean[: longest - DIGEST_HEX - 1]}-{digest}"
+
+
 def session_name_for_key(principal_key: str) -> str:
     """``RoleSessionName`` and ``SourceIdentity`` for a principal key (see the module docstring)."""
-    clean = _NOT_ALLOWED.sub("-", principal_key)
-    if clean == principal_key and 2 <= len(clean) <= MAX_NAME:
-        return clean
-    digest = hashlib.sha256(principal_key.encode("utf-8")).hexdigest()[:10]
-    return f"{clean[: MAX_NAME - len(digest) - 1]}-{digest}"
+    return _injective(principal_key, _NOT_ALLOWED, "-", 2, MAX_NAME)
+
+
+def identity_tag_for_key(principal_key: str) -> str:
+    """The ``rolebroker:identity`` session tag for a principal key: one value per principal."""
+    return _injective(principal_key, _TAG_NOT_ALLOWED, "_", 1, MAX_TAG_VALUE)
 
 
 def session_name_for(identity: Identity) -> str:
@@ -65,7 +89,7 @@ def session_tags_for(identity: Identity) -> list[dict[str, str]]:
     values) and truncated at a group boundary; the full list is in the audit
     log.
     """
-    tags = [{"Key": IDENTITY_TAG, "Value": _tag_value(identity.principal.key)}]
+    tags = [{"Key": IDENTITY_TAG, "Value": identity_tag_for_key(identity.principal.key)}]
     if identity.issuer:
         tags.append({"Key": ISSUER_TAG, "Value": _tag_value(identity.issuer)})
     groups = ""

@@ -9,7 +9,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.access.policy import MAX_GRANT_SECONDS, MAX_SESSION_SECONDS, MIN_SESSION_SECONDS, ROLE_NAME_RE
+from chalicelib.access.policy import (
+    MAX_GRANT_SECONDS,
+    MAX_SESSION_SECONDS,
+    MIN_SESSION_SECONDS,
+    REGION_RE,
+    ROLE_NAME_RE,
+)
 from chalicelib.exceptions import BadRequest, NotFound
 
 MAX_BODY_BYTES = 8 * 1024
@@ -20,11 +26,18 @@ REQUEST_REF_CHARS = frozenset("0123456789abcdef")
 REQUEST_REF_LENGTH = 12
 MAX_TOKEN_CHARS = 512
 _HAS_ALNUM = re.compile(r"[A-Za-z0-9]")
+# The console's own service paths: s3, ec2, cloudwatch, dynamodbv2, systems-manager ...
+CONSOLE_SERVICE_RE = re.compile(r"[a-z][a-z0-9-]{0,39}\Z")
+MAX_DESTINATION_CHARS = 1024
+MAX_REGION_CHARS = 32
+# RFC 3986's unreserved, sub-delims, ':', '@', '/', '?', '#' and '%': a path,
+# query and fragment, with anything else percent-encoded.
+_URL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/?#%")
 
 
 @dataclass(frozen=True)
 class Field:
-    kind: str  # role | duration | grant_duration | text
+    kind: str  # role | duration | grant_duration | text | service | region | destination
     required: bool = True
 
 
@@ -139,11 +152,50 @@ def _text(name: str, value: Any) -> str:
 
 
 CREDENTIALS_FIELDS = {"role": Field("role"), "duration_seconds": Field("duration", False)}
-REQUEST_FIELDS = {"role": Field("role"), "duration_seconds": Field("grant_duration"), "reason": Field("text")}
+# duration_seconds left out: the role's max_grant_seconds (AccessRequests.create).
+REQUEST_FIELDS = {"role": Field("role"), "duration_seconds": Field("grant_duration", False), "reason": Field("text")}
 DECISION_FIELDS = {"reason": Field("text", False)}
-CONSOLE_FIELDS = {"role": Field("role")}
+def console_service(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not CONSOLE_SERVICE_RE.match(value):
+        raise BadRequest(f"{name!r} must be a console service name such as s3, ec2 or cloudwatch "
+                         "(lower-case letters, digits and '-')")
+    return value
 
-_CHECKS = {"role": role_name, "duration": _duration, "grant_duration": _grant_duration, "text": _text}
+
+def _region(name: str, value: Any) -> str:
+    if not isinstance(value, str) or len(value) > MAX_REGION_CHARS or not REGION_RE.match(value):
+        raise BadRequest(f"{name!r} must be an AWS region such as eu-west-1")
+    return value
+
+
+def _destination(name: str, value: Any) -> str:
+    """A path on the AWS console (with its query and fragment), never a URL of its own.
+
+    The link puts it after ``https://<console host>``: so it must start with
+    one ``/`` (else it would extend the host, or name a user), and hold no
+    ``//`` or ``\\`` (browsers read ``\\`` as ``/``), not even percent-encoded,
+    so nothing downstream can turn it into a link to another site.
+    """
+    from urllib.parse import unquote
+
+    usage = (f"{name!r} must be a path on the AWS console such as /s3/buckets?region=eu-west-1: "
+             "it starts with one '/', has no '//' or '\\', and percent-encodes anything but URL characters")
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_DESTINATION_CHARS:
+        raise BadRequest(f"{usage} (1-{MAX_DESTINATION_CHARS} characters)")
+    decoded, previous = unquote(value), value
+    while decoded != previous:  # %252F%252F is // to whatever decodes it twice
+        decoded, previous = unquote(decoded), decoded
+    if (not value.startswith("/") or not set(value) <= _URL_CHARS or "//" in decoded or "\\" in decoded
+            or any(unicodedata.category(ch) == "Cc" for ch in decoded)):
+        raise BadRequest(usage)
+    return value
+
+
+CONSOLE_FIELDS = {"role": Field("role"), "service": Field("service", False), "region": Field("region", False),
+                  "destination": Field("destination", False)}
+
+_CHECKS = {"role": role_name, "duration": _duration, "grant_duration": _grant_duration, "text": _text,
+           "service": console_service, "region": _region, "destination": _destination}
 
 
 MAX_IDENTITY_CHARS = 256

@@ -7,9 +7,10 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
-from .stack import LocalStack, mint_via_running_issuer
+from .stack import PORTS_FILE, LocalStack, forget_cached_credentials, mint_via_running_issuer, stack_port
 
 
 def _claim(text: str) -> tuple[str, object]:
@@ -19,6 +20,16 @@ def _claim(text: str) -> tuple[str, object]:
     if value in {"true", "false"}:
         return key, value == "true"
     return key, value
+
+
+def _duration(text: str) -> int:
+    from chalicelib.chat.slack import parse_duration
+    from chalicelib.exceptions import BadRequest
+
+    try:
+        return parse_duration(text)
+    except BadRequest as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="group(s), comma-separated or repeated")
     token.add_argument("--claim", action="append", type=_claim, default=[], metavar="K=V",
                        help="extra claim, e.g. repository=acme/infra")
-    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    token.add_argument("--ttl", type=_duration, default=3600, help="lifetime: 90m, 1h, 2h30m or seconds "
+                                                                   "(default 1h)")
     token.add_argument("--mfa", action="store_true", help="put mfa in the token's amr claim")
     slack = sub.add_parser("slack", help="send a signed Slack command or button click to the local broker")
     slack.add_argument("text", nargs="?", help="the slash command, e.g. '/aws roles'")
@@ -44,17 +56,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ,
+         ports_file: Path = PORTS_FILE) -> int:
     args = _parser().parse_args(argv)
     if args.command == "token":
         if args.issuer == "people" and not args.sub:
             print("devstack: token --issuer people needs --sub", file=sys.stderr)
             return 2
         groups = [g.strip() for item in args.groups for g in item.split(",") if g.strip()]
-        if args.issuer == "ci":
-            port = int(os.environ.get("ROLEBROKER_CI_ISSUER_PORT", 8004))
-        else:
-            port = int(os.environ.get("ROLEBROKER_ISSUER_PORT", 8001))
+        port = stack_port("ci_issuer" if args.issuer == "ci" else "issuer", environ, ports_file)
         spec = {"sub": args.sub or "", "groups": groups or None, "claims": dict(args.claim), "ttl": args.ttl,
                 "mfa": args.mfa}
         try:
@@ -67,30 +77,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "slack":
         from .slack_cli import run as slack_run
 
-        stack = LocalStack.from_environ()
-        ports = {"broker": stack.broker_port, "slack": stack.slack_port}
+        ports = {name: stack_port(name, environ, ports_file) for name in ("broker", "slack")}
         try:
             return slack_run(args.text, args.user, args.click, args.request, ports)
         except OSError as exc:
-            print(f"devstack: the local stack is not answering ({exc}); start it with `make run`",
-                  file=sys.stderr)
+            print(f"devstack: the local stack is not answering on 127.0.0.1:{ports['broker']} ({exc}); "
+                  "start it with `make run`", file=sys.stderr)
             return 1
-    return run()
+    return run(environ)
 
 
 def _stop_on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def run() -> int:
+def run(environ: Mapping[str, str] = os.environ) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    stack = LocalStack.from_environ()
+    stack = LocalStack.from_environ(environ)
     try:
         stack.start()
     except (RuntimeError, OSError) as exc:
         print(f"devstack: {exc}", file=sys.stderr)
         return 1
-    print(stack.banner(), flush=True)
+    # This stack's STS knows nothing of the last one's credentials, though its URL is the same.
+    forgotten = forget_cached_credentials(stack.broker_url, environ)
+    print(stack.banner(forgotten), flush=True)
     try:
         while True:
             time.sleep(1)

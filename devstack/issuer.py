@@ -8,6 +8,10 @@ local stack and the tests exercise the same code paths as a real IdP:
 * ``/authorize`` and ``/token`` (authorization code with PKCE S256, refresh
   tokens) for ``rolebroker login``; there is no login page: the user is
   taken from ``login_hint`` (default ``alice@example.com``);
+* the device grant (RFC 8628) for ``rolebroker login --device``:
+  ``POST /device/code`` hands out a user code, and ``/device`` is a dev-only
+  approval page (or ``curl -d user_code=CODE -d user=bob@example.com
+  <issuer>/device``) that signs the code in as any user, or refuses it;
 * ``POST /dev/token``, which mints a token for any claims: what
   ``python -m devstack token`` calls. That is why this issuer must never
   listen anywhere but loopback.
@@ -23,11 +27,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import json
 import secrets
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -72,7 +78,11 @@ class DevIssuer(LoopbackServer):
     jwks_requests: int = 0
     discovery_requests: int = 0
     jwks_available: bool = True
+    device_interval: int = 5
+    device_lifetime: int = 600
+    clock: Callable[[], float] = time.time  # the device grant's timing; tokens use the real time
     _codes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _devices: dict[str, dict[str, Any]] = field(default_factory=dict)
     _refresh: dict[str, dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -128,7 +138,8 @@ class DevIssuer(LoopbackServer):
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256"],
             "code_challenge_methods_supported": ["S256"],
-            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "grant_types_supported": ["authorization_code", "refresh_token", DEVICE_GRANT],
+            "device_authorization_endpoint": f"{self.url}/device/code",
         }
 
     # -- authorization code + PKCE
@@ -162,6 +173,11 @@ class DevIssuer(LoopbackServer):
                     or entry["redirect_uri"] != form.get("redirect_uri")):
                 return 400, {"error": "invalid_grant"}
             user = entry["user"]
+        elif grant == DEVICE_GRANT:
+            status, answer = self._device_poll(form.get("device_code", ""))
+            if status != 200:
+                return status, answer
+            user = answer["user"]
         elif grant == "refresh_token":
             entry = self._refresh.get(form.get("refresh_token", ""))
             if entry is None:
@@ -175,6 +191,88 @@ class DevIssuer(LoopbackServer):
         token = self.mint(user, groups=groups, ttl=3600)
         return 200, {"access_token": token, "id_token": token, "refresh_token": refresh,
                      "token_type": "Bearer", "expires_in": 3600}
+
+
+    # -- the device authorization grant (RFC 8628)
+
+    def device_authorize(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        if form.get("client_id") != self.audience:
+            return 401, {"error": "invalid_client"}
+        device_code = secrets.token_urlsafe(32)
+        user_code = _user_code()
+        with self._lock:
+            self._devices[device_code] = {"user_code": user_code, "expires": self.clock() + self.device_lifetime,
+                                          "interval": self.device_interval, "last_poll": None, "user": None,
+                                          "denied": False}
+        return 200, {"device_code": device_code, "user_code": user_code,
+                     "verification_uri": f"{self.url}/device",
+                     "verification_uri_complete": f"{self.url}/device?{urlencode({'user_code': user_code})}",
+                     "expires_in": self.device_lifetime, "interval": self.device_interval}
+
+    def approve_device(self, user_code: str, user: str, *, approve: bool) -> bool:
+        """Sign the pending code in as ``user`` (or refuse it); False when no such code is pending."""
+        wanted = _normal_code(user_code)
+        with self._lock:
+            for entry in self._devices.values():
+                pending = entry["user"] is None and not entry["denied"] and entry["expires"] > self.clock()
+                if pending and _normal_code(entry["user_code"]) == wanted:
+                    if approve:
+                        entry["user"] = user
+                    else:
+                        entry["denied"] = True
+                    return True
+        return False
+
+    def _device_poll(self, device_code: str) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            entry = self._devices.get(device_code)
+            if entry is None:
+                return 400, {"error": "invalid_grant"}
+            now = self.clock()
+            if entry["expires"] <= now:
+                del self._devices[device_code]
+                return 400, {"error": "expired_token"}
+            if entry["denied"]:
+                del self._devices[device_code]
+                return 400, {"error": "access_denied"}
+            if entry["user"] is not None:
+                del self._devices[device_code]
+                return 200, {"user": entry["user"]}
+            too_soon = entry["last_poll"] is not None and now - entry["last_poll"] < entry["interval"]
+            entry["last_poll"] = now
+            if too_soon:
+                entry["interval"] += 5
+                return 400, {"error": "slow_down"}
+            return 400, {"error": "authorization_pending"}
+
+    def device_page(self, user_code: str, message: str = "") -> str:
+        """The dev-only approval page: pick who signs in with the code."""
+        buttons = "".join(
+            f"<p><button name=user value='{html.escape(user, quote=True)}'>Sign in as {html.escape(user)} "
+            f"({html.escape(', '.join(spec.get('groups', [])))})</button></p>"
+            for user, spec in self.users.items())
+        return ("<!doctype html><meta charset=utf-8><title>rolebroker dev issuer</title>"
+                "<body style='font-family:sans-serif'><h1>Dev issuer: approve a sign-in</h1>"
+                f"<p>{html.escape(message)}</p><form method=post action=/device>"
+                f"<p><label>Code <input name=user_code value='{html.escape(user_code, quote=True)}'></label></p>"
+                f"<input type=hidden name=action value=approve>{buttons}</form>"
+                "<form method=post action=/device><input type=hidden name=action value=deny>"
+                f"<input type=hidden name=user_code value='{html.escape(user_code, quote=True)}'>"
+                "<p><button>Refuse this sign-in</button></p></form>"
+                "<p>Development only: no password is asked.</p></body>")
+
+
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+_USER_CODE_LETTERS = "BCDFGHJKLMNPQRSTVWXZ"  # RFC 8628 6.1: no vowels, nothing that reads as a digit
+
+
+def _user_code() -> str:
+    letters = "".join(secrets.choice(_USER_CODE_LETTERS) for _ in range(8))
+    return f"{letters[:4]}-{letters[4:]}"
+
+
+def _normal_code(code: str) -> str:
+    return "".join(ch for ch in code.upper() if ch.isalnum())
 
 
 def _github_claims(sub: str, claims: dict[str, Any]) -> dict[str, Any]:
@@ -213,8 +311,20 @@ def _handler_for(issuer: DevIssuer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
+        def _page(self, status: int, page: str) -> None:
+            data = page.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
         def do_GET(self) -> None:
             parsed = urlparse(self.path)
+            if parsed.path == "/device":
+                query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
+                self._page(200, issuer.device_page(query.get("user_code", "")))
+                return
             if parsed.path == "/.well-known/openid-configuration":
                 issuer.discovery_requests += 1
                 self._send(200, issuer.discovery())
@@ -240,6 +350,10 @@ def _handler_for(issuer: DevIssuer) -> type[BaseHTTPRequestHandler]:
             if self.path == "/token":
                 form = {k: v[0] for k, v in parse_qs(raw).items()}
                 self._send(*issuer.token(form))
+            elif self.path == "/device/code":
+                self._send(*issuer.device_authorize({k: v[0] for k, v in parse_qs(raw).items()}))
+            elif self.path == "/device":
+                self._device_decision({k: v[0] for k, v in parse_qs(raw).items()})
             elif self.path == "/dev/token":
                 try:
                     spec = json.loads(raw or "{}")
@@ -251,5 +365,15 @@ def _handler_for(issuer: DevIssuer) -> type[BaseHTTPRequestHandler]:
                 self._send(200, {"token": token})
             else:
                 self._send(404, {"error": "not_found"})
+
+        def _device_decision(self, form: dict[str, str]) -> None:
+            code, user = form.get("user_code", ""), form.get("user", "alice@example.com")
+            approve = form.get("action", "approve") != "deny"
+            if not issuer.approve_device(code, user, approve=approve):
+                self._page(404, issuer.device_page(code, "No sign-in is waiting for that code (or it expired)."))
+                return
+            done = f"Signed in as {user}." if approve else "Sign-in refused."
+            self._page(200, f"<!doctype html><meta charset=utf-8><p>{html.escape(done)} "
+                            "Return to your terminal.</p>")
 
     return Handler

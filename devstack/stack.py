@@ -44,6 +44,65 @@ FAKE_AWS_CREDENTIALS = {
 }
 
 
+# Where a running stack publishes its ports, so `python -m devstack token` and
+# `devstack slack` in another terminal find it without exported variables.
+PORTS_FILE = ROOT / ".devstack" / "ports.json"
+PORT_VARIABLES = {
+    "broker": ("ROLEBROKER_PORT", 8000),
+    "issuer": ("ROLEBROKER_ISSUER_PORT", 8001),
+    "aws": ("ROLEBROKER_AWS_PORT", 8002),
+    "slack": ("ROLEBROKER_SLACK_PORT", 8003),
+    "ci_issuer": ("ROLEBROKER_CI_ISSUER_PORT", 8004),
+}
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive, but then the file is not ours either
+    return True
+
+
+def published_ports(path: Path = PORTS_FILE) -> dict[str, int]:
+    """The ports a running stack published; empty when none runs (no file, or its process is gone)."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(doc, dict) or not _alive(doc.get("pid")):
+        return {}
+    return {name: port for name, port in doc.items()
+            if name in PORT_VARIABLES and isinstance(port, int) and 0 < port < 65536}
+
+
+def stack_port(name: str, environ: Any = os.environ, path: Path = PORTS_FILE) -> int:
+    """A port of the local stack: its variable if set, else what the running stack published, else the default."""
+    variable, default = PORT_VARIABLES[name]
+    if environ.get(variable):
+        return int(environ[variable])
+    return published_ports(path).get(name, default)
+
+
+def forget_cached_credentials(broker_url: str, environ: Any = os.environ) -> int:
+    """Delete the client's cached credentials for ``broker_url`` (this user's cache, as the client finds it).
+
+    A new local stack answers at the same URL as the last one, but its STS
+    emulation never issued the last one's credentials: served from the
+    cache, they would fail (or, worse, seem to work) against this one.
+    """
+    try:
+        from rolebroker._fast import DEFAULT_GETUID, ClientPaths
+        from rolebroker.cache import CredentialCache
+    except ImportError:  # the client is not installed here: nothing of it to forget
+        return 0
+    return CredentialCache(ClientPaths(environ).cache_dir, getuid=DEFAULT_GETUID).forget_broker(broker_url)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((LOOPBACK, 0))
@@ -108,13 +167,10 @@ class LocalStack:
 
     @classmethod
     def from_environ(cls, environ: Any = os.environ) -> LocalStack:
-        return cls(
-            broker_port=int(environ.get("ROLEBROKER_PORT", 8000)),
-            issuer_port=int(environ.get("ROLEBROKER_ISSUER_PORT", 8001)),
-            aws_port=int(environ.get("ROLEBROKER_AWS_PORT", 8002)),
-            slack_port=int(environ.get("ROLEBROKER_SLACK_PORT", 8003)),
-            ci_issuer_port=int(environ.get("ROLEBROKER_CI_ISSUER_PORT", 8004)),
-        )
+        """The ports ``make run`` uses: the variables, else the defaults (never a published file)."""
+        port = {name: int(environ.get(variable) or default) for name, (variable, default) in PORT_VARIABLES.items()}
+        return cls(broker_port=port["broker"], issuer_port=port["issuer"], aws_port=port["aws"],
+                   slack_port=port["slack"], ci_issuer_port=port["ci_issuer"])
 
     @property
     def broker_url(self) -> str:
@@ -155,10 +211,25 @@ class LocalStack:
             self.fakes = FakeWeb(port=self.slack_port).start()
             self._seed()
             self._start_broker()
+            self._publish_ports()
         except BaseException:
             self.stop()
             raise
         return self
+
+    @property
+    def ports_file(self) -> Path:
+        return self.log_dir / "ports.json"
+
+    def ports(self) -> dict[str, int]:
+        assert self.issuer is not None and self.ci_issuer is not None
+        # The issuers may have been given port 0 (any free port): their URLs say which they got.
+        return {"broker": self.broker_port, "issuer": int(self.issuer.url.rsplit(":", 1)[1]), "aws": self.aws_port,
+                "slack": self.slack_port, "ci_issuer": int(self.ci_issuer.url.rsplit(":", 1)[1])}
+
+    def _publish_ports(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.ports_file.write_text(json.dumps({"pid": os.getpid(), **self.ports()}, indent=1) + "\n")
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -196,7 +267,8 @@ class LocalStack:
         store = AccessStore(dynamodb, LOCAL_TABLE)
         now = datetime.now(timezone.utc)
         for email, user in DEFAULT_USERS.items():
-            store.remember_identity(email, frozenset(user["groups"]), now, timedelta(days=7))
+            store.remember_identity(email, frozenset(user["groups"]), now, timedelta(days=7),
+                                    claims={"email": email, "groups": list(user["groups"])})
 
     def _policy_file(self) -> Path:
         """The example policy, or a copy naming the CI issuer's real address.
@@ -243,6 +315,9 @@ class LocalStack:
         wait_for(f"{self.broker_url}/v1/health", 60, process)
 
     def stop(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(self.ports_file.read_text()).get("pid") == os.getpid():
+                self.ports_file.unlink()
         for process in reversed(self._processes):
             if process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -283,32 +358,52 @@ class LocalStack:
         assert dev is not None
         return dev.mint(sub, **kwargs)
 
-    def banner(self) -> str:
+    def banner(self, forgotten: int = 0) -> str:
         assert self.issuer is not None and self.ci_issuer is not None
-        return "\n".join([
+        url = self.broker_url
+        lines = [
             "",
             "rolebroker local stack is up (Ctrl-C stops everything):",
-            f"  broker (chalice local)   {self.broker_url}",
+            f"  broker (chalice local)   {url}",
             f"  dev issuer for people    {self.issuer.url}   the default issuer (rules without `issuer:`)",
             f"  dev issuer for CI jobs   {self.ci_issuer.url}   issuer `ci` in the policy, GitHub-Actions-shaped",
             f"  AWS emulation (moto)     {self.aws_url}   STS, DynamoDB",
             f"  fake Slack + sign-in     {self.fakes_url}   (what the broker sent: {self.fakes_url}/_recorded)",
             f"  access policy            {self.policy_path}",
+            f"  ports                    {_shown(self.ports_file)}   (`python -m devstack token|slack` read it)",
+        ]
+        if forgotten:
+            lines.append(f"  forgot {forgotten} cached credential(s) from an earlier stack at {url}")
+        lines += [
             "",
             "Next, in another terminal:",
             "  . .venv/bin/activate",
+            f"  export ROLEBROKER_URL={url}",
             "  T=$(python -m devstack token --sub alice@example.com --groups platform-admins)",
-            f"  curl -s -H \"Authorization: Bearer $T\" {self.broker_url}/v1/roles",
+            "  curl -s -H \"Authorization: Bearer $T\" $ROLEBROKER_URL/v1/roles",
             "  curl -s -H \"Authorization: Bearer $T\" -H 'Content-Type: application/json' \\",
-            f"       -d '{{\"role\": \"sandbox-admin\"}}' {self.broker_url}/v1/credentials",
-            f"  curl -s -H \"Authorization: Bearer $T\" {self.broker_url}/v1/config",
+            "       -d '{\"role\": \"sandbox-admin\"}' $ROLEBROKER_URL/v1/credentials",
             "  CI=$(python -m devstack token --issuer ci --claim repository=acme/infra --claim ref=refs/heads/main)",
-            f"  curl -s -H \"Authorization: Bearer $CI\" {self.broker_url}/v1/roles        # ci-deploy only",
+            "  curl -s -H \"Authorization: Bearer $CI\" $ROLEBROKER_URL/v1/roles        # ci-deploy only",
+            "  ROLEBROKER_TOKEN=$T rolebroker configure --all",
+            f"  ROLEBROKER_TOKEN=$T AWS_ENDPOINT_URL_STS={self.aws_url} aws sts get-caller-identity "
+            "--profile sandbox-admin",
             "  python -m devstack slack '/aws roles' --user U0ALICE",
             "  python -m devstack slack '/aws request prod-breakglass 1h INC-42 db down' --user U0BOB",
             "  python -m devstack slack --click approve --request <ID> --user U0CAROL",
+            f"  rolebroker --url {self.broker_url} login --device   # then approve the code at "
+            f"{self.issuer.url}/device as alice, bob or carol",
             "",
-        ])
+        ]
+        return "\n".join(lines)
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the checkout when it is inside it (as people type it there)."""
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 # The example policy names the dev CI issuer by its default address; a stack

@@ -20,9 +20,11 @@ newline and ``\\d`` or ``\\w`` non-ASCII digits and letters.
 
 from __future__ import annotations
 
+import gc
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -139,6 +141,10 @@ class Role:
                 return rule
         return None
 
+    def rules_for(self, issuer: str) -> tuple[Rule, ...]:
+        """The ``allow`` rules a token of ``issuer`` could match: the only ones its caller is told about."""
+        return tuple(rule for rule in self.allow if rule.issuer == issuer)
+
 
 class RuleIndex:
     """Maps each rule's anchors to payloads, so lookups touch few rules."""
@@ -206,7 +212,20 @@ class AccessPolicy:
         try:
             return self.roles[name]
         except KeyError:
-            raise NotFound(f"unknown role {name!r}; `rolebroker roles` lists yours") from None
+            raise _unknown_role(name) from None
+
+    def role_for(self, name: str, identity: Identity) -> Role:
+        """Role ``name`` as ``identity`` may learn of it: a role none of whose ``allow`` rules is of
+        the caller's issuer is answered exactly like an unknown one.
+
+        An issuer such as GitHub Actions signs tokens for every repository in
+        the world; without this, anyone's CI token could map the organisation's
+        roles (404 or 403) and, from the 403's reason, its group names.
+        """
+        role = self.role(name)
+        if not role.rules_for(identity.principal.issuer):
+            raise _unknown_role(name)
+        return role
 
     def candidate_roles(self, identity: Identity) -> list[Role]:
         """Roles with at least one rule that could match, in policy order."""
@@ -232,15 +251,20 @@ def decide(
     *,
     grant_until: datetime | None = None,
     now: datetime | None = None,
+    describe_every_rule: bool = False,
 ) -> Decision:
     """Decide whether ``identity`` may assume ``role`` now.
 
     ``grant_until`` is the end of the caller's approved grant for the role,
-    if any; it only matters for roles with an ``approval`` block.
+    if any; it only matters for roles with an ``approval`` block. A denial
+    describes the rules of the caller's own issuer only, unless
+    ``describe_every_rule`` (tools of those who hold the whole policy).
     """
     rule = role.matching_rule(identity)
     if rule is None:
-        needs = "; or ".join(r.describe() for r in role.allow) or "a rule (it has none: nobody may use it)"
+        # Only rules of the caller's own issuer: the others' groups and claims are not theirs to learn.
+        own = role.allow if describe_every_rule else role.rules_for(identity.principal.issuer)
+        needs = "; or ".join(r.describe() for r in own) or "a rule that names your token's issuer (it has none)"
         return Decision(role.name, False, "denied", f"role {role.name} requires {needs}")
     matched = rule.describe()
     used = rule.evidence(identity)
@@ -270,6 +294,10 @@ def decide(
         matched,
         used,
     )
+
+
+def _unknown_role(name: str) -> NotFound:
+    return NotFound(f"unknown role {name!r}; `rolebroker roles` lists yours")
 
 
 def _claim_matches(value: Any, allowed: tuple[Scalar, ...]) -> bool:
@@ -306,7 +334,12 @@ class _Map(dict):  # type: ignore[type-arg]
     key_lines: dict[str, int]
 
 
-class _LineLoader(yaml.SafeLoader):
+# PyYAML's C parser when it is built (it is in the Lambda wheels); the pure
+# Python one otherwise. Either way the constructor below runs in Python.
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _LineLoader(_SafeLoader):  # type: ignore[valid-type,misc]
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> _Map:
         result = _Map()
         result.line = node.start_mark.line + 1
@@ -328,10 +361,32 @@ _LineLoader.add_constructor(
 )
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a policy is built.
+
+    A 5,000-role policy is some 200,000 new objects; the collector would
+    otherwise walk them all again and again while they are being made
+    (about half the load time). Nothing built here is garbage yet.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def parse_policy(text: str, source: str = "policy") -> AccessPolicy:
     """Parse and validate policy text (YAML or JSON)."""
+    with _gc_paused():
+        return _parse_policy(text, source)
+
+
+def _parse_policy(text: str, source: str) -> AccessPolicy:
     try:
-        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader (C or Python) subclass
     except PolicyError as exc:
         raise PolicyError(exc.message, source=source, line=exc.line) from None
     except yaml.YAMLError as exc:
@@ -431,8 +486,12 @@ class _Validator:
             raise self.fail(where, "issuer names are 1-32 characters of [a-z0-9_-], starting with a letter", line)
         i = self.mapping(value, where, line,
                          {"url", "audiences", "identity_claim", "groups_claim", "require_email_verified",
-                          "max_token_age_seconds", "jwks_url"},
+                          "max_token_age_seconds", "jwks_url", "approval_identity_claim"},
                          {"url", "audiences", "identity_claim"})
+        if i.get("approval_identity_claim") == "email" and i.get("require_email_verified") is False:
+            raise self.fail(f"{where}.approval_identity_claim", "an unverified email can name anyone, so it cannot "
+                            "say who the person is; keep require_email_verified true",
+                            i.key_lines["approval_identity_claim"])
         return Issuer(
             name=name,
             url=self.url(i, "url", where),
@@ -443,6 +502,8 @@ class _Validator:
             max_token_age_seconds=self.integer(i, "max_token_age_seconds", where, 60, MAX_TOKEN_AGE_SECONDS, 0)
             if "max_token_age_seconds" in i else None,
             jwks_url=self.url(i, "jwks_url", where) if "jwks_url" in i else None,
+            approval_identity_claim=self.claim_name(i, "approval_identity_claim", where, "")
+            if "approval_identity_claim" in i else None,
         )
 
     def url(self, m: _Map, key: str, where: str) -> str:
@@ -484,8 +545,11 @@ class _Validator:
     def role(self, name: str, value: Any, parent: _Map, accounts: Mapping[str, Account]) -> Role:
         where = f"roles.{name}"
         line = parent.key_lines[name]
-        if not ROLE_NAME_RE.match(name):
+        if not ROLE_NAME_RE.fullmatch(name):
             raise self.fail(where, "role names are 1-64 characters of [A-Za-z0-9._-]", line)
+        if name.casefold() == "default":  # the name users type is the profile name configure writes
+            raise self.fail(where, f"{name!r} would become the AWS default profile ([profile default]) on every "
+                            "machine that runs `rolebroker configure`; choose another name", line)
         m = self.mapping(
             value, where, line,
             {"account", "role_name", "role_arn", "max_duration_seconds", "console", "require_mfa",
@@ -558,10 +622,17 @@ class _Validator:
                 if not values or not all(isinstance(x, (str, int, bool)) for x in values):
                     raise self.fail(f"{where}.claims.{k}", "must be a string, number, boolean or a list of them",
                                     c.key_lines[k])
-                if k == "email":  # tokens' emails are compared casefolded; so are the policy's
-                    values = [canonical_value(k, x) if isinstance(x, str) else x for x in values]
+                if k == "email":  # tokens' emails are compared in ASCII lower case; so are the policy's
+                    values = [self.email(x, f"{where}.claims.{k}", c.key_lines[k]) if isinstance(x, str) else x
+                              for x in values]
                 claims.append((k, tuple(values)))
         return Rule(groups=groups, claims=tuple(claims), issuer=issuer)
+
+    def email(self, value: str, where: str, line: int) -> str:
+        try:
+            return canonical_value("email", value)
+        except ValueError as exc:  # such a token's email counts as absent: the rule could never match
+            raise self.fail(where, f"{value!r} {exc}", line) from None
 
     def approval(self, m: _Map, where: str) -> Approval:
         where = f"{where}.approval"

@@ -11,9 +11,9 @@ One table, keyed ``pk``/``sk``:
   decided, revoked) makes a second decision impossible to record.
 * ``GRANT#<principal>`` / ``ROLE#<role>#<request id>``: an approved grant and
   its end; DynamoDB's TTL deletes it a day after it ends.
-* ``IDENTITY#<principal>`` / ``SNAPSHOT``: the groups from that person's
-  newest verified token (by ``iat``), so Slack (which knows only an email)
-  can be judged by the same policy; it expires after a working day.
+* ``IDENTITY#<principal>`` / ``SNAPSHOT``: the groups and claims from that
+  person's newest verified token (by ``iat``), so Slack (which knows only an
+  email) can be judged by the same policy; it expires after a working day.
 * ``REQUEST#<id>`` / ``SESSION#<issued at>#<access key id>``: each STS
   session issued under the request's grant (ARNs, key id, times; never a
   secret), the evidence that ties the grant to CloudTrail. Written in one
@@ -37,11 +37,14 @@ update, the event and (on approval) the grant succeed or fail together. The
 conditions carry the rules that must hold even against a buggy or racing
 caller: only a pending request moves, an approval must come before the
 pending timeout, and the approver is not the requester: neither the same
-principal nor the same ``iss`` + ``sub``.
+principal, nor the same ``iss`` + ``sub``, nor the same person of the default
+issuer (``requester_person``, for a requester of an issuer that declares
+``approval_identity_claim``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Mapping
@@ -93,6 +96,7 @@ class AccessRequest:
     requester_iss: str | None = None
     requester_sub: str | None = None
     slot: int | None = None  # the requester's open-request slot it holds while pending
+    requester_person: str | None = None  # a requester of another issuer: their default-issuer person
 
     def status_at(self, now: datetime) -> str:
         if self.status == PENDING and now >= self.pending_until:
@@ -128,6 +132,14 @@ class PageKey:
 
 def page_key(request: AccessRequest) -> PageKey:
     return PageKey(request.id, _iso(request.created_at))
+
+
+@dataclass(frozen=True)
+class IdentitySnapshot:
+    """What a person's newest verified token said, for judging them in Slack."""
+
+    groups: frozenset[str]
+    claims: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -273,14 +285,15 @@ class AccessStore:
 
     def create(self, *, role: str, requester: str, duration_seconds: int, reason: str, now: datetime,
                pending_seconds: int, requester_slack: str | None = None, requester_sub: IssSub | None = None,
-               slot: int | None = None) -> AccessRequest:
+               slot: int | None = None, requester_person: str | None = None) -> AccessRequest:
         """Store a pending request; with ``slot``, also take that open-request slot of the requester's,
         which the database gives only if it is free (``SlotTaken`` otherwise)."""
         iss, sub = requester_sub or (None, None)
         request = AccessRequest(id=uuid.uuid4().hex[:12], role=role, requester=requester,
                                 duration_seconds=duration_seconds, reason=reason, status=PENDING,
                                 created_at=now, pending_until=now + timedelta(seconds=pending_seconds),
-                                requester_slack=requester_slack, requester_iss=iss, requester_sub=sub, slot=slot)
+                                requester_slack=requester_slack, requester_iss=iss, requester_sub=sub, slot=slot,
+                                requester_person=requester_person)
         item = {
             "pk": _s(f"REQUEST#{request.id}"), "sk": _s("STATE"), "id": _s(request.id), "role": _s(role),
             "requester": _s(requester), "duration_seconds": _n(duration_seconds), "reason": _s(reason),
@@ -291,6 +304,8 @@ class AccessStore:
             item["requester_slack"] = _s(requester_slack)
         if iss and sub:
             item["requester_iss"], item["requester_sub"] = _s(iss), _s(sub)
+        if requester_person:
+            item["requester_person"] = _s(requester_person)
         items = [
             {"Put": {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}},
             self._event(request.id, now, requester, None, PENDING, reason),
@@ -327,10 +342,11 @@ class AccessStore:
         }}]
 
     def approve(self, request: AccessRequest, *, approver: str, now: datetime, grant_until: datetime,
-                approver_sub: IssSub | None = None) -> None:
+                approver_sub: IssSub | None = None, approver_person: str | None = None) -> None:
         """Approve and write the grant; the database refuses self-approval."""
         update = self._transition(request.id, PENDING, APPROVED, approver, now, note=None,
-                                  extra={"grant_until": _s(_iso(grant_until))}, approver_sub=approver_sub)
+                                  extra={"grant_until": _s(_iso(grant_until))}, approver_sub=approver_sub,
+                                  approver_person=approver_person)
         grant = {"Put": {"TableName": self._table, "Item": {
             "pk": _s(f"GRANT#{request.requester}"), "sk": _s(f"ROLE#{request.role}#{request.id}"),
             "role": _s(request.role), "until": _s(_iso(grant_until)), "request_id": _s(request.id),
@@ -342,8 +358,9 @@ class AccessStore:
                         *self._release_slot(request)])
 
     def deny(self, request: AccessRequest, *, approver: str, now: datetime, note: str | None,
-             approver_sub: IssSub | None = None) -> None:
-        self._transact([self._transition(request.id, PENDING, DENIED, approver, now, note, approver_sub=approver_sub),
+             approver_sub: IssSub | None = None, approver_person: str | None = None) -> None:
+        self._transact([self._transition(request.id, PENDING, DENIED, approver, now, note, approver_sub=approver_sub,
+                                         approver_person=approver_person),
                         self._event(request.id, now, approver, PENDING, DENIED, note), *self._release_slot(request)])
 
     def cancel(self, request: AccessRequest, *, who: str, now: datetime) -> None:
@@ -416,8 +433,8 @@ class AccessStore:
     # -- identity snapshots
 
     def remember_identity(self, subject: str, groups: frozenset[str], now: datetime, ttl: timedelta,
-                          issued_at: int | None = None) -> bool:
-        """Record a token's groups unless a newer token's (by ``iat``) are already recorded.
+                          issued_at: int | None = None, claims: Mapping[str, Any] | None = None) -> bool:
+        """Record a token's groups and claims unless a newer token's (by ``iat``) are already recorded.
 
         Returns whether it was recorded. Without the condition, a person
         removed from a group could replay an older, still valid token and
@@ -426,6 +443,7 @@ class AccessStore:
         item: dict[str, Any] = {"pk": _s(f"IDENTITY#{subject}"), "sk": _s("SNAPSHOT"), "seen_at": _s(_iso(now)),
                                 "expires_at_epoch": _n((now + ttl).timestamp())}
         item["groups"] = {"L": [_s(g) for g in sorted(groups)]}
+        item["claims"] = _s(json.dumps(dict(claims or {}), sort_keys=True, separators=(",", ":")))
         condition: dict[str, Any] = {}
         if issued_at is not None:
             item["iat"] = _n(issued_at)
@@ -441,8 +459,12 @@ class AccessStore:
             raise _translate(exc) from exc
         return True
 
-    def recall_identity(self, subject: str, now: datetime) -> frozenset[str] | None:
-        """Groups from the person's last verified token, if it is recent enough."""
+    def recall_identity(self, subject: str, now: datetime) -> IdentitySnapshot | None:
+        """Groups and claims from the person's last verified token, if it is recent enough.
+
+        A snapshot written before claims were recorded has none: claim rules
+        then match nobody until the person's next sign-in.
+        """
         try:
             answer = self._client.get_item(TableName=self._table,
                                            Key={"pk": _s(f"IDENTITY#{subject}"), "sk": _s("SNAPSHOT")})
@@ -451,7 +473,8 @@ class AccessStore:
         item = answer.get("Item")
         if not item or int(item["expires_at_epoch"]["N"]) <= now.timestamp():
             return None
-        return frozenset(g["S"] for g in item["groups"]["L"])
+        claims = json.loads(item["claims"]["S"]) if "claims" in item else {}
+        return IdentitySnapshot(frozenset(g["S"] for g in item["groups"]["L"]), claims)
 
     # -- background tasks
 
@@ -472,7 +495,8 @@ class AccessStore:
 
     def _transition(self, request_id: str, from_status: str, to_status: str, who: str, now: datetime,
                     note: str | None, *, extra: dict[str, dict[str, str]] | None = None,
-                    own: bool = False, approver_sub: IssSub | None = None) -> dict[str, Any]:
+                    own: bool = False, approver_sub: IssSub | None = None,
+                    approver_person: str | None = None) -> dict[str, Any]:
         values: dict[str, dict[str, str]] = {
             ":from": _s(from_status), ":to": _s(to_status), ":who": _s(who), ":now": _s(_iso(now)),
             **{f":{k}": v for k, v in (extra or {}).items()},
@@ -492,6 +516,10 @@ class AccessStore:
             if approver_sub and not own:
                 condition += " AND NOT (requester_iss = :iss AND requester_sub = :sub)"
                 values[":iss"], values[":sub"] = _s(approver_sub[0]), _s(approver_sub[1])
+            if approver_person and not own:  # one person's principals of two issuers
+                condition += " AND requester <> :person"
+                condition += " AND (attribute_not_exists(requester_person) OR requester_person <> :person)"
+                values[":person"] = _s(approver_person)
         return {"Update": {
             "TableName": self._table,
             "Key": {"pk": _s(f"REQUEST#{request_id}"), "sk": _s("STATE")},
@@ -604,7 +632,7 @@ def _request(item: Mapping[str, Any]) -> AccessRequest:
         pending_until=datetime.fromisoformat(item["pending_until"]["S"]), decided_by=opt("decided_by"),
         decided_at=_dt(opt("decided_at")), note=opt("note"), grant_until=_dt(opt("grant_until")),
         requester_slack=opt("requester_slack"), ticket=opt("ticket"), requester_iss=opt("requester_iss"),
-        requester_sub=opt("requester_sub"),
+        requester_sub=opt("requester_sub"), requester_person=opt("requester_person"),
         slot=int(item["open_slot"]["N"]) if "open_slot" in item else None,
         messages=tuple((m["L"][0]["S"], m["L"][1]["S"]) for m in item.get("messages", {}).get("L", [])),
     )

@@ -8,6 +8,7 @@ the region, or the broker's own credentials.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,6 +22,14 @@ LOG = logging.getLogger(__name__)
 _THROTTLING = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"}
 _BROKER_CREDENTIALS = {"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId",
                        "UnrecognizedClientException", "SignatureDoesNotMatch"}
+# The IAM path of the roles the broker's own policy allows without listing
+# them (infra/generate.py writes that policy; infra/trusting.py creates them).
+BROKER_ROLE_PATH = "/rolebroker/"
+# AccessDenied names the policy type that refused when it is one of the
+# caller's own (same account as the broker); a cross-account trust policy's
+# refusal comes without a reason.
+_OWN_POLICY_TYPES = ("service control policy", "identity-based policy", "permissions boundary", "session policy")
+_ACTION = re.compile(r"perform: (sts:\w+)")
 
 
 @dataclass(frozen=True)
@@ -91,11 +100,7 @@ def _translate(exc: ClientError, role_arn: str, external_id: str | None) -> Exce
             "an operator must check the broker's execution role"
         )
     if code == "AccessDenied":
-        condition = " with the condition sts:ExternalId equal to the account's external_id" if external_id else ""
-        return AwsRefused(
-            f"AWS refused AssumeRole into {role_arn}: that role's trust policy must allow the broker's "
-            f"execution role the actions sts:AssumeRole, sts:TagSession and sts:SetSourceIdentity{condition}"
-        )
+        return _access_denied(message, role_arn, external_id)
     if code == "RegionDisabledException":
         return AwsRefused(
             "STS is not activated in the broker's region for that account; "
@@ -109,3 +114,32 @@ def _translate(exc: ClientError, role_arn: str, external_id: str | None) -> Exce
     if code == "PackedPolicyTooLarge":
         return AwsRefused("the caller's session tags are too large for STS; reduce the groups sent in the token")
     return AwsRefused(f"AWS STS refused AssumeRole into {role_arn} ({code})")
+
+
+def _access_denied(message: str, role_arn: str, external_id: str | None) -> AwsRefused:
+    """Say which side refused: the broker's own policies, or the trusting role's trust policy."""
+    found = _ACTION.search(message)
+    action = found.group(1) if found else "sts:AssumeRole"
+    own = next((kind for kind in _OWN_POLICY_TYPES if kind in message), None)
+    if own == "service control policy":
+        return AwsRefused(f"AWS refused {action} on {role_arn}: a service control policy of the broker's "
+                          "organisation denies it; the organisation's administrators must allow it")
+    if own is not None:
+        path = role_arn.split(":role", 1)[-1]
+        where = (f"{role_arn} is not under {BROKER_ROLE_PATH}" if not path.startswith(BROKER_ROLE_PATH)
+                 else "the role's account is not in the organisation (or account list) it names")
+        return AwsRefused(
+            f"AWS refused {action} on {role_arn} because of the broker's own IAM policy ({own}): it allows "
+            f"roles under arn:aws:iam::*:role{BROKER_ROLE_PATH} in the organisation, and other roles only "
+            f"when listed, and {where}; create the role under that path, or regenerate the broker's "
+            "policy (python -m infra.generate iam) and redeploy")
+    if action == "sts:TagSession":
+        return AwsRefused(
+            f"AWS refused sts:TagSession into {role_arn}: that role's trust policy must allow the broker's "
+            "execution role (aws:PrincipalArn) sts:TagSession for the rolebroker: tag keys, none transitive; "
+            "regenerate it with python -m infra.generate trust")
+    condition = " with the condition sts:ExternalId equal to the account's external_id" if external_id else ""
+    return AwsRefused(
+        f"AWS refused {action} into {role_arn}: that role's trust policy must allow the broker's "
+        "execution role (aws:PrincipalArn) the actions sts:AssumeRole, sts:TagSession and "
+        f"sts:SetSourceIdentity{condition}; or the role does not exist")

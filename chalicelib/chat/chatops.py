@@ -26,7 +26,14 @@ from chalicelib.console import ConsoleLinks
 from chalicelib.exceptions import BadRequest, RolebrokerError
 from chalicelib.identity.tokens import Identity
 from chalicelib.jit.requests import AccessRequests
-from chalicelib.validation import DECISION_FIELDS, REQUEST_FIELDS, checked_request_id, role_name, validate_fields
+from chalicelib.validation import (
+    DECISION_FIELDS,
+    REQUEST_FIELDS,
+    checked_request_id,
+    console_service,
+    role_name,
+    validate_fields,
+)
 
 LOG = logging.getLogger(__name__)
 ACCESS_LABELS = {"allowed": "allowed", "approval_required": "approval required", "mfa_required": "MFA required"}
@@ -94,9 +101,11 @@ class ChatOps:
 
     def _cmd_console(self, identity: Identity, args: list[str], rest: str, context: CallContext,
                      user: str) -> Reply:
-        if len(args) != 1:
-            raise BadRequest("usage: /aws console ROLE")
-        return messages.console_reply(self._console.link(identity, role_name("role", args[0]), context=context))
+        if len(args) not in (1, 2):
+            raise BadRequest("usage: /aws console ROLE [SERVICE], e.g. /aws console sandbox-admin s3")
+        service = console_service("service", args[1]) if len(args) == 2 else None
+        return messages.console_reply(self._console.link(identity, role_name("role", args[0]), context=context,
+                                                         service=service))
 
     def _cmd_request(self, identity: Identity, args: list[str], rest: str, context: CallContext,
                      user: str) -> Reply:

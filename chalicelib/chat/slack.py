@@ -50,7 +50,8 @@ class SlackRequestVerifier:
         signature = headers.get("x-slack-signature")
         if not timestamp or not signature:
             raise Unauthenticated("missing Slack signature headers")
-        if not timestamp.isdigit() or len(body) > MAX_SLACK_BODY:
+        # Non-ASCII would make hmac.compare_digest raise instead of answer "no".
+        if not (timestamp.isascii() and timestamp.isdigit() and signature.isascii()) or len(body) > MAX_SLACK_BODY:
             raise Unauthenticated("invalid Slack signature")
         try:
             text = body.decode("utf-8")
@@ -151,16 +152,23 @@ def parse_command(text: str) -> Command:
     return Command(name, rest.split(), rest)
 
 
-_DURATION = re.compile(r"(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s?)?\Z")  # ASCII digits, no trailing newline
+# The client's ``rolebroker._fast.duration`` reads exactly the same text
+# (tests/client/test_client_durations.py holds the two to one table): seconds
+# alone, or h, m and s in that order, each at most once, 1-6 ASCII digits each.
+_DURATION = re.compile(r"([0-9]{1,6})\Z|(?:([0-9]{1,6})h)?(?:([0-9]{1,6})m)?(?:([0-9]{1,6})s)?\Z",
+                       re.ASCII | re.IGNORECASE)
 
 
 def parse_duration(text: str) -> int:
-    """``2h``, ``90m``, ``1h30m``, ``3600`` into seconds."""
-    match = _DURATION.match(text.strip().lower())
-    if not text.strip() or not match or not any(match.groups()):
-        raise BadRequest(f"cannot read duration {text[:20]!r}: use e.g. 2h, 30m or 3600")
-    hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
-    return hours * 3600 + minutes * 60 + seconds
+    """``3600``, ``90m``, ``1h``, ``2h30m`` or ``900s`` into seconds."""
+    match = _DURATION.match(text)
+    seconds = 0
+    if match:
+        alone, hours, minutes, rest = (int(g) if g else 0 for g in match.groups())
+        seconds = alone + hours * 3600 + minutes * 60 + rest
+    if seconds <= 0:
+        raise BadRequest(f"cannot read duration {text[:20]!r}: use e.g. 90m, 1h, 2h30m or 3600 (seconds)")
+    return seconds
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}

@@ -77,6 +77,12 @@ class TaskSeal:
     def sign(self, body: str, key: bytes | None = None) -> str:
         return hmac.new(key or self._keys()[0], _DOMAIN + body.encode(), hashlib.sha256).hexdigest()
 
+    def _verifies(self, body: str, signature: str) -> bool:
+        # compare_digest raises TypeError on non-ASCII str: compare bytes, so
+        # any signature we did not make is simply "no".
+        given = signature.encode("utf-8", "surrogatepass")
+        return any(hmac.compare_digest(self.sign(body, key).encode(), given) for key in self._keys())
+
     def seal(self, task: Task) -> Envelope:
         body = json.dumps({"task": task, "nonce": self._nonce(), "exp": int(self._clock()) + self._ttl},
                           separators=(",", ":"), sort_keys=True)
@@ -85,7 +91,7 @@ class TaskSeal:
     def open(self, envelope: Any) -> OpenedTask:
         """The task inside ``envelope``; ``TaskRejected`` if it is not ours, intact and current."""
         body, signature = _parts(envelope)
-        if not any(hmac.compare_digest(self.sign(body, key), signature) for key in self._keys()):
+        if not self._verifies(body, signature):
             raise TaskRejected("bad signature")
         content = _content(body)
         kind = str(content["task"].get("kind"))[:40]
@@ -99,9 +105,18 @@ def _parts(envelope: Any) -> tuple[str, str]:
         raise TaskRejected(MALFORMED)
     version, body, signature = envelope["rolebroker_task"], envelope["body"], envelope["sig"]
     if (type(version) is not int or version != ENVELOPE_VERSION or not isinstance(body, str)
-            or not isinstance(signature, str) or len(body) > MAX_BODY_CHARS):
+            or not isinstance(signature, str) or len(body) > MAX_BODY_CHARS or not _is_utf8(body)):
         raise TaskRejected(MALFORMED)
     return body, signature
+
+
+def _is_utf8(text: str) -> bool:
+    """Whether ``text`` encodes (a JSON event can carry lone surrogates, which do not)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _content(body: str) -> dict[str, Any]:

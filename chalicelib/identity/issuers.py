@@ -31,6 +31,10 @@ class Issuer:
     max_token_age_seconds: int | None = None
     jwks_url: str | None = None
     accept_cognito_access_tokens: bool = False
+    # A claim of this issuer's tokens holding the person's value of the
+    # default issuer's identity claim (a second IdP's verified `email`), so
+    # that one person's tokens of two issuers are one person for self-approval.
+    approval_identity_claim: str | None = None
 
     @property
     def is_default(self) -> bool:

@@ -5,10 +5,21 @@ issuer that vouched for them plus the canonical value of *that issuer's*
 identity claim. There is no fallback to another claim: a token without the
 configured claim has no principal and is refused.
 
-Canonical means: surrounding whitespace removed, and for ``email`` Unicode
-NFC normalisation and case folding (mailbox names are case-insensitive in
-practice, and IdPs hand out ``Erin@Example.com`` and ``erin@example.com``
-for the same mailbox). Every other claim is compared exactly.
+Canonical means: surrounding whitespace removed, and for ``email`` ASCII
+lower case (mailbox names are case-insensitive in practice, and IdPs hand
+out ``Erin@Example.com`` and ``erin@example.com`` for the same mailbox).
+Every other claim is compared exactly.
+
+Emails must be plain ASCII. Unicode case folding is not ASCII case
+insensitivity: it maps characters that are not those of the address onto
+ASCII ones (KELVIN SIGN to ``k``, LONG S to ``s``, ``ß`` to ``ss``, the
+``ﬁ`` ligature to ``fi``), which would make two verified mailboxes one
+person; and a non-ASCII address can *look* like another to the approver
+who reads it (a Cyrillic ``а`` in ``kаte@``). No canonical form is right
+for every mail system, so rolebroker takes none: an email with any
+non-ASCII character is treated as absent (a 401 naming the claim when it
+is the identity claim). Organisations with such addresses identify people
+by another claim (``ROLEBROKER_IDENTITY_CLAIM``).
 
 The principal's string ``key`` is what DynamoDB stores and what every
 comparison uses (self-approval, grants, Slack snapshots, revocation):
@@ -26,7 +37,6 @@ with the CI job of that name.
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 
 DEFAULT_ISSUER = "default"
@@ -58,8 +68,22 @@ class Principal:
 
 
 def canonical_value(claim: str, value: str) -> str:
-    """The form of an identity claim's value that principals compare."""
-    value = value.strip()
+    """The form of an identity claim's value that principals compare.
+
+    Raises ``ValueError`` for an email that is not plain ASCII (see the
+    module docstring); ``email_problem`` says so without raising.
+    """
     if claim == "email":
-        return unicodedata.normalize("NFC", value).casefold()
-    return value
+        problem = email_problem(value)  # before strip(), which would drop Unicode spaces
+        if problem:
+            raise ValueError(problem)
+        return value.strip().lower()  # ASCII only, so exactly ASCII case-insensitivity
+    return value.strip()
+
+
+def email_problem(value: str) -> str | None:
+    """Why ``value`` cannot be an email rolebroker compares, or None."""
+    if not value.isascii():
+        return ("is not plain ASCII; rolebroker compares only ASCII email addresses, so that no two mailboxes "
+                "are taken for one or look alike")
+    return None

@@ -19,7 +19,8 @@ The rules, in the order a token meets them:
 * The caller is one principal (``principal.py``): the issuer's identity
   claim, with no fallback to another claim. ``email`` counts only when
   ``email_verified`` is ``true`` or ``"true"`` (any case), unless the issuer
-  is configured not to require it; otherwise the email is treated as absent
+  is configured not to require it, and only when it is plain ASCII
+  (``principal.py`` says why); otherwise the email is treated as absent
   everywhere (identity, rules, Slack, audit).
 """
 
@@ -37,7 +38,7 @@ import jwt
 from chalicelib.exceptions import Unauthenticated
 from chalicelib.identity.issuers import Issuer
 from chalicelib.identity.keys import KeySet, Opener, urlopen
-from chalicelib.identity.principal import DEFAULT_ISSUER, Principal, canonical_value
+from chalicelib.identity.principal import DEFAULT_ISSUER, Principal, canonical_value, email_problem
 from chalicelib.settings import Settings
 
 MAX_TOKEN_BYTES = 16 * 1024
@@ -63,6 +64,9 @@ class Identity:
     principal: Principal = field(default=None)  # type: ignore[assignment]
     sub: str | None = None
     issued_at: int | None = None
+    # For a token of another issuer: the default issuer's person it names
+    # (the issuer's ``approval_identity_claim``), if the issuer declares one.
+    linked: Principal | None = None
 
     def __post_init__(self) -> None:
         if self.principal is None:
@@ -73,11 +77,22 @@ class Identity:
         """The token's ``iss`` and ``sub``: the IdP's own name for this account."""
         return (self.issuer, self.sub) if self.sub else None
 
-    def is_same_person(self, principal_key: str, iss: str | None, sub: str | None) -> bool:
-        """Whether a record's principal, or its ``iss`` + ``sub``, is this caller's."""
+    @property
+    def person(self) -> Principal | None:
+        """Who this is as a person of the default issuer, where known: the principal itself for the
+        default issuer, the ``linked`` one for an issuer that declares ``approval_identity_claim``."""
+        return self.principal if self.principal.issuer == DEFAULT_ISSUER else self.linked
+
+    def is_same_person(self, principal_key: str, iss: str | None, sub: str | None,
+                       person_key: str | None = None) -> bool:
+        """Whether a record's principal, its ``iss`` + ``sub``, or its person (``person_key``: the
+        default-issuer person a requester of another issuer was linked to) is this caller's."""
         if principal_key == self.principal.key:
             return True
-        return self.sub is not None and sub is not None and (iss, sub) == (self.issuer, self.sub)
+        if self.sub is not None and sub is not None and (iss, sub) == (self.issuer, self.sub):
+            return True
+        mine = self.person
+        return mine is not None and mine.key in (principal_key, person_key)
 
     @property
     def amr(self) -> tuple[str, ...]:
@@ -94,7 +109,7 @@ class Identity:
 def identity_from_claims(claims: Mapping[str, Any], issuer: Issuer) -> Identity:
     """Build an ``Identity`` from verified claims of ``issuer`` (pure)."""
     trusted = trusted_claims(claims, issuer)
-    value = _identity_value(trusted, issuer.identity_claim, unverified_email="email" in claims)
+    value = _identity_value(trusted, issuer.identity_claim, email_refusal=_email_refusal(claims, issuer))
     iat = claims.get("iat")
     return Identity(
         subject=value,
@@ -104,14 +119,41 @@ def identity_from_claims(claims: Mapping[str, Any], issuer: Issuer) -> Identity:
         issuer=str(claims.get("iss", "")),
         sub=_usable(claims.get("sub"), "sub"),
         issued_at=iat if isinstance(iat, int) and not isinstance(iat, bool) else None,
+        linked=_linked_person(trusted, issuer),
     )
 
 
+def _linked_person(claims: Mapping[str, Any], issuer: Issuer) -> Principal | None:
+    """The default-issuer person a token of ``issuer`` names, if the issuer declares how."""
+    claim = issuer.approval_identity_claim
+    if not claim or issuer.is_default:
+        return None
+    if claim not in claims:
+        # Without it the token could approve its own person's requests: refused, like a missing identity claim.
+        raise Unauthenticated(f"token has no {claim!r} claim, which every token of issuer {issuer.name} must carry "
+                              "(approval_identity_claim: it names the person, so nobody approves their own request)")
+    value = _usable(claims[claim], claim)
+    try:
+        return Principal(DEFAULT_ISSUER, canonical_value(claim, value))
+    except ValueError as exc:
+        raise Unauthenticated(f"token's {claim!r} claim {exc}") from None
+
+
 def trusted_claims(claims: Mapping[str, Any], issuer: Issuer) -> Mapping[str, Any]:
-    """``claims`` without ``email`` unless the issuer vouches for it."""
-    if "email" not in claims or not issuer.require_email_verified or email_is_verified(claims):
+    """``claims`` without ``email`` unless the issuer vouches for it and it is plain ASCII."""
+    if _email_refusal(claims, issuer) is None:
         return claims
     return {k: v for k, v in claims.items() if k != "email"}
+
+
+def _email_refusal(claims: Mapping[str, Any], issuer: Issuer) -> str | None:
+    """Why the token's ``email`` does not count (as if absent), or None if it does or there is none."""
+    if "email" not in claims:
+        return None
+    if issuer.require_email_verified and not email_is_verified(claims):
+        return "is not verified by the identity provider (email_verified must be true)"
+    email = claims["email"]
+    return email_problem(email) if isinstance(email, str) else None
 
 
 def email_is_verified(claims: Mapping[str, Any]) -> bool:
@@ -131,11 +173,10 @@ def groups_from_claim(value: Any) -> list[str]:
     raise Unauthenticated("token's groups claim is neither a list nor a string")
 
 
-def _identity_value(claims: Mapping[str, Any], claim: str, *, unverified_email: bool) -> str:
+def _identity_value(claims: Mapping[str, Any], claim: str, *, email_refusal: str | None) -> str:
     if claim not in claims:
-        if claim == "email" and unverified_email:
-            raise Unauthenticated("token's 'email' claim is not verified by the identity provider "
-                                  "(email_verified must be true)")
+        if claim == "email" and email_refusal:
+            raise Unauthenticated(f"token's 'email' claim {email_refusal}")
         raise Unauthenticated(f"token has no {claim!r} claim, which this broker identifies callers by "
                               "(there is no fallback to another claim)")
     return _usable(claims[claim], claim)
@@ -159,7 +200,7 @@ def _kept_claims(claims: Mapping[str, Any]) -> dict[str, Any]:
         elif isinstance(value, list) and all(isinstance(v, str) for v in value):
             kept[key] = list(value)
     if isinstance(kept.get("email"), str):
-        kept["email"] = canonical_value("email", kept["email"])  # rules compare emails casefolded
+        kept["email"] = canonical_value("email", kept["email"])  # rules compare emails in lower case
     return kept
 
 

@@ -7,9 +7,11 @@ timeout, approver is not the requester), so a race or a bug cannot get round
 them.
 
 Requests and grants belong to a principal (``identity.principal.key``).
-"Is the approver the requester?" is asked of the principal *and* of the
-token's ``iss`` + ``sub``, so neither another form of the same email nor
-another claim of the same IdP account can approve its own request.
+"Is the approver the requester?" is asked of the principal, of the token's
+``iss`` + ``sub`` *and* of the person of the default issuer behind a token of
+an issuer that declares ``approval_identity_claim``, so neither another form
+of the same email, nor another claim of the same IdP account, nor the same
+person's account at a second IdP can approve its own request.
 """
 
 from __future__ import annotations
@@ -101,15 +103,23 @@ class AccessRequests:
         self._clock = clock
         self.notifier: Notifier = notifier or SilentNotifier()
 
-    def create(self, identity: Identity, role_name: str, *, duration_seconds: int, reason: str,
+    def create(self, identity: Identity, role_name: str, *, duration_seconds: int | None, reason: str,
                context: CallContext, requester_slack: str | None = None) -> AccessRequest:
-        role = self._policy().role(role_name)
-        if role.approval is None:
-            raise BadRequest(f"role {role.name} needs no approval; ask for credentials directly")
+        """File a request; without ``duration_seconds``, for the role's ``max_grant_seconds``.
+
+        The longest grant the policy allows is the default because the policy
+        author chose it for this role, the approver sees it before deciding,
+        and a grant ends early with ``revoke``.
+        """
+        role = self._policy().role_for(role_name, identity)
         decision = decide(role, identity, now=self._clock())
         if decision.access == "denied":
             self._record("request", "denied", context, identity, role, decision.reason)
             raise Forbidden(f"you may not request role {role.name}: {decision.reason}")
+        if role.approval is None:
+            raise BadRequest(f"role {role.name} needs no approval; ask for credentials directly")
+        if duration_seconds is None:
+            duration_seconds = role.approval.max_grant_seconds
         if duration_seconds > role.approval.max_grant_seconds:
             raise BadRequest(f"role {role.name} grants at most {role.approval.max_grant_seconds} seconds")
         request = self._create_within_cap(identity, role, context, duration_seconds=duration_seconds, reason=reason,
@@ -140,7 +150,8 @@ class AccessRequests:
             slot = random.choice(sorted(set(range(self._max_open)) - held.keys()))  # noqa: S311 - not a secret
             try:
                 return self._store.create(role=role.name, requester=identity.principal.key, now=now, slot=slot,
-                                          requester_sub=identity.iss_sub, **fields)
+                                          requester_sub=identity.iss_sub, requester_person=_linked_key(identity),
+                                          **fields)
             except SlotTaken:
                 continue  # a racing create took it: look again
         raise Throttled("the request store is busy with your other requests; retry in a moment")
@@ -209,7 +220,7 @@ class AccessRequests:
         seconds = min(request.duration_seconds, role.approval.max_grant_seconds)
         grant_until = now + timedelta(seconds=seconds)
         self._store.approve(request, approver=identity.principal.key, approver_sub=identity.iss_sub, now=now,
-                            grant_until=grant_until)
+                            grant_until=grant_until, approver_person=_person_key(identity))
         self._record("approve", "approved", context, identity, role, f"grant until {grant_until.isoformat()}",
                      request_ref=request.id, requester=request.requester)
         self.notifier.request_decided(request.id)
@@ -218,7 +229,7 @@ class AccessRequests:
     def deny(self, identity: Identity, request_id: str, *, note: str | None, context: CallContext) -> AccessRequest:
         request, role = self._decidable(identity, request_id, context, "deny")
         self._store.deny(request, approver=identity.principal.key, approver_sub=identity.iss_sub,
-                         now=self._clock(), note=note)
+                         now=self._clock(), note=note, approver_person=_person_key(identity))
         self._record("deny", "denied", context, identity, role, note or "", request_ref=request.id,
                      requester=request.requester)
         self.notifier.request_decided(request.id)
@@ -297,4 +308,13 @@ class AccessRequests:
 
 
 def _is_own(request: AccessRequest, identity: Identity) -> bool:
-    return identity.is_same_person(request.requester, request.requester_iss, request.requester_sub)
+    return identity.is_same_person(request.requester, request.requester_iss, request.requester_sub,
+                                   request.requester_person)
+
+
+def _person_key(identity: Identity) -> str | None:
+    return identity.person.key if identity.person else None
+
+
+def _linked_key(identity: Identity) -> str | None:
+    return identity.linked.key if identity.linked else None

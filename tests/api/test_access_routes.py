@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlencode
 
 import pytest
@@ -119,3 +120,82 @@ def test_role_with_identity_narrows_the_answer_to_that_role(api: Harness) -> Non
 
 def test_no_token_is_401(api: Harness) -> None:
     assert api.client.http.get("/v1/access?role=prod-admin").status_code == 401
+
+
+# --------------------------------------------------------------------------
+# What a stranger's CI token learns (review ATTACK9 F5). A CI issuer such as
+# GitHub Actions signs tokens for every repository in the world, with any
+# audience the workflow asks for: every GitHub user is a verified caller.
+
+ORGANISATION = ("platform-admins", "developers", "security", "audit", "sre", "acme/infra", "refs/heads/main",
+                "dana@example.com")
+
+
+def stranger(api: Harness) -> str:
+    # A workflow in someone else's repository, asking for our CI audience.
+    return api.ci.mint("", claims={"repository": "stranger/fork", "ref": "refs/heads/main"})
+
+
+def messages(*responses: object) -> str:
+    return " ".join(str(r.json_body.get("Message", "")) for r in responses)  # type: ignore[attr-defined]
+
+
+def leaked(text: str) -> list[str]:
+    """The organisation's names in ``text``, as words ("auditors" does not name the group "audit")."""
+    return [name for name in ORGANISATION if re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text)]
+
+
+def test_a_strangers_ci_token_learns_no_role_or_group_names(api: Harness) -> None:
+    token = stranger(api)
+    known = api.post("/v1/credentials", {"role": "prod-breakglass"}, token=token)
+    unknown = api.post("/v1/credentials", {"role": "no-such-role"}, token=token)
+    oversight = api.get("/v1/access?role=prod-breakglass", token=token)
+    said = messages(known, unknown, oversight)
+    assert not leaked(said), said
+    assert known.status_code == unknown.status_code == oversight.status_code == 404
+    assert known.json_body["Message"] == unknown.json_body["Message"].replace("no-such-role", "prod-breakglass")
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("POST", "/v1/console", {"role": "{role}"}),
+    ("GET", "/v1/access?role={role}", None),
+])  # POST /v1/requests: tests/flow/test_issuers_and_jit.py (it needs the table)
+def test_every_route_answers_a_stranger_alike_for_known_and_unknown_roles(api: Harness, method: str, path: str,
+                                                                          body: dict[str, object] | None) -> None:
+    token = stranger(api)
+
+    def call(role: str) -> object:
+        if method == "GET":
+            return api.get(path.format(role=role), token=token)
+        return api.post(path, {k: v.format(role=role) if isinstance(v, str) else v for k, v in (body or {}).items()},
+                        token=token)
+
+    known, unknown = call("prod-breakglass"), call("no-such-role")
+    assert known.status_code == unknown.status_code == 404  # type: ignore[attr-defined]
+    assert not leaked(messages(known, unknown))
+
+
+def test_a_stranger_is_told_only_its_own_issuers_rules_without_values(api: Harness) -> None:
+    token = stranger(api)
+    denied = api.post("/v1/credentials", {"role": "ci-deploy"}, token=token)
+    assert denied.status_code == 403
+    assert denied.json_body["Message"] == "role ci-deploy requires issuer ci and a matching repository, ref claim"
+    who = api.get("/v1/access?role=ci-deploy", token=token)
+    anyone = api.get("/v1/access?identity=bob@example.com", token=token)
+    assert who.status_code == anyone.status_code == 403
+    assert "only the policy's admins and auditors may" in messages(who, anyone)
+    assert not leaked(messages(denied, who, anyone))
+
+
+def test_people_get_404_for_a_role_only_ci_jobs_may_use(api: Harness) -> None:
+    person = api.post("/v1/credentials", {"role": "ci-deploy"}, sub="bob@example.com", groups=["developers"])
+    unknown = api.post("/v1/credentials", {"role": "no-such-role"}, sub="bob@example.com", groups=["developers"])
+    assert person.status_code == unknown.status_code == 404
+    asked = ask(api, {"role": "ci-deploy"}, sub="bob@example.com", groups=["developers"])
+    assert asked.status_code == 404
+
+
+def test_admins_still_ask_about_roles_of_any_issuer(api: Harness) -> None:
+    response = ask(api, {"role": "ci-deploy"}, sub="carol@example.com", groups=["audit"])
+    assert response.status_code == 200, response.body
+    assert response.json_body["role"] == "ci-deploy"

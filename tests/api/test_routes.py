@@ -308,3 +308,56 @@ def test_response_is_json_serialisable_and_has_no_extra_secret_fields(api: Harne
     assert json.loads(json.dumps(body)) == body
     assert set(body) == {"role", "role_arn", "assumed_role_arn", "source_identity", "duration_seconds",
                          "warnings", "credentials", "profile"}
+
+
+def _console_with(api: Harness, fetched: list[str]) -> None:
+    """The console route with the AWS sign-in endpoint answered in memory."""
+    import app as app_module
+    from chalicelib.console import ConsoleLinks
+
+    svc = app_module._services
+    assert svc is not None
+
+    def fetch(url: str, timeout: float) -> bytes:
+        fetched.append(url)
+        return b'{"SigninToken": "signin-token"}'
+
+    svc.console = ConsoleLinks(svc.broker, issuer_url="https://broker.example.com", clock=svc.clock, fetch=fetch)
+
+
+def test_console_deep_links_to_a_service_and_region(api: Harness) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    fetched: list[str] = []
+    _console_with(api, fetched)
+    api.expect_assume(SANDBOX_ADMIN, expected=None)
+    response = api.post("/v1/console", {"role": "sandbox-admin", "service": "s3", "region": "eu-central-1"},
+                        groups=["platform-admins"])
+    assert response.status_code == 200, response.body
+    url = urlsplit(response.json_body["url"])
+    assert (url.scheme, url.netloc, url.path) == ("https", "signin.aws.amazon.com", "/federation")
+    assert parse_qs(url.query)["Destination"] == ["https://eu-central-1.console.aws.amazon.com/s3/home"
+                                                  "?region=eu-central-1"]
+    assert datetime.fromisoformat(response.json_body["expires_at"]).utcoffset() is not None
+    assert urlsplit(fetched[0]).netloc == "signin.aws.amazon.com"
+
+
+@pytest.mark.parametrize("body", [
+    {"destination": "https://evil.example.com/"},
+    {"destination": "//evil.example.com/x"},
+    {"destination": "/\\evil.example.com"},
+    {"destination": "/s3/home\nx"},
+    {"service": "s3.evil.example.com"},
+    {"region": "eu-west-1.evil.example.com"},
+    {"region": "cn-north-1"},                     # another partition than the role's
+    {"service": "s3", "destination": "/ec2/home"},
+    {"url": "https://evil.example.com/"},
+])
+def test_console_refuses_a_destination_off_the_console_before_any_session(api: Harness, body: dict[str, str]) -> None:
+    fetched: list[str] = []
+    _console_with(api, fetched)
+    response = api.post("/v1/console", {"role": "sandbox-admin", **body}, groups=["platform-admins"])
+    assert response.status_code == 400, response.body
+    api.stubber.assert_no_pending_responses()  # nothing was queued, and nothing asked STS
+    assert fetched == []
+    assert not [a for a in api.audits() if a.get("outcome") == "allowed"]

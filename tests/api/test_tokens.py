@@ -202,6 +202,14 @@ def test_email_case_is_one_principal_shown_as_given(api: Harness) -> None:
     assert issued["sub"] == "00uDANA"
 
 
+@pytest.mark.parametrize("email", ["\u212aate@example.com", "k\u0430te@example.com", "stra\u00dfe@example.de"])
+def test_a_non_ascii_email_is_401_naming_the_claim(api: Harness, email: str) -> None:
+    # Review ATTACK9 F4: these were principals that casefold() merged with an ASCII mailbox.
+    response = api.get("/v1/roles", token=_sign(api.issuer, _claims(api.issuer, email=email)))
+    assert response.status_code == 401
+    assert "'email' claim is not plain ASCII" in response.json_body["Message"]
+
+
 def test_several_audiences_need_azp_naming_this_broker(api: Harness) -> None:
     token = _sign(api.issuer, _claims(api.issuer, aud=[AUDIENCE, "another-client"], azp=AUDIENCE))
     assert api.get("/v1/roles", token=token).status_code == 200
@@ -226,7 +234,7 @@ def test_a_ci_token_for_another_audience_is_401(api: Harness) -> None:
 
 
 def test_a_ci_session_is_stamped_with_its_principal(api: Harness) -> None:
-    from chalicelib.stamping import session_name_for_key
+    from chalicelib.stamping import identity_tag_for_key, session_name_for_key
 
     principal = "ci|repo:acme/infra:ref:refs/heads/main"
     name = session_name_for_key(principal)
@@ -234,10 +242,11 @@ def test_a_ci_session_is_stamped_with_its_principal(api: Harness) -> None:
     api.expect_assume(arn, name, expected={
         "RoleArn": arn, "RoleSessionName": name, "SourceIdentity": name, "DurationSeconds": 900,
         "ExternalId": "rolebroker-sandbox",
-        "Tags": [{"Key": "rolebroker:identity", "Value": "ci_repo:acme/infra:ref:refs/heads/main"},
+        "Tags": [{"Key": "rolebroker:identity", "Value": identity_tag_for_key(principal)},
                  {"Key": "rolebroker:issuer", "Value": api.ci.url}]})
     token = api.ci.mint("", claims={"repository": "acme/infra", "ref": "refs/heads/main"})
     response = api.post("/v1/credentials", {"role": "ci-deploy"}, token=token)
     assert response.status_code == 200, response.body
     assert response.json_body["source_identity"] == name
+    assert identity_tag_for_key(principal).startswith("ci_repo:acme/infra:ref:refs/heads/main-")
     api.stubber.assert_no_pending_responses()

@@ -1,7 +1,7 @@
 """Fixtures for the client's tests; the fakes themselves live in ``fakes.py``.
 
-``client/`` goes on sys.path so the tests import the single-file client
-exactly as a user would run it, not an installed copy.
+``client/`` goes on sys.path so the tests import the client package from
+the source tree, not an installed copy.
 """
 
 from __future__ import annotations
@@ -15,15 +15,18 @@ from typing import Any
 import pytest
 
 CLIENT_DIR = Path(__file__).resolve().parents[2] / "client"
+PACKAGE_DIR = CLIENT_DIR / "rolebroker"
 if str(CLIENT_DIR) not in sys.path:
     sys.path.insert(0, str(CLIENT_DIR))
 _loaded = sys.modules.get("rolebroker")
-if _loaded is not None and Path(_loaded.__file__ or "").resolve().parent != CLIENT_DIR:
-    del sys.modules["rolebroker"]  # an installed copy (pip install ./client) may be older than the source
+if _loaded is not None and Path(_loaded.__file__ or "").resolve().parent != PACKAGE_DIR:
+    # an installed copy (pip install ./client) may be older than the source
+    for _name in [name for name in sys.modules if name.split(".")[0] == "rolebroker"]:
+        del sys.modules[_name]
 
 from tests.client.fakes import ALICE, FakeBroker, FakeIssuer, Result, rolebroker  # noqa: E402
 
-assert Path(rolebroker.__file__).resolve().parent == CLIENT_DIR, rolebroker.__file__
+assert Path(rolebroker.__file__).resolve().parent == PACKAGE_DIR, rolebroker.__file__
 
 
 @pytest.fixture

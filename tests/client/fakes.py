@@ -23,9 +23,11 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import rolebroker as rolebroker  # conftest.py put client/ on sys.path; re-exported for the tests
 
-CLIENT_DIR = Path(rolebroker.__file__).resolve().parent
+PACKAGE_DIR = Path(rolebroker.__file__).resolve().parent
 
-CLIENT_SCRIPT = CLIENT_DIR / "rolebroker.py"
+# The package directory runs as a program (`python client/rolebroker ...`), as
+# the copy-anywhere single file did; `make client` builds that file now.
+CLIENT_SCRIPT = PACKAGE_DIR
 ISSUER = "https://issuer.example.com"
 
 
@@ -225,8 +227,16 @@ class FakeBroker(FakeServer):
         )
 
 
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
 class FakeIssuer(FakeServer):
-    """An OIDC issuer: discovery, authorization code + PKCE (S256) and refresh, like the dev issuer."""
+    """An OIDC issuer: discovery, authorization code + PKCE (S256), refresh and the device grant (RFC 8628).
+
+    The device grant's polls are answered from ``device_polls`` in order
+    (an OAuth error code, or ``"ok"`` for tokens); ``device_start`` is the
+    device authorization answer, which tests may change.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -237,19 +247,45 @@ class FakeIssuer(FakeServer):
         self.refresh_tokens: set[str] = set()
         self.issued_id_tokens: list[str] = []
         self.grants: list[str] = []
+        self.device = True
+        self.device_start: dict[str, Any] = {
+            "device_code": "device-code-" + secrets.token_urlsafe(16), "user_code": "WDJB-MJHT",
+            "verification_uri": f"{self.url}/device",
+            "verification_uri_complete": f"{self.url}/device?user_code=WDJB-MJHT",
+            "expires_in": 600, "interval": 5}
+        self.device_polls: list[str] = ["ok"]
+        self.device_requests: list[dict[str, str]] = []
 
     def handle(self, request: Seen) -> Reply:
         parts = urlsplit(request.path)
         if parts.path == "/.well-known/openid-configuration":
-            return Reply(200, {"issuer": self.url, "authorization_endpoint": f"{self.url}/authorize",
-                               "token_endpoint": f"{self.url}/token", "jwks_uri": f"{self.url}/jwks"})
+            doc = {"issuer": self.url, "authorization_endpoint": f"{self.url}/authorize",
+                   "token_endpoint": f"{self.url}/token", "jwks_uri": f"{self.url}/jwks"}
+            if self.device:
+                doc["device_authorization_endpoint"] = f"{self.url}/device/code"
+            return Reply(200, doc)
         if parts.path == "/authorize":
             return self.authorize({k: v[0] for k, v in parse_qs(parts.query).items()})
+        form = {k: v[0] for k, v in parse_qs(request.body.decode()).items()}
+        if parts.path == "/device/code" and request.method == "POST":
+            self.device_requests.append(form)
+            if form.get("client_id") != self.client_id:
+                return Reply(401, {"error": "invalid_client"})
+            return Reply(200, self.device_start)
         if parts.path == "/token" and request.method == "POST":
-            form = {k: v[0] for k, v in parse_qs(request.body.decode()).items()}
             self.grants.append(form.get("grant_type", ""))
+            if form.get("grant_type") == DEVICE_GRANT:
+                return self.device_poll(form)
             return self.token(form)
         return Reply(404, {"error": "not_found"})
+
+    def device_poll(self, form: dict[str, str]) -> Reply:
+        if form.get("client_id") != self.client_id or form.get("device_code") != self.device_start["device_code"]:
+            return Reply(400, {"error": "invalid_grant"})
+        outcome = self.device_polls.pop(0) if len(self.device_polls) > 1 else self.device_polls[0]
+        if outcome == "ok":
+            return Reply(200, self.issue(None))
+        return Reply(400, {"error": outcome})
 
     def authorize(self, query: dict[str, str]) -> Reply:
         redirect = query.get("redirect_uri", "")
@@ -296,6 +332,21 @@ class FakeIssuer(FakeServer):
                 "refresh_token": refresh, "expires_in": self.id_token_ttl, "token_type": "Bearer"}
 
 
+class FakeClock:
+    """A clock and a sleep for ``Runtime``: sleeping moves the clock, nothing waits."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
 @dataclass
 class Result:
     code: int
@@ -310,3 +361,12 @@ class Result:
 def cache_files(env: dict[str, str]) -> list[str]:
     directory = Path(env["XDG_CACHE_HOME"]) / "rolebroker"
     return sorted(p.name for p in directory.glob("*.json")) if directory.exists() else []
+
+
+def imported_modules(stderr: bytes) -> set[str]:
+    """The modules a `python -X importtime` run imported, from its stderr."""
+    names = set()
+    for line in stderr.decode().splitlines():
+        if line.startswith("import time:") and "|" in line:
+            names.add(line.rsplit("|", 1)[1].strip())
+    return names

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.client.fakes import rolebroker
+from tests.client.fakes import FakeClock, rolebroker
 
 NOW = 1_800_000_000.0
 URL = "https://broker.example.com/api"
@@ -136,19 +136,6 @@ def test_damaged_entry_is_ignored_and_replaced(cache: rolebroker.CredentialCache
     assert cache.get(KEY) == entry(NOW + 3600, "ASIAFRESH")
 
 
-def test_file_owned_by_someone_else_is_ignored_and_replaced(tmp_path: Path) -> None:
-    directory = str(tmp_path / "cache")
-    mine = rolebroker.CredentialCache(directory, getuid=os.getuid)
-    mine.put(KEY, entry(NOW + 3600, "ASIAPLANTED"))
-    # Seen by a process of another uid, the same file is someone else's.
-    theirs = rolebroker.CredentialCache(directory, getuid=lambda: os.getuid() + 1)
-    assert theirs.get(KEY) is None
-    fetch = fetcher(theirs, [entry(NOW + 3600, "ASIAFRESH")])
-    assert fetch.fetch()["credentials"]["AccessKeyId"] == "ASIAFRESH"
-    assert fetch.calls == 1
-    assert mine.get(KEY) == entry(NOW + 3600, "ASIAFRESH")
-
-
 def test_file_readable_by_others_is_ignored(cache: rolebroker.CredentialCache) -> None:
     cache.put(KEY, entry(NOW + 3600))
     os.chmod(cache.path(KEY), 0o644)
@@ -233,19 +220,6 @@ def test_clear_without_a_cache_directory(tmp_path: Path) -> None:
     assert rolebroker.CredentialCache(str(tmp_path / "missing"), getuid=os.getuid).clear() == 0
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 def test_lock_is_exclusive_and_released(tmp_path: Path) -> None:
     path = str(tmp_path / "entry.lock")
     clock = FakeClock()
@@ -276,3 +250,104 @@ def test_lock_in_an_unusable_directory_lets_the_caller_proceed(tmp_path: Path) -
     with rolebroker.FileLock(str(blocker / "x.lock"), timeout=30, clock=clock, sleep=clock.sleep) as lock:
         assert not lock.acquired
     assert clock.sleeps == []
+
+
+# --------------------------------------------------------------------------
+# Issue 9: entries with the wrong shape are never served.
+
+
+@pytest.mark.parametrize("damage", [
+    {"expires_at": str(NOW + 3600)},  # a number in a string
+    {"expires_at": True},
+    {"role": None},
+    {"region": 7},
+    {"extra": "planted"},
+    {"credentials": {**entry(0)["credentials"], "SessionToken": ""}},
+    {"credentials": {**entry(0)["credentials"], "SessionToken": 7}},
+    {"credentials": {k: v for k, v in entry(0)["credentials"].items() if k != "SessionToken"}},
+    {"credentials": {**entry(0)["credentials"], "Extra": "x"}},
+])
+def test_entry_with_a_wrong_shape_is_not_served(cache: rolebroker.CredentialCache, damage: dict[str, Any]) -> None:
+    os.makedirs(cache.directory, mode=0o700)
+    Path(cache.path(KEY)).write_text(json.dumps({**entry(NOW + 3600), **damage, "key": KEY}))
+    os.chmod(cache.path(KEY), 0o600)
+    assert cache.get(KEY) is None
+
+
+def test_a_well_formed_entry_is_served(cache: rolebroker.CredentialCache) -> None:
+    # The counterpart of the test above: the same file without the damage is served.
+    os.makedirs(cache.directory, mode=0o700)
+    Path(cache.path(KEY)).write_text(json.dumps({**entry(NOW + 3600), "key": KEY}))
+    os.chmod(cache.path(KEY), 0o600)
+    assert cache.get(KEY) == entry(NOW + 3600)
+
+
+# --------------------------------------------------------------------------
+# Issue 9, item 7: directories someone else controls are refused; lock files
+# are never followed through a symlink.
+
+OTHER_UID = os.getuid() + 1
+
+
+def test_cache_directory_of_another_user_is_refused(tmp_path: Path) -> None:
+    directory = str(tmp_path / "cache")
+    rolebroker.CredentialCache(directory, getuid=os.getuid).put(KEY, entry(NOW + 3600, "ASIAPLANTED"))
+    # Seen by a process of another uid, the directory and its files are someone else's.
+    theirs = rolebroker.CredentialCache(directory, getuid=lambda: OTHER_UID)
+    for use in (lambda: theirs.get(KEY), lambda: theirs.put(KEY, entry(NOW + 3600)), theirs.clear,
+                lambda: fetcher(theirs, [entry(NOW + 3600, "ASIAFRESH")]).fetch()):
+        with pytest.raises(rolebroker.UnsafePath) as caught:
+            use()
+        assert str(caught.value) == (
+            f"{directory} belongs to another user (uid {os.getuid()}), so rolebroker will not use it; "
+            f"move it away (mv {directory} {directory}.untrusted) and try again")
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o770, 0o702, 0o1777])
+def test_cache_directory_writable_by_others_is_refused(cache: rolebroker.CredentialCache, mode: int) -> None:
+    cache.put(KEY, entry(NOW + 3600))
+    os.chmod(cache.directory, mode)
+    with pytest.raises(rolebroker.UnsafePath) as caught:
+        cache.get(KEY)
+    assert str(caught.value) == (f"{cache.directory} is writable by other users, so rolebroker will not use it; "
+                                 f"run `chmod 700 {cache.directory}` and try again")
+    with pytest.raises(rolebroker.UnsafePath):
+        cache.put(KEY, entry(NOW + 3600))
+    assert stat.S_IMODE(os.stat(cache.directory).st_mode) == mode  # refused, not silently changed
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="making a file of another owner needs root")
+def test_file_of_another_owner_in_our_directory_is_ignored_and_replaced(cache: rolebroker.CredentialCache) -> None:
+    cache.put(KEY, entry(NOW + 3600, "ASIAPLANTED"))
+    os.chown(cache.path(KEY), 4242, -1)
+    assert cache.get(KEY) is None
+    fetch = fetcher(cache, [entry(NOW + 3600, "ASIAFRESH")])
+    assert fetch.fetch()["credentials"]["AccessKeyId"] == "ASIAFRESH"
+    assert os.stat(cache.path(KEY)).st_uid == os.getuid()
+
+
+@pytest.mark.parametrize(("uid", "mode", "allow_root", "problem"), [
+    (1000, 0o40700, False, None),
+    (1000, 0o40755, False, None),  # readable is tightened where we own it, not refused
+    (0, 0o40755, True, None),  # a system-wide config directory
+    (0, 0o40755, False, "belongs to another user (uid 0)"),
+    (1001, 0o40700, True, "belongs to another user (uid 1001)"),
+    (1000, 0o40720, False, "writable by other users"),
+    (1000, 0o40702, False, "writable by other users"),
+    (0, 0o40777, True, "writable by other users"),
+])
+def test_path_problem_is_a_pure_decision(uid: int, mode: int, allow_root: bool, problem: str | None) -> None:
+    found = rolebroker.path_problem("/p", st_uid=uid, st_mode=mode, uid=1000, allow_root=allow_root)
+    assert (found is None) if problem is None else (found is not None and problem in found)
+
+
+def test_lock_file_symlink_is_not_followed(tmp_path: Path) -> None:
+    victim = tmp_path / "elsewhere" / "victim"
+    victim.parent.mkdir()
+    link = tmp_path / "entry.lock"
+    link.symlink_to(victim)
+    clock = FakeClock()
+    with rolebroker.FileLock(str(link), timeout=30, clock=clock, sleep=clock.sleep) as lock:
+        assert not lock.acquired
+    assert not victim.exists()
+    assert clock.sleeps == []  # no 30 s stall either

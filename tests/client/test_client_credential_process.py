@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import socket
 import sys
 import time
@@ -11,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rolebroker import errors, transport
 
 from tests.client.fakes import ALICE, BOB, FakeBroker, Reply, Result, Seen, cache_files, iso, make_jwt, rolebroker
 
@@ -291,6 +294,7 @@ def test_help_goes_to_stdout(cli: Callable[..., Result]) -> None:
 @pytest.mark.parametrize("argv", [
     ["credential-process", "--role", "r"],
     ["credential-process", "--url", "https://b.example.com/api", "--role", "r", "--duration", "900"],
+    ["credential-process", "--role", "r", "--duration", "1h30m"],
     ["--url=https://b.example.com", "credential-process", "--role=r", "--no-cache", "--timeout", "2.5"],
     ["--token-file", "/t", "credential-process", "--role", "r", "--token-file=/u"],
     ["credential-process", "--role", "r", "--url", "https://a.example.com", "--url", "https://b.example.com"],
@@ -327,3 +331,173 @@ def test_login_session_expired_without_refresh_token(cli: Callable[..., Result],
     line = assert_one_line_failure(cli(*CP, environ=environ), stale)
     assert line == "rolebroker: your sign-in has expired: run `rolebroker login`"
     assert broker.seen == []
+
+
+# --------------------------------------------------------------------------
+# Issue 9, item 6: plain http only to this machine, decided on the parsed host.
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.attacker.example",
+    "http://127.0.0.1.nip.io",
+    "http://localhost.attacker.example",
+    "http://localhost@attacker.example",
+    "http://[::ffff:7f00:1]",  # not ::1, and not written like 127.0.0.1 either
+    "http://attacker.example#@127.0.0.1",
+])
+def test_plain_http_to_a_look_alike_host_is_refused(cli: Callable[..., Result], url: str) -> None:
+    line = assert_one_line_failure(cli(*CP, "--url", url))
+    assert line == f"rolebroker: refusing to send a token to {url} over plain http; use https"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.1.2.3", "localhost", "LOCALHOST", "[::1]"])
+def test_plain_http_to_this_machine_is_allowed(cli: Callable[..., Result], host: str) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.bind(("::1" if ":" in host else "127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://{host}:{port}"
+    line = assert_one_line_failure(cli(*CP, "--url", url))  # nothing listens: the request was tried
+    assert line.startswith(f"rolebroker: cannot reach the broker at {url} ("), line
+
+
+@pytest.mark.parametrize(("host", "loopback"), [
+    ("127.0.0.1", True), ("127.255.255.254", True), ("::1", True), ("localhost", True),
+    ("127.attacker.example", False), ("127.0.0.1.nip.io", False), ("128.0.0.1", False), ("::2", False),
+    ("localhost.", False), ("", False), ("0.0.0.0", False),  # noqa: S104 - a host name under test, nothing binds
+])
+def test_is_loopback_parses_the_host(host: str, loopback: bool) -> None:
+    assert transport.is_loopback(host) is loopback
+
+
+# --------------------------------------------------------------------------
+# Issue 9, item 7, through the command line: the default owner check is on,
+# and directories other users can write to are refused in one line.
+
+
+def cache_path(env: dict[str, str]) -> Path:
+    return Path(env["XDG_CACHE_HOME"], "rolebroker")
+
+
+def test_default_runtime_checks_the_owner_and_mode_of_cache_files(
+        cli: Callable[..., Result], broker: FakeBroker, env: dict[str, str]) -> None:
+    if sys.platform != "win32":
+        assert rolebroker.Runtime().getuid is not None
+    first = assert_one_document(cli(*CP))
+    (name,) = cache_files(env)
+    (cache_path(env) / name).chmod(0o644)  # readable by others: leaked, never served
+    second = assert_one_document(cli(*CP))
+    assert first["AccessKeyId"] != second["AccessKeyId"]
+    assert broker.count("POST", "/v1/credentials") == 2
+
+
+def test_cache_directory_of_another_user_is_one_line(cli: Callable[..., Result], broker: FakeBroker,
+                                                     env: dict[str, str]) -> None:
+    assert_one_document(cli(*CP))
+    directory = cache_path(env)
+    line = assert_one_line_failure(cli(*CP, getuid=lambda: os.getuid() + 1))
+    assert line == (f"rolebroker: {directory} belongs to another user (uid {os.getuid()}), so rolebroker will not "
+                    f"use it; move it away (mv {directory} {directory}.untrusted) and try again")
+    assert broker.count("POST", "/v1/credentials") == 1
+
+
+def test_cache_directory_writable_by_others_is_one_line(cli: Callable[..., Result], broker: FakeBroker,
+                                                        env: dict[str, str]) -> None:
+    assert_one_document(cli(*CP))
+    directory = cache_path(env)
+    directory.chmod(0o777)
+    line = assert_one_line_failure(cli(*CP))
+    assert line == (f"rolebroker: {directory} is writable by other users, so rolebroker will not use it; "
+                    f"run `chmod 700 {directory}` and try again")
+
+
+def test_config_file_writable_by_others_is_refused(cli: Callable[..., Result], broker: FakeBroker,
+                                                   env: dict[str, str], home: Path) -> None:
+    # token_command runs a program: a config others can edit would run theirs.
+    config = home / ".config" / "rolebroker" / "config"
+    config.parent.mkdir(parents=True)
+    config.write_text(f"[default]\ntoken_command = {sys.executable} -c \"print('{BOB}')\"\n")
+    environ = {k: v for k, v in env.items() if k != "ROLEBROKER_TOKEN"}
+    config.chmod(0o666)
+    line = assert_one_line_failure(cli(*CP, environ=environ))
+    assert line == (f"rolebroker: {config} is writable by other users, so rolebroker will not use it; "
+                    f"run `chmod 600 {config}` and try again")
+    config.chmod(0o644)
+    config.parent.chmod(0o777)
+    line = assert_one_line_failure(cli(*CP, environ=environ))
+    assert line == (f"rolebroker: {config.parent} is writable by other users, so rolebroker will not use it; "
+                    f"run `chmod 700 {config.parent}` and try again")
+    assert broker.seen == []
+
+
+def test_token_directory_writable_by_others_is_refused(cli: Callable[..., Result], broker: FakeBroker,
+                                                       env: dict[str, str], home: Path) -> None:
+    directory = home / ".config" / "rolebroker"
+    store = rolebroker.LoginStore(str(directory / "tokens.json"))
+    store.save({"version": 1, "brokers": {broker.url: "https://issuer.example.com"},
+                "issuers": {"https://issuer.example.com": {"id_token": ALICE}}})
+    environ = {k: v for k, v in env.items() if k != "ROLEBROKER_TOKEN"}
+    assert_one_document(cli(*CP, environ=environ))
+    directory.chmod(0o777)
+    line = assert_one_line_failure(cli(*CP, "--no-cache", environ=environ))
+    assert line == (f"rolebroker: {directory} is writable by other users, so rolebroker will not use it; "
+                    f"run `chmod 700 {directory}` and try again")
+    assert broker.count("POST", "/v1/credentials") == 1
+
+
+# --------------------------------------------------------------------------
+# Issue 9, mutation survivors: keys, fetched or cached, never reach stderr.
+
+
+class BrokenStdout(io.StringIO):
+    """A stdout that fails with what it was given, as a careless library might."""
+
+    def write(self, text: str) -> int:
+        raise ValueError(f"cannot write {text!r}")
+
+
+@pytest.mark.parametrize("source", ["fetched", "cached"])
+def test_keys_are_redacted_from_unexpected_errors(cli: Callable[..., Result], broker: FakeBroker,
+                                                  monkeypatch: pytest.MonkeyPatch, source: str) -> None:
+    if source == "cached":
+        assert_one_document(cli(*CP))
+    monkeypatch.setattr(errors, "_SECRETS", set())  # a fresh process: nothing remembered yet
+    result = cli(*CP, stdout=BrokenStdout())
+    line = assert_one_line_failure(result, "secret-1-" + "s" * 30, "session-1-" + "t" * 60)
+    assert line.startswith("rolebroker: unexpected error (ValueError: cannot write ")
+    assert "[redacted]" in line
+    assert broker.count("POST", "/v1/credentials") == 1
+
+
+# --------------------------------------------------------------------------
+# Regexes and numbers: ASCII only, no trailing newline.
+
+
+@pytest.mark.parametrize("argv", [
+    ["credential-process", "--role", "r", "--duration", "٩٠٠"],
+    ["credential-process", "--role", "r", "--duration", "9_00"],
+    ["credential-process", "--role", "r", "--duration", " 900"],
+    ["credential-process", "--role", "r", "--timeout", "١"],
+    ["credential-process", "--role", "r", "--timeout", "inf"],
+    ["credential-process", "--role", "r", "--timeout", "nan"],
+])
+def test_numbers_on_the_command_line_are_plain_ascii(cli: Callable[..., Result], broker: FakeBroker,
+                                                     argv: list[str]) -> None:
+    assert rolebroker.parse_fast(argv) is None
+    result = cli(*argv)
+    assert result.code == 2, result.err
+    assert broker.seen == []
+
+
+@pytest.mark.parametrize("text", ["2030-01-01T00:00:00.١٢٣Z", "2030-01-01T00:00:00+٠١٠٠", "2030-01-01T00:00:00+0100\n",
+                                  "soon", ""])
+def test_timestamps_are_ascii_iso_8601(text: str) -> None:
+    with pytest.raises(ValueError, match="not an ISO 8601 time"):
+        rolebroker.parse_timestamp(text)
+
+
+@pytest.mark.parametrize(("text", "epoch"), [
+    ("2030-01-01T00:00:00Z", 1893456000.0), ("2030-01-01T01:00:00+0100", 1893456000.0),
+    ("2030-01-01T00:00:00.5+00:00", 1893456000.5), ("2030-01-01T00:00:00.123456789Z", 1893456000.123456),
+])
+def test_timestamps_in_every_form_the_broker_may_send(text: str, epoch: float) -> None:
+    assert rolebroker.parse_timestamp(text) == pytest.approx(epoch)

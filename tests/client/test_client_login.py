@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import json
 import stat
+import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -13,8 +16,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from rolebroker import tokens
 
-from tests.client.fakes import FakeBroker, FakeIssuer, Result, cache_files, rolebroker
+from tests.client.fakes import ALICE, FakeBroker, FakeIssuer, Reply, Result, Seen, cache_files, rolebroker
 
 CP = ("credential-process", "--role", "sandbox-admin")
 
@@ -131,20 +135,6 @@ def test_revoked_refresh_token_asks_for_login(cli: Callable[..., Result], broker
     assert broker.count("POST", "/v1/credentials") == 0
 
 
-def test_callback_with_the_wrong_state_is_rejected(cli: Callable[..., Result], idp: FakeIssuer,
-                                                   signed_out: dict[str, str]) -> None:
-    def forged(url: str) -> bool:
-        redirect_uri = parse_qs(urlsplit(url).query)["redirect_uri"][0]
-        return browser(f"{redirect_uri}?code=stolen&state=forged")
-
-    result = login(cli, signed_out, open_browser=forged)
-    assert result.code == 1
-    assert result.err_lines[-1] == ("rolebroker: the sign-in answer carried the wrong state (not from this login); "
-                                    "run `rolebroker login` again")
-    assert idp.grants == []
-    assert not tokens_file(signed_out).exists()
-
-
 def test_refusal_at_the_identity_provider(cli: Callable[..., Result], idp: FakeIssuer,
                                           signed_out: dict[str, str]) -> None:
     idp.deny = True
@@ -161,6 +151,34 @@ def test_no_browser_prints_the_address_and_gives_up_after_the_timeout(
     assert opened == []
     assert f"{idp.url}/authorize?" in result.err
     assert result.err_lines[-1] == "rolebroker: no sign-in arrived within 0.2 s; run `rolebroker login` again"
+
+
+ESCAPES = "\x1b]0;owned\x07\x1b[2J\x1b]8;;https://evil.example/\x07"
+
+
+@pytest.mark.parametrize("endpoint", ["authorization_endpoint", "token_endpoint"])
+def test_an_endpoint_with_terminal_escapes_is_refused_before_anything_is_printed(
+        cli: Callable[..., Result], broker: FakeBroker, idp: FakeIssuer, signed_out: dict[str, str],
+        endpoint: str) -> None:
+    # Review ATTACK9 F3: the broker the user points `login --url` at names the issuer,
+    # whose discovery document named an authorization endpoint that login printed raw.
+    original = idp.handle
+
+    def hostile(request: Seen) -> Reply:
+        if request.path == "/.well-known/openid-configuration":
+            doc = {"issuer": idp.url, "authorization_endpoint": f"{idp.url}/authorize",
+                   "token_endpoint": f"{idp.url}/token"}
+            doc[endpoint] += ESCAPES
+            return Reply(200, doc)
+        return original(request)
+
+    idp.handle = hostile  # type: ignore[method-assign]
+    opened: list[str] = []
+    result = cli("login", "--no-browser", environ=signed_out, open_browser=opened.append, login_timeout=0.2)
+    assert result.code != 0 and opened == []
+    assert "\x1b" not in result.err and "\x07" not in result.err
+    assert result.err_lines[-1].startswith("rolebroker: identity provider URL ")
+    assert "is not plain printable ASCII" in result.err_lines[-1] and "Sign in at" not in result.err
 
 
 def test_issuer_from_the_config_file(cli: Callable[..., Result], broker: FakeBroker, idp: FakeIssuer,
@@ -191,3 +209,137 @@ def test_damaged_token_store_means_signed_out(cli: Callable[..., Result], signed
     path.write_text("{oops")
     result = cli(*CP, environ=signed_out)
     assert result.err == "rolebroker: not signed in: run `rolebroker login` (or set ROLEBROKER_TOKEN)\n"
+
+
+# --------------------------------------------------------------------------
+# Issue 9, item 5: a sign-in is bound to the broker URL(s) it was made for.
+
+
+def test_sign_in_is_only_sent_to_the_broker_it_was_made_for(
+        cli: Callable[..., Result], broker: FakeBroker, idp: FakeIssuer, signed_out: dict[str, str]) -> None:
+    assert login(cli, signed_out).code == 0
+    with FakeBroker() as other:
+        result = cli(*CP, "--url", other.url, environ=signed_out)
+        assert (result.code, result.out) == (1, "")
+        assert result.err == (f"rolebroker: not signed in for {other.url}: run `rolebroker login --url {other.url}` "
+                              "(or set ROLEBROKER_TOKEN)\n")
+        assert other.seen == []
+        roles = cli("roles", "--url", other.url, environ=signed_out)
+        assert roles.code == 1
+        assert other.seen == []
+    assert cli(*CP, environ=signed_out).code == 0  # the broker it was made for still gets it
+    assert broker.seen[-1].headers["authorization"] == f"Bearer {idp.issued_id_tokens[-1]}"
+
+
+def test_old_store_without_a_binding_is_not_used(cli: Callable[..., Result], broker: FakeBroker,
+                                                 signed_out: dict[str, str]) -> None:
+    # A store written by an older client: one issuer, bound to no broker.
+    store = rolebroker.LoginStore(str(tokens_file(signed_out)))
+    store.save({"version": 1, "brokers": {}, "issuers": {"https://issuer.example.com": {"id_token": ALICE}}})
+    result = cli(*CP, environ=signed_out)
+    assert result.err.startswith(f"rolebroker: not signed in for {broker.url}: ")
+    assert broker.seen == []
+
+
+def test_configured_issuer_does_not_bind_a_sign_in_to_another_broker(
+        cli: Callable[..., Result], broker: FakeBroker, idp: FakeIssuer, signed_out: dict[str, str],
+        home: Path) -> None:
+    config = home / "rb.ini"
+    config.write_text(f"[default]\nissuer = {idp.url}\nclient_id = {idp.client_id}\n")
+    environ = signed_out | {"ROLEBROKER_CONFIG": str(config)}
+    assert login(cli, environ).code == 0
+    with FakeBroker() as other:
+        result = cli(*CP, "--url", other.url, environ=environ)
+        assert result.err.startswith(f"rolebroker: not signed in for {other.url}: ")
+        assert other.seen == []
+
+
+def test_one_sign_in_can_serve_several_brokers(cli: Callable[..., Result], broker: FakeBroker, idp: FakeIssuer,
+                                               signed_out: dict[str, str]) -> None:
+    assert login(cli, signed_out).code == 0
+    with FakeBroker() as other:
+        other.client_config = broker.client_config
+        assert login(cli, signed_out | {"ROLEBROKER_URL": other.url}).code == 0
+        assert stored(signed_out)["brokers"] == {broker.url: idp.url, other.url: idp.url}
+        assert cli(*CP, "--url", other.url, environ=signed_out).code == 0
+        assert other.seen[-1].headers["authorization"] == f"Bearer {idp.issued_id_tokens[-1]}"
+
+
+def test_login_needs_the_broker_url(cli: Callable[..., Result], idp: FakeIssuer, signed_out: dict[str, str]) -> None:
+    environ = {k: v for k, v in signed_out.items() if k != "ROLEBROKER_URL"}
+    result = cli("login", "--issuer", idp.url, "--client-id", idp.client_id, environ=environ, open_browser=browser)
+    assert result.code == 2
+    assert result.err == ("rolebroker: login needs the broker URL the sign-in is for: pass --url or set "
+                          "ROLEBROKER_URL\n")
+    assert idp.grants == []
+
+
+def test_login_reports_a_failed_write(cli: Callable[..., Result], signed_out: dict[str, str],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    def disk_full(path: str, data: bytes, mode: int = 0o600) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tokens, "atomic_write", disk_full)
+    result = login(cli, signed_out)
+    assert result.code == 1
+    assert result.out == ""
+    assert result.err_lines[-1] == f"rolebroker: cannot write {tokens_file(signed_out)}: No space left on device"
+
+
+# --------------------------------------------------------------------------
+# Issue 9, item 13: a callback with the wrong state is ignored, not fatal.
+
+
+def test_callback_with_the_wrong_state_is_ignored_and_the_real_one_still_counts(
+        cli: Callable[..., Result], broker: FakeBroker, idp: FakeIssuer, signed_out: dict[str, str]) -> None:
+    forged_status: list[int] = []
+
+    def forged_then_real(url: str) -> bool:
+        redirect_uri = parse_qs(urlsplit(url).query)["redirect_uri"][0]
+        for query in ("code=stolen&state=forged", "code=stolen", "error=access_denied&state=forged"):
+            try:
+                browser(f"{redirect_uri}?{query}")
+            except urllib.error.HTTPError as exc:
+                forged_status.append(exc.code)
+        return browser(url)
+
+    result = login(cli, signed_out, open_browser=forged_then_real)
+    assert result.code == 0, result.err
+    assert forged_status == [400, 400, 400]
+    assert result.err.count("rolebroker: ignored a sign-in answer with the wrong state (not from this login); "
+                            "still waiting\n") == 3
+    assert idp.grants == ["authorization_code"]
+    assert stored(signed_out)["issuers"][idp.url]["id_token"] == idp.issued_id_tokens[-1]
+
+
+def test_only_wrong_state_callbacks_end_in_the_timeout(cli: Callable[..., Result], idp: FakeIssuer,
+                                                       signed_out: dict[str, str]) -> None:
+    def forged(url: str) -> bool:
+        redirect_uri = parse_qs(urlsplit(url).query)["redirect_uri"][0]
+        with pytest.raises(urllib.error.HTTPError):
+            browser(f"{redirect_uri}?code=stolen&state=forged")
+        return True
+
+    result = login(cli, signed_out, open_browser=forged, login_timeout=0.5)
+    assert result.code == 1
+    assert result.err_lines[-1] == "rolebroker: no sign-in arrived within 0.5 s; run `rolebroker login` again"
+    assert "ignored a sign-in answer with the wrong state" in result.err
+    assert idp.grants == []
+    assert not tokens_file(signed_out).exists()
+
+
+# Issue 13 §5: whoami after `rolebroker login`, including a renewal the broker call itself made.
+def test_whoami_after_login_shows_the_renewed_sign_in(cli: Callable[..., Result], broker: FakeBroker,
+                                                      idp: FakeIssuer, signed_out: dict[str, str]) -> None:
+    from tests.client.fakes import Reply
+
+    idp.id_token_ttl = -120
+    assert login(cli, signed_out).code == 0
+    idp.id_token_ttl = 3600
+    broker.route("GET", "/v1/access", Reply(200, {"identity": "alice@example.com", "groups": [], "source": "token",
+                                                  "admin": False, "auditor": False, "roles": []}))
+    doc = json.loads(cli("whoami", "--output", "json", environ=signed_out).out)
+    assert idp.grants == ["authorization_code", "refresh_token"]
+    assert (doc["token_source"], doc["renews"], doc["issuer"]) == ("rolebroker login", True, idp.url)
+    renewed = json.loads(rolebroker._fast.b64url_decode(idp.issued_id_tokens[-1].split(".")[1]))
+    assert doc["token_expires_at"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(renewed["exp"]))

@@ -1,4 +1,4 @@
-"""The client as the AWS tools run it: separate processes of ``python rolebroker.py``."""
+"""The client as the AWS tools run it: separate processes of ``python client/rolebroker``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.client.fakes import ALICE, CLIENT_SCRIPT, FakeBroker
+from tests.client.fakes import ALICE, CLIENT_SCRIPT, FakeBroker, imported_modules
 
 PROCESSES = 20
 
@@ -41,14 +41,6 @@ def test_twenty_processes_at_once_make_one_broker_request(broker: FakeBroker, ho
     assert broker.count("POST", "/v1/credentials") == 1
 
 
-def imported_modules(stderr: bytes) -> set[str]:
-    names = set()
-    for line in stderr.decode().splitlines():
-        if line.startswith("import time:") and "|" in line:
-            names.add(line.rsplit("|", 1)[1].strip())
-    return names
-
-
 def test_cache_hit_imports_nothing_heavy(broker: FakeBroker, home: Path) -> None:
     env = process_env(home)
     first = subprocess.run(credential_process(broker), env=env, capture_output=True, check=True)
@@ -61,6 +53,15 @@ def test_cache_hit_imports_nothing_heavy(broker: FakeBroker, home: Path) -> None
     heavy = {"urllib.request", "http.client", "ssl", "socket", "argparse", "hashlib", "configparser", "tempfile",
              "subprocess", "typing", "datetime", "shlex", "email"}
     assert modules & heavy == set()
+    # Of the package, a hit loads only the hot path.
+    assert {name for name in modules if name.startswith("rolebroker")} == {"rolebroker", "rolebroker._fast"}
+
+
+def test_a_miss_goes_to_the_full_client(broker: FakeBroker, home: Path) -> None:
+    miss = subprocess.run([sys.executable, "-X", "importtime", *credential_process(broker)[1:]],
+                          env=process_env(home), capture_output=True, check=True)
+    assert json.loads(miss.stdout)["AccessKeyId"] == "FAKEKEY0000000000001"
+    assert {"rolebroker.cli", "rolebroker.cache", "urllib.request"} <= imported_modules(miss.stderr)
 
 
 def test_exec_passes_the_exit_status_and_environment_through(broker: FakeBroker, home: Path) -> None:

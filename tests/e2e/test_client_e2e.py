@@ -175,3 +175,67 @@ def test_login_against_the_dev_issuer(stack: LocalStack, user_env: dict[str, str
     assert tokens.stat().st_mode & 0o777 == 0o600
     roles = run([ROLEBROKER, "roles"], user_env)
     assert roles.returncode == 0 and "sandbox-admin" in roles.stdout
+
+
+def test_the_aws_cli_reads_credentials_from_serve(stack: LocalStack, user_env: dict[str, str]) -> None:
+    who = f"serve-cli-{uuid.uuid4().hex[:8]}@example.com"
+    user_env["ROLEBROKER_TOKEN"] = stack.mint(who, groups=["platform-admins"])
+    out = run([ROLEBROKER, "serve", "--role", "sandbox-admin", "--", AWS, "sts", "get-caller-identity", "--output",
+               "json"], user_env)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["Arn"].endswith(f"assumed-role/CrossAccountAdminRole/{who}")
+    failed = run([ROLEBROKER, "serve", "--role", "sandbox-admin", "--", AWS, "s3api", "no-such-operation"], user_env)
+    assert failed.returncode == 2  # the aws CLI's own status for a usage error, passed through
+
+
+# A long-running program: one boto3 client used again and again while its credentials are
+# replaced underneath it. 900-second sessions sit inside botocore's 15-minute refresh window
+# from the start, so every call makes botocore ask the endpoint again, and the endpoint must
+# fetch new credentials from the broker each time (the clock-driven refresh at 15 minutes is
+# tests/client/test_client_serve.py::test_credentials_are_refreshed_once_less_than_15_minutes_are_left).
+LONG_RUNNING = """
+import json, sys
+import boto3
+session = boto3.Session()
+sts = session.client("sts")
+arns, keys = [], []
+for _ in range(3):
+    arns.append(sts.get_caller_identity()["Arn"])
+    keys.append(session.get_credentials().get_frozen_credentials().access_key)
+print(json.dumps({"arns": arns, "keys": keys, "method": session.get_credentials().method}))
+"""
+
+
+def test_a_long_running_boto3_program_spans_refreshes_through_serve(
+        stack: LocalStack, user_env: dict[str, str]) -> None:
+    who = f"serve-boto3-{uuid.uuid4().hex[:8]}@example.com"
+    user_env["ROLEBROKER_TOKEN"] = stack.mint(who, groups=["platform-admins"])
+    out = run([ROLEBROKER, "serve", "--role", "sandbox-admin", "--duration", "900", "--",
+               sys.executable, "-c", LONG_RUNNING], user_env)
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout)
+    assert seen["method"] == "container-role"
+    assert all(arn.endswith(f"assumed-role/CrossAccountAdminRole/{who}") for arn in seen["arns"])
+    assert len(set(seen["keys"])) == 3
+    assert allowed(stack, who) >= 4  # serve's check at start, then one per refresh
+
+
+def test_device_login_against_the_dev_issuer_as_bob(stack: LocalStack, user_env: dict[str, str]) -> None:
+    import urllib.parse
+    import urllib.request
+
+    assert stack.issuer is not None
+    process = subprocess.Popen([ROLEBROKER, "login", "--device"], env=user_env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    line = process.stderr.readline()
+    assert f"open {stack.issuer.url}/device and enter the code " in line, line
+    code = line.rsplit(" ", 1)[1].strip()
+    form = urllib.parse.urlencode({"user_code": code, "user": "bob@example.com"}).encode()
+    with urllib.request.urlopen(f"{stack.issuer.url}/device", data=form, timeout=10) as page:  # the other device
+        assert "Signed in as bob@example.com" in page.read().decode()
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert out == f"signed in as bob@example.com at {stack.issuer.url}\n"
+    roles = run([ROLEBROKER, "roles"], user_env)
+    assert roles.returncode == 0 and "sandbox-readonly" in roles.stdout and "sandbox-admin" not in roles.stdout

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.core.parameters import ParameterLocation
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from devstack.stack import LocalStack
@@ -33,7 +34,16 @@ def test_api_never_fails_and_matches_its_spec(case: schemathesis.Case, stack: Lo
         return
     # A next_token is opaque: only the broker knows which strings it gave out, so a schema-valid
     # one it did not make is rightly a 400, which the positive-data check would call a failure.
-    excluded = [positive_data_acceptance] if "next_token" in (case.query or {}) else []
-    response = case.call_and_validate(base_url=stack.broker_url, headers={"Authorization": f"Bearer {token}"},
+    # Likewise an identity with a non-ASCII character names nobody while people are identified by
+    # email (docs/security.md, identity model): a 400 that says so, by design.
+    query = case.query or {}
+    names_nobody = not str(query.get("identity", "")).isascii()
+    excluded = [positive_data_acceptance] if "next_token" in query or names_nobody else []
+    # A negative case may leave the bearer token out on purpose (the spec requires it): then the
+    # broker must refuse, so the token is only added where the case carries the header.
+    headers = {"Authorization": f"Bearer {token}"}
+    drops_token = case.meta is not None and case.meta.is_negative_at(ParameterLocation.HEADER) and not any(
+        name.lower() == "authorization" for name in case.headers or {})
+    response = case.call_and_validate(base_url=stack.broker_url, headers=None if drops_token else headers,
                                       excluded_checks=excluded)
     assert response.status_code < 500

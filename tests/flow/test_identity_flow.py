@@ -17,7 +17,7 @@ import pytest
 from chalice.test import Client
 
 from chalicelib.audit import AuditLog
-from chalicelib.aws.store import AccessStore, create_table
+from chalicelib.aws.store import AccessStore, IdentitySnapshot, create_table
 from chalicelib.exceptions import Conflict
 from devstack.issuer import DevIssuer
 from tests.conftest import CI_AUDIENCE, Moto, broker_environ
@@ -171,7 +171,9 @@ def test_an_older_token_never_overwrites_a_newer_group_snapshot(flow: Flow) -> N
     assert flow.call("GET", "/v1/roles", newer).status_code == 200
     assert flow.call("GET", "/v1/roles", older).status_code == 200  # still valid, replayed after removal
     clock = datetime.now(timezone.utc)
-    assert flow.store.recall_identity("dave@example.com", clock) == frozenset({"developers"})
+    snapshot = flow.store.recall_identity("dave@example.com", clock)
+    assert snapshot is not None and snapshot.groups == frozenset({"developers"})
+    assert snapshot.claims["groups"] == ["developers"] and snapshot.claims["email"] == "dave@example.com"
 
 
 def test_snapshots_move_forward_by_iat_in_the_database(flow: Flow) -> None:
@@ -179,6 +181,8 @@ def test_snapshots_move_forward_by_iat_in_the_database(flow: Flow) -> None:
     ttl = timedelta(hours=12)
     assert flow.store.remember_identity("eve@example.com", frozenset({"developers"}), now, ttl, issued_at=2000)
     assert not flow.store.remember_identity("eve@example.com", frozenset({"security"}), now, ttl, issued_at=1000)
-    assert flow.store.recall_identity("eve@example.com", now) == frozenset({"developers"})
-    assert flow.store.remember_identity("eve@example.com", frozenset(), now, ttl, issued_at=3000)
-    assert flow.store.recall_identity("eve@example.com", now) == frozenset()
+    assert flow.store.recall_identity("eve@example.com", now) == IdentitySnapshot(frozenset({"developers"}), {})
+    assert flow.store.remember_identity("eve@example.com", frozenset(), now, ttl, issued_at=3000,
+                                        claims={"email": "eve@example.com", "n": 1, "ok": True, "l": ["a"]})
+    assert flow.store.recall_identity("eve@example.com", now) == IdentitySnapshot(
+        frozenset(), {"email": "eve@example.com", "n": 1, "ok": True, "l": ["a"]})

@@ -175,6 +175,21 @@ def test_slack_signature_is_checked_before_anything(jit: Jit) -> None:
     assert SIGNING_SECRET not in "\n".join(jit.audit_lines)
 
 
+@pytest.mark.parametrize(("timestamp", "signature"), [
+    ("now", "v0=" + "\u00e9" * 64),
+    ("now", "v0=" + "\ud800" * 64),
+    ("\u0661" * 10, "v0=" + "0" * 64),  # ARABIC-INDIC DIGIT ONE: isdigit() but not ASCII
+], ids=["non-ASCII signature", "lone surrogates", "non-ASCII digits"])
+def test_a_non_ascii_slack_signature_is_a_401_with_an_audit_line(jit: Jit, timestamp: str, signature: str) -> None:
+    # Review ATTACK9 F8: this was a 500 with a traceback and no audit line.
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Slack-Signature": signature,
+               "X-Slack-Request-Timestamp": str(int(time.time())) if timestamp == "now" else timestamp}
+    answer = jit.client.http.post("/slack/commands", headers=headers, body=b"team_id=T0001&text=roles&user_id=U0BOB")
+    assert answer.status_code == 401, answer.body
+    denied = [json.loads(line) for line in jit.audit_lines if '"action": "slack"' in line]
+    assert [(a["outcome"], a["reason"]) for a in denied] == [("denied", "invalid Slack signature")]
+
+
 def test_ssl_check_and_help_answer_at_once(jit: Jit) -> None:
     ssl = jit.signed_post("/slack/commands", json.loads((EVENTS / "slack_ssl_check.json").read_text()))
     assert ssl.status_code == 200 and ssl.body in (b"", "")
@@ -186,7 +201,7 @@ def test_ssl_check_and_help_answer_at_once(jit: Jit) -> None:
 
 def test_slack_roles_use_the_same_policy_and_the_last_verified_groups(jit: Jit) -> None:
     assert "working on" in jit.command("U0BOB", "roles").json_body["text"]
-    assert "No roles for bob@example.com" in jit.sent("/hooks/commands/1")[-1]["text"]
+    assert "not seen a sign-in of yours (bob@example.com)" in jit.sent("/hooks/commands/1")[-1]["text"]
     jit.call("GET", "/v1/roles", jit.bob())  # a verified token tells the broker bob's groups
     jit.command("U0BOB", "roles")
     text = jit.sent("/hooks/commands/1")[-1]["text"]
@@ -199,6 +214,7 @@ def test_unmapped_slack_user_gets_a_clear_message(jit: Jit) -> None:
 
 
 def test_email_from_users_info_maps_the_user(jit: Jit) -> None:
+    jit.call("GET", "/v1/roles", jit.issuer.mint("alice@example.com", groups=["developers"]))
     jit.command("U0ALICE", "roles")
     assert "alice@example.com" in jit.sent("/hooks/commands/1")[-1]["text"]
     assert jit.sent("/api/users.info")[0]["user"] == "U0ALICE"
@@ -229,6 +245,19 @@ def test_console_link_goes_only_to_the_person_and_no_secret_reaches_slack(jit: J
     for secret in (session["sessionKey"], session["sessionToken"], SIGNING_SECRET, "fake-bot-token-for-tests"):
         assert secret not in sent
     assert not re.search(r"ASIA[A-Z0-9]{16}", sent)
+
+
+def test_slack_console_deep_links_to_a_service(jit: Jit) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    jit.call("GET", "/v1/roles", jit.bob())
+    jit.command("U0BOB", "console readonly s3")
+    text = jit.sent("/hooks/commands/1")[-1]["text"]
+    url = text[1:text.index("|")]
+    destination = parse_qs(urlsplit(url).query)["Destination"]
+    assert destination == ["https://us-east-1.console.aws.amazon.com/s3/home?region=us-east-1"]
+    jit.command("U0BOB", "console readonly s3.evil.example.com")
+    assert "must be a console service name" in jit.sent("/hooks/commands/1")[-1]["text"]
 
 
 def test_console_needs_console_true(jit: Jit) -> None:

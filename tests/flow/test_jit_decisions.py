@@ -163,3 +163,19 @@ def test_audit_lines_of_a_requests_life(jit: Jit) -> None:
     revoked = jit.call("GET", f"/v1/requests/{second['id']}", jit.bob()).json_body
     assert (revoked["status"], revoked["note"]) == ("revoked", "incident over")
     assert "*Revoked* by carol@example.com" in jit.sent("/api/chat.update")[-1]["blocks"][-1]["text"]["text"]
+
+
+# Issue 13 §6.1: `rolebroker request ROLE --reason ...` without --duration.
+def test_a_request_without_a_duration_asks_for_the_roles_longest_grant(jit: Jit) -> None:
+    response = jit.call("POST", "/v1/requests", jit.bob(), {"role": "breakglass", "reason": "INC-42 database down"})
+    assert response.status_code == 201, response.body
+    assert response.json_body["duration_seconds"] == 7200  # breakglass: max_grant_seconds 7200
+    [created] = audits(jit, "request")
+    assert created["outcome"] == "created"
+
+
+def test_a_duration_of_null_is_the_same_as_none(jit: Jit) -> None:
+    response = jit.call("POST", "/v1/requests", jit.bob(),
+                        {"role": "breakglass", "duration_seconds": None, "reason": "INC-42 database down"})
+    assert response.status_code == 201, response.body
+    assert response.json_body["duration_seconds"] == 7200

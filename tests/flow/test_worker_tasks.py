@@ -98,6 +98,21 @@ def test_a_task_sealed_with_another_key_is_dropped(jit: Jit, pending: str) -> No
     assert [d["reason"] for d in dropped(jit)] == ["bad signature"]
 
 
+@pytest.mark.parametrize("sig", ["\u00e9" * 64, "\ud800" * 64], ids=["non-ASCII", "lone surrogate"])
+def test_a_non_ascii_signature_is_dropped_with_an_audit_line(jit: Jit, sig: str) -> None:
+    # Review ATTACK9 F8: hmac.compare_digest raised TypeError on such a str, so
+    # the worker crashed (Lambda retried, alarms fired) and audited nothing.
+    forged = {"rolebroker_task": 1, "body": json.dumps({"task": {"kind": "request_created"}}), "sig": sig}
+    app_module.slack_worker(forged, None)  # must not raise: a raise makes Lambda retry and alarms fire
+    assert [(d["outcome"], d["reason"]) for d in dropped(jit)] == [("dropped", "bad signature")]
+
+
+def test_a_body_that_cannot_be_utf8_is_dropped_as_malformed(jit: Jit) -> None:
+    forged = {"rolebroker_task": 1, "body": '{"task": {"kind": "\ud800"}}', "sig": "0" * 64}
+    app_module.slack_worker(forged, None)
+    assert [(d["outcome"], d["reason"]) for d in dropped(jit)] == [("dropped", "unsigned or malformed task")]
+
+
 def test_audit_lines_for_dropped_tasks_carry_no_secret(jit: Jit, pending: str) -> None:
     envelope = sealed(jit, click_task(jit, pending))
     app_module.slack_worker(copy.deepcopy(envelope), None)

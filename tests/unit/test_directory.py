@@ -8,7 +8,7 @@ from unittest.mock import Mock
 import pytest
 
 from chalicelib.access.policy import AccessPolicy
-from chalicelib.aws.store import AccessStore
+from chalicelib.aws.store import AccessStore, IdentitySnapshot
 from chalicelib.chat.directory import Directory
 from chalicelib.chat.slack import SlackApi
 from chalicelib.exceptions import Forbidden
@@ -16,11 +16,12 @@ from chalicelib.identity.principal import Principal
 from chalicelib.identity.tokens import Identity
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+SNAPSHOT_CLAIMS = {"email": "erin@example.com", "department": "platform"}
 
 
 def _directory(identity_claim: str = "email") -> tuple[Directory, Mock]:
     store = Mock(spec=AccessStore)
-    store.recall_identity.return_value = frozenset({"security"})
+    store.recall_identity.return_value = IdentitySnapshot(frozenset({"security"}), SNAPSHOT_CLAIMS)
     return Directory(store, clock=lambda: NOW, identity_claim=identity_claim), store
 
 
@@ -28,14 +29,39 @@ def _policy(users: dict[str, str] | None = None) -> AccessPolicy:
     return AccessPolicy(accounts={}, roles={}, slack_users=users or {})
 
 
-def test_snapshots_are_kept_by_principal_with_the_tokens_iat() -> None:
+def test_snapshots_are_kept_by_principal_with_the_tokens_iat_and_claims() -> None:
     directory, store = _directory()
     person = Identity(subject="Erin@Example.com", principal=Principal("default", "erin@example.com"),
-                      groups=frozenset({"security"}), issued_at=1700000000)
+                      groups=frozenset({"security"}), issued_at=1700000000,
+                      claims={"email": "erin@example.com", "department": "platform", "amr": ["mfa"],
+                              "acr": "high", "iat": 1700000000, "exp": 1700003600, "nonce": "n", "jti": "j"})
     directory.remember(person)
     store.remember_identity.assert_called_once()
     args, kwargs = store.remember_identity.call_args
     assert args[0] == "erin@example.com" and kwargs["issued_at"] == 1700000000
+    assert kwargs["claims"] == {"email": "erin@example.com", "department": "platform"}  # never MFA, never times
+
+
+def test_a_changed_claim_is_recorded_at_once() -> None:
+    directory, store = _directory()
+    person = Identity(subject="erin@example.com", groups=frozenset({"security"}), claims={"department": "a"})
+    directory.remember(person)
+    directory.remember(person)
+    assert store.remember_identity.call_count == 1
+    directory.remember(Identity(subject="erin@example.com", groups=frozenset({"security"}),
+                                claims={"department": "b"}))
+    assert store.remember_identity.call_count == 2
+
+
+def test_a_slack_user_without_a_recent_sign_in_is_refused() -> None:
+    # Review ATTACK9 F2: Slack's profile email became the identity's email claim,
+    # so claim rules matched people who never showed the broker a token.
+    directory, store = _directory()
+    store.recall_identity.return_value = None
+    slack = Mock(spec=SlackApi)
+    slack.user_email.return_value = "dave@example.com"
+    with pytest.raises(Forbidden, match=r"not seen a sign-in of yours \(dave@example.com\) in the last 12 hours"):
+        directory.slack_identity("U0DAVE", _policy(), slack)
 
 
 def test_workloads_of_other_issuers_leave_no_snapshot() -> None:
@@ -51,7 +77,7 @@ def test_a_slack_email_maps_to_the_casefolded_principal() -> None:
     slack.user_email.return_value = "Erin@Example.com"
     who = directory.slack_identity("U0ERIN", _policy(), slack)
     assert who.principal == Principal("default", "erin@example.com") and who.subject == "Erin@Example.com"
-    assert who.claims == {"email": "erin@example.com"} and who.groups == {"security"}
+    assert who.claims == SNAPSHOT_CLAIMS and who.groups == {"security"}  # the token's, never Slack's
     store.recall_identity.assert_called_once_with("erin@example.com", NOW)
 
 
@@ -63,5 +89,15 @@ def test_without_an_email_identity_claim_only_the_static_mapping_counts() -> Non
         directory.slack_identity("U0ERIN", _policy(), slack)
     slack.user_email.assert_not_called()
     who = directory.slack_identity("U0ERIN", _policy({"U0ERIN": "Erin"}), slack)
-    assert who.principal.key == "Erin" and who.claims == {"preferred_username": "Erin"}
+    assert who.principal.key == "Erin" and who.claims == SNAPSHOT_CLAIMS
     store.recall_identity.assert_called_once_with("Erin", NOW)
+
+
+def test_a_non_ascii_slack_email_links_to_nobody() -> None:
+    # Review ATTACK9 F4: casefold() made the KELVIN SIGN profile email kate@'s principal.
+    directory, store = _directory()
+    slack = Mock(spec=SlackApi)
+    slack.user_email.return_value = "\u212aate@example.com"
+    with pytest.raises(Forbidden, match="not plain ASCII"):
+        directory.slack_identity("U0MALLORY", _policy(), slack)
+    store.recall_identity.assert_not_called()

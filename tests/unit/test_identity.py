@@ -240,13 +240,66 @@ def test_no_fallback_from_email_to_sub() -> None:
         identity_from_claims({"sub": "00uERIN", "iss": DEFAULT.url}, DEFAULT)
 
 
-def test_an_email_principal_is_casefolded_and_shown_as_given() -> None:
+def test_an_email_principal_is_lower_case_and_shown_as_given() -> None:
     who = identity_from_claims({"sub": "00uERIN", "iss": DEFAULT.url, "email": " Erin@Example.COM ",
                                 "email_verified": True, "iat": 1700000000}, DEFAULT)
     assert who.subject == "Erin@Example.COM"
     assert who.principal.key == "erin@example.com"
-    assert who.claims["email"] == "erin@example.com"  # rules compare emails casefolded too
+    assert who.claims["email"] == "erin@example.com"  # rules compare emails in lower case too
     assert (who.issuer, who.sub, who.issued_at) == (DEFAULT.url, "00uERIN", 1700000000)
+
+
+@pytest.mark.parametrize(("attacker", "victim"), [
+    ("\u212aate@example.com", "kate@example.com"),
+    ("ro\u017fa@example.com", "rosa@example.com"),
+    ("stra\u00dfe@example.de", "strasse@example.de"),
+    ("\ufb01ona@example.com", "fiona@example.com"),
+])
+def test_distinct_mailboxes_are_never_one_principal(attacker: str, victim: str) -> None:
+    # Review ATTACK9 F4: casefold() made each pair one principal (grants, requests,
+    # Slack snapshots, email rules, SourceIdentity). A non-ASCII email is now a 401
+    # naming the claim, so it can never be taken for the ASCII mailbox.
+    def who(email: str, sub: str) -> Any:
+        return identity_from_claims({"iss": DEFAULT.url, "sub": sub, "email": email, "email_verified": True},
+                                    DEFAULT)
+
+    assert who(victim, "00uVICTIM").principal.key == victim
+    with pytest.raises(Unauthenticated, match="'email' claim is not plain ASCII"):
+        who(attacker, "00uMALLORY")
+
+
+def test_a_non_ascii_email_is_absent_for_rules_under_another_identity_claim() -> None:
+    by_username = Issuer(name="default", url="i", audiences=("a",), identity_claim="preferred_username")
+    who = identity_from_claims({"sub": "1", "iss": "i", "preferred_username": "mallory", "email_verified": True,
+                                "email": "\u212aate@example.com"}, by_username)
+    assert who.principal.key == "mallory" and "email" not in who.claims
+
+
+def test_a_linked_issuer_names_the_default_person_behind_its_token() -> None:
+    partner = Issuer(name="partner", url="p", audiences=("a",), identity_claim="sub",
+                     approval_identity_claim="email")
+    who = identity_from_claims({"sub": "p-erin", "iss": "p", "email": " Erin@Example.com",
+                                "email_verified": True}, partner)
+    assert who.principal.key == "partner|p-erin" and who.person is not None
+    assert who.person.key == "erin@example.com" == who.linked.key  # type: ignore[union-attr]
+    assert who.is_same_person("erin@example.com", None, None)  # her default principal's request
+    assert who.is_same_person("partner2|x", None, None, person_key="erin@example.com")  # a third issuer's
+    assert not who.is_same_person("carol@example.com", None, None, person_key="carol@example.com")
+    unlinked = identity_from_claims({"sub": "p-erin", "iss": "p", "email": "erin@example.com",
+                                     "email_verified": True},
+                                    Issuer(name="partner", url="p", audiences=("a",), identity_claim="sub"))
+    assert unlinked.person is None and not unlinked.is_same_person("erin@example.com", None, None)
+    person = identity_from_claims({"sub": "1", "iss": DEFAULT.url, "email": "erin@example.com",
+                                   "email_verified": True}, DEFAULT)
+    assert person.person == person.principal and person.is_same_person("partner|x", None, None, "erin@example.com")
+
+
+def test_a_linked_issuers_token_without_its_person_is_refused() -> None:
+    partner = Issuer(name="partner", url="p", audiences=("a",), identity_claim="sub",
+                     approval_identity_claim="email")
+    for claims in ({}, {"email": "erin@example.com"}, {"email": "\u212aate@example.com", "email_verified": True}):
+        with pytest.raises(Unauthenticated, match="'email' claim, which every token of issuer partner must carry"):
+            identity_from_claims({"sub": "p-erin", "iss": "p", **claims}, partner)
 
 
 @pytest.mark.parametrize(("verified", "counts"), [

@@ -9,6 +9,7 @@ import pytest
 
 from chalicelib.access.policy import Decision, decide, parse_policy
 from chalicelib.exceptions import NotFound, PolicyError
+from chalicelib.identity.principal import Principal
 from chalicelib.identity.tokens import Identity
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -157,11 +158,67 @@ def test_a_list_valued_claim_matches_when_any_value_is_allowed() -> None:
     assert not decide(role, who(repository="acme/infra", env=["dev"])).allowed
 
 
-def test_emails_in_rules_compare_casefolded() -> None:
+def test_emails_in_rules_compare_in_ascii_lower_case() -> None:
     text = BASE.replace("      - groups: [admins]", "      - claims: {email: Alice@Example.com}")
     role = parse_policy(text).roles["admin"]
     assert decide(role, who("alice@example.com")).allowed
     assert not decide(role, who("alice@example.org")).allowed
+
+
+def test_an_email_rule_names_one_mailbox_only() -> None:
+    # Review ATTACK9 F4: casefold() let the KELVIN SIGN mailbox match kate@'s rule.
+    role = parse_policy(BASE.replace("      - groups: [admins]", "      - claims: {email: kate@example.com}"))
+    mallory = Identity(subject="mallory", claims={"email": "\u212aate@example.com"})
+    assert role.roles["admin"].matching_rule(mallory) is None
+    with pytest.raises(PolicyError, match=r"claims\.email: .* is not plain ASCII") as caught:
+        parse_policy(BASE.replace("      - groups: [admins]", "      - claims: {email: \"\\u212aate@example.com\"}"))
+    assert caught.value.line == 11
+
+
+MIXED = """\
+version: 1
+issuers:
+  ci: {url: "https://ci.example.com", audiences: rolebroker, identity_claim: sub}
+accounts: {prod: {id: "333333333333", region: us-east-1}}
+roles:
+  deploy:
+    account: prod
+    role_name: Deploy
+    allow:
+      - groups: [platform-admins]
+      - issuer: ci
+        claims: {repository: acme/infra}
+  people-only: {account: prod, role_name: ReadOnly, allow: [{groups: [developers]}]}
+"""
+
+
+def test_an_issuer_may_name_the_claim_that_links_its_tokens_to_a_person() -> None:
+    linked = MIXED.replace("identity_claim: sub}", "identity_claim: sub, approval_identity_claim: email}")
+    assert parse_policy(linked).issuers["ci"].approval_identity_claim == "email"
+    assert parse_policy(MIXED).issuers["ci"].approval_identity_claim is None
+    unverified = MIXED.replace("identity_claim: sub}", "identity_claim: sub, approval_identity_claim: email, "
+                                                       "require_email_verified: false}")
+    with pytest.raises(PolicyError, match="approval_identity_claim: an unverified email can name anyone"):
+        parse_policy(unverified)
+
+
+def test_a_denial_describes_only_rules_of_the_callers_issuer() -> None:
+    # Review ATTACK9 F5: every rule was described to every caller, so any CI token
+    # learned the people's group names (and people the CI rules' claim names).
+    policy = parse_policy(MIXED)
+    person = Identity(subject="bob@example.com", groups=frozenset({"developers"}))
+    job = Identity(subject="repo:stranger/fork", principal=Principal("ci", "repo:stranger/fork"),
+                   claims={"repository": "stranger/fork"})
+    assert decide(policy.roles["deploy"], person).reason == "role deploy requires group platform-admins"
+    assert decide(policy.roles["deploy"], job).reason == (
+        "role deploy requires issuer ci and a matching repository claim")
+    assert policy.role_for("deploy", job) is policy.roles["deploy"]
+    with pytest.raises(NotFound) as hidden:
+        policy.role_for("people-only", job)
+    with pytest.raises(NotFound) as unknown:
+        policy.role_for("people-onl", job)
+    assert str(hidden.value).replace("people-only", "X") == str(unknown.value).replace("people-onl", "X")
+    assert policy.role_for("people-only", person) is policy.roles["people-only"]
 
 
 ISSUERS = """\

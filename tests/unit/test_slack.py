@@ -51,6 +51,9 @@ def test_slacks_published_example_verifies() -> None:
     ("no timestamp", SLACK_BODY, {"x-slack-signature": SLACK_SIGNATURE}, int(SLACK_TIMESTAMP)),
     ("non-numeric timestamp", SLACK_BODY, headers(timestamp="soon"), int(SLACK_TIMESTAMP)),
     ("not utf-8", b"\xff\xfe", headers(), int(SLACK_TIMESTAMP)),
+    ("non-ASCII signature", SLACK_BODY, headers(signature="v0=" + "\u00e9" * 64), int(SLACK_TIMESTAMP)),
+    ("non-ASCII last digit", SLACK_BODY, headers(signature=SLACK_SIGNATURE[:-1] + "\u0663"), int(SLACK_TIMESTAMP)),
+    ("non-ASCII timestamp digits", SLACK_BODY, headers(timestamp="\u0661" * 10), int(SLACK_TIMESTAMP)),
 ])
 def test_bad_signatures_are_refused(case: str, body: bytes, hdrs: dict[str, str], now: int) -> None:
     with pytest.raises(Unauthenticated):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ HOSTILE = "<!channel> & <https://evil.example|click>\n*Approved* by mallory\u202
     ("a & b", "a &amp; b"),
     ("&lt;", "&amp;lt;"),
     ("<https://evil.example|docs>", "&lt;https://evil.example|docs&gt;"),
-    ("line one\n*Approved* by x", "line one *Approved* by x"),
+    ("line one\n*Approved* by x", "line one \u2217Approved\u2217 by x"),
     ("tab\there\r\nand\x0bthere", "tab here and there"),
     ("a\u2028b\u2029c\x85d", "a b c d"),
     ("evil\u202etxt.exe\u200b", "eviltxt.exe"),
@@ -34,6 +35,28 @@ HOSTILE = "<!channel> & <https://evil.example|click>\n*Approved* by mallory\u202
 ])
 def test_inline_makes_one_plain_escaped_line(raw: object, shown: str) -> None:
     assert inline(raw) == shown
+
+
+@pytest.mark.parametrize(("raw", "shown", "in_code"), [
+    ("*Approved* by ceo", "\u2217Approved\u2217 by ceo", "*Approved* by ceo"),
+    ("_urgent_ ~denied~", "\u02cdurgent\u02cd \u223cdenied\u223c", "_urgent_ ~denied~"),
+    ("`code` here", "\u02cbcode\u02cb here", "\u02cbcode\u02cb here"),
+    ("bob_smith@example.com next_token", "bob_smith@example.com next_token", "bob_smith@example.com next_token"),
+    ("a*b*c x_*y*_z", "a*b*c x\u02cd\u2217y\u2217\u02cdz", "a*b*c x_*y*_z"),
+    ("__init__ ~x~", "\u02cd\u02cdinit\u02cd\u02cd \u223cx\u223c", "__init__ ~x~"),
+])
+def test_inline_neutralises_mrkdwn_markers_outside_code_spans(raw: str, shown: str, in_code: str) -> None:
+    # Second review (*): a reason could render a bold fake "*Approved* by ceo".
+    assert inline(raw) == shown
+    assert inline(raw, code=True) == in_code
+
+
+def test_paging_tokens_and_role_names_stay_copyable() -> None:
+    token = "eyJwIjoibyIsImkiOiIwMTIzNDU2Nzg5YWIifQ_-x"
+    assert f"`/aws requests more {token}`" in messages.requests_reply([], None)["text"] + \
+        messages.requests_reply([{**REQUEST, "id": "0123456789ab"}], token)["text"]
+    roles = messages.roles_reply("bob", [{**ROLE, "name": "prod_admin", "access": "allowed"}], {})["text"]
+    assert "`prod_admin`" in roles
 
 
 def test_inline_caps_before_escaping() -> None:
@@ -94,6 +117,8 @@ def test_every_builder_cleans_every_value(name: str) -> None:
         for raw in ("<!", "<https://evil", "\u2028", "\u2029", "\u202e", "\u200b", "\x00", "\x1b"):
             assert raw not in text, (name, raw, text)
         assert not any(line.lstrip("•> _").startswith("*Approved* by mallory") for line in text.splitlines()), text
+        # Not even mid-line: outside code spans (where Slack formats nothing) markers are neutralised.
+        assert "*Approved* by mallory" not in re.sub(r"`[^`]*`", "", text), text
         assert len(text) < 4000, (name, len(text))
 
 

@@ -58,6 +58,19 @@ def test_tampered_or_unsigned_envelopes_are_rejected(change: Any, reason: str) -
     assert caught.value.reason == reason
 
 
+@pytest.mark.parametrize(("change", "reason"), [
+    (lambda e: {**e, "sig": "\u00e9" * 64}, "bad signature"),
+    (lambda e: {**e, "sig": e["sig"][:-1] + "\u0660"}, "bad signature"),
+    (lambda e: {**e, "sig": "\udc80" * 64}, "bad signature"),
+    (lambda e: {**e, "body": e["body"] + "\ud800"}, "unsigned or malformed task"),
+], ids=["non-ASCII", "non-ASCII last digit", "lone surrogates", "body not UTF-8"])
+def test_signatures_and_bodies_no_str_comparison_can_raise_on(change: Any, reason: str) -> None:
+    envelope = seal_with(OLD).seal({"kind": "request_decided", "request_id": "0123456789ab"})
+    with pytest.raises(TaskRejected) as caught:
+        seal_with(OLD).open(change(envelope))
+    assert caught.value.reason == reason
+
+
 def test_a_signed_body_that_is_not_a_task_is_rejected() -> None:
     sealer = seal_with(OLD)
     for body in ("[]", '{"task": [], "nonce": "n", "exp": 1}', '{"task": {}, "nonce": 5, "exp": 1}',
