@@ -387,7 +387,7 @@ def test_each_decision_is_exact() -> None:
         "admin", False, "denied", "role admin requires group admins; or a matching team claim")
     nobody = parse_policy(BASE.replace("    allow:\n      - groups: [admins]", "    allow: []")).roles["admin"]
     assert decide(nobody, who(groups=("admins",))) == Decision(
-        "admin", False, "denied", "role admin requires a rule (it has none: nobody may use it)")
+        "admin", False, "denied", "role admin requires a rule that names your token's issuer (it has none)")
 
 
 def test_mfa_and_approval_decisions_are_exact() -> None:
