@@ -57,6 +57,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.stack import aws_emulation
+from mutation.client import MODULE_TESTS as CLIENT_MODULE_TESTS
+from mutation.client import load_results as load_client_results
+from mutation.client import run as run_client
+from mutation.textfilter import is_message_text
 
 ROOT = Path(__file__).resolve().parent.parent
 MUTANTS = ROOT / "mutants"
@@ -77,14 +81,11 @@ MODULES = (
     "chalicelib.chat.directory",
     "chalicelib.chat.chatops",
 )
+CLIENT_MODULES = tuple(f"client.rolebroker.{module}" for module in CLIENT_MODULE_TESTS)
+DETECTED = {"killed", "mypy", "timeout"}
 # mutmut's exit codes (mutmut/stats.py), in the words used here.
 STATUS = {1: "killed", 3: "killed", 37: "mypy", 0: "survived", 33: "no tests", 5: "no tests", None: "not run"}
 TIMEOUTS = {36, 24, -24, 152, 255}
-MESSAGE_ERRORS = {"RolebrokerError", "BadRequest", "Unauthenticated", "Forbidden", "NotFound", "Conflict",
-                  "Throttled", "AwsRefused", "DependencyDown", "SlotTaken", "ConfigurationError", "PolicyError",
-                  "ValueError"}
-POLICY_FAIL_TEXT_ARGS = 2  # self.fail(where, message, line): the first two are text
-LOG_METHODS = {"debug", "info", "warning", "error", "exception", "critical"}
 MUTMUT = ROOT / ".venv" / "bin" / "mutmut"
 SHARED_MOTO_URL = "ROLEBROKER_TEST_MOTO_URL"  # tests/conftest.py uses this server instead of its own
 
@@ -215,112 +216,6 @@ def _lines_of(source: list[str], function: ast.FunctionDef) -> list[str]:
     return [line.replace(function.name, "f", 1) if i == 0 else line for i, line in enumerate(lines)]
 
 
-def is_message_text(original: ast.FunctionDef, mutant: ast.FunctionDef) -> bool:
-    """Whether the mutant changes nothing but the text of an error message or a log line."""
-    found = _difference(original.body, mutant.body, [])
-    if found is None:
-        return False
-    before, after, parents = found
-    if isinstance(before, ast.Call) and isinstance(after, ast.Call) and len(before.args) != len(after.args):
-        return _argument_removed_is_text(before, after)
-    if any(isinstance(parent, ast.Call) and _is_log_call(parent) for parent in parents):
-        return True  # anything in a log line's arguments
-    fstrings = [i for i, parent in enumerate(parents) if isinstance(parent, ast.JoinedStr)]
-    if fstrings and _is_message_argument(parents[fstrings[0]], parents[:fstrings[0]]):
-        return True  # a value formatted into a message: only the text changes
-    if isinstance(after, ast.Constant) and after.value is None:
-        return _is_message_argument(before, parents, any_value=not _is_text(before))
-    if (isinstance(before, ast.Constant) and isinstance(after, ast.Constant) and isinstance(before.value, str)
-            and isinstance(after.value, str)):
-        return _is_message_argument(before, parents)
-    return False
-
-
-def _difference(a: object, b: object, parents: list[ast.AST]) -> tuple[object, object, list[ast.AST]] | None:
-    """The first place where two trees differ, with the ancestors of the first tree's node.
-
-    A list of different length (a call that lost an argument) differs at the
-    node that holds it.
-    """
-    if type(a) is not type(b):
-        return a, b, parents
-    if isinstance(a, list) and isinstance(b, list):
-        for x, y in zip(a, b, strict=False):
-            found = _difference(x, y, parents)
-            if found is not None:
-                return found
-        return None
-    if isinstance(a, ast.AST) and isinstance(b, ast.AST):
-        for name in a._fields:
-            va, vb = getattr(a, name, None), getattr(b, name, None)
-            if isinstance(va, list) and isinstance(vb, list) and len(va) != len(vb):
-                return a, b, parents
-            if not isinstance(va, ast.AST | list) and (type(va), va) != (type(vb), vb):
-                return a, b, parents  # a value of this node itself: a constant, an operator's name
-            found = _difference(va, vb, [*parents, a])
-            if found is not None:
-                return found
-        return None
-    return None if a == b else (a, b, parents)
-
-
-def _argument_removed_is_text(before: ast.Call, after: ast.Call) -> bool:
-    if _is_log_call(before):
-        return True  # any argument of a log line is its text
-    kept = [ast.dump(arg) for arg in after.args]
-    removed = [arg for arg in before.args if ast.dump(arg) not in kept]
-    # Removing an argument of self.fail() breaks the call (TypeError): that is behaviour.
-    return (len(removed) == 1 and _is_text(removed[0])
-            and _callee(before) in MESSAGE_ERRORS - {"PolicyError"})
-
-
-def _is_text(node: object) -> bool:
-    if isinstance(node, ast.Constant):
-        return isinstance(node.value, str)
-    if isinstance(node, ast.JoinedStr):
-        return True
-    return isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add) and _is_text(node.left) and _is_text(node.right)
-
-
-def _is_message_argument(node: object, parents: list[ast.AST], *, any_value: bool = False) -> bool:
-    """Whether ``node`` is (part of) the text argument of an error or a log call.
-
-    ``any_value``: the node is not a string; only a log call's arguments count then.
-    """
-    child: object = node
-    for parent in reversed(parents):
-        # Climb out of f-strings and concatenations to the argument itself.
-        if isinstance(parent, ast.JoinedStr | ast.FormattedValue) or (
-                isinstance(parent, ast.BinOp) and isinstance(parent.op, ast.Add)):
-            child = parent
-            continue
-        if not isinstance(parent, ast.Call) or not any(arg is child for arg in parent.args):
-            return False
-        if _is_log_call(parent):
-            return True
-        if any_value:
-            return False
-        position = next(i for i, arg in enumerate(parent.args) if arg is child)
-        if _callee(parent) == "fail":
-            return position < POLICY_FAIL_TEXT_ARGS
-        return _callee(parent) in MESSAGE_ERRORS and position == 0
-    return False
-
-
-def _callee(call: ast.Call) -> str | None:
-    if isinstance(call.func, ast.Name):
-        return call.func.id
-    if isinstance(call.func, ast.Attribute) and isinstance(call.func.value, ast.Name) and call.func.value.id == "self":
-        return call.func.attr
-    return None
-
-
-def _is_log_call(call: ast.Call) -> bool:
-    func = call.func
-    return (isinstance(func, ast.Attribute) and func.attr in LOG_METHODS and isinstance(func.value, ast.Name)
-            and func.value.id in {"LOG", "logging"})
-
-
 # --------------------------------------------------------------------------
 # Reporting
 
@@ -347,7 +242,7 @@ def report(modules: Sequence[str], survivors: bool) -> int:
     stale: list[str] = []
     for module in modules:
         counts: Counter[str] = Counter()
-        for mutant in mutants_of(module):
+        for mutant in _any_mutants_of(module):
             counts["all"] += 1
             entry = equivalents.get(mutant.name)
             if entry is not None:
@@ -360,12 +255,12 @@ def report(modules: Sequence[str], survivors: bool) -> int:
                 counts["equivalent"] += 1
             else:
                 counts[mutant.status] += 1
-                if mutant.status not in ("killed", "mypy"):
+                if mutant.status not in DETECTED:
                     shown.append(mutant)
         rows.append((module, counts))
     _table(rows)
     stale += [f"{name}: no such mutant" for name in sorted(equivalents.keys() - seen)
-              if name.rpartition(".")[0] in modules]
+              if any(name.startswith(module + ".") for module in modules)]
     for line in stale:
         print(f"stale entry in {EQUIVALENT.name}: {line}")
     if survivors:
@@ -374,9 +269,19 @@ def report(modules: Sequence[str], survivors: bool) -> int:
     return 0
 
 
+def _any_mutants_of(module: str) -> Iterator[Mutant]:
+    if module in CLIENT_MODULES:
+        for name, entry in sorted(load_client_results().items(), key=lambda item: _natural(item[0])):
+            if entry["module"] == module.rpartition(".")[2]:
+                yield Mutant(name=name, module=module, status=str(entry["status"]), text=bool(entry["text"]),
+                             diff=str(entry["diff"]))
+    else:
+        yield from mutants_of(module)
+
+
 def _table(rows: list[tuple[str, Counter[str]]]) -> None:
-    header = f"{'module':<30} {'all':>5} {'killed':>6} {'mypy':>5} {'surv':>5} {'other':>5} {'text':>5} " \
-             f"{'equiv':>5} {'score':>7}"
+    header = (f"{'module':<28} {'all':>5} {'killed':>6} {'timeout':>7} {'surv':>5} {'other':>5} {'text':>5} "
+              f"{'equiv':>5} {'score':>7}")
     print(header)
     print("-" * len(header))
     total: Counter[str] = Counter()
@@ -385,14 +290,16 @@ def _table(rows: list[tuple[str, Counter[str]]]) -> None:
         print(_row(module.removeprefix("chalicelib."), counts))
     print("-" * len(header))
     print(_row("all", total))
+    print("score: (killed + timeout) / (all - text - equiv); other: not run, or no test reaches the function")
 
 
 def _row(name: str, counts: Counter[str]) -> str:
     killed = counts["killed"] + counts["mypy"]
-    other = counts["all"] - killed - counts["survived"] - counts["text"] - counts["equivalent"]
+    detected = killed + counts["timeout"]
+    other = counts["all"] - detected - counts["survived"] - counts["text"] - counts["equivalent"]
     counted = counts["all"] - counts["text"] - counts["equivalent"]
-    score = f"{100 * killed / counted:6.1f}%" if counted else "      -"
-    return (f"{name:<30} {counts['all']:>5} {counts['killed']:>6} {counts['mypy']:>5} {counts['survived']:>5} "
+    score = f"{100 * detected / counted:6.1f}%" if counted else "      -"
+    return (f"{name:<28} {counts['all']:>5} {killed:>6} {counts['timeout']:>7} {counts['survived']:>5} "
             f"{other:>5} {counts['text']:>5} {counts['equivalent']:>5} {score:>7}")
 
 
@@ -405,20 +312,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_parser.add_argument("--survivors", action="store_true",
                             help="test again only the mutants no test has killed yet (after adding tests)")
     run_parser.add_argument("modules", nargs="*")
+    client_parser = sub.add_parser("client", help="mutate the client (client/rolebroker) with mutation/client.py")
+    client_parser.add_argument("--jobs", type=int, default=2, help="test processes at once (default 2)")
+    client_parser.add_argument("modules", nargs="*")
     report_parser = sub.add_parser("report", help="print the score per module")
     report_parser.add_argument("--survivors", action="store_true", help="show every survivor that counts")
     report_parser.add_argument("modules", nargs="*")
     args = parser.parse_args(argv)
-    modules = [_module(name) for name in args.modules] or list(MODULES)
+    if args.command == "client":
+        chosen = [_module(name, CLIENT_MODULES) for name in args.modules] or list(CLIENT_MODULES)
+        return run_client([m.rpartition(".")[2] for m in chosen], args.jobs) or report(chosen, survivors=False)
+    modules = [_module(name, MODULES + CLIENT_MODULES) for name in args.modules] or list(MODULES)
+    if args.command == "report" and not args.modules and load_client_results():
+        modules += CLIENT_MODULES
     if args.command == "run":
         return run(modules, args.jobs, args.fresh, args.survivors) or report(modules, survivors=False)
     return report(modules, args.survivors)
 
 
-def _module(name: str) -> str:
-    matches = [module for module in MODULES if module == name or module.endswith("." + name)]
+def _module(name: str, choices: Sequence[str]) -> str:
+    matches = [module for module in choices if module == name or module.endswith("." + name)]
     if len(matches) != 1:
-        known = ", ".join(module.removeprefix("chalicelib.") for module in MODULES)
+        known = ", ".join(module.removeprefix("chalicelib.") for module in choices)
         raise SystemExit(f"unknown module {name!r}; one of: {known}")
     return matches[0]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from mutation.__main__ import is_message_text
 from mutation.pytest_plugin import FLOW_TESTS, flow_tests_for
+from mutation.textfilter import is_message_text
 
 
 def _pair(original: str, mutant: str) -> tuple[ast.FunctionDef, ast.FunctionDef]:
