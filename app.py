@@ -29,14 +29,19 @@ from chalicelib.exceptions import ConfigurationError, DependencyDown, Rolebroker
 from chalicelib.identity.tokens import Identity, TokenVerifier
 from chalicelib.settings import Settings
 from chalicelib.validation import (
+    APPROVE_FIELDS,
+    BREAK_GLASS_FIELDS,
     CONSOLE_FIELDS,
     CREDENTIALS_FIELDS,
     DECISION_FIELDS,
-    REQUEST_FIELDS,
+    EXTEND_FIELDS,
     Field,
     access_query,
     checked_request_id,
+    kind_param,
     page_params,
+    parse_json_object,
+    request_body,
     validate,
 )
 
@@ -49,7 +54,9 @@ if TYPE_CHECKING:
     from chalicelib.chat.tasks import TaskSeal, TaskWorker
     from chalicelib.console import ConsoleLinks
     from chalicelib.inquiries import AccessInquiries
+    from chalicelib.jit.breakglass import BreakGlassDesk
     from chalicelib.jit.evidence import GrantEvidence
+    from chalicelib.jit.extensions import Extensions
     from chalicelib.jit.requests import AccessRequests
 
 app = Chalice(app_name="rolebroker")
@@ -78,6 +85,8 @@ class Services:
     client: Callable[[str], Any]
     clock: Callable[[], datetime] = utcnow
     access: AccessRequests | None = None
+    glass: BreakGlassDesk | None = None
+    extensions: Extensions | None = None
     evidence: GrantEvidence | None = None
     directory: Directory | None = None
     chatops: ChatOps | None = None
@@ -94,6 +103,16 @@ class Services:
         if self.access is None:
             raise DependencyDown("just-in-time access is not configured on this broker (ROLEBROKER_TABLE)")
         return self.access
+
+    def break_glass(self) -> BreakGlassDesk:
+        if self.glass is None:
+            raise DependencyDown("just-in-time access is not configured on this broker (ROLEBROKER_TABLE)")
+        return self.glass
+
+    def extending(self) -> Extensions:
+        if self.extensions is None:
+            raise DependencyDown("just-in-time access is not configured on this broker (ROLEBROKER_TABLE)")
+        return self.extensions
 
     def grant_evidence(self) -> GrantEvidence:
         if self.evidence is None:
@@ -211,8 +230,10 @@ def _add_jit_and_slack(svc: Services, store: Any, policy: Callable[[], Any], inl
     )
     from chalicelib.chat.slack import SlackWorkspaces
     from chalicelib.chat.tasks import TaskSeal, TaskWorker, epoch, signing_keys
+    from chalicelib.jit.breakglass import BreakGlassDesk
     from chalicelib.jit.cloudtrail import QueryTargets
     from chalicelib.jit.evidence import GrantEvidence
+    from chalicelib.jit.extensions import Extensions
     from chalicelib.jit.requests import AccessRequests
 
     settings = svc.settings
@@ -239,8 +260,11 @@ def _add_jit_and_slack(svc: Services, store: Any, policy: Callable[[], Any], inl
     else:
         transport = ThreadTransport(svc.worker.handle)
     svc.dispatcher = SealedDispatcher(svc.task_seal, transport)
-    svc.access = AccessRequests(policy=policy, store=store, audit=svc.audit, clock=svc.clock,
-                                notifier=DispatchingNotifier(svc.dispatcher), max_open=settings.max_open_requests)
+    desk: dict[str, Any] = {"policy": policy, "store": store, "audit": svc.audit, "clock": svc.clock,
+                            "notifier": DispatchingNotifier(svc.dispatcher), "max_open": settings.max_open_requests}
+    svc.access = AccessRequests(**desk)
+    svc.glass = BreakGlassDesk(**desk)
+    svc.extensions = Extensions(**desk)
     try:
         targets = QueryTargets(event_data_store=settings.cloudtrail_event_data_store,
                                athena_table=settings.athena_cloudtrail_table)
@@ -249,8 +273,9 @@ def _add_jit_and_slack(svc: Services, store: Any, policy: Callable[[], Any], inl
                                  f"ROLEBROKER_ATHENA_CLOUDTRAIL_TABLE: {exc}") from None
     svc.evidence = GrantEvidence(policy=policy, store=store, audit=svc.audit, clock=svc.clock, targets=targets)
     svc.directory = Directory(store, clock=svc.clock, identity_claim=settings.identity_claim)
-    svc.chatops = ChatOps(policy=policy, broker=svc.broker, access=svc.access, console=svc.console,
-                          directory=svc.directory, store=store, slack=_slack_api(svc), clock=svc.clock)
+    svc.chatops = ChatOps(policy=policy, broker=svc.broker, access=svc.access, glass=svc.glass,
+                          extensions=svc.extensions, console=svc.console, directory=svc.directory, store=store,
+                          slack=_slack_api(svc), clock=svc.clock)
 
 
 def _slack_api(svc: Services) -> Any:
@@ -434,6 +459,7 @@ def issue_credentials() -> dict[str, Any]:
         requested_seconds=body.get("duration_seconds"),
         broker_url=broker_url(request),
         context=call_context(request),
+        scope=body.get("scope"),
     )
 
 
@@ -469,19 +495,33 @@ def access() -> dict[str, Any]:
 @api("/v1/requests", methods=["POST"])
 def create_request() -> Response:
     request = current()
-    body = validate(raw_body(request), REQUEST_FIELDS)
-    created = services().requests().create(caller(), body["role"], duration_seconds=body.get("duration_seconds"),
-                                           reason=body["reason"], context=call_context(request))
+    body = request_body(parse_json_object(raw_body(request)))
+    created = services().requests().create(caller(), body["roles"], duration_seconds=body.get("duration_seconds"),
+                                           reason=body["reason"], context=call_context(request),
+                                           ticket=body.get("ticket"), scope=body.get("scope"),
+                                           start_at=body.get("start_at"))
     return Response(body=created.to_dict(services().clock()), status_code=201)
+
+
+@api("/v1/break-glass", methods=["POST"])
+def break_glass() -> Response:
+    """Immediate access without an approver, for those a role's break_glass block names."""
+    request = current()
+    body = validate(raw_body(request), BREAK_GLASS_FIELDS)
+    opened = services().break_glass().open(caller(), body["role"], reason=body["reason"], ticket=body["ticket"],
+                                           duration_seconds=body.get("duration_seconds"),
+                                           context=call_context(request))
+    return Response(body=opened.to_dict(services().clock()), status_code=201)
 
 
 @api("/v1/requests")
 def list_requests() -> dict[str, Any]:
     from chalicelib.jit.requests import MAX_PAGE_LIMIT, PAGE_LIMIT
 
-    limit, next_token = page_params(current().query_params, PAGE_LIMIT, MAX_PAGE_LIMIT)
+    query = current().query_params
+    limit, next_token = page_params(query, PAGE_LIMIT, MAX_PAGE_LIMIT)
     svc = services()
-    found, next_token = svc.requests().page(caller(), limit=limit, next_token=next_token)
+    found, next_token = svc.requests().page(caller(), limit=limit, next_token=next_token, kind=kind_param(query))
     now = svc.clock()
     return {"requests": [r.to_dict(now) for r in found], "next_token": next_token}
 
@@ -511,7 +551,8 @@ def request_evidence(request_ref: str) -> dict[str, Any]:
 
 @api("/v1/requests/{request_ref}/approve", methods=["POST"])
 def approve_request(request_ref: str) -> dict[str, Any]:
-    return _decide(request_ref, {}, lambda jit, who, ref, body, ctx: jit.approve(who, ref, context=ctx))
+    return _decide(request_ref, APPROVE_FIELDS,
+                   lambda jit, who, ref, body, ctx: jit.approve(who, ref, context=ctx, roles=body.get("roles")))
 
 
 @api("/v1/requests/{request_ref}/deny", methods=["POST"])
@@ -529,6 +570,31 @@ def cancel_request(request_ref: str) -> dict[str, Any]:
 def revoke_request(request_ref: str) -> dict[str, Any]:
     return _decide(request_ref, DECISION_FIELDS,
                    lambda jit, who, ref, body, ctx: jit.revoke(who, ref, note=body.get("reason"), context=ctx))
+
+
+@api("/v1/requests/{request_ref}/review", methods=["POST"])
+def review_request(request_ref: str) -> dict[str, Any]:
+    """Complete a break-glass's post-access review (an approver of its role, not its requester)."""
+    request = current()
+    body = validate(raw_body(request), DECISION_FIELDS, empty_ok=True)
+    svc = services()
+    reviewed = svc.break_glass().review(caller(), checked_request_id(request_ref), note=body.get("reason"),
+                                        context=call_context(request))
+    result: dict[str, Any] = reviewed.to_dict(svc.clock())
+    return result
+
+
+@api("/v1/requests/{request_ref}/extend", methods=["POST"])
+def extend_request(request_ref: str) -> Response:
+    """More time on one's grant: 200 with the request when within the automatic limit,
+    201 with a new extension request when it goes to approvers."""
+    request = current()
+    body = validate(raw_body(request), EXTEND_FIELDS)
+    svc = services()
+    result, done = svc.extending().extend(caller(), checked_request_id(request_ref),
+                                          seconds=body["duration_seconds"], reason=body["reason"],
+                                          context=call_context(request))
+    return Response(body=result.to_dict(svc.clock()), status_code=200 if done else 201)
 
 
 # --------------------------------------------------------------------------
@@ -591,16 +657,26 @@ def slack_interactions() -> Response:
     return Response(body="", status_code=200)
 
 
+# What the stack's five-minute EventBridge rule sends the worker (infra/resources.json). It is
+# not sealed, on purpose: the sweep takes no input and only marks expired what the clock
+# already says has expired, so whoever can invoke the worker gains nothing by sending it.
+SWEEP_EVENT = {"rolebroker_sweep": "expire"}
+
+
 @app.lambda_function(name="slack_worker")
 def slack_worker(event: Any, context: Any) -> None:
     """The asynchronous half of the Slack routes: runs only tasks the API function sealed
-    (chalicelib/chat/tasks.py); raising lets Lambda retry one the worker could not record."""
+    (chalicelib/chat/tasks.py); raising lets Lambda retry one the worker could not record.
+    Also, every five minutes, the sweep that expires timed-out requests (``SWEEP_EVENT``)."""
     svc = services()
     worker = svc.worker
-    if worker is None:
+    if worker is None or svc.access is None:
         app.log.error("slack_worker invoked, but this broker has no ROLEBROKER_TABLE; event dropped")
         return
     try:
-        worker.handle(event)
+        if event == SWEEP_EVENT:
+            svc.access.expire_due(context=CallContext(request_id=f"sweep-{uuid.uuid4()}", channel="worker"))
+        else:
+            worker.handle(event)
     finally:
         svc.audit.flush()  # a dropped task's audit line reaches EventBridge too

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from chalicelib.access.policy import MIN_SESSION_SECONDS, AccessPolicy, Decision, Role, decide
 from chalicelib.audit import AuditLog, CallContext
-from chalicelib.aws.sts import AssumedSession, StsGateway
+from chalicelib.aws.sts import AssumedSession, SessionPolicy, StsGateway
 from chalicelib.exceptions import Forbidden, RolebrokerError
 from chalicelib.identity.tokens import Identity
 from chalicelib.jit.grants import ActiveGrant, IssuedSession
@@ -35,6 +35,7 @@ class Issued:
     seconds: int
     warnings: list[str]
     grant: ActiveGrant | None = None
+    scope: str | None = None
 
 
 class GrantStore(Protocol):
@@ -42,8 +43,8 @@ class GrantStore(Protocol):
         """Role name -> end of the approved, unexpired grant of principal key ``subject``."""
         ...
 
-    def active_grant(self, subject: str, role: str, now: datetime) -> ActiveGrant | None:
-        """The caller's approved, unexpired grant for ``role``, if any."""
+    def active_grant(self, subject: str, role: str, now: datetime, scope: str | None = None) -> ActiveGrant | None:
+        """The caller's grant for ``role`` in force at ``now`` that fits ``scope``, if any."""
         ...
 
     def record_session(self, grant: ActiveGrant, session: IssuedSession, *, now: datetime) -> None:
@@ -57,7 +58,7 @@ class NoGrants:
     def active_grants(self, subject: str, now: datetime) -> Mapping[str, datetime]:
         return {}
 
-    def active_grant(self, subject: str, role: str, now: datetime) -> ActiveGrant | None:
+    def active_grant(self, subject: str, role: str, now: datetime, scope: str | None = None) -> ActiveGrant | None:
         return None
 
     def record_session(self, grant: ActiveGrant, session: IssuedSession, *, now: datetime) -> None:
@@ -116,8 +117,10 @@ def credential_process_document(session: AssumedSession) -> dict[str, Any]:
     }
 
 
-def role_summary(role: Role, decision: Decision) -> dict[str, Any]:
+def role_summary(role: Role, decision: Decision, identity: Identity | None = None) -> dict[str, Any]:
     return {
+        "break_glass": bool(identity and role.break_glass and role.break_glass.may(identity)),
+        "scopes": list(role.scopes),
         "name": role.name,
         "account_id": role.account.id,
         "account": role.account.name,
@@ -162,7 +165,7 @@ class Broker:
         return result
 
     def roles(self, identity: Identity) -> list[dict[str, Any]]:
-        return [role_summary(role, decision) for role, decision in self.decisions(identity)]
+        return [role_summary(role, decision, identity) for role, decision in self.decisions(identity)]
 
     def config(self, identity: Identity, broker_url: str) -> str:
         usable = [role for role, decision in self.decisions(identity) if decision.allowed]
@@ -173,12 +176,20 @@ class Broker:
         (or none of its rules is of the caller's issuer)."""
         return self._policy().role_for(role_name, identity)
 
-    def decide(self, identity: Identity, role_name: str) -> tuple[Role, Decision, ActiveGrant | None]:
+    def decide(self, identity: Identity, role_name: str,
+               scope: str | None = None) -> tuple[Role, Decision, ActiveGrant | None]:
         role = self.role(role_name, identity)
+        if scope is not None:
+            role.scope(scope)  # a scope the role does not list is a 400 naming the ones it does
         now = self._clock()
         grant = None
         if role.approval is not None:
-            grant = self._grants.active_grant(identity.principal.key, role.name, now)
+            grant = self._grants.active_grant(identity.principal.key, role.name, now, scope)
+            if grant is None and scope is not None:
+                other = self._grants.active_grant(identity.principal.key, role.name, now)
+                if other is not None and other.scope is not None:
+                    raise Forbidden(f"your grant for role {role.name} ({other.request_id}) is for scope "
+                                    f"{other.scope} only; ask with that scope or none")
         until = grant.until if grant is not None else None
         return role, decide(role, identity, grant_until=until, now=now), grant
 
@@ -190,18 +201,22 @@ class Broker:
         requested_seconds: int | None,
         context: CallContext,
         action: str = "credentials",
+        scope: str | None = None,
     ) -> Issued:
-        """Decide, then call STS with the session stamped; audit either way."""
+        """Decide, then call STS with the session stamped (and scoped); audit either way."""
         started = time.monotonic()
-        role, decision, grant = self.decide(identity, role_name)
+        role, decision, grant = self.decide(identity, role_name, scope)
         # A grant counts only if the decision rests on it (an approval role).
         grant = grant if decision.allowed else None
+        # A grant for a scope gives only that scope, whether or not the call names it.
+        scope = grant.scope if grant is not None and grant.scope else scope
 
         def audit(outcome: str, reason: str, **extra: Any) -> None:
             self._audit.record(action=action, outcome=outcome, reason=reason, context=context,
                                identity=identity, role=role.name, account=role.account.id,
                                rule=decision.rule, claims_used=dict(decision.claims_used) or None,
                                requested_seconds=requested_seconds, grant=grant.request_id if grant else None,
+                               scope=scope, break_glass=True if grant and grant.break_glass else None,
                                latency_ms=_ms(started), **extra)
 
         if not decision.allowed:
@@ -223,6 +238,7 @@ class Broker:
                 tags=session_tags_for(identity) + grant_tags(grant),
                 external_id=role.account.external_id,
                 duration_seconds=seconds,
+                session_policy=_session_policy(role, scope),
             )
             if grant is not None:
                 # Recorded before the credentials leave: if the grant was
@@ -235,7 +251,7 @@ class Broker:
         audit("allowed", decision.reason, session_name=session_name, duration_seconds=seconds,
               assumed_role_arn=session.assumed_role_arn)
         return Issued(role=role, session=session, session_name=session_name, seconds=seconds, warnings=warnings,
-                      grant=grant)
+                      grant=grant, scope=scope)
 
     def credentials(
         self,
@@ -245,11 +261,13 @@ class Broker:
         requested_seconds: int | None,
         broker_url: str,
         context: CallContext,
+        scope: str | None = None,
     ) -> dict[str, Any]:
-        issued = self.assume(identity, role_name, requested_seconds=requested_seconds, context=context)
+        issued = self.assume(identity, role_name, requested_seconds=requested_seconds, context=context, scope=scope)
         role, session = issued.role, issued.session
         return {
             "role": role.name,
+            "scope": issued.scope,
             "role_arn": role.role_arn,
             "assumed_role_arn": session.assumed_role_arn,
             "source_identity": session.source_identity or issued.session_name,
@@ -258,6 +276,13 @@ class Broker:
             "credentials": credential_process_document(session),
             "profile": {"name": role.name, "config": profile_section(role, broker_url)},
         }
+
+
+def _session_policy(role: Role, scope: str | None) -> SessionPolicy | None:
+    if scope is None:
+        return None
+    chosen = role.scope(scope)
+    return SessionPolicy(name=chosen.name, policy=chosen.policy, policy_arns=chosen.policy_arns)
 
 
 def _issued_session(grant: ActiveGrant, role: Role, session: AssumedSession, session_name: str, kind: str,

@@ -100,3 +100,11 @@ class TaskRejected(Exception):
 
 class SlotTaken(Conflict):
     """Another request took the open-request slot first; pick another and try again."""
+
+
+class BreakGlassLocked(Conflict):
+    """The person's last break-glass still waits for its review (the lock item is held)."""
+
+
+class TooManyWrites(BadRequest):
+    """A change would need more writes than one DynamoDB transaction takes."""

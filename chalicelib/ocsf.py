@@ -8,10 +8,12 @@ audit ``action``         OCSF class (uid)                 activity
 =======================  ===============================  ===========================
 authenticate, slack      Authentication (3002)            Logon (1), always a failure
 credentials, console     Authentication (3002)            Logon (1): a role session
-approve                  User Access Management (3005)    Assign Privileges (1)
+approve, break-glass,    User Access Management (3005)    Assign Privileges (1)
+extend
 revoke                   User Access Management (3005)    Revoke Privileges (2)
 request                  Entity Management (3004)         Create (1)
-deny, cancel             Entity Management (3004)         Update (3)
+deny, cancel, review,    Entity Management (3004)         Update (3)
+expire
 access-query, evidence   Entity Management (3004)         Read (2)
 anything else            Entity Management (3004)         Other (99)
 =======================  ===============================  ===========================
@@ -39,17 +41,21 @@ _CLASSES: dict[str, tuple[tuple[int, str], tuple[int, str]]] = {
     "credentials": (AUTHENTICATION, (1, "Logon")),
     "console": (AUTHENTICATION, (1, "Logon")),
     "approve": (USER_ACCESS, (1, "Assign Privileges")),
+    "break-glass": (USER_ACCESS, (1, "Assign Privileges")),
+    "extend": (USER_ACCESS, (1, "Assign Privileges")),
     "revoke": (USER_ACCESS, (2, "Revoke Privileges")),
     "request": (ENTITY_MANAGEMENT, (1, "Create")),
     "deny": (ENTITY_MANAGEMENT, (3, "Update")),
     "cancel": (ENTITY_MANAGEMENT, (3, "Update")),
+    "review": (ENTITY_MANAGEMENT, (3, "Update")),
+    "expire": (ENTITY_MANAGEMENT, (3, "Update")),
     "access-query": (ENTITY_MANAGEMENT, (2, "Read")),
     "evidence": (ENTITY_MANAGEMENT, (2, "Read")),
 }
 _OTHER = (ENTITY_MANAGEMENT, (99, "Other"))
-_DONE = {"allowed", "created", "approved", "cancelled", "revoked"}
+_DONE = {"allowed", "created", "approved", "cancelled", "revoked", "counted", "extended", "reviewed", "expired"}
 SUCCESS, FAILURE, UNKNOWN = (1, "Success"), (2, "Failure"), (0, "Unknown")
-INFORMATIONAL, LOW, MEDIUM = (1, "Informational"), (2, "Low"), (3, "Medium")
+INFORMATIONAL, LOW, MEDIUM, HIGH = (1, "Informational"), (2, "Low"), (3, "Medium"), (4, "High")
 
 
 def class_of(entry: Mapping[str, Any]) -> tuple[int, str]:
@@ -117,7 +123,8 @@ def _class_fields(class_uid: int, entry: Mapping[str, Any]) -> dict[str, Any]:
                 "privileges": [entry["role"]] if entry.get("role") else [],
                 "resources": [{"name": entry.get("role"), "uid": entry.get("account"), "type": "AWS IAM role"}]}
     subject = entry.get("request_ref") or entry.get("about") or entry.get("role") or entry.get("action")
-    kind = "Access Request" if entry.get("request_ref") or entry.get("action") in {"request", "deny", "cancel"} \
+    kind = "Access Request" if entry.get("request_ref") or entry.get("action") in {"request", "deny", "cancel",
+                                                                                  "review", "expire"} \
         else "Access Policy"
     fields = {"entity": {"name": str(subject), "type": kind}}
     if entry.get("reason"):
@@ -133,6 +140,8 @@ def _user(name: str, groups: Any) -> dict[str, Any]:
 
 
 def _severity(entry: Mapping[str, Any], status: tuple[int, str]) -> tuple[int, str]:
+    if entry.get("action") == "break-glass" and status == SUCCESS:
+        return HIGH  # access without an approver: a SIEM should page on it
     if status != FAILURE:
         return INFORMATIONAL
     # A refused token or Slack signature may be an attack; a policy denial is routine.

@@ -17,10 +17,22 @@ identity claim, groups claim and email rules); ``--identity-claim`` and
 
 ``--policy`` defaults to ``$ROLEBROKER_POLICY`` when that is a file path.
 
+Validating a policy also runs parliament (a development dependency) over
+every scope's inline session policy: unknown actions, condition keys that
+do not apply, malformed ARNs fail the check. ``RESOURCE_STAR`` is not
+reported: a session policy only narrows the role. The broker itself checks
+scopes' structure at load time, without parliament.
+
+Explaining a decision also says how the role is granted: its approval
+stages (in order, how many distinct approvers each), its ticket form,
+whether this caller may break glass into it (and what happens then), and
+the scopes a request or a credentials call may name.
+
 Exit status: 0 valid (with ``--expect``, the decision matched; with ``diff``,
-no access changed), 1 invalid policy, 2 usage error (including an unknown
-role, issuer or an unreadable file), 3 the decision differed from
-``--expect``, 4 ``diff`` found access changes.
+no access changed), 1 invalid policy (or a scope parliament finds fault
+with), 2 usage error (including an unknown role, issuer or an unreadable
+file), 3 the decision differed from ``--expect``, 4 ``diff`` found access
+changes.
 """
 
 from __future__ import annotations
@@ -35,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.access import queries
-from chalicelib.access.policy import AccessPolicy, decide, parse_policy
+from chalicelib.access.policy import AccessPolicy, Role, decide, parse_policy
 from chalicelib.exceptions import NotFound, PolicyError, RolebrokerError
 from chalicelib.identity.issuers import Issuer
 from chalicelib.identity.principal import DEFAULT_ISSUER
@@ -108,9 +120,36 @@ def explain(policy: AccessPolicy, role_name: str, claims: dict[str, object], *, 
     identity = identity_for(policy, claims, issuer=issuer, identity_claim=identity_claim, groups_claim=groups_claim)
     now = datetime.now(UTC)
     grant_until = now.replace(year=now.year + 1) if granted else None
-    decision = decide(policy.role(role_name), identity, grant_until=grant_until, now=now, describe_every_rule=True)
+    role = policy.role(role_name)
+    decision = decide(role, identity, grant_until=grant_until, now=now, describe_every_rule=True)
     verdict = "ALLOW" if decision.allowed else "DENY"
-    return decision.allowed, f"{verdict} {role_name} for {identity.subject}: {decision.reason}"
+    lines = [f"{verdict} {role_name} for {identity.subject}: {decision.reason}"]
+    lines += queries.approval_lines(queries.approval_facts(role))
+    lines.append(_break_glass_line(role, identity, decision.access != "denied"))
+    lines += queries.scope_lines(queries.scope_facts(role))
+    return decision.allowed, "\n".join(lines)
+
+
+def _break_glass_line(role: Role, identity: Identity, allowed_by_role: bool) -> str:
+    glass = role.break_glass
+    if glass is None:
+        return "  break-glass: the role has none"
+    if allowed_by_role and glass.may(identity):
+        review = "no second break-glass until an approver reviews it" if glass.block_until_reviewed else \
+            "an approver reviews it afterwards"
+        return (f"  break-glass: this caller may break glass (immediate access without an approver, up to "
+                f"{glass.max_duration_seconds} s, with a reason and a ticket matching {glass.ticket.pattern}; "
+                f"approvers and the security channel are told at once; {review})")
+    needs = "; or ".join(rule.describe() for rule in glass.allow)
+    return f"  break-glass: not for this caller (it needs {needs}, and an allow rule of the role)"
+
+
+def scope_problems(policy: AccessPolicy) -> list[str]:
+    """parliament's findings on every scope's inline session policy, one line each."""
+    from chalicelib.access.scopes import parliament_findings
+
+    return [f"roles.{role.name}.scopes.{name}: {finding}" for role in policy.roles.values()
+            for name, scope in role.scopes.items() for finding in parliament_findings(scope)]
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -147,6 +186,15 @@ def _claims(text: str) -> dict[str, object]:
 
 def _check(args: argparse.Namespace) -> int:
     policy = _load(args.policy)
+    try:
+        problems = scope_problems(policy)
+    except ImportError:
+        print("policycheck: parliament is not installed; scopes were checked for structure only", file=sys.stderr)
+        problems = []
+    if problems:
+        for problem in problems:
+            print(f"policycheck: {args.policy}: {problem}", file=sys.stderr)
+        return INVALID
     issuers = ", ".join([DEFAULT_ISSUER, *policy.issuers])
     print(f"{args.policy}: valid ({len(policy.accounts)} accounts, {len(policy.roles)} roles; issuers: {issuers})")
     if not args.role:

@@ -48,6 +48,7 @@ GROUPS_TAG = "rolebroker:groups"
 ISSUER_TAG = "rolebroker:issuer"
 GRANT_TAG = "rolebroker:grant"  # the JIT request id a session was issued under
 TICKET_TAG = "rolebroker:ticket"  # the request's ticket, when it has one
+BREAK_GLASS_TAG = "rolebroker:breakglass"  # "true" on every session under a break-glass grant
 
 
 DIGEST_HEX = 16
@@ -104,11 +105,14 @@ def session_tags_for(identity: Identity) -> list[dict[str, str]]:
 
 
 def grant_tags(grant: ActiveGrant | None) -> list[dict[str, str]]:
-    """Tags naming the grant (and its ticket) a session is issued under, so
-    every CloudTrail event of that session can be tied back to the request."""
+    """Tags naming the grant (its ticket, and whether it is a break-glass) a session is issued
+    under, so every CloudTrail event of that session can be tied back to the request, and an
+    IAM condition or an alarm can single out break-glass sessions."""
     if grant is None:
         return []
     tags = [{"Key": GRANT_TAG, "Value": _tag_value(grant.request_id)}]
     if grant.ticket:
         tags.append({"Key": TICKET_TAG, "Value": _tag_value(grant.ticket)})
+    if grant.break_glass:
+        tags.append({"Key": BREAK_GLASS_TAG, "Value": "true"})
     return tags

@@ -7,6 +7,7 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from chalicelib.access.policy import (
@@ -16,7 +17,10 @@ from chalicelib.access.policy import (
     REGION_RE,
     ROLE_NAME_RE,
 )
+from chalicelib.access.scopes import SCOPE_NAME_RE
+from chalicelib.access.workflow import TICKET_RE
 from chalicelib.exceptions import BadRequest, NotFound
+from chalicelib.jit.model import KINDS
 
 MAX_BODY_BYTES = 8 * 1024
 MAX_REASON_CHARS = 500
@@ -26,6 +30,10 @@ REQUEST_REF_CHARS = frozenset("0123456789abcdef")
 REQUEST_REF_LENGTH = 12
 MAX_TOKEN_CHARS = 512
 _HAS_ALNUM = re.compile(r"[A-Za-z0-9]")
+# One request for several roles has one grant per role, all written in one
+# transaction of at most 100 writes (the store checks that too).
+MAX_ROLES_PER_REQUEST = 50
+MAX_TIME_CHARS = 40
 # The console's own service paths: s3, ec2, cloudwatch, dynamodbv2, systems-manager ...
 CONSOLE_SERVICE_RE = re.compile(r"[a-z][a-z0-9-]{0,39}\Z")
 MAX_DESTINATION_CHARS = 1024
@@ -37,7 +45,8 @@ _URL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123
 
 @dataclass(frozen=True)
 class Field:
-    kind: str  # role | duration | grant_duration | text | service | region | destination
+    # role | roles | duration | grant_duration | text | ticket | scope | time | service | region | destination
+    kind: str
     required: bool = True
 
 
@@ -99,10 +108,10 @@ def checked_request_id(value: str) -> str:
 def page_params(query: Mapping[str, str] | None, default_limit: int, max_limit: int) -> tuple[int, str | None]:
     """``?limit=`` and ``?next_token=`` of a list route; anything else is an error."""
     query = query or {}
-    unknown = sorted(set(query) - {"limit", "next_token"})
+    unknown = sorted(set(query) - {"limit", "next_token", "kind"})
     if unknown:
         raise BadRequest(f"unknown query parameter(s) {', '.join(repr(k[:40]) for k in unknown[:5])}; "
-                         "allowed: limit, next_token")
+                         "allowed: limit, next_token, kind")
     limit = default_limit
     if "limit" in query:
         raw = query["limit"]
@@ -113,6 +122,14 @@ def page_params(query: Mapping[str, str] | None, default_limit: int, max_limit: 
     if token is not None and not 0 < len(token) <= MAX_TOKEN_CHARS:
         raise BadRequest("next_token is not one this broker gave out; list again without it")
     return limit, token
+
+
+def kind_param(query: Mapping[str, str] | None) -> str | None:
+    """``?kind=`` of ``GET /v1/requests``: one of the request kinds, or absent."""
+    kind = (query or {}).get("kind")
+    if kind is not None and kind not in KINDS:
+        raise BadRequest(f"kind must be one of {', '.join(KINDS)}")
+    return kind
 
 
 def _integer(name: str, value: Any, low: int, high: int) -> int:
@@ -151,10 +168,51 @@ def _text(name: str, value: Any) -> str:
     return text
 
 
-CREDENTIALS_FIELDS = {"role": Field("role"), "duration_seconds": Field("duration", False)}
-# duration_seconds left out: the role's max_grant_seconds (AccessRequests.create).
-REQUEST_FIELDS = {"role": Field("role"), "duration_seconds": Field("grant_duration", False), "reason": Field("text")}
-DECISION_FIELDS = {"reason": Field("text", False)}
+def _roles(name: str, value: Any) -> list[str]:
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_ROLES_PER_REQUEST:
+        raise BadRequest(f"{name!r} must be a list of 1 to {MAX_ROLES_PER_REQUEST} role names")
+    names = [role_name(name, item) for item in value]
+    if len(set(names)) != len(names):
+        raise BadRequest(f"{name!r} names a role twice")
+    return names
+
+
+def _ticket(name: str, value: Any) -> str:
+    # The role's own pattern is checked later; this is what any ticket must be
+    # to be stored, stamped as a session tag and shown in Slack.
+    if not isinstance(value, str) or not TICKET_RE.match(value):
+        raise BadRequest(f"{name!r} must be 1-64 printable ASCII characters without spaces (e.g. INC-1234)")
+    return value
+
+
+def _scope(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not SCOPE_NAME_RE.match(value):
+        raise BadRequest(f"{name!r} must be a scope name: 1-64 characters of [a-z0-9._-]")
+    return value
+
+
+def _time(name: str, value: Any) -> datetime:
+    """An ISO 8601 time with its UTC offset (``2026-03-01T09:00:00+01:00`` or ``...Z``)."""
+    if not isinstance(value, str) or not value.isascii() or len(value) > MAX_TIME_CHARS:
+        raise BadRequest(f"{name!r} must be an ISO 8601 time with an offset, e.g. 2026-03-01T09:00:00Z")
+    try:
+        parsed = datetime.fromisoformat(value.upper())  # RFC 3339 allows a lower-case t and z
+    except ValueError:
+        raise BadRequest(f"{name!r} must be an ISO 8601 time with an offset, e.g. 2026-03-01T09:00:00Z") from None
+    if parsed.utcoffset() is None:
+        raise BadRequest(f"{name!r} needs a UTC offset (Z or +01:00): a bare time is ambiguous")
+    return parsed
+
+
+def request_body(body: Mapping[str, Any]) -> dict[str, Any]:
+    """``POST /v1/requests``: exactly one of ``role`` and ``roles``; the rest by ``REQUEST_FIELDS``."""
+    checked = validate_fields(body, REQUEST_FIELDS)
+    if ("role" in checked) == ("roles" in checked):
+        raise BadRequest("give exactly one of 'role' (one role) or 'roles' (several, with one approval)")
+    checked["roles"] = checked.pop("roles", None) or [checked.pop("role")]
+    return checked
+
+
 def console_service(name: str, value: Any) -> str:
     if not isinstance(value, str) or not CONSOLE_SERVICE_RE.match(value):
         raise BadRequest(f"{name!r} must be a console service name such as s3, ec2 or cloudwatch "
@@ -191,10 +249,22 @@ def _destination(name: str, value: Any) -> str:
     return value
 
 
+CREDENTIALS_FIELDS = {"role": Field("role"), "duration_seconds": Field("duration", False),
+                      "scope": Field("scope", False)}
+# duration_seconds left out: the role's max_grant_seconds (AccessRequests.create).
+REQUEST_FIELDS = {"role": Field("role", False), "roles": Field("roles", False),
+                  "duration_seconds": Field("grant_duration", False), "reason": Field("text"),
+                  "ticket": Field("ticket", False), "scope": Field("scope", False), "start_at": Field("time", False)}
+DECISION_FIELDS = {"reason": Field("text", False)}
+APPROVE_FIELDS = {"roles": Field("roles", False)}
 CONSOLE_FIELDS = {"role": Field("role"), "service": Field("service", False), "region": Field("region", False),
                   "destination": Field("destination", False)}
+BREAK_GLASS_FIELDS = {"role": Field("role"), "reason": Field("text"), "ticket": Field("ticket"),
+                      "duration_seconds": Field("duration", False)}
+EXTEND_FIELDS = {"duration_seconds": Field("grant_duration"), "reason": Field("text")}
 
-_CHECKS = {"role": role_name, "duration": _duration, "grant_duration": _grant_duration, "text": _text,
+_CHECKS = {"role": role_name, "roles": _roles, "duration": _duration, "grant_duration": _grant_duration,
+           "text": _text, "ticket": _ticket, "scope": _scope, "time": _time,
            "service": console_service, "region": _region, "destination": _destination}
 
 

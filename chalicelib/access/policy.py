@@ -31,7 +31,23 @@ from typing import Any
 
 import yaml
 
-from chalicelib.exceptions import NotFound, PolicyError
+from chalicelib.access.scopes import Scope, load_scopes
+from chalicelib.access.workflow import (
+    SLACK_CHANNEL_RE,
+    BreakGlass,
+    ExtensionRule,
+    Notify,
+    Plan,
+    Stage,
+    TicketRule,
+    load_break_glass,
+    load_extension,
+    load_notify,
+    load_stages,
+    load_ticket,
+    plan_of,
+)
+from chalicelib.exceptions import BadRequest, NotFound, PolicyError
 from chalicelib.identity.issuers import Issuer, is_safe_url
 from chalicelib.identity.principal import DEFAULT_ISSUER, canonical_value
 from chalicelib.identity.tokens import Identity
@@ -108,12 +124,34 @@ class Rule:
 
 @dataclass(frozen=True)
 class Approval:
+    """Who decides a role's requests: ``stages`` in order (one, unless the policy names several),
+    each needing its own count of distinct approvers; ``approvers`` is every stage's rules."""
+
     approvers: tuple[Rule, ...]
     max_grant_seconds: int
     pending_timeout_seconds: int = DEFAULT_PENDING_TIMEOUT_SECONDS
+    stages: tuple[Stage, ...] = ()
+    ticket: TicketRule | None = None
+    extend: ExtensionRule | None = None
+
+    def __post_init__(self) -> None:
+        if not self.stages:
+            object.__setattr__(self, "stages", (Stage("approval", self.approvers),))
+        if self.extend is None:
+            object.__setattr__(self, "extend", ExtensionRule(max_total_seconds=self.max_grant_seconds))
 
     def is_approver(self, identity: Identity) -> bool:
+        """Whether ``identity`` approves in any stage (and so may deny, revoke and review)."""
         return any(rule.matches(identity) for rule in self.approvers)
+
+    @property
+    def plan(self) -> Plan:
+        return plan_of(self.stages)
+
+    @property
+    def extension(self) -> ExtensionRule:
+        assert self.extend is not None
+        return self.extend
 
 
 @dataclass(frozen=True)
@@ -127,6 +165,9 @@ class Role:
     allow: tuple[Rule, ...]
     approval: Approval | None = None
     description: str = ""
+    break_glass: BreakGlass | None = None
+    scopes: Mapping[str, Scope] = field(default_factory=dict)
+    notify: Notify | None = None
     _index: RuleIndex = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
@@ -140,6 +181,17 @@ class Role:
             if isinstance(rule, Rule) and rule.matches(identity):
                 return rule
         return None
+
+    def scope(self, name: str) -> Scope:
+        try:
+            return self.scopes[name]
+        except KeyError:
+            listed = ", ".join(self.scopes) or "none"
+            raise BadRequest(f"role {self.name} has no scope {name!r} (its scopes: {listed})") from None
+
+    def is_watcher(self, identity: Identity) -> bool:
+        """Sees the role's requests (``notify.watchers``) without deciding them."""
+        return bool(self.notify and self.notify.is_watcher(identity))
 
     def rules_for(self, issuer: str) -> tuple[Rule, ...]:
         """The ``allow`` rules a token of ``issuer`` could match: the only ones its caller is told about."""
@@ -188,6 +240,7 @@ class AccessPolicy:
     roles: Mapping[str, Role]
     slack_users: Mapping[str, str] = field(default_factory=dict)
     slack_channel: str | None = None
+    security_channel: str | None = None
     admins: tuple[Rule, ...] = ()
     auditors: tuple[Rule, ...] = ()
     issuers: Mapping[str, Issuer] = field(default_factory=dict)
@@ -243,6 +296,13 @@ class AccessPolicy:
 
 # --------------------------------------------------------------------------
 # Decisions (pure)
+
+
+def describe_rules(rules: Iterable[Rule], identity: Identity) -> str:
+    """``rules`` as ``identity`` may be told of them: only those of its own issuer (another issuer's
+    groups are not its caller's to learn), without claim values."""
+    own = [rule.describe() for rule in rules if rule.issuer == identity.principal.issuer]
+    return "; or ".join(own) or "a rule that names your token's issuer (it has none)"
 
 
 def decide(
@@ -456,8 +516,9 @@ class _Validator:
         roles_map = self.mapping(top["roles"], "roles", top.key_lines["roles"],
                                  set(top["roles"]) if isinstance(top["roles"], dict) else set())
         roles = {name: self.role(name, value, roles_map, accounts) for name, value in roles_map.items()}
-        users, channel = self.slack(top)
+        users, channel, security = self.slack(top)
         return AccessPolicy(accounts=accounts, roles=roles, slack_users=users, slack_channel=channel,
+                            security_channel=security,
                             admins=self.rules(top, "admins", "policy") if "admins" in top else (),
                             auditors=self.rules(top, "auditors", "policy") if "auditors" in top else (),
                             issuers=issuers)
@@ -553,7 +614,7 @@ class _Validator:
         m = self.mapping(
             value, where, line,
             {"account", "role_name", "role_arn", "max_duration_seconds", "console", "require_mfa",
-             "allow", "approval", "description"},
+             "allow", "approval", "description", "break_glass", "scopes", "notify"},
             {"account", "allow"},
         )
         account_name = m["account"]
@@ -561,6 +622,7 @@ class _Validator:
             raise self.fail(f"{where}.account", f"unknown account {account_name!r} (define it under accounts)",
                             m.key_lines["account"])
         account = accounts[account_name]
+        approval = self.approval(m, where) if "approval" in m else None
         return Role(
             name=name,
             account=account,
@@ -570,8 +632,12 @@ class _Validator:
             console=self.boolean(m, "console", where, False),
             require_mfa=self.boolean(m, "require_mfa", where, False),
             allow=self.rules(m, "allow", where),
-            approval=self.approval(m, where) if "approval" in m else None,
+            approval=approval,
             description=str(m.get("description") or ""),
+            break_glass=load_break_glass(self, m, where, approval.ticket if approval else None,
+                                         MIN_SESSION_SECONDS, MAX_SESSION_SECONDS) if "break_glass" in m else None,
+            scopes=load_scopes(self, m, where) if "scopes" in m else {},
+            notify=load_notify(self, m, where) if "notify" in m else None,
         )
 
     def role_arn(self, m: _Map, where: str, account: Account) -> str:
@@ -637,20 +703,25 @@ class _Validator:
     def approval(self, m: _Map, where: str) -> Approval:
         where = f"{where}.approval"
         a = self.mapping(m["approval"], where, m.key_lines["approval"],
-                         {"approvers", "max_grant_seconds", "pending_timeout_seconds"},
-                         {"approvers"})
+                         {"approvers", "required", "stages", "ticket", "extend", "max_grant_seconds",
+                          "pending_timeout_seconds"})
+        stages = load_stages(self, a, where)
+        max_grant = self.integer(a, "max_grant_seconds", where, MIN_SESSION_SECONDS, MAX_GRANT_SECONDS, 4 * 3600)
         return Approval(
-            approvers=self.rules(a, "approvers", where),
-            max_grant_seconds=self.integer(a, "max_grant_seconds", where, MIN_SESSION_SECONDS,
-                                           MAX_GRANT_SECONDS, 4 * 3600),
+            approvers=tuple(rule for stage in stages for rule in stage.approvers),
+            max_grant_seconds=max_grant,
             pending_timeout_seconds=self.integer(a, "pending_timeout_seconds", where, 300,
                                                  MAX_GRANT_SECONDS, DEFAULT_PENDING_TIMEOUT_SECONDS),
+            stages=stages,
+            ticket=load_ticket(self, a, "ticket", where, required_default=True) if "ticket" in a else None,
+            extend=load_extension(self, a, where, max_grant, MIN_SESSION_SECONDS, MAX_GRANT_SECONDS),
         )
 
-    def slack(self, top: _Map) -> tuple[dict[str, str], str | None]:
+    def slack(self, top: _Map) -> tuple[dict[str, str], str | None, str | None]:
         if "slack" not in top:
-            return {}, None
-        s = self.mapping(top["slack"], "slack", top.key_lines["slack"], {"users", "approvals_channel"})
+            return {}, None, None
+        s = self.mapping(top["slack"], "slack", top.key_lines["slack"],
+                         {"users", "approvals_channel", "security_channel"})
         users: dict[str, str] = {}
         if "users" in s:
             u = self.mapping(s["users"], "slack.users", s.key_lines["users"],
@@ -663,4 +734,9 @@ class _Validator:
         channel = s.get("approvals_channel")
         if channel is not None and not isinstance(channel, str):
             raise self.fail("slack.approvals_channel", "must be a channel id", s.key_lines["approvals_channel"])
-        return users, channel
+        # Where break-glass is announced, besides the approvers' channel.
+        security = s.get("security_channel")
+        if security is not None and (not isinstance(security, str) or not SLACK_CHANNEL_RE.match(security)):
+            raise self.fail("slack.security_channel", "must be one Slack channel id (C… or G…)",
+                            s.key_lines["security_channel"])
+        return users, channel, security

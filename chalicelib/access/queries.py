@@ -31,6 +31,7 @@ from datetime import datetime
 from typing import Any
 
 from chalicelib.access.policy import AccessPolicy, Role, Rule, decide
+from chalicelib.access.workflow import ExtensionRule
 from chalicelib.identity.principal import DEFAULT_ISSUER
 from chalicelib.identity.tokens import Identity
 
@@ -147,19 +148,55 @@ def how(role: Role) -> dict[str, bool]:
     return {"requires_mfa": role.require_mfa, "requires_approval": role.approval is not None}
 
 
+def approval_facts(role: Role) -> dict[str, Any] | None:
+    """A role's approval block as plain data: stages in order, ticket, extension limits."""
+    approval = role.approval
+    if approval is None:
+        return None
+    return {
+        "approvers": [rule_conditions(r) for r in approval.approvers],
+        "stages": [{"name": stage.name, "required": stage.required,
+                    "approvers": [rule_conditions(r) for r in stage.approvers]} for stage in approval.stages],
+        "ticket": {"required": approval.ticket.required, "pattern": approval.ticket.pattern}
+        if approval.ticket else None,
+        "max_grant_seconds": approval.max_grant_seconds,
+        "pending_timeout_seconds": approval.pending_timeout_seconds,
+        "extend": {"max_total_seconds": approval.extension.max_total_seconds,
+                   "auto_approve_seconds": approval.extension.auto_approve_seconds},
+    }
+
+
+def break_glass_facts(role: Role) -> dict[str, Any] | None:
+    glass = role.break_glass
+    if glass is None:
+        return None
+    return {"allow": [rule_conditions(r) for r in glass.allow], "max_duration_seconds": glass.max_duration_seconds,
+            "block_until_reviewed": glass.block_until_reviewed, "ticket_pattern": glass.ticket.pattern}
+
+
+def scope_facts(role: Role) -> dict[str, Any]:
+    return {name: {"description": scope.description, "policy": json.loads(scope.policy) if scope.policy else None,
+                   "policy_arns": list(scope.policy_arns)} for name, scope in role.scopes.items()}
+
+
+def notify_facts(role: Role) -> dict[str, Any] | None:
+    if role.notify is None:
+        return None
+    return {"channels": list(role.notify.channels), "watchers": [rule_conditions(r) for r in role.notify.watchers]}
+
+
 def who_can(policy: AccessPolicy, role_name: str) -> dict[str, Any]:
-    """Every rule that grants ``role_name``, with the conditions each grant carries."""
+    """Every rule that grants ``role_name``, with the conditions each grant carries, and how
+    access is granted: approval stages, break-glass, scopes, who is told."""
     role = policy.role(role_name)
     conditions = how(role)
-    approval = None
-    if role.approval is not None:
-        approval = {"approvers": [rule_conditions(r) for r in role.approval.approvers],
-                    "max_grant_seconds": role.approval.max_grant_seconds,
-                    "pending_timeout_seconds": role.approval.pending_timeout_seconds}
     return {
         **role_facts(role),
         **conditions,
-        "approval": approval,
+        "approval": approval_facts(role),
+        "break_glass": break_glass_facts(role),
+        "scopes": scope_facts(role),
+        "notify": notify_facts(role),
         "rules": [{**rule_conditions(rule), **conditions} for rule in role.allow],
     }
 
@@ -173,15 +210,71 @@ def role_facts(role: Role) -> dict[str, Any]:
 def format_who_can(answer: Mapping[str, Any]) -> str:
     lines = [f"{answer['role']}: {answer['role_arn']} (account {answer['account']})",
              f"  needs: {_needs(answer)}"]
-    approval = answer["approval"]
-    if approval:
-        approvers = "; or ".join(_rule_text(r) for r in approval["approvers"]) or "nobody (no approver rule)"
-        lines.append(f"  approvers: {approvers}; grants up to {approval['max_grant_seconds']} s")
+    lines += approval_lines(answer.get("approval"))
+    lines += break_glass_lines(answer.get("break_glass"))
+    lines += scope_lines(answer.get("scopes") or {})
+    notify = answer.get("notify")
+    if notify:
+        watchers = "; or ".join(_rule_text(r) for r in notify["watchers"]) or "nobody"
+        lines.append(f"  notified (cannot decide): channels {', '.join(notify['channels']) or 'none'}; "
+                     f"watchers {watchers}")
     if not answer["rules"]:
         lines.append("  nobody: the role has no allow rule")
     for number, rule in enumerate(answer["rules"], 1):
         lines.append(f"  rule {number}: {_rule_text(rule)}")
     return "\n".join(lines)
+
+
+def approval_lines(approval: Mapping[str, Any] | None) -> list[str]:
+    if not approval:
+        return []
+    stages = approval.get("stages") or [{"name": "approval", "required": 1, "approvers": approval["approvers"]}]
+    if len(stages) == 1 and stages[0]["required"] == 1:
+        approvers = "; or ".join(_rule_text(r) for r in approval["approvers"]) or "nobody (no approver rule)"
+        lines = [f"  approvers: {approvers}; grants up to {approval['max_grant_seconds']} s"]
+        return lines + _approval_extras(approval)
+    lines = []
+    for number, stage in enumerate(stages, 1):
+        approvers = "; or ".join(_rule_text(r) for r in stage["approvers"]) or "nobody (no approver rule)"
+        then = "then " if number > 1 else ""
+        lines.append(f"  {then}stage {number} of {len(stages)} ({stage['name']}): {stage['required']} distinct "
+                     f"approver(s) with {approvers}")
+    lines.append(f"  grants up to {approval['max_grant_seconds']} s; approvers are never the requester nor "
+                 "each other")
+    return lines + _approval_extras(approval)
+
+
+def _approval_extras(approval: Mapping[str, Any]) -> list[str]:
+    lines = []
+    ticket = approval.get("ticket")
+    if ticket:
+        lines.append(f"  ticket: {'required' if ticket['required'] else 'optional'}, matching {ticket['pattern']}")
+    extend = approval.get("extend")
+    if extend and (extend["auto_approve_seconds"] or extend["max_total_seconds"] != approval["max_grant_seconds"]):
+        lines.append(f"  extensions: up to {extend['max_total_seconds']} s in all; {extend['auto_approve_seconds']} s "
+                     "of it without an approver")
+    return lines
+
+
+def break_glass_lines(glass: Mapping[str, Any] | None) -> list[str]:
+    if not glass:
+        return ["  break-glass: none"]
+    who = "; or ".join(_rule_text(r) for r in glass["allow"])
+    review = "no second one until an approver reviews it" if glass["block_until_reviewed"] else \
+        "reviewed afterwards, not blocking the next"
+    return [f"  break-glass: {who} (and an allow rule), up to {glass['max_duration_seconds']} s, with a reason and a "
+            f"ticket matching {glass['ticket_pattern']}; {review}"]
+
+
+def scope_lines(scopes: Mapping[str, Any]) -> list[str]:
+    lines = []
+    for name, scope in scopes.items():
+        parts = []
+        if scope.get("policy") is not None:
+            parts.append(f"inline policy of {len(scope['policy'].get('Statement') or [])} statement(s)")
+        parts += scope.get("policy_arns") or []
+        lines.append(f"  scope {name}: the role intersected with " + " + ".join(parts))
+    return lines
 
 
 def _needs(flags: Mapping[str, Any]) -> str:
@@ -226,7 +319,10 @@ def what_can(
         if not decision.listed:
             continue
         matched = role.matching_rule(identity)
-        entry = {**role_facts(role), "access": decision.access, **how(role), "rule": decision.rule}
+        entry = {**role_facts(role), "access": decision.access, **how(role), "rule": decision.rule,
+                 "break_glass": bool(role.break_glass and decision.access != "denied"
+                                     and role.break_glass.may(identity)),
+                 "scopes": list(role.scopes)}
         if show_rules and matched is not None:
             entry["rule_conditions"] = rule_conditions(matched)
         found.append(entry)
@@ -249,8 +345,8 @@ def format_what_can(subject: str, roles: Sequence[Mapping[str, Any]]) -> str:
 
 
 ACCESS_SETTINGS = ("role_arn", "console", "max_duration_seconds", "require_mfa", "approval",
-                   "max_grant_seconds")
-OTHER_SETTINGS = ("pending_timeout_seconds", "region", "external_id")
+                   "max_grant_seconds", "approval_stages", "ticket", "extend", "break_glass", "scopes", "watchers")
+OTHER_SETTINGS = ("pending_timeout_seconds", "region", "external_id", "notify_channels")
 
 
 @dataclass
@@ -262,13 +358,15 @@ class RoleChange:
     settings: list[dict[str, Any]] = field(default_factory=list)
     approvers_gained: list[dict[str, Any]] = field(default_factory=list)
     approvers_lost: list[dict[str, Any]] = field(default_factory=list)
+    break_glass_gained: list[dict[str, Any]] = field(default_factory=list)
+    break_glass_lost: list[dict[str, Any]] = field(default_factory=list)
     rules_added: list[dict[str, Any]] = field(default_factory=list)
     rules_removed: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def changes_access(self) -> bool:
         return bool(self.gains or self.losses or self.approvers_gained or self.approvers_lost
-                    or any(s["access"] for s in self.settings))
+                    or self.break_glass_gained or self.break_glass_lost or any(s["access"] for s in self.settings))
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "changes_access": self.changes_access}
@@ -319,6 +417,7 @@ def _role_change(old: Role | None, new: Role | None) -> RoleChange | None:
         return _role_added_or_removed(old, new)
     people = _gained_lost(old.allow, new.allow)
     approvers = _approvers(old, new)
+    glass = _break_glass(old, new)
     old_rules = [rule_conditions(r) for r in old.allow]
     new_rules = [rule_conditions(r) for r in new.allow]
     change = RoleChange(
@@ -327,6 +426,7 @@ def _role_change(old: Role | None, new: Role | None) -> RoleChange | None:
         losses=[{**g, **how(old)} for g in people["lost"]],
         settings=_settings(old, new),
         approvers_gained=approvers["gained"], approvers_lost=approvers["lost"],
+        break_glass_gained=glass["gained"], break_glass_lost=glass["lost"],
         rules_added=[r for r in new_rules if r not in old_rules],
         rules_removed=[r for r in old_rules if r not in new_rules],
     )
@@ -341,10 +441,12 @@ def _role_added_or_removed(old: Role | None, new: Role | None) -> RoleChange:
     everyone = [{**g, **how(role)} for g in _gained_lost((), role.allow)["gained"]]
     rules = [rule_conditions(r) for r in role.allow]
     approvers = _approvers(old, new)
+    glass = _break_glass(old, new)
     if new is not None:
         return RoleChange(role.name, "added", gains=everyone, rules_added=rules,
-                          approvers_gained=approvers["gained"])
-    return RoleChange(role.name, "removed", losses=everyone, rules_removed=rules, approvers_lost=approvers["lost"])
+                          approvers_gained=approvers["gained"], break_glass_gained=glass["gained"])
+    return RoleChange(role.name, "removed", losses=everyone, rules_removed=rules, approvers_lost=approvers["lost"],
+                      break_glass_lost=glass["lost"])
 
 
 def _approvers(old: Role | None, new: Role | None) -> dict[str, list[dict[str, Any]]]:
@@ -354,9 +456,26 @@ def _approvers(old: Role | None, new: Role | None) -> dict[str, list[dict[str, A
     return _gained_lost(rules(old), rules(new))
 
 
+def _break_glass(old: Role | None, new: Role | None) -> dict[str, list[dict[str, Any]]]:
+    # Who may break glass among those the role allows: the break_glass rules, compared like approvers.
+    def rules(role: Role | None) -> Sequence[Rule]:
+        return role.break_glass.allow if role is not None and role.break_glass is not None else ()
+
+    return _gained_lost(rules(old), rules(new))
+
+
 def _setting_values(role: Role) -> dict[str, Any]:
     approval = role.approval
+    facts = approval_facts(role) or {}
+    glass = break_glass_facts(role)
     return {
+        "approval_stages": facts.get("stages"), "ticket": facts.get("ticket"),
+        # Only set limits count: the default follows max_grant_seconds, which is reported itself.
+        "extend": facts.get("extend") if approval and approval.extension != ExtensionRule(
+            approval.max_grant_seconds) else None,
+        "break_glass": {k: v for k, v in glass.items() if k != "allow"} if glass else None,
+        "scopes": scope_facts(role) or None, "watchers": (notify_facts(role) or {}).get("watchers") or None,
+        "notify_channels": (notify_facts(role) or {}).get("channels") or None,
         "role_arn": role.role_arn, "console": role.console, "max_duration_seconds": role.max_duration_seconds,
         "require_mfa": role.require_mfa, "approval": approval is not None,
         "max_grant_seconds": approval.max_grant_seconds if approval else None,
@@ -408,6 +527,8 @@ def format_diff(result: PolicyDiff) -> str:
             lines.append(f"  ~ {setting['setting']}: {_value(setting['old'])} -> {_value(setting['new'])}{note}")
         lines += [f"  + may now approve: {_rule_text(g)}" for g in change.approvers_gained]
         lines += [f"  - may no longer approve: {_rule_text(g)}" for g in change.approvers_lost]
+        lines += [f"  + may now break glass: {_rule_text(g)}" for g in change.break_glass_gained]
+        lines += [f"  - may no longer break glass: {_rule_text(g)}" for g in change.break_glass_lost]
         if not change.changes_access:
             lines.append("  rules rewritten; the same people have the same access")
     for block, changed in result.blocks.items():

@@ -15,7 +15,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.exceptions import AwsRefused, DependencyDown, Throttled
+from chalicelib.exceptions import AwsRefused, BadRequest, DependencyDown, Throttled
 
 LOG = logging.getLogger(__name__)
 
@@ -45,6 +45,34 @@ class AssumedSession:
         return f"AssumedSession(assumed_role_arn={self.assumed_role_arn!r}, expiration={self.expiration!r})"
 
 
+@dataclass(frozen=True)
+class SessionPolicy:
+    """A scope as STS takes it: an inline policy (``Policy``) and managed ones (``PolicyArns``)."""
+
+    name: str
+    policy: str | None = None
+    policy_arns: tuple[str, ...] = ()
+
+    def params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        if self.policy is not None:
+            params["Policy"] = self.policy
+        if self.policy_arns:
+            params["PolicyArns"] = [{"arn": arn} for arn in self.policy_arns]
+        return params
+
+
+def _too_large(session_policy: SessionPolicy | None) -> str:
+    # STS packs the session policies and tags together; its error says how
+    # full the package was, never which part to cut, so we say.
+    if session_policy is not None:
+        return (f"scope {session_policy.name} and your session tags are too large together for STS "
+                "(PackedPolicyTooLarge): name a narrower scope, or ask the policy's owners to move the scope's "
+                "statements into a managed policy (policy_arns)")
+    return ("your session tags are too large for STS (PackedPolicyTooLarge): your token carries too many or too "
+            "long groups; ask your identity provider's admins to send fewer")
+
+
 class StsGateway:
     """Calls ``sts:AssumeRole`` with a boto3 STS client it is given."""
 
@@ -60,6 +88,7 @@ class StsGateway:
         tags: list[dict[str, str]],
         external_id: str | None,
         duration_seconds: int,
+        session_policy: SessionPolicy | None = None,
     ) -> AssumedSession:
         params: dict[str, Any] = {
             "RoleArn": role_arn,
@@ -70,9 +99,13 @@ class StsGateway:
         }
         if external_id is not None:
             params["ExternalId"] = external_id
+        if session_policy is not None:
+            params.update(session_policy.params())
         try:
             answer = self._client.assume_role(**params)
         except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "PackedPolicyTooLarge":
+                raise BadRequest(_too_large(session_policy)) from exc
             raise _translate(exc, role_arn, external_id) from exc
         except BotoCoreError as exc:
             LOG.error("STS unreachable: %s", type(exc).__name__)

@@ -74,7 +74,7 @@ class LambdaTransport:
 
 
 class DispatchingNotifier:
-    """``access.Notifier`` that hands notifications to the worker.
+    """``jit.desk.Notifier`` that hands notifications to the worker.
 
     The request or decision is already stored when this runs, so a failed
     hand-off is logged, not raised: the caller's answer stays true, and the
@@ -89,6 +89,12 @@ class DispatchingNotifier:
 
     def request_decided(self, request_id: str) -> None:
         self._send({"kind": "request_decided", "request_id": request_id})
+
+    def request_changed(self, request_id: str) -> None:
+        self._send({"kind": "request_changed", "request_id": request_id})
+
+    def break_glass_opened(self, request_id: str) -> None:
+        self._send({"kind": "break_glass_opened", "request_id": request_id})
 
     def _send(self, task: Task) -> None:
         try:

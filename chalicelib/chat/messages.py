@@ -41,10 +41,17 @@ HELP = (
     "*rolebroker* — AWS access from Slack\n"
     "• `/aws roles` — roles you can use or request\n"
     "• `/aws console ROLE [SERVICE]` — a console sign-in link, only for you (e.g. `/aws console ROLE s3`)\n"
-    "• `/aws request ROLE DURATION REASON` — ask for time-bound access (e.g. `2h`, `30m`)\n"
-    "• `/aws requests` — your requests and those waiting for you\n"
-    "• `/aws approve ID` / `/aws deny ID [REASON]` — decide a request\n"
+    "• `/aws request ROLE[,ROLE…] DURATION [ticket=ID] [scope=NAME] [start=ISO-TIME] REASON` — ask for "
+    "time-bound access (e.g. `2h`, `90m`, `2h30m`); several roles get one decision\n"
+    "• `/aws requests [break-glass] [more TOKEN]` — your requests and those waiting for you "
+    "(`break-glass`: those waiting for a review)\n"
+    "• `/aws approve ID [ROLE …]` / `/aws deny ID [REASON]` — decide a request (naming roles approves only "
+    "those); a request may need several approvers, stage by stage\n"
     "• `/aws cancel ID` — withdraw your own pending request\n"
+    "• `/aws break-glass ROLE TICKET REASON` — emergency access now, without an approver: announced to "
+    "security at once, and reviewed afterwards\n"
+    "• `/aws review ID [NOTE]` — review someone's break-glass (approvers of its role)\n"
+    "• `/aws extend ID DURATION REASON` — more time on your grant (within the role's limit)\n"
     "Credentials never appear in Slack: use `rolebroker credential-process` or `aws --profile`."
 )
 
@@ -128,23 +135,48 @@ def console_reply(link: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def request_filed(request: Mapping[str, Any]) -> dict[str, Any]:
-    return ephemeral(f"Request `{inline(request['id'], code=True)}` for *{inline(request['role'])}* is pending; "
+    if request.get("kind") == "extension":
+        return ephemeral(f"Extension request `{inline(request['id'], code=True)}` for *{_roles_text(request)}* "
+                         "is pending; approvers have been asked.")
+    return ephemeral(f"Request `{inline(request['id'], code=True)}` for *{_roles_text(request)}* is pending; "
                      "approvers have been asked.")
+
+
+def break_glass_reply(request: Mapping[str, Any]) -> dict[str, Any]:
+    return ephemeral(f":rotating_light: Break-glass `{inline(request['id'], code=True)}`: you have "
+                     f"*{inline(request['role'])}* until {inline(request.get('grant_until'))}. Security has been "
+                     "told; an approver will review it. Get credentials with `rolebroker credential-process` "
+                     "or `aws --profile`.")
+
+
+def reviewed_reply(request: Mapping[str, Any]) -> dict[str, Any]:
+    return ephemeral(f"Reviewed break-glass `{inline(request['id'], code=True)}` ({inline(request['requester'])}, "
+                     f"{inline(request['role'])}).")
+
+
+def extended_reply(request: Mapping[str, Any], done: bool) -> dict[str, Any]:
+    if done:
+        return ephemeral(f"Extended `{inline(request['id'], code=True)}`: *{_roles_text(request)}* until "
+                         f"{inline(request.get('grant_until'))}.")
+    return ephemeral(f"Extension request `{inline(request['id'], code=True)}` is pending: that is beyond what the role "
+                     "extends without an approver, so approvers have been asked.")
 
 
 def requests_reply(requests: Sequence[Mapping[str, Any]], next_token: str | None) -> dict[str, Any]:
     if not requests:
         return ephemeral("No access requests for you or waiting for you.")
-    lines = [f"• `{inline(r['id'], code=True)}` {inline(r['requester'])} → *{inline(r['role'])}* "
-             f"({int(r['duration_seconds']) // 60} min): {inline(r['status'])}" for r in requests]
+    lines = [f"• `{inline(r['id'], code=True)}` {_kind_label(r)}{inline(r['requester'])} → *{_roles_text(r)}* "
+             f"({int(r['duration_seconds']) // 60} min): {inline(r['status'])}{_progress_text(r)}" for r in requests]
     if next_token:
         lines.append(f"More: `/aws requests more {inline(next_token, 400, code=True)}`")
     return ephemeral("\n".join(lines))
 
 
 def approved_reply(request: Mapping[str, Any]) -> dict[str, Any]:
+    if request.get("status") == "pending":
+        return ephemeral(f"Counted your approval of `{inline(request['id'], code=True)}`;{_progress_text(request)}")
     return ephemeral(f"Approved `{inline(request['id'], code=True)}`: {inline(request['requester'])} has "
-                     f"*{inline(request['role'])}* until {inline(request.get('grant_until') or '?')}.")
+                     f"*{_roles_text(request)}* until {inline(request.get('grant_until') or '?')}.")
 
 
 def denied_reply(request: Mapping[str, Any]) -> dict[str, Any]:
@@ -165,37 +197,134 @@ def not_served() -> dict[str, Any]:
 # The approvers' message and the requester's notice
 
 
-def approval_request(request: Mapping[str, Any], *, description: str = "",
-                     mfa_note: bool) -> tuple[str, list[dict[str, Any]]]:
-    """The approvers' message (fallback text, blocks), with Approve / Deny buttons while pending."""
-    request_id = inline(request["id"])
-    text = f"Access request {request_id}: {inline(request['requester'])} asks for {inline(request['role'])}"
-    return text, _request_blocks(request, description=description, mfa_note=mfa_note)
+def approval_request(request: Mapping[str, Any], *, description: str = "", mfa_note: bool,
+                     audience: str = "approvers") -> tuple[str, list[dict[str, Any]]]:
+    """A message about a request (fallback text, blocks): Approve / Deny buttons while it is pending,
+    for approvers only; notified channels see the same facts and who decides."""
+    if request.get("kind") == "break_glass":
+        return break_glass_alert(request, description=description, audience=audience)
+    text = f"{_title(request)} {inline(request['id'])}: {inline(request['requester'])} asks for {_roles_text(request)}"
+    if request["status"] != "pending":
+        text = f"{_title(request)} {inline(request['id'])}: {decided_line(request)}"
+    return text, _request_blocks(request, description=description, mfa_note=mfa_note, audience=audience)
 
 
-def decision_update(request: Mapping[str, Any], *, description: str = "") -> tuple[str, list[dict[str, Any]]]:
-    """The approvers' message after a decision: the same facts, the outcome, no buttons."""
-    text = f"Access request {inline(request['id'])}: {decided_line(request)}"
-    return text, _request_blocks(request, description=description, mfa_note=False)
+def decision_update(request: Mapping[str, Any], *, description: str = "",
+                    audience: str = "approvers") -> tuple[str, list[dict[str, Any]]]:
+    """A message after a decision: the same facts, the outcome, no buttons."""
+    return approval_request(request, description=description, mfa_note=False, audience=audience)
 
 
 def requester_notice(request: Mapping[str, Any]) -> str:
-    return f"Your request `{inline(request['id'], code=True)}` for *{inline(request['role'])}*: {decided_line(request)}"
+    if request.get("kind") == "break_glass":
+        return (f"Your break-glass `{inline(request['id'], code=True)}` for *{inline(request['role'])}*: "
+                f"{_review_line(request)}")
+    return f"Your request `{inline(request['id'], code=True)}` for *{_roles_text(request)}*: {decided_line(request)}"
 
 
-def _request_blocks(request: Mapping[str, Any], *, description: str, mfa_note: bool) -> list[dict[str, Any]]:
+def break_glass_alert(request: Mapping[str, Any], *, description: str = "",
+                      audience: str = "approvers") -> tuple[str, list[dict[str, Any]]]:
+    """The loud message about a break-glass: who took what, until when, why, and its review.
+    The security channel's copy mentions the channel; the approvers' has a Review button."""
     request_id = inline(request["id"])
-    minutes = int(request["duration_seconds"]) // 60
+    text = (f"BREAK-GLASS {request_id}: {inline(request['requester'])} took {inline(request['role'])} "
+            "without an approver")
+    head = ":rotating_light: *BREAK-GLASS*" + (" <!here>" if audience == "security" else "")
     lines = [
-        f"*Access request* `{request_id}`",
-        f"*{inline(request['requester'])}* asks for *{inline(request['role'])}* for {minutes} min.",
+        f"{head} `{inline(request['id'], code=True)}`",
+        f"*{inline(request['requester'])}* took *{inline(request['role'])}* without an approver, until "
+        f"{inline(request.get('grant_until'))}.",
         f"> {inline(request['reason'], TEXT_CHARS)}",
+        f"Ticket: `{inline(request.get('ticket'), code=True)}`",
     ]
     if description:
         lines.append(f"_{inline(description, TEXT_CHARS)}_")
     blocks: list[dict[str, Any]] = [_section("\n".join(lines))]
+    if request.get("status") not in ("approved", "expired"):
+        blocks.append(_section(decided_line(request)))
+    review = request.get("review") or {}
+    blocks.append(_section(_review_line(request)))
+    if review.get("status") == "pending" and audience == "approvers":
+        blocks.append({"type": "actions", "block_id": f"review:{request['id']}", "elements": [
+            {"type": "button", "action_id": "review", "style": "primary", "value": request["id"],
+             "text": {"type": "plain_text", "text": "Mark reviewed"}}]})
+    return text, blocks
+
+
+def _review_line(request: Mapping[str, Any]) -> str:
+    review = request.get("review") or {}
+    if review.get("status") == "done":
+        line = f"*Reviewed* by {inline(review.get('by'))} at {inline(review.get('at'))}"
+        return line + (f" ({inline(review['note'], TEXT_CHARS)})" if review.get("note") else "")
+    return ":mag: *Review pending*: an approver of the role must review this access."
+
+
+def _title(request: Mapping[str, Any]) -> str:
+    return "Extension request" if request.get("kind") == "extension" else "Access request"
+
+
+def _kind_label(request: Mapping[str, Any]) -> str:
+    return {"break_glass": ":rotating_light: break-glass ", "extension": "extension "}.get(
+        str(request.get("kind")), "")
+
+
+def _roles_text(request: Mapping[str, Any]) -> str:
+    """The request's role, or its roles (a few named, the rest counted)."""
+    roles = [str(r) for r in request.get("roles") or [request["role"]]]
+    shown = ", ".join(inline(r) for r in roles[:5])
+    return shown + (f" (+{len(roles) - 5} more)" if len(roles) > 5 else "")
+
+
+def _progress_text(request: Mapping[str, Any]) -> str:
+    progress = request.get("progress")
+    if not progress:
+        return ""
+    return (f" {int(progress['approvals'])} of {int(progress['required'])} approvals in stage "
+            f"{int(progress['stage'])} of {int(progress['stages'])} ({inline(progress['stage_name'])})")
+
+
+def _facts(request: Mapping[str, Any]) -> str:
+    facts = []
+    if request.get("ticket"):
+        facts.append(f"Ticket: `{inline(request['ticket'], code=True)}`")
+    if request.get("scope"):
+        facts.append(f"Scope: `{inline(request['scope'], code=True)}`")
+    if request.get("start_at"):
+        facts.append(f"Starts: {inline(request['start_at'])}")
+    return " · ".join(facts)
+
+
+def _asks(request: Mapping[str, Any]) -> str:
+    minutes = int(request["duration_seconds"]) // 60
+    who = f"*{inline(request['requester'])}*"
+    if request.get("kind") == "extension":
+        return (f"{who} asks to extend request `{inline(request.get('parent'), code=True)}` "
+                f"(*{_roles_text(request)}*) by {minutes} min.")
+    roles = request.get("roles") or [request["role"]]
+    if len(roles) > 1:
+        return f"{who} asks for {len(roles)} roles, one decision for all: *{_roles_text(request)}*, for {minutes} min."
+    return f"{who} asks for *{inline(request['role'])}* for {minutes} min."
+
+
+def _request_blocks(request: Mapping[str, Any], *, description: str, mfa_note: bool,
+                    audience: str = "approvers") -> list[dict[str, Any]]:
+    request_id = inline(request["id"], code=True)  # shown only in code spans
+    lines = [f"*{_title(request)}* `{request_id}`", _asks(request), f"> {inline(request['reason'], TEXT_CHARS)}"]
+    if _facts(request):
+        lines.append(_facts(request))
+    if description:
+        lines.append(f"_{inline(description, TEXT_CHARS)}_")
+    approvals = request.get("approvals") or []
+    if approvals:
+        lines.append("Approved so far by " + ", ".join(
+            f"{inline(a.get('who'))} ({inline(a.get('stage'))})" for a in approvals[:10]))
+    if request["status"] == "pending" and request.get("progress"):
+        lines.append(f":hourglass_flowing_sand: Waiting for{_progress_text(request)}.")
+    blocks: list[dict[str, Any]] = [_section("\n".join(lines))]
     if request["status"] != "pending":
         blocks.append(_section(decided_line(request)))
+    elif audience != "approvers":
+        blocks.append(_section("_You are notified of this request; its approvers decide._"))
     elif mfa_note:
         blocks.append(_section(":lock: This role requires MFA, which Slack cannot prove: approve with "
                                f"`rolebroker approve {request_id}` or the API."))
@@ -212,8 +341,14 @@ def _request_blocks(request: Mapping[str, Any], *, description: str, mfa_note: b
 def decided_line(request: Mapping[str, Any]) -> str:
     status = inline(str(request["status"]).capitalize())
     line = f"*{status}* by {inline(request.get('decided_by') or 'nobody')} at {inline(request.get('decided_at'))}"
+    if request["status"] == "approved" and request.get("grant_from") and request.get("start_at"):
+        line += f"; access from {inline(request['grant_from'])}"
     if request["status"] == "approved" and request.get("grant_until"):
         line += f"; access until {inline(request['grant_until'])}"
+    if request.get("narrowed_from"):
+        line += f"; narrowed to {_roles_text(request)}"
+    if request.get("extended_seconds"):
+        line += f" (extended by {int(request['extended_seconds']) // 60} min)"
     if request.get("note"):
         line += f" ({inline(request['note'], TEXT_CHARS)})"
     return line

@@ -20,7 +20,8 @@ from chalicelib.exceptions import BadRequest, ConfigurationError, DependencyDown
 
 LOG = logging.getLogger(__name__)
 MAX_SLACK_BODY = 64 * 1024
-COMMANDS = {"help", "roles", "console", "request", "requests", "approve", "deny", "cancel"}
+COMMANDS = {"help", "roles", "console", "request", "requests", "approve", "deny", "cancel", "break-glass",
+            "review", "extend"}
 
 
 class _Clock(Clock):

@@ -16,6 +16,12 @@ class ActiveGrant:
     role: str
     until: datetime
     ticket: str | None = None
+    scope: str | None = None  # the scope every session under it gets (None: the whole role)
+    break_glass: bool = False
+    starts: datetime | None = None  # a scheduled grant counts only from here
+
+    def live_at(self, now: datetime) -> bool:
+        return (self.starts is None or self.starts <= now) and now < self.until
 
 
 @dataclass(frozen=True)

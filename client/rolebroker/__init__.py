@@ -5,7 +5,8 @@ alone:
 
     _fast      the hot path: a credential-process cache hit, and the checks it shares
     cli        the command line and ``main``; commands: the subcommands
-    jit        access requests, decisions, evidence; inquiry: whoami, who-can, what-can
+    jit        access requests, decisions, break-glass, reviews, extensions, evidence;
+               inquiry: whoami, who-can, what-can
     completion shell completion scripts generated from the parser
     settings   environment, config file, side effects (``Settings``, ``Runtime``)
     tokens     where the bearer token comes from; login: the sign-in (browser or device code)

@@ -57,7 +57,7 @@ DEFAULT_GETUID = current_uid()
 
 
 _OPTIONS = {"--url": "url", "--role": "role", "--duration": "duration", "--token-file": "token_file",
-            "--timeout": "timeout"}
+            "--timeout": "timeout", "--scope": "scope"}
 
 
 def seconds(text: str) -> int:
@@ -131,7 +131,7 @@ def parse_credential_process(args: "Sequence[str]") -> "dict[str, Any] | None":
             continue
         name, eq, value = arg.partition("=")
         dest = _OPTIONS.get(name)
-        if dest is None or (dest in ("role", "duration") and not seen_command):
+        if dest is None or (dest in ("role", "duration", "scope") and not seen_command):
             return None
         if not eq:
             if index >= len(args) or args[index].startswith("-"):
@@ -328,10 +328,15 @@ def token_expiry(entry: "Mapping[str, Any]") -> "float | None":
 # The cache: names, entries, freshness
 
 
-def cache_key(url: str, identity: "tuple[str, str]", role: str, duration: "int | None") -> str:
-    """The whole key; it is stored in the entry and checked on every read."""
-    return json.dumps([CACHE_FORMAT, url.rstrip("/"), identity[0], identity[1], role, duration or 0],
-                      separators=(",", ":"))
+def cache_key(url: str, identity: "tuple[str, str]", role: str, duration: "int | None",
+              scope: "str | None" = None) -> str:
+    """The whole key; it is stored in the entry and checked on every read.
+
+    A scope is part of it, so a scoped session is never served for the whole
+    role, nor the other way round (keys without a scope are as they were).
+    """
+    parts = [CACHE_FORMAT, url.rstrip("/"), identity[0], identity[1], role, duration or 0]
+    return json.dumps([*parts, scope] if scope else parts, separators=(",", ":"))
 
 
 # The largest prime below 2**64: the key's bytes, read as one number, modulo it.
@@ -447,7 +452,7 @@ def cached_document(args: "Sequence[str]", environ: "Mapping[str, str]", *,
     token = _hit_token(opts, environ, paths, url, getuid, now)
     if not token or directory_problem(paths.cache_dir, getuid):
         return None
-    key = cache_key(url, identity_of(token), opts["role"], opts.get("duration"))
+    key = cache_key(url, identity_of(token), opts["role"], opts.get("duration"), opts.get("scope"))
     entry = read_entry(os.path.join(paths.cache_dir, cache_name(key) + ".json"), key, getuid)
     if entry is None or not fresh(entry, now):
         return None

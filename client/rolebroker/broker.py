@@ -119,7 +119,7 @@ class BrokerClient:
     def roles(self) -> list[dict[str, Any]]:
         return self._list("/v1/roles", "roles")
 
-    def credentials(self, role: str, duration: int | None,
+    def credentials(self, role: str, duration: int | None, scope: str | None = None,
                     warn: Callable[[str], None] | None = None) -> dict[str, Any]:
         """A cache entry: the credential_process document, its expiry as a number, the region.
 
@@ -129,6 +129,8 @@ class BrokerClient:
         body: dict[str, Any] = {"role": role}
         if duration:
             body["duration_seconds"] = duration
+        if scope:
+            body["scope"] = scope
         doc, answer = self._json("POST", "/v1/credentials", body, role=role)
         entry = credentials_entry(doc, role, answer)
         warnings = doc.get("warnings")
@@ -153,13 +155,31 @@ class BrokerClient:
             raise UnexpectedAnswer(f"unexpected answer from broker ({answer.describe()} without an https url)")
         return doc
 
-    def create_request(self, role: str, duration: int | None, reason: str) -> dict[str, Any]:
-        body: dict[str, Any] = {"role": role, "reason": reason}
+    def create_request(self, role: str | list[str], duration: int | None, reason: str,
+                       **extra: str | None) -> dict[str, Any]:
+        """File a request for one role (``role``) or several (``roles``, one decision); ``extra``:
+        ticket, scope, start_at, each sent only when given."""
+        roles = [role] if isinstance(role, str) else role
+        body: dict[str, Any] = {"role": roles[0]} if len(roles) == 1 else {"roles": roles}
+        body["reason"] = reason
         if duration:
             body["duration_seconds"] = duration
-        return self._json("POST", "/v1/requests", body, role=role)[0]
+        body.update({key: value for key, value in extra.items() if value})
+        return self._json("POST", "/v1/requests", body, role=roles[0] if len(roles) == 1 else None)[0]
 
-    def requests(self, max_pages: int = MAX_PAGES) -> tuple[list[dict[str, Any]], bool]:
+    def break_glass(self, role: str, reason: str, ticket: str, duration: int | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"role": role, "reason": reason, "ticket": ticket}
+        if duration:
+            body["duration_seconds"] = duration
+        return self._json("POST", "/v1/break-glass", body, role=role)[0]
+
+    def extend(self, request_id: str, duration: int, reason: str) -> tuple[dict[str, Any], bool]:
+        """(the answer, whether it was extended at once) for more time on a grant."""
+        doc, answer = self._json("POST", f"{_request_path(request_id)}/extend",
+                                 {"duration_seconds": duration, "reason": reason})
+        return doc, answer.status == 200
+
+    def requests(self, max_pages: int = MAX_PAGES, kind: str | None = None) -> tuple[list[dict[str, Any]], bool]:
         """Every request the caller may see, following ``next_token``; and whether more remain unread.
 
         A broker that sends no ``next_token`` (older ones) has answered in one page.
@@ -170,7 +190,9 @@ class BrokerClient:
         seen: set[str] = set()
         token: str | None = None
         for _ in range(max_pages):
-            query = f"?next_token={quote(token, safe='')}" if token else ""
+            params = ([f"kind={quote(kind, safe='')}"] if kind else []) + (
+                [f"next_token={quote(token, safe='')}"] if token else [])
+            query = "?" + "&".join(params) if params else ""
             page, doc, answer = self._page(f"/v1/requests{query}", "requests")
             items += page
             token = doc.get("next_token")
@@ -185,9 +207,13 @@ class BrokerClient:
             seen.add(token)
         return items, True
 
-    def decide(self, request_id: str, verdict: str, reason: str | None = None) -> dict[str, Any]:
-        """``verdict`` is approve, deny, cancel or revoke; deny and revoke take a reason."""
-        body = {"reason": reason} if reason else {}
+    def decide(self, request_id: str, verdict: str, reason: str | None = None,
+               roles: list[str] | None = None) -> dict[str, Any]:
+        """``verdict`` is approve, deny, cancel, revoke or review (of a break-glass); deny, revoke and review
+        take a reason, approve ``roles`` (to narrow a request for several roles)."""
+        body: dict[str, Any] = {"reason": reason} if reason else {}
+        if roles:
+            body["roles"] = roles
         return self._json("POST", f"{_request_path(request_id)}/{verdict}", body)[0]
 
     def request(self, request_id: str) -> dict[str, Any]:

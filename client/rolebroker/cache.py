@@ -110,15 +110,18 @@ class CredentialCache:
                 parts = json.loads(entry["key"]) if isinstance(entry, dict) and _fast.valid_entry(entry) else None
             except (ValueError, UnicodeError, TypeError):
                 continue
-            if isinstance(entry, dict) and isinstance(parts, list) and len(parts) == 6:
+            # Six parts, or seven with a --scope (``_fast.cache_key``).
+            if isinstance(entry, dict) and isinstance(parts, list) and len(parts) in (6, 7):
                 yield name, parts, entry
 
     def entries_for(self, url: str, identity: tuple[str, str]) -> list[dict[str, Any]]:
-        """The entries cached for ``identity`` at broker ``url``, each with its ``duration`` (None: the default).
+        """The entries cached for ``identity`` at broker ``url``, each with its ``duration`` (None: the default)
+        and ``scope`` (None: the whole role).
 
         Read for ``whoami``; each file's own key says whose it is.
         """
-        return [{"role": entry["role"], "duration": parts[5] or None, "expires_at": entry["expires_at"]}
+        return [{"role": entry["role"], "duration": parts[5] or None, "scope": parts[6] if len(parts) > 6 else None,
+                 "expires_at": entry["expires_at"]}
                 for _, parts, entry in self._entries() if parts[1:4] == [url.rstrip("/"), *identity]]
 
     def forget_broker(self, url: str) -> int:
@@ -225,14 +228,15 @@ class CachedCredentialFetcher:
 class BrokerCredentialFetcher(CachedCredentialFetcher):
     """Fetches from the broker's ``POST /v1/credentials``; the client is built only on a miss."""
 
-    def __init__(self, client_factory: Callable[[], BrokerClient], role: str, duration: int | None, *,
-                 warn: Callable[[str], None] | None = None, **kwargs: Any) -> None:
+    def __init__(self, client_factory: Callable[[], BrokerClient], role: str, duration: int | None,
+                 scope: str | None = None, *, warn: Callable[[str], None] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._client_factory = client_factory
         self._role = role
         self._duration = duration
+        self._scope = scope
         self._warn = warn
 
     def _get_credentials(self) -> dict[str, Any]:
-        return self._client_factory().credentials(self._role, self._duration, warn=self._warn)
+        return self._client_factory().credentials(self._role, self._duration, self._scope, warn=self._warn)
 

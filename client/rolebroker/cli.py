@@ -106,8 +106,8 @@ def build_parser(stdout: IO[str], stderr: IO[str]) -> Any:
         if with_duration:
             duration_option(cmd)
 
-    def duration_option(cmd: Any, text: str = "session length") -> None:
-        cmd.add_argument("--duration", type=_duration, metavar="DURATION",
+    def duration_option(cmd: Any, text: str = "session length", required: bool = False) -> None:
+        cmd.add_argument("--duration", type=_duration, metavar="DURATION", required=required,
                          help=f"{text}: 90m, 1h, 2h30m or seconds (3600)")
 
     def role_arg(cmd: Any) -> None:
@@ -123,8 +123,13 @@ def build_parser(stdout: IO[str], stderr: IO[str]) -> Any:
     def request_id(cmd: Any) -> None:
         cmd.add_argument("request_id", metavar="ID", help="the request's id, as `rolebroker requests` lists it")
 
+    def scope_option(cmd: Any) -> None:
+        cmd.add_argument("--scope", metavar="NAME", help="one of the role's scopes: the session can do only what "
+                         "both the role and the scope allow (under a grant for a scope, that scope applies anyway)")
+
     cmd = command("credential-process", "print credentials for an AWS credential_process (JSON on stdout)")
     role_option(cmd)
+    scope_option(cmd)
     cmd.add_argument("--no-cache", action="store_true", help="neither read nor write the credential cache")
     output_option(command("roles", "list the roles you may use or request"))
     output_option(command("whoami", "who the broker takes you for, your sign-in and your cached credentials"))
@@ -135,9 +140,11 @@ def build_parser(stdout: IO[str], stderr: IO[str]) -> Any:
     cmd = command("env", "print shell `export` lines with credentials for a role")
     role_arg(cmd)
     duration_option(cmd)
+    scope_option(cmd)
     cmd = command("exec", "run a command with a role's credentials: exec ROLE -- CMD [ARGS...]")
     role_arg(cmd)
     duration_option(cmd)
+    scope_option(cmd)
     console.add_arguments(command("console", "open an AWS console sign-in link for a role (or --print it): "
                                              "console ROLE [--service s3] [--region R] [--destination PATH]"))
     cmd = command("serve", "serve a role's credentials on 127.0.0.1 to long-running programs, as ECS does: "
@@ -146,15 +153,29 @@ def build_parser(stdout: IO[str], stderr: IO[str]) -> Any:
                      help="serve this role at /role/NAME (repeatable; the variables point at the first)")
     duration_option(cmd)
     cmd.add_argument("--port", type=port, help="listen on this port of 127.0.0.1 (default: a free one)")
-    cmd = command("request", "ask for time-bound access to a role that needs approval")
-    role_arg(cmd)
+    cmd = command("request", "ask for time-bound access to a role that needs approval (or to several roles "
+                  "that share an approval, with one decision): request ROLE [ROLE ...] --reason TEXT")
+    cmd.add_argument("role_args", nargs="*", metavar="ROLE", help="the role's name, as `rolebroker roles` lists "
+                     "it; several for one decision (e.g. the same role in ten accounts)")
+    cmd.add_argument("--role", dest="roles", action="append", metavar="NAME", help="the same, as an option "
+                     "(repeatable)")
     cmd.add_argument("--reason", required=True, help="why you need it (approvers see this)")
     duration_option(cmd, "how long the grant lasts (default: the longest the role's policy grants)")
-    output_option(command("requests", "list your access requests and those you may approve"))
+    cmd.add_argument("--ticket", help="the incident or change id, e.g. INC-1234 (some roles require one)")
+    scope_option(cmd)
+    cmd.add_argument("--start", metavar="ISO-TIME", help="start later, e.g. 2030-03-01T09:00:00+01:00: the "
+                     "duration counts from then (or from the approval, if later)")
+    cmd = command("requests", "list your access requests and those you may approve, review or watch")
+    cmd.add_argument("--kind", choices=["access", "break_glass", "extension"],
+                     help="only these (break_glass: break-glasses waiting for a review first)")
+    output_option(cmd)
     cmd = command("show", "one access request: who asked, who decided, when, the note, the history")
     request_id(cmd)
     output_option(cmd)
-    request_id(command("approve", "approve an access request"))
+    cmd = command("approve", "approve an access request (it may need several approvers, stage by stage)")
+    request_id(cmd)
+    cmd.add_argument("--role", dest="grant", action="append", metavar="NAME",
+                     help="grant only this role of a request for several (repeatable); without it, all of them")
     cmd = command("deny", "deny an access request")
     request_id(cmd)
     cmd.add_argument("--reason", help="tell the requester why")
@@ -162,6 +183,21 @@ def build_parser(stdout: IO[str], stderr: IO[str]) -> Any:
     cmd = command("revoke", "end an approved grant early (its requester, or an admin)")
     request_id(cmd)
     cmd.add_argument("--reason", help="say why (the requester and the audit log see it)")
+    cmd = command("break-glass", "emergency access now, without an approver: with a reason and a ticket; "
+                  "security is told at once and an approver reviews it afterwards: break-glass ROLE --reason TEXT "
+                  "--ticket ID")
+    role_arg(cmd)
+    cmd.add_argument("--reason", required=True, help="what is on fire (approvers and security see this)")
+    cmd.add_argument("--ticket", required=True, help="the incident id, e.g. INC-1234")
+    duration_option(cmd, "how long (default and most: the role's break-glass limit)")
+    cmd = command("review", "review someone's break-glass access (an approver of its role)")
+    request_id(cmd)
+    cmd.add_argument("--reason", help="what you checked")
+    cmd = command("extend", "more time on your approved access: at once within the role's limit, else approvers "
+                  "are asked")
+    request_id(cmd)
+    duration_option(cmd, "how much more", required=True)
+    cmd.add_argument("--reason", required=True, help="why (approvers may see this)")
     cmd = command("evidence", "a request's sessions and ready-to-run CloudTrail queries for what they did")
     request_id(cmd)
     output_option(cmd)

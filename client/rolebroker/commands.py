@@ -56,12 +56,18 @@ class Options:
     open: bool = False
     reason: str | None = None
     request_id: str | None = None
+    ticket: str | None = None
+    scope: str | None = None
+    start: str | None = None
+    kind: str | None = None
+    grant: list[str] | None = None
     argv: list[str] | None = None
     cache_action: str | None = None
     issuer: str | None = None
     client_id: str | None = None
     no_browser: bool = False
     role_arg: str | None = None
+    role_args: list[str] | None = None
     service: str | None = None
     region: str | None = None
     destination: str | None = None
@@ -119,15 +125,16 @@ class Context:
 
 
 def credentials_for(ctx: Context, role: str, duration: int | None, *, use_cache: bool = True) -> dict[str, Any]:
-    """A cache entry for ``role``: from the cache when fresh, else from the broker."""
+    """A cache entry for ``role`` (and ``--scope``): from the cache when fresh, else from the broker."""
     url = ctx.settings.require_url()
     source = ctx.token_source()
     rt = ctx.rt
+    scope = ctx.opts.scope
     cache = CredentialCache(ctx.settings.cache_dir, getuid=rt.getuid) if use_cache else None
-    key = CredentialCache.key(url, identity_of(source.peek()), role, duration)
+    key = CredentialCache.key(url, identity_of(source.peek()), role, duration, scope)
     # The broker's warnings (a shorter session than asked, ...) go to stderr,
     # never into credential_process's stdout; a cache hit has none to repeat.
-    fetcher = BrokerCredentialFetcher(ctx.client, role, duration, cache=cache, cache_key=key, clock=rt.clock,
+    fetcher = BrokerCredentialFetcher(ctx.client, role, duration, scope, cache=cache, cache_key=key, clock=rt.clock,
                                       sleep=rt.sleep, lock_timeout=rt.lock_timeout, warn=ctx.warn)
     return fetcher.fetch()
 
@@ -331,6 +338,9 @@ COMMANDS: dict[str, Callable[[Context], int]] = {
     "deny": jit.cmd_deny,
     "cancel": jit.cmd_cancel,
     "revoke": jit.cmd_revoke,
+    "break-glass": jit.cmd_break_glass,
+    "review": jit.cmd_review,
+    "extend": jit.cmd_extend,
     "evidence": jit.cmd_evidence,
     "login": cmd_login,
     "logout": cmd_logout,

@@ -55,7 +55,7 @@ class LocalFacts:
         self.expires = float(exp) if isinstance(exp, (int, float)) and not isinstance(exp, bool) else None
         cache = CredentialCache(ctx.settings.cache_dir, getuid=ctx.rt.getuid)
         self.cached = sorted(cache.entries_for(self.broker_url, identity_of(token)),
-                             key=lambda e: (e["role"], e["duration"] or 0))
+                             key=lambda e: (e["role"], e["duration"] or 0, e["scope"] or ""))
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -65,7 +65,7 @@ class LocalFacts:
             "subject": self.subject,
             "token_expires_at": _iso(self.expires) if self.expires is not None else None,
             "renews": self.renews,
-            "cached_credentials": [{"role": e["role"], "duration_seconds": e["duration"],
+            "cached_credentials": [{"role": e["role"], "duration_seconds": e["duration"], "scope": e["scope"],
                                     "expires_at": _iso(float(e["expires_at"]))} for e in self.cached],
         }
 
@@ -120,8 +120,9 @@ def whoami_text(facts: LocalFacts, answer: Mapping[str, Any] | None, now: float)
         rows.append(("cached", "no credentials"))
     for index, entry in enumerate(facts.cached):
         length = f" (--duration {human_duration(entry['duration'])})" if entry["duration"] else ""
-        rows.append(("cached" if index == 0 else "",
-                     f"{one_line(entry['role'], 80)}{length} until {_until(float(entry['expires_at']), now)}"))
+        scope = f" (--scope {one_line(entry['scope'], 64)})" if entry["scope"] else ""
+        rows.append(("cached" if index == 0 else "", f"{one_line(entry['role'], 80)}{length}{scope} until "
+                     f"{_until(float(entry['expires_at']), now)}"))
     width = max(len(label) for label, _ in rows)
     return "".join(f"{label.ljust(width)}  {value}".rstrip() + "\n" for label, value in rows)
 
@@ -144,15 +145,59 @@ def who_can_text(answer: Mapping[str, Any]) -> str:
     lines.append(f"  needs: {' and '.join(needs) if needs else 'nothing more (allowed directly)'}")
     approval = answer.get("approval")
     if isinstance(approval, dict):
-        approvers = "; or ".join(rule_text(r) for r in approval.get("approvers") or [] if isinstance(r, dict))
-        grant = approval.get("max_grant_seconds")
-        lines.append(f"  approvers: {approvers or 'nobody (no approver rule)'}; grants up to "
-                     f"{human_duration(grant)}")
+        lines += approval_lines(approval)
+    lines += access_extras(answer)
     rules = [r for r in answer.get("rules") or [] if isinstance(r, dict)]
     if not rules:
         lines.append("  nobody: the role has no allow rule")
     lines += [f"  rule {number}: {rule_text(rule)}" for number, rule in enumerate(rules, 1)]
     return "\n".join(lines)
+
+
+def _rules_text(rules: object) -> str:
+    return "; or ".join(rule_text(r) for r in rules if isinstance(r, dict)) if isinstance(rules, list) else ""
+
+
+def approval_lines(approval: Mapping[str, Any]) -> list[str]:
+    """Who approves: one line, or a line per stage when approvals come in stages or several at a time."""
+    grant = f"grants up to {human_duration(approval.get('max_grant_seconds'))}"
+    stages = [st for st in approval.get("stages") or [] if isinstance(st, dict)]
+    if len(stages) < 2 and all(st.get("required") == 1 for st in stages):
+        lines = [f"  approvers: {_rules_text(approval.get('approvers')) or 'nobody (no approver rule)'}; {grant}"]
+    else:
+        lines = []
+        for number, stage in enumerate(stages, 1):
+            required = stage.get("required")
+            count = f"{required} approver{'s' if required != 1 else ''}" if isinstance(required, int) else "?"
+            lines.append(f"  {'then ' if number > 1 else ''}stage {number} of {len(stages)} "
+                         f"({one_line(str(stage.get('name', '?')), 40)}): {count} with "
+                         f"{_rules_text(stage.get('approvers')) or 'nobody (no approver rule)'}")
+        lines[-1] += f"; {grant}"
+    ticket = approval.get("ticket")
+    if isinstance(ticket, dict):
+        lines.append(f"  ticket: {'required' if ticket.get('required') else 'optional'}, matching "
+                     f"{one_line(str(ticket.get('pattern')), 120)}")
+    return lines
+
+
+def access_extras(answer: Mapping[str, Any]) -> list[str]:
+    """Break-glass, scopes and who is told, when the broker's answer has them."""
+    lines = []
+    glass = answer.get("break_glass")
+    if isinstance(glass, dict):
+        lines.append(f"  break-glass: {_rules_text(glass.get('allow')) or 'nobody'} (and a rule below), up to "
+                     f"{human_duration(glass.get('max_duration_seconds'))}, with a reason and a ticket matching "
+                     f"{one_line(str(glass.get('ticket_pattern')), 120)}")
+    scopes = answer.get("scopes")
+    for name, scope in scopes.items() if isinstance(scopes, dict) else []:
+        about = scope.get("description") if isinstance(scope, dict) else None
+        lines.append(f"  scope {one_line(str(name), 64)}: {one_line(str(about or 'a session policy'), 200)}")
+    notify = answer.get("notify")
+    if isinstance(notify, dict):
+        channels = ", ".join(one_line(str(c), 40) for c in notify.get("channels") or []) or "none"
+        lines.append(f"  told, cannot decide: channels {channels}; watchers "
+                     f"{_rules_text(notify.get('watchers')) or 'nobody'}")
+    return lines
 
 
 def rule_text(rule: Mapping[str, Any]) -> str:

@@ -307,7 +307,7 @@ def test_response_is_json_serialisable_and_has_no_extra_secret_fields(api: Harne
     body = api.post("/v1/credentials", {"role": "sandbox-admin"}, groups=["platform-admins"]).json_body
     assert json.loads(json.dumps(body)) == body
     assert set(body) == {"role", "role_arn", "assumed_role_arn", "source_identity", "duration_seconds",
-                         "warnings", "credentials", "profile"}
+                         "warnings", "credentials", "profile", "scope"}
 
 
 def _console_with(api: Harness, fetched: list[str]) -> None:

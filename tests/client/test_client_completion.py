@@ -79,7 +79,7 @@ printf '%s\\n' "${COMPREPLY[@]}"
 
 
 @pytest.mark.parametrize(("words", "expected"), [
-    (["rolebroker", "ex"], ["exec"]),
+    (["rolebroker", "ex"], ["exec", "extend"]),
     (["rolebroker", "wh"], ["what-can", "who-can", "whoami"]),
     (["rolebroker", "exec", ""], ROLES),
     (["rolebroker", "exec", "sa"], ["sandbox-admin"]),
@@ -90,6 +90,11 @@ printf '%s\\n' "${COMPREPLY[@]}"
     (["rolebroker", "cache", ""], ["clear"]),
     (["rolebroker", "completion", ""], ["bash", "fish", "zsh"]),
     (["rolebroker", "request", "--reason", "ex", ""], ROLES),
+    (["rolebroker", "request", "sandbox-admin", "p"], ["prod-admin"]),
+    (["rolebroker", "break-glass", "s"], ["sandbox-admin"]),
+    (["rolebroker", "approve", "0123456789ab", "--role", "p"], ["prod-admin"]),
+    (["rolebroker", "requests", "--kind", ""], ["access", "break_glass", "extension"]),
+    (["rolebroker", "env", "sandbox-admin", "--s"], ["--scope"]),
     (["rolebroker", "exec", "sandbox-admin", "--", "printf"], ["printf"]),
 ])
 def test_bash_completes(cli: Callable[..., Result], shell_env: dict[str, str], tmp_path: Path,
@@ -115,7 +120,7 @@ _rolebroker
 
 @pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed")
 @pytest.mark.parametrize(("words", "expected"), [
-    (["rolebroker", "ex"], ["exec"]),
+    (["rolebroker", "ex"], ["exec", "extend"]),
     (["rolebroker", "exec", "s"], ["sandbox-admin"]),
     (["rolebroker", "--url", "http://x", "env", "p"], ["prod-admin"]),
     (["rolebroker", "exec", "--d"], ["--duration"]),
@@ -138,7 +143,7 @@ def test_zsh_completes(cli: Callable[..., Result], shell_env: dict[str, str], tm
 
 @pytest.mark.skipif(shutil.which("fish") is None, reason="fish is not installed")
 @pytest.mark.parametrize(("line", "expected"), [
-    ("rolebroker ex", ["exec"]),
+    ("rolebroker ex", ["exec", "extend"]),
     ("rolebroker exec ", ROLES),
     ("rolebroker roles --output ", ["json", "text"]),
     ("rolebroker cache ", ["clear"]),

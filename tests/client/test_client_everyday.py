@@ -164,7 +164,13 @@ def test_exec_takes_the_role_as_a_word(cli: Callable[..., Result], broker: FakeB
     (["roles", "--output", "yaml"], "argument --output: invalid choice: 'yaml' (choose from 'text', 'json') "
                                     "(see `rolebroker roles --help`)"),
     (["show"], "the following arguments are required: ID (see `rolebroker show --help`)"),
-    (["request", "--reason", "x"], "request needs a role: rolebroker request ROLE (`rolebroker roles` lists them)"),
+    (["request", "--reason", "x"], "request needs a role: rolebroker request ROLE [ROLE ...] --reason TEXT (several "
+                                   "roles get one decision; `rolebroker roles` lists them)"),
+    (["break-glass", "--reason", "x", "--ticket", "INC-1"],
+     "break-glass needs a role: rolebroker break-glass ROLE (`rolebroker roles` lists them)"),
+    (["extend", "0123456789ab", "--reason", "x", "--duration", "1x"],
+     "argument --duration: cannot read duration '1x': use e.g. 90m, 1h, 2h30m or 3600 (seconds) "
+     "(see `rolebroker extend --help`)"),
     (["completion"], "completion needs a shell: rolebroker completion bash|zsh|fish"),
 ])
 def test_command_line_mistakes_are_told_in_the_users_words(cli: Callable[..., Result], broker: FakeBroker,
@@ -230,6 +236,18 @@ def test_whoami_as_json(cli: Callable[..., Result], broker: FakeBroker) -> None:
         "token_expires_at": "2100-01-01T00:00:00Z", "renews": False, "identity": "alice@example.com",
         "groups": ["platform-admins"], "admin": False, "auditor": True, "roles": 2,
     }
+
+
+def test_whoami_names_the_scope_of_scoped_cached_credentials(cli: Callable[..., Result], broker: FakeBroker) -> None:
+    broker.route("GET", "/v1/access", Reply(200, access_answer()))
+    assert cli("credential-process", "--role", "sandbox-admin", "--scope", "read-only").code == 0
+    assert cli("credential-process", "--role", "sandbox-admin").code == 0
+    cached = json.loads(cli("whoami", "--output", "json").out)["cached_credentials"]
+    assert sorted(((e["role"], e["scope"]) for e in cached), key=str) == [("sandbox-admin", "read-only"),
+                                                                           ("sandbox-admin", None)]
+    lines = cli("whoami").out.splitlines()
+    assert [line for line in lines if "--scope read-only" in line]
+    assert len([line for line in lines if "sandbox-admin" in line]) == 2
 
 
 def test_whoami_shows_only_this_identitys_and_brokers_cache(cli: Callable[..., Result], broker: FakeBroker,
@@ -338,6 +356,38 @@ def test_who_can_asks_the_broker_about_a_role(cli: Callable[..., Result], broker
         "  rule 2: claim email = erin@example.com",
     ]
     assert json.loads(cli("who-can", "prod-breakglass", "--output", "json").out) == WHO_CAN
+    one_stage = {**WHO_CAN, "approval": {**WHO_CAN["approval"], "ticket": {"required": False, "pattern": "^CHG-\\d+$"},
+                                          "stages": [{"name": "approval", "required": 1, "approvers": []}]}}
+    broker.route("GET", "/v1/access", Reply(200, one_stage))
+    assert cli("who-can", "prod-breakglass").out.splitlines()[2:4] == [
+        "  approvers: group security; grants up to 4h", "  ticket: optional, matching ^CHG-\\d+$"]
+
+
+def test_who_can_tells_stages_tickets_break_glass_scopes_and_watchers(cli: Callable[..., Result],
+                                                                      broker: FakeBroker) -> None:
+    """The broker's who-can answer of issue 12, read by issue 13's client command."""
+    answer = {**WHO_CAN, "approval": {
+        "approvers": [{"groups": ["leads"]}, {"groups": ["security"]}],
+        "stages": [{"name": "team-lead", "required": 1, "approvers": [{"groups": ["leads"]}]},
+                   {"name": "security", "required": 2, "approvers": [{"groups": ["security"]}]}],
+        "ticket": {"required": True, "pattern": "^(INC|CHG)-[0-9]+$"}, "max_grant_seconds": 7200,
+        "pending_timeout_seconds": 86400, "extend": {"max_total_seconds": 7200, "auto_approve_seconds": 0}},
+        "break_glass": {"allow": [{"groups": ["oncall"]}], "max_duration_seconds": 3600,
+                        "block_until_reviewed": True, "ticket_pattern": "^INC-[0-9]+$"},
+        "scopes": {"readonly": {"description": "look, do not \x1b[2Jtouch", "policy": {}, "policy_arns": []}},
+        "notify": {"channels": ["C0SRE"], "watchers": [{"groups": ["sre-leads"]}]}}
+    broker.route("GET", "/v1/access", Reply(200, answer))
+    result = cli("who-can", "prod-breakglass")
+    assert result.code == 0, result.err
+    assert result.out.splitlines()[2:9] == [
+        "  stage 1 of 2 (team-lead): 1 approver with group leads",
+        "  then stage 2 of 2 (security): 2 approvers with group security; grants up to 2h",
+        "  ticket: required, matching ^(INC|CHG)-[0-9]+$",
+        "  break-glass: group oncall (and a rule below), up to 1h, with a reason and a ticket matching ^INC-[0-9]+$",
+        "  scope readonly: look, do not touch",
+        "  told, cannot decide: channels C0SRE; watchers group sre-leads",
+        "  rule 1: group developers or platform-admins",
+    ]
 
 
 def test_who_can_for_someone_who_may_not_ask(cli: Callable[..., Result], broker: FakeBroker) -> None:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.client.fakes import ALICE, CLIENT_SCRIPT, FakeBroker, imported_modules
 
 PROCESSES = 20
@@ -41,10 +43,12 @@ def test_twenty_processes_at_once_make_one_broker_request(broker: FakeBroker, ho
     assert broker.count("POST", "/v1/credentials") == 1
 
 
-def test_cache_hit_imports_nothing_heavy(broker: FakeBroker, home: Path) -> None:
+@pytest.mark.parametrize("extra", [[], ["--scope", "read-only"]])
+def test_cache_hit_imports_nothing_heavy(broker: FakeBroker, home: Path, extra: list[str]) -> None:
     env = process_env(home)
-    first = subprocess.run(credential_process(broker), env=env, capture_output=True, check=True)
-    hit = subprocess.run([sys.executable, "-X", "importtime", *credential_process(broker)[1:]], env=env,
+    command = credential_process(broker) + extra  # a --scope is part of the key, and still a hit
+    first = subprocess.run(command, env=env, capture_output=True, check=True)
+    hit = subprocess.run([sys.executable, "-X", "importtime", *command[1:]], env=env,
                          capture_output=True, check=True)
     assert hit.stdout == first.stdout
     assert broker.count("POST", "/v1/credentials") == 1

@@ -107,7 +107,9 @@ def test_request_without_a_duration(stack: LocalStack, tmp_path: Path) -> None:
     bob = stack.mint("bob@example.com", groups=["developers"])
     done = client(stack, tmp_path, bob, "request", "prod-breakglass", "--reason", "INC-9 queue stuck")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("request ") and done.stdout.endswith(" for prod-breakglass: pending\n")
+    first, progress = done.stdout.splitlines()
+    assert first.startswith("request ") and first.endswith(" for prod-breakglass: pending")
+    assert progress == "  waiting for 0 of 1 approvals in stage 1 of 1 (approval)"
     assert done.stderr == "rolebroker: without --duration the broker asked for 4h, the longest grant the role allows\n"
     request_id = done.stdout.split()[1]
     shown = client(stack, tmp_path, bob, "show", request_id, "--output", "json")

@@ -6,26 +6,29 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from botocore.stub import Stubber
 from chalice.test import Client
 from pytest_httpserver import HTTPServer
 
 from chalicelib.audit import AuditLog
 from chalicelib.aws.store import create_table
 from devstack.issuer import DevIssuer
-from tests.conftest import Moto, broker_environ
+from tests.conftest import Moto, broker_environ, fake_client
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
+_KEYS = itertools.count(1)  # each stubbed session its own access key id, as STS gives them
 SIGNING_SECRET = "test-signing-secret-" + "x" * 12
 TASK_KEY = "test-task-signing-key-" + "k" * 32
 TEAM_ID = "T0001"  # the workspace of tests/events/*.json
@@ -77,6 +80,7 @@ class Jit:
     services: Any
     audit_lines: list[str]
     users_info: dict[str, dict[str, Any]]
+    stubber: Stubber | None = None  # STS, when the test module asks for exact AssumeRole parameters
 
     def call(self, method: str, path: str, token: str, body: Any = None) -> Any:
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
@@ -118,6 +122,28 @@ class Jit:
         payload["response_url"] = self.slack.url_for("/hooks/actions/1")
         return self.signed_post("/slack/interactions", {"payload": json.dumps(payload)})
 
+    def expect_assume(self, role_arn: str, tags: list[dict[str, str]], **session_policy: Any) -> None:
+        """Queue STS's answer for bob's next session and the exact AssumeRole parameters it must get
+        (``Policy``/``PolicyArns`` as keywords); needs ``jit_stub_sts``. Each answer has its own key id."""
+        assert self.stubber is not None, "override the jit_stub_sts fixture to return True"
+        account, role = role_arn.split(":")[4], role_arn.rsplit("/", 1)[1]
+        answer = {"Credentials": {"AccessKeyId": f"ASIAFAKEKEY{next(_KEYS):09d}",
+                                  "SecretAccessKey": "fake/Secret/Access/Key/For/Tests/Only/00",
+                                  "SessionToken": "fake-session-token-for-rolebroker-tests" + "x" * 40,
+                                  "Expiration": self.clock() + timedelta(hours=1)},
+                  "AssumedRoleUser": {"AssumedRoleId": "AROAEXAMPLE:bob@example.com",
+                                      "Arn": f"arn:aws:sts::{account}:assumed-role/{role}/bob@example.com"},
+                  "SourceIdentity": "bob@example.com"}
+        self.stubber.add_response("assume_role", answer, {
+            "RoleArn": role_arn, "RoleSessionName": "bob@example.com", "SourceIdentity": "bob@example.com",
+            "DurationSeconds": 3600, "Tags": tags, **session_policy})
+
+    def bob_tags(self, *groups: str) -> list[dict[str, str]]:
+        """The identity tags on bob's sessions (a grant's tags follow them)."""
+        return [{"Key": "rolebroker:identity", "Value": "bob@example.com"},
+                {"Key": "rolebroker:issuer", "Value": self.issuer.url},
+                {"Key": "rolebroker:groups", "Value": ":".join(sorted(groups))}]
+
     def sent(self, path: str) -> list[dict[str, Any]]:
         found = []
         for request, _ in self.slack.log:
@@ -130,6 +156,17 @@ class Jit:
                          for request, _ in self.slack.log if not request.path.startswith("/federation"))
 
 
+PARTNER_AUDIENCE = "rolebroker-partner"
+
+
+@pytest.fixture(scope="module")
+def partner() -> Iterator[DevIssuer]:
+    """A second people IdP (``issuers.partner`` in a module's policy), e.g. after an acquisition."""
+    dev = DevIssuer(audience=PARTNER_AUDIENCE).start()
+    yield dev
+    dev.stop()
+
+
 @pytest.fixture
 def jit_policy() -> str:
     """The access policy the ``jit`` app runs with; a test module may override it."""
@@ -137,8 +174,14 @@ def jit_policy() -> str:
 
 
 @pytest.fixture
+def jit_stub_sts() -> bool:
+    """Whether the ``jit`` app's STS is a Stubber'd client (a test module may override it) or moto's."""
+    return False
+
+
+@pytest.fixture
 def jit(issuer: DevIssuer, moto_server: Moto, httpserver: HTTPServer, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch, jit_policy: str) -> Iterator[Jit]:
+        monkeypatch: pytest.MonkeyPatch, jit_policy: str, jit_stub_sts: bool) -> Iterator[Jit]:
     import app as app_module
 
     table = f"rolebroker-{uuid.uuid4().hex[:8]}"
@@ -148,8 +191,17 @@ def jit(issuer: DevIssuer, moto_server: Moto, httpserver: HTTPServer, tmp_path: 
     users_info: dict[str, dict[str, Any]] = {
         user: {"id": user, "team_id": TEAM_ID, "profile": {"email": email}}
         for user, email in (("U0ALICE", "alice@example.com"), ("U0DAVE", "dave@example.com"))}
-    httpserver.expect_request("/api/chat.postMessage").respond_with_json(
-        {"ok": True, "channel": "C0APPROVALS", "ts": "1700000000.000100"})
+    posts = itertools.count(100)
+
+    def answer_post(request: Any) -> Any:
+        # Like Slack: the channel posted to, and a new ts for each message (the first is ...000100).
+        from werkzeug import Response
+
+        channel = request.form.get("channel") or (request.get_json(silent=True) or {}).get("channel")
+        return Response(json.dumps({"ok": True, "channel": channel, "ts": f"1700000000.{next(posts):06d}"}),
+                        content_type="application/json")
+
+    httpserver.expect_request("/api/chat.postMessage").respond_with_handler(answer_post)
     httpserver.expect_request("/api/chat.update").respond_with_json({"ok": True})
 
     def answer_users_info(request: Any) -> Any:
@@ -172,8 +224,18 @@ def jit(issuer: DevIssuer, moto_server: Moto, httpserver: HTTPServer, tmp_path: 
         ROLEBROKER_SLACK_API_URL=httpserver.url_for("/api/"),
         ROLEBROKER_SLACK_RESPONSE_URL_PREFIX=httpserver.url_for("/hooks/"),
         ROLEBROKER_FEDERATION_URL=httpserver.url_for("/federation"))
-    services = app_module._build_services(environ, client_factory=moto_server.client,
+    sts = fake_client("sts") if jit_stub_sts else None
+
+    def clients(name: str) -> Any:
+        return sts if sts is not None and name == "sts" else moto_server.client(name)
+
+    services = app_module._build_services(environ, client_factory=clients,
                                           audit=AuditLog(emit=lines.append), inline_tasks=True, clock=clock)
     monkeypatch.setattr(app_module, "_services", services)
     with Client(app_module.app) as client:
-        yield Jit(client, issuer, httpserver, clock, services, lines, users_info)
+        if sts is None:
+            yield Jit(client, issuer, httpserver, clock, services, lines, users_info)
+            return
+        with Stubber(sts) as stubber:
+            yield Jit(client, issuer, httpserver, clock, services, lines, users_info, stubber)
+            stubber.assert_no_pending_responses()

@@ -4,7 +4,6 @@ approving across issuers."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -13,7 +12,7 @@ import pytest
 from chalicelib.exceptions import Conflict
 from devstack.issuer import DevIssuer
 from tests.conftest import CI_AUDIENCE
-from tests.flow.conftest import Jit
+from tests.flow.conftest import PARTNER_AUDIENCE, Jit
 
 POLICY = """\
 version: 1
@@ -47,16 +46,6 @@ slack:
   approvals_channel: C0APPROVALS
 """
 REQUEST = {"duration_seconds": 3600, "reason": "INC-42 release"}
-
-
-PARTNER_AUDIENCE = "rolebroker-partner"
-
-
-@pytest.fixture(scope="module")
-def partner() -> Iterator[DevIssuer]:
-    dev = DevIssuer(audience=PARTNER_AUDIENCE).start()
-    yield dev
-    dev.stop()
 
 
 @pytest.fixture

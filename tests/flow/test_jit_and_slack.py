@@ -195,7 +195,8 @@ def test_ssl_check_and_help_answer_at_once(jit: Jit) -> None:
     assert ssl.status_code == 200 and ssl.body in (b"", "")
     help_reply = jit.command("U0BOB", "what is this")
     assert help_reply.json_body["response_type"] == "ephemeral"
-    assert "/aws request ROLE DURATION REASON" in help_reply.json_body["text"]
+    assert ("/aws request ROLE[,ROLE…] DURATION [ticket=ID] [scope=NAME] [start=ISO-TIME] REASON"
+            in help_reply.json_body["text"])
     assert jit.sent("/hooks/commands/1") == []
 
 

@@ -68,7 +68,11 @@ def test_who_can_lists_every_rule_with_its_values_and_conditions() -> None:
     assert answer["account"] == "prod" and answer["account_id"] == "333333333333"
     assert answer["requires_mfa"] is True and answer["requires_approval"] is True
     assert answer["approval"] == {"approvers": [{"groups": ["security"]}], "max_grant_seconds": 3600,
-                                  "pending_timeout_seconds": 86400}
+                                  "pending_timeout_seconds": 86400,
+                                  "stages": [{"name": "approval", "required": 1,
+                                              "approvers": [{"groups": ["security"]}]}],
+                                  "ticket": None, "extend": {"max_total_seconds": 3600, "auto_approve_seconds": 0}}
+    assert (answer["break_glass"], answer["scopes"], answer["notify"]) == (None, {}, None)
     assert answer["rules"] == [{"groups": ["deployers"], "claims": {"env": ["prod"]},
                                 "requires_mfa": True, "requires_approval": True}]
     text = format_who_can(answer)

@@ -114,3 +114,21 @@ def test_make_run_installs_no_test_tooling() -> None:
     assert dev.splitlines()[0] == "-r requirements-run.txt"
     makefile = (root / "Makefile").read_text()
     assert "run: $(RUN_STAMP)" in makefile
+
+
+def test_a_new_stack_forgets_scoped_credentials_too(tmp_path: Path) -> None:
+    """A --scope entry has one more part in its key; it must not outlive the stack it came from."""
+    from rolebroker._fast import CACHE_FORMAT
+    from rolebroker.cache import CredentialCache
+
+    environ = {"HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    cache = CredentialCache(str(tmp_path / "cache" / "rolebroker"), getuid=os.getuid)
+    creds = {"Version": 1, "AccessKeyId": "ASIAOLDSTACK", "SecretAccessKey": "s" * 40, "SessionToken": "t" * 80,
+             "Expiration": "2100-01-01T00:00:00Z"}
+    key = cache.key("http://127.0.0.1:8000", ("http://127.0.0.1:8001", "alice"), "sandbox-admin", None, "read-only")
+    assert cache.put(key, {"format": CACHE_FORMAT, "role": "sandbox-admin", "region": None,
+                           "expires_at": 4102444800.0, "credentials": creds})
+    assert cache.entries_for("http://127.0.0.1:8000", ("http://127.0.0.1:8001", "alice")) == [
+        {"role": "sandbox-admin", "duration": None, "scope": "read-only", "expires_at": 4102444800.0}]
+    assert forget_cached_credentials("http://127.0.0.1:8000", environ) == 1
+    assert cache.entries_for("http://127.0.0.1:8000", ("http://127.0.0.1:8001", "alice")) == []

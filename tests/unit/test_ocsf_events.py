@@ -42,6 +42,12 @@ def entry(action: str, outcome: str, **fields: Any) -> dict[str, Any]:
     (entry("cancel", "cancelled", role="breakglass", request_ref="0123456789ab"), 3004, 3, 1, 1),
     (entry("access-query", "allowed", about="bob@example.com"), 3004, 2, 1, 1),
     (entry("evidence", "denied", request_ref="0123456789ab"), 3004, 2, 2, 2),
+    (entry("break-glass", "approved", role="prod-admin", request_ref="0123456789ab"), 3005, 1, 1, 4),
+    (entry("break-glass", "denied", role="prod-admin"), 3005, 1, 2, 2),
+    (entry("approve", "counted", role="breakglass", request_ref="0123456789ab"), 3005, 1, 1, 1),
+    (entry("extend", "extended", role="breakglass", request_ref="0123456789ab"), 3005, 1, 1, 1),
+    (entry("review", "reviewed", role="prod-admin", request_ref="0123456789ab"), 3004, 3, 1, 1),
+    (entry("expire", "expired", role="breakglass", request_ref="0123456789ab"), 3004, 3, 1, 1),
     (entry("something-new", "odd"), 3004, 99, 0, 1),
 ])
 def test_each_audit_action_has_its_ocsf_class(audit: dict[str, Any], class_uid: int, activity_id: int,

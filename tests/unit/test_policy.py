@@ -66,7 +66,7 @@ def test_json_policy_loads_too() -> None:
     (("version: 1", "version: 1\nextra: true"), 2, "unknown key 'extra'"),
     (("    role_name: Admin", "    role_name: Admin\n    account: sandbox"), 10, "duplicate key 'account'"),
     (("      - groups: [admins]", "      - groups: [admins]\n    approval: {max_grant_seconds: 3600}"), 12,
-     "missing required key 'approvers'"),
+     "give exactly one of approvers (one stage) or stages"),
     (("      - groups: [admins]", "      - groups: [admins"), 12, "syntax error"),
 ])
 def test_bad_policies_fail_naming_the_place(patch: tuple[str, str], line: int, fragment: str) -> None:

@@ -69,6 +69,12 @@ def test_inline_caps_before_escaping() -> None:
 REQUEST = {"id": HOSTILE, "role": HOSTILE, "requester": HOSTILE, "duration_seconds": 3600, "reason": HOSTILE * 20,
            "status": "approved", "decided_by": HOSTILE, "decided_at": HOSTILE, "note": HOSTILE * 20,
            "grant_until": HOSTILE, "created_at": HOSTILE, "pending_until": HOSTILE}
+FULL = {**REQUEST, "status": "pending", "kind": "access", "roles": [HOSTILE] * 12, "ticket": HOSTILE, "scope": HOSTILE,
+        "start_at": HOSTILE, "grant_from": HOSTILE, "parent": HOSTILE, "extended_seconds": 600,
+        "narrowed_from": [HOSTILE], "approvals": [{"who": HOSTILE, "stage": HOSTILE, "at": HOSTILE}] * 12,
+        "progress": {"stage": 1, "stages": 2, "stage_name": HOSTILE, "approvals": 1, "required": 2}}
+GLASS = {**REQUEST, "kind": "break_glass", "ticket": HOSTILE,
+         "review": {"status": "pending", "by": None, "at": None, "note": None}}
 ROLE = {"name": HOSTILE, "account": HOSTILE, "account_id": HOSTILE, "region": HOSTILE,
         "access": "granted_until:" + HOSTILE}
 BUILDERS: dict[str, Callable[[], Any]] = {
@@ -88,6 +94,21 @@ BUILDERS: dict[str, Callable[[], Any]] = {
     "approval_request_mfa": lambda: messages.approval_request({**REQUEST, "status": "pending"}, mfa_note=True),
     "decision_update": lambda: messages.decision_update(REQUEST, description=HOSTILE * 30),
     "requester_notice": lambda: messages.requester_notice(REQUEST),
+    "request_with_everything": lambda: messages.approval_request(FULL, description=HOSTILE, mfa_note=False),
+    "request_for_watchers": lambda: messages.approval_request(FULL, mfa_note=False, audience="notify"),
+    "extension_request": lambda: messages.approval_request({**FULL, "kind": "extension"}, mfa_note=False),
+    "decided_with_everything": lambda: messages.decision_update({**FULL, "status": "approved"}),
+    "break_glass_alert": lambda: messages.break_glass_alert(GLASS, description=HOSTILE),
+    "break_glass_reviewed": lambda: messages.break_glass_alert(
+        {**GLASS, "review": {"status": "done", "by": HOSTILE, "at": HOSTILE, "note": HOSTILE}}),
+    "break_glass_security": lambda: messages.break_glass_alert(GLASS, audience="security"),
+    "break_glass_reply": lambda: messages.break_glass_reply(GLASS),
+    "break_glass_notice": lambda: messages.requester_notice(GLASS),
+    "reviewed_reply": lambda: messages.reviewed_reply(GLASS),
+    "extended_reply": lambda: messages.extended_reply(FULL, True),
+    "extension_filed": lambda: messages.extended_reply(FULL, False),
+    "counted_reply": lambda: messages.approved_reply(FULL),
+    "many_requests": lambda: messages.requests_reply([FULL, GLASS], None),
 }
 
 
@@ -114,6 +135,7 @@ def test_every_builder_cleans_every_value(name: str) -> None:
     texts = shown_texts(BUILDERS[name]())
     assert texts
     for text in texts:
+        text = text.replace("*BREAK-GLASS* <!here>", "*BREAK-GLASS*", 1)  # our own mention, security's copy only
         for raw in ("<!", "<https://evil", "\u2028", "\u2029", "\u202e", "\u200b", "\x00", "\x1b"):
             assert raw not in text, (name, raw, text)
         assert not any(line.lstrip("•> _").startswith("*Approved* by mallory") for line in text.splitlines()), text
@@ -167,3 +189,65 @@ def _inside_logging(tree: ast.AST, target: ast.AST) -> bool:
                 and node.func.value.id == "LOG" and target in node.args):
             return True
     return False
+
+
+def test_only_the_security_copy_of_a_break_glass_mentions_the_channel() -> None:
+    texts = {audience: json.dumps(messages.break_glass_alert({**GLASS, "id": "0123456789ab"}, audience=audience))
+             for audience in ("approvers", "security", "notify")}
+    assert texts["security"].count("<!here>") == 1
+    assert "<!" not in texts["approvers"] and "<!" not in texts["notify"]
+    _, approvers = messages.break_glass_alert({**GLASS, "id": "0123456789ab"})
+    assert approvers[-1]["elements"][0]["action_id"] == "review"
+
+
+def test_watchers_never_get_buttons() -> None:
+    _, blocks = messages.approval_request({**FULL, "id": "0123456789ab"}, mfa_note=False, audience="notify")
+    assert all(b["type"] != "actions" for b in blocks)
+
+
+def test_the_help_text_names_every_slack_command() -> None:
+    """Commands of both issue 12 (break-glass, review, extend) and issue 13 (console SERVICE) are listed."""
+    from chalicelib.chat.chatops import ChatOps
+
+    commands = sorted(name[len("_cmd_"):].replace("_", "-") for name in dir(ChatOps) if name.startswith("_cmd_"))
+    assert {"break-glass", "console", "extend", "request", "review"} <= set(commands)
+    for command in commands:
+        assert f"`/aws {command}" in messages.HELP, command
+    assert "`/aws console ROLE [SERVICE]`" in messages.HELP
+
+
+# Values a person copies out of a code span (ids to type, tickets, scopes) and that mrkdwn would
+# otherwise format outside one: inside `...` they stay as typed, except a backtick, which would end it.
+TYPED = {"id": "0123456789ab", "ticket": "_CHG-7_*x*", "scope": "ro_", "parent": "0123456789ac"}
+SPANNED = {**FULL, **TYPED, "status": "approved", "progress": None}
+SPANNED_GLASS = {**GLASS, **TYPED}
+SPAN_BUILDERS: dict[str, Callable[[], Any]] = {
+    "request_filed": lambda: messages.request_filed(SPANNED),
+    "extension_filed": lambda: messages.request_filed({**SPANNED, "kind": "extension"}),
+    "break_glass_reply": lambda: messages.break_glass_reply(SPANNED_GLASS),
+    "reviewed_reply": lambda: messages.reviewed_reply(SPANNED_GLASS),
+    "extended_reply": lambda: messages.extended_reply(SPANNED, True),
+    "extension_pending": lambda: messages.extended_reply(SPANNED, False),
+    "requests_reply": lambda: messages.requests_reply([SPANNED], None),
+    "approved_reply": lambda: messages.approved_reply(SPANNED),
+    "counted_reply": lambda: messages.approved_reply({**SPANNED, "status": "pending"}),
+    "requester_notice": lambda: messages.requester_notice(SPANNED),
+    "break_glass_notice": lambda: messages.requester_notice(SPANNED_GLASS),
+    "approvers_message": lambda: messages.approval_request({**SPANNED, "status": "pending"}, mfa_note=True),
+    "extension_message": lambda: messages.approval_request({**SPANNED, "kind": "extension"}, mfa_note=False),
+    "break_glass_alert": lambda: messages.break_glass_alert(SPANNED_GLASS),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SPAN_BUILDERS))
+def test_ids_tickets_and_scopes_in_code_spans_stay_as_typed(name: str) -> None:
+    spans = [span for text in shown_texts(SPAN_BUILDERS[name]()) for span in re.findall(r"`([^`]*)`", text)]
+    shown = [value for value in TYPED.values() if any(value in span for span in spans)]
+    assert shown, (name, spans)
+    for span in spans:  # nothing of ours in a span is a look-alike: each reads as it was typed
+        assert not set(span) & {"\u2217", "\u02cd", "\u223c", "\u02cb"}, (name, span)
+
+
+def test_a_backtick_in_a_ticket_cannot_end_its_code_span() -> None:
+    text = json.dumps(messages.approval_request({**SPANNED, "ticket": "INC`*Approved* by ceo`"}, mfa_note=False))
+    assert "Ticket: `INC\u02cb*Approved* by ceo\u02cb`" in json.loads(text)[1][0]["text"]["text"]

@@ -16,8 +16,17 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 from botocore.stub import ANY, Stubber
 
-from chalicelib.aws.store import AccessRequest, AccessStore
-from chalicelib.exceptions import Conflict, DependencyDown, RolebrokerError, SlotTaken, Throttled
+from chalicelib.aws.store import MAX_TRANSACTION_ITEMS, AccessRequest, AccessStore, ApprovalStep
+from chalicelib.exceptions import (
+    BreakGlassLocked,
+    Conflict,
+    DependencyDown,
+    RolebrokerError,
+    SlotTaken,
+    Throttled,
+    TooManyWrites,
+)
+from chalicelib.validation import MAX_ROLES_PER_REQUEST
 from tests.conftest import fake_client
 
 TABLE = "rolebroker-test"
@@ -161,3 +170,77 @@ def test_deciding_a_request_gives_its_slot_back_if_still_its_own(stubbed: tuple[
         "TableName": TABLE, "Key": {"pk": {"S": "OPEN#bob@example.com"}, "sk": {"S": "SLOT#03"}},
         "ConditionExpression": "request_id = :id", "ExpressionAttributeValues": {":id": {"S": "0123456789ab"}}}}]})
     store.deny(replace(PENDING_REQUEST, slot=3), approver="carol@example.com", now=NOW, note=None)
+
+
+def test_an_approval_names_the_place_it_takes_and_whom_the_database_refuses(
+        stubbed: tuple[AccessStore, Stubber]) -> None:
+    """The conditions that make N-of-M and stages hold against races are sent to DynamoDB, word for word."""
+    store, stubber = stubbed
+    stubber.add_response("transact_write_items", {}, {"TransactItems": [
+        {"Update": {
+            "TableName": TABLE, "Key": {"pk": {"S": "REQUEST#0123456789ab"}, "sk": {"S": "STATE"}},
+            "UpdateExpression": "SET stage_now = :next_stage, votes_in_stage = :next_count, "
+                                "votes = list_append(if_not_exists(votes, :empty), :vote) "
+                                "ADD approvers :who_set, approver_subs :iss_sub_set",
+            "ConditionExpression": "#status = :pending AND pending_until > :now AND requester <> :who "
+                                   "AND (attribute_not_exists(approvers) OR NOT contains(approvers, :who)) "
+                                   "AND NOT (requester_iss = :iss AND requester_sub = :sub) "
+                                   "AND (attribute_not_exists(approver_subs) OR NOT contains(approver_subs, :iss_sub))"
+                                   " AND (attribute_not_exists(stage_now) OR "
+                                   "(stage_now = :stage AND votes_in_stage = :count))",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": ANY,
+        }},
+        {"Put": {"TableName": TABLE, "Item": {
+            "pk": {"S": "REQUEST#0123456789ab"}, "sk": {"S": "EVENT#00#v00#00"}, "at": ANY,
+            "who": {"S": "carol@example.com"}, "from": {"S": "pending"}, "to": {"S": "pending"},
+            "note": {"S": "approval 1 of 2"}}, "ConditionExpression": "attribute_not_exists(pk)"}},
+    ]})
+    store.vote(PENDING_REQUEST, ApprovalStep("carol@example.com", ("https://idp.example.com", "00uCAROL"), NOW, 0, 1,
+                                             False), "approval 1 of 2")
+
+
+def test_a_change_over_dynamodbs_transaction_limit_is_refused_before_any_write(
+        stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, _ = stubbed  # no response queued: any call to DynamoDB would fail the Stubber
+    roles = tuple(f"role-{i}" for i in range(98))
+    with pytest.raises(TooManyWrites) as caught:
+        store.approve(replace(PENDING_REQUEST, roles=roles, slot=1), approver="carol@example.com", now=NOW,
+                      grant_until=NOW + timedelta(hours=1))
+    assert caught.value.status == 400
+    assert str(caught.value) == ("this change needs 101 writes at once and DynamoDB takes at most 100 in one "
+                                 "transaction; ask for fewer roles at once")
+
+
+def test_the_largest_request_the_api_takes_fits_every_transaction(stubbed: tuple[AccessStore, Stubber]) -> None:
+    """MAX_ROLES_PER_REQUEST roles: approval (update, event, a grant each, the slot), revocation, and the
+    extension of its grants (two requests, two events, a grant each, the slot) all stay within 100 writes."""
+    store, stubber = stubbed
+    request = replace(PENDING_REQUEST, roles=tuple(f"role-{i}" for i in range(MAX_ROLES_PER_REQUEST)), slot=1)
+    sizes: list[int] = []
+    for _ in range(3):
+        stubber.add_response("transact_write_items", {}, None)
+    original = store._client.transact_write_items
+
+    def counting(**kwargs: Any) -> Any:
+        sizes.append(len(kwargs["TransactItems"]))
+        return original(**kwargs)
+
+    store._client.transact_write_items = counting
+    store.approve(request, approver="carol@example.com", now=NOW, grant_until=NOW + timedelta(hours=1))
+    approved = replace(request, status="approved", grant_until=NOW + timedelta(hours=1), slot=None)
+    store.revoke(approved, who="carol@example.com", now=NOW, note=None)
+    extension = replace(PENDING_REQUEST, id="0123456789ac", kind="extension", parent=request.id, slot=2)
+    store.extend_by_approval(extension, approved, approver="carol@example.com", approver_sub=None, now=NOW,
+                             new_until=NOW + timedelta(hours=2))
+    assert sizes == [MAX_ROLES_PER_REQUEST + 3, MAX_ROLES_PER_REQUEST + 2, MAX_ROLES_PER_REQUEST + 5]
+    assert max(sizes) <= MAX_TRANSACTION_ITEMS
+
+
+@pytest.mark.parametrize("code", ["ConditionalCheckFailed", "TransactionConflict"])
+def test_a_held_break_glass_lock_is_told_apart(stubbed: tuple[AccessStore, Stubber], code: str) -> None:
+    store, stubber = stubbed
+    cancelled(stubber, "None", "None", "None", code)
+    with pytest.raises(BreakGlassLocked):
+        store.break_glass(role="prod-admin", requester="bob@example.com", duration_seconds=3600, reason="down",
+                          ticket="INC-1", now=NOW)
