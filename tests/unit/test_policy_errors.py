@@ -121,8 +121,9 @@ CASES = {
     "console": (role_line("console: yes please"), 10, "roles.admin.console: must be true or false, got 'yes please'"),
     "require_mfa": (role_line("require_mfa: 1"), 10, "roles.admin.require_mfa: must be true or false, got 1"),
     "unknown role key": (role_line("max_duration: 60"), 10,
-                         "roles.admin: unknown key 'max_duration' (allowed: account, allow, approval, console, "
-                         "description, max_duration_seconds, require_mfa, role_arn, role_name)"),
+                         "roles.admin: unknown key 'max_duration' (allowed: account, allow, approval, break_glass, "
+                         "console, description, max_duration_seconds, notify, require_mfa, role_arn, role_name, "
+                         "scopes)"),
     # rules
     "allow not a list": (base("    allow:\n" + RULE, "    allow: 42"), 10,
                          "roles.admin.allow: must be a list of rules"),
@@ -147,7 +148,8 @@ CASES = {
     # approval
     "approval not a mapping": (BASE + "    approval: 42\n", 12, "roles.admin.approval: must be a mapping"),
     "approval without approvers": (approval("      max_grant_seconds: 3600\n"), 13,
-                                   "roles.admin.approval: missing required key 'approvers'"),
+                                   "roles.admin.approval: give exactly one of approvers (one stage) or stages "
+                                   "(several, in order)"),
     "approvers not a list": (approval("      approvers: 42\n"), 13,
                              "roles.admin.approval.approvers: must be a list of rules"),
     "an approver rule with no groups": (approval("      approvers: [{groups: []}]\n"), 13,
