@@ -50,11 +50,14 @@ bench: $(STAMP)
 
 # Mutation testing of the modules that decide access (mutmut; see mutation/).
 # Long (hours on a shared 2-core machine), so not part of `make test` or CI.
-# MUTATE_JOBS test processes at once; MODULES="broker stamping" for a few.
+# MUTATE_JOBS test processes at once; MODULES="broker stamping" for a few. Runs are
+# incremental: modules not named keep their results, and mutmut keeps the verdicts of
+# every function whose code is unchanged; MUTATE_FRESH=1 starts from an empty mutants/.
 MUTATE_JOBS ?= 2
 MODULES ?=
+MUTATE_FRESH ?=
 mutate: $(STAMP)
-	$(BIN)/python -m mutation run --fresh --jobs $(MUTATE_JOBS) $(MODULES)
+	$(BIN)/python -m mutation run $(if $(MUTATE_FRESH),--fresh) --jobs $(MUTATE_JOBS) $(MODULES)
 
 # The copy-anywhere client: one file, `python3 build/rolebroker.pyz ...`. Its
 # bytecode is for the Python that builds it (others compile in memory).
