@@ -24,7 +24,8 @@ the mutation changes, replaces with ``None`` or removes only a string literal
 argument of
 
 * a domain error's constructor (``Forbidden("...")``, ``raise
-  PolicyError(...)``, a ``ValueError``, or the policy loader's
+  PolicyError(...)``, a ``ValueError`` or an ``AssertionError`` (a guard
+  on a path the design rules out), or the policy loader's
   ``self.fail(where, message, line)``: the place and the message, never
   the line). People read these messages (in an answer, in Slack, as an
   audit line's reason); no code compares them: ``app.py`` answers with the

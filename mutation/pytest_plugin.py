@@ -20,7 +20,8 @@ import os
 import pytest
 
 LAYERS = ("tests/unit/", "tests/api/", "tests/flow/")
-JIT_FLOWS = ("test_jit_decisions.py", "test_jit_and_slack.py", "test_request_pages.py")
+JIT_FLOWS = ("test_jit_decisions.py", "test_jit_and_slack.py", "test_request_pages.py", "test_approvals.py",
+             "test_approvals_across_issuers.py", "test_break_glass.py", "test_time.py")
 SLACK_FLOWS = ("test_slack_text.py", "test_slack_workspaces.py", "test_worker_tasks.py")
 # Module (or package) -> the flow test files about it; the longest prefix wins.
 FLOW_TESTS: dict[str, tuple[str, ...]] = {
@@ -30,8 +31,8 @@ FLOW_TESTS: dict[str, tuple[str, ...]] = {
     "chalicelib.aws.store.": (*JIT_FLOWS, "test_evidence.py", "test_faults.py", "test_worker_tasks.py",
                               "test_identity_flow.py"),
     "chalicelib.broker.": ("test_moto_flow.py", "test_faults.py", "test_evidence.py", "test_jit_and_slack.py",
-                           "test_identity_flow.py"),
-    "chalicelib.stamping.": ("test_moto_flow.py", "test_evidence.py"),
+                           "test_identity_flow.py", "test_scopes_and_roles.py", "test_break_glass.py"),
+    "chalicelib.stamping.": ("test_moto_flow.py", "test_evidence.py", "test_scopes_and_roles.py"),
     "chalicelib.chat.": (*JIT_FLOWS, *SLACK_FLOWS),
 }
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 MESSAGE_ERRORS = {"RolebrokerError", "BadRequest", "Unauthenticated", "Forbidden", "NotFound", "Conflict",
                   "Throttled", "AwsRefused", "DependencyDown", "SlotTaken", "ConfigurationError", "PolicyError",
-                  "ValueError"}
+                  "ValueError", "AssertionError"}
 POLICY_FAIL_TEXT_ARGS = 2  # self.fail(where, message, line): the first two are text
 LOG_METHODS = {"debug", "info", "warning", "error", "exception", "critical"}
 
