@@ -161,6 +161,11 @@ CASES = {
     "pending timeout": (approval("      approvers: {groups: [sec]}\n      pending_timeout_seconds: 299\n"), 14,
                         "roles.admin.approval.pending_timeout_seconds: must be a whole number of seconds from 300 to "
                         "604800, got 299"),
+    "approval ticket": (approval("      approvers: {groups: [sec]}\n      ticket: {required: 'x'}\n"), 14,
+                        "roles.admin.approval.ticket.required: must be true or false, got 'x'"),
+    "approval extend": (approval("      approvers: {groups: [sec]}\n      extend: {max_total_seconds: 10}\n"), 14,
+                        "roles.admin.approval.extend.max_total_seconds: must be a whole number of seconds from 900 "
+                        "to 604800, got 10"),
     # issuers
     "issuer not a mapping": (issuer(ISSUER.split("  github:")[1], " 42\n"), 3, "issuers.github: must be a mapping"),
     "issuer named default": (issuer("  github:", "  default:"), 3,
@@ -189,6 +194,12 @@ CASES = {
     "max token age": (issuer(extra="    max_token_age_seconds: 5\n"), 7,
                       "issuers.github.max_token_age_seconds: must be a whole number of seconds from 60 to 604800, "
                       "got 5"),
+    "an unverified email naming the person": (
+        issuer(extra="    approval_identity_claim: email\n    require_email_verified: false\n"), 7,
+        "issuers.github.approval_identity_claim: an unverified email can name anyone, so it cannot say who the "
+        "person is; keep require_email_verified true"),
+    "approval identity claim": (issuer(extra="    approval_identity_claim: ''\n"), 7,
+                                "issuers.github.approval_identity_claim: must be a claim name, got ''"),
     "jwks url": (issuer(extra="    jwks_url: file:///etc/keys\n"), 7,
                  "issuers.github.jwks_url: must be an https:// URL (http:// only on loopback), got 'file:///etc/keys'"),
     "two issuers, one url": (issuer(extra="  again:\n    url: https://token.actions.githubusercontent.com\n"
