@@ -364,6 +364,9 @@ def test_groups_and_claim_values_load_as_written() -> None:
 def test_a_role_name_with_a_path_makes_its_arn() -> None:
     role = parse_policy(BASE.replace("role_name: Admin", "role_name: /team/Admin")).roles["admin"]
     assert role.role_arn == "arn:aws:iam::222222222222:role/team/Admin"
+    # Only the leading slash goes: a name's own first letters stay, whatever they are.
+    xray = parse_policy(BASE.replace("role_name: Admin", "role_name: XRayReader")).roles["admin"]
+    assert xray.role_arn == "arn:aws:iam::222222222222:role/XRayReader"
 
 
 def test_an_issuer_caps_token_age_only_when_told_and_takes_long_claim_names() -> None:

@@ -166,6 +166,10 @@ CASES = {
     "approval extend": (approval("      approvers: {groups: [sec]}\n      extend: {max_total_seconds: 10}\n"), 14,
                         "roles.admin.approval.extend.max_total_seconds: must be a whole number of seconds from 900 "
                         "to 604800, got 10"),
+    "break glass": (BASE + "    approval: {approvers: {groups: [sec]}}\n    break_glass: {allow: 42}\n", 13,
+                    "roles.admin.break_glass.allow: must be a list of rules"),
+    "scopes": (role_line("scopes: 42"), 10, "roles.admin.scopes: must be a mapping"),
+    "notify": (role_line("notify: 42"), 10, "roles.admin.notify: must be a mapping"),
     # issuers
     "issuer not a mapping": (issuer(ISSUER.split("  github:")[1], " 42\n"), 3, "issuers.github: must be a mapping"),
     "issuer named default": (issuer("  github:", "  default:"), 3,
