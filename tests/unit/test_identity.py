@@ -20,7 +20,13 @@ import pytest
 from chalicelib.exceptions import DependencyDown, Unauthenticated
 from chalicelib.identity import keys as keys_module
 from chalicelib.identity.issuers import Issuer
-from chalicelib.identity.tokens import TokenVerifier, groups_from_claim, identity_from_claims
+from chalicelib.identity.tokens import (
+    MAX_TOKEN_BYTES,
+    TokenVerifier,
+    _bearer,
+    groups_from_claim,
+    identity_from_claims,
+)
 from chalicelib.settings import Settings
 from devstack.issuer import DevIssuer, new_key
 
@@ -302,6 +308,14 @@ def test_a_linked_issuers_token_without_its_person_is_refused() -> None:
             identity_from_claims({"sub": "p-erin", "iss": "p", **claims}, partner)
 
 
+def test_a_linked_issuers_unusable_person_claim_is_refused_naming_the_claim() -> None:
+    partner = Issuer(name="partner", url="p", audiences=("a",), identity_claim="sub",
+                     approval_identity_claim="employee_id")
+    with pytest.raises(Unauthenticated) as caught:
+        identity_from_claims({"sub": "p-erin", "iss": "p", "employee_id": 42}, partner)
+    assert str(caught.value) == "token's 'employee_id' claim is missing or not a non-empty string"
+
+
 @pytest.mark.parametrize(("verified", "counts"), [
     (True, True), ("true", True), ("TRUE", True), ("True", True),
     (False, False), ("false", False), (0, False), (1, False), ("yes", False), ("", False), (None, False),
@@ -409,6 +423,23 @@ def test_precheck_missing_kid_before_any_fetch(own_issuer: DevIssuer) -> None:
     token = jwt.encode({"iss": own_issuer.url, "aud": "aud-1", "sub": "x"}, own_issuer.keys[0].private,
                        algorithm="RS256")
     _assert_refused_without_fetch(own_issuer, verifier, "Bearer " + token, "key id")
+
+
+def test_precheck_an_empty_kid_before_any_fetch(own_issuer: DevIssuer) -> None:
+    verifier = TokenVerifier(settings_for(own_issuer))
+    token = ".".join([_b64({"alg": "RS256", "kid": ""}), _b64({"iss": own_issuer.url}), "c2ln"])
+    _assert_refused_without_fetch(own_issuer, verifier, "Bearer " + token, "key id")
+
+
+def test_bearer_may_be_followed_by_several_spaces(own_issuer: DevIssuer) -> None:
+    verifier = TokenVerifier(settings_for(own_issuer))
+    assert verifier.verify("Bearer   " + signed(own_issuer)).subject == "alice@example.com"
+
+
+def test_a_token_of_exactly_the_size_cap_is_read_and_one_byte_more_is_not() -> None:
+    assert _bearer("Bearer " + "a" * MAX_TOKEN_BYTES) == "a" * MAX_TOKEN_BYTES
+    with pytest.raises(Unauthenticated, match="too large"):
+        _bearer("Bearer " + "a" * (MAX_TOKEN_BYTES + 1))
 
 
 @pytest.mark.parametrize("iss", ["", 123, ["https://idp.example"], None])

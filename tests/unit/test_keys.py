@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from pytest_httpserver import HTTPServer
 
-from chalicelib.exceptions import DependencyDown
+from chalicelib.exceptions import DependencyDown, Unauthenticated
 from chalicelib.identity import keys as keys_module
 from chalicelib.identity.issuers import is_safe_url
 from chalicelib.identity.keys import MAX_DOCUMENT_BYTES, KeySet, urlopen
@@ -133,3 +133,40 @@ def unused_port() -> int:
 ])
 def test_only_https_or_http_to_loopback_is_fetched(url: str, safe: bool) -> None:
     assert is_safe_url(url) is safe
+
+
+def _serving(jwks: Any) -> Any:
+    """An opener whose discovery points at a JWKS of ``jwks`` (any JSON)."""
+    def opener(url: str, timeout: float) -> bytes:
+        if url.endswith("/.well-known/openid-configuration"):
+            return json.dumps({"issuer": "https://idp.example", "jwks_uri": "https://keys.example/jwks"}).encode()
+        return json.dumps(jwks).encode()
+    return opener
+
+
+@pytest.mark.parametrize("jwks", [[KEY.jwk()], "keys", 42, None])
+def test_a_key_set_that_is_not_a_json_object_is_a_clear_503(jwks: Any) -> None:
+    with pytest.raises(DependencyDown, match="key set is not a JSON object"):
+        KeySet("https://idp.example", None, opener=_serving(jwks)).key(KEY.kid)
+
+
+def test_only_signing_keys_with_a_kid_are_kept() -> None:
+    encryption, no_kid = new_key(), new_key()
+    jwks = {"keys": [KEY.jwk(), {**encryption.jwk(), "use": "enc"},
+                     {k: v for k, v in no_kid.jwk().items() if k != "kid"}]}
+    keys = KeySet("https://idp.example", None, opener=_serving(jwks))
+    assert keys.key(KEY.kid).key_id == KEY.kid
+    with pytest.raises(Unauthenticated, match="does not publish"):
+        keys.key(encryption.kid)  # published, but for encryption: never trusted to sign
+
+
+def test_a_key_without_use_signs() -> None:
+    unmarked = {k: v for k, v in KEY.jwk().items() if k != "use"}
+    assert KeySet("https://idp.example", None, opener=_serving({"keys": [unmarked]})).key(KEY.kid).key_id == KEY.kid
+
+
+def test_discovery_keeps_an_issuer_paths_own_last_letters() -> None:
+    # Only trailing slashes are dropped before the well-known path, never the path's own letters.
+    idp = FakeIdP("https://idp.example/tenantX")
+    KeySet("https://idp.example/tenantX", None, opener=idp).key(KEY.kid)
+    assert idp.fetched[0][0] == "https://idp.example/tenantX/.well-known/openid-configuration"
