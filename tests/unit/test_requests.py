@@ -17,10 +17,11 @@ import pytest
 from chalicelib.access.policy import AccessPolicy, parse_policy
 from chalicelib.audit import AuditLog, CallContext
 from chalicelib.aws.store import AccessStore, PageKey
-from chalicelib.exceptions import BadRequest, SlotTaken, Throttled
+from chalicelib.exceptions import BadRequest, Forbidden, SlotTaken, Throttled
+from chalicelib.identity.principal import Principal
 from chalicelib.identity.tokens import Identity
 from chalicelib.jit.desk import Notifier
-from chalicelib.jit.model import APPROVED, PENDING, AccessRequest
+from chalicelib.jit.model import APPROVED, BREAK_GLASS, EXTENSION, PENDING, AccessRequest
 from chalicelib.jit.requests import (
     MAX_READS_PER_PAGE,
     READ_BATCH,
@@ -50,6 +51,33 @@ roles:
 BOB = Identity(subject="bob@example.com", groups=frozenset({"developers"}), issuer=IDP, sub="00uBOB")
 CAROL = Identity(subject="carol@example.com", groups=frozenset({"security"}), issuer=IDP, sub="00uCAROL")
 CONTEXT = CallContext(request_id="req-1")
+# The same roles, with watchers, admins and auditors, a role with other approvers, and a linked second issuer.
+WATCHED = POLICY.replace("version: 1\n", """version: 1
+issuers:
+  partner:
+    url: https://partner.example
+    audiences: rolebroker
+    identity_claim: sub
+    approval_identity_claim: email
+admins: [{groups: [admins]}]
+auditors: [{groups: [auditors]}]
+""").replace("    approval: {approvers: {groups: [security]}}\n", """\
+    approval:
+      approvers: [{groups: [security]}, {issuer: partner, groups: [security]}]
+      extend: {max_total_seconds: 14400}
+    notify: {watchers: [{groups: [sre-leads]}]}
+  other:
+    account: production
+    role_name: Other
+    allow: [{groups: [developers]}]
+    approval: {approvers: {groups: [sre]}}
+""")
+SAM = Identity(subject="sam@example.com", groups=frozenset({"sre-leads"}), issuer=IDP, sub="00uSAM")
+ADA = Identity(subject="ada@example.com", groups=frozenset({"admins"}), issuer=IDP, sub="00uADA")
+AUDREY = Identity(subject="audrey@example.com", groups=frozenset({"auditors"}), issuer=IDP, sub="00uAUDREY")
+PARTNER_CAROL = Identity(subject="00uCAROL", groups=frozenset({"security"}), issuer="https://partner.example",
+                         sub="00uCAROL", principal=Principal("partner", "00uCAROL"),
+                         linked=Principal("default", "carol@example.com"))
 
 
 def pending(request_id: str = "a1b2c3d4e5f6", role: str = "breakglass", **changes: Any) -> AccessRequest:
@@ -251,3 +279,106 @@ def _token(data: Any) -> str:
 def test_a_page_token_we_did_not_make_is_a_400(data: Any) -> None:
     with pytest.raises(BadRequest, match="next_token"):
         decode_cursor(_token(data))
+
+
+# --------------------------------------------------------------------------
+# Approving an extension
+
+
+def test_approving_an_extension_lengthens_the_parent_grant_records_it_and_updates_both() -> None:
+    h = Harness(WATCHED)
+    parent = pending("a1b2c3d4e5f6", status=APPROVED, decided_at=NOW - timedelta(minutes=30),
+                     grant_until=NOW + timedelta(minutes=30))
+    extension = pending("e1e2e3e4e5e6", kind=EXTENSION, parent=parent.id, duration_seconds=1800)
+    h.store.get.side_effect = lambda request_id: {parent.id: parent, extension.id: extension}[request_id]
+    h.access.approve(PARTNER_CAROL, extension.id, context=CONTEXT)
+    call = h.store.extend_by_approval.call_args
+    assert call.args == (extension, parent)
+    assert call.kwargs == {"approver": "partner|00uCAROL", "approver_sub": ("https://partner.example", "00uCAROL"),
+                           "now": NOW, "new_until": NOW + timedelta(hours=1),
+                           "approver_person": "carol@example.com"}
+    [line] = h.audits()
+    until = (NOW + timedelta(hours=1)).isoformat()
+    assert {k: line[k] for k in ("action", "outcome", "principal", "request_ref", "parent", "reason")} == {
+        "action": "extend", "outcome": "approved", "principal": "partner|00uCAROL", "request_ref": extension.id,
+        "parent": parent.id, "reason": f"grant of {parent.id} until {until}"}
+    h.notifier.request_decided.assert_called_once_with(extension.id)
+    h.notifier.request_changed.assert_called_once_with(parent.id)
+
+
+# --------------------------------------------------------------------------
+# Why a caller may not decide a request
+
+
+def _refusal(h: Harness, who: Identity, request: AccessRequest) -> str:
+    h.store.get.return_value = request
+    with pytest.raises(Forbidden) as caught:
+        h.access.deny(who, request.id, note=None, context=CONTEXT)
+    return str(caught.value)
+
+
+def test_a_watcher_is_told_they_watch_but_cannot_decide() -> None:
+    h = Harness(WATCHED)
+    assert _refusal(h, SAM, pending()) == ("you are notified of role breakglass's requests (notify.watchers) but "
+                                           "cannot decide them; an approver must")
+    line = h.audits()[-1]
+    assert (line["action"], line["outcome"], line["reason"], line["request_ref"]) == (
+        "deny", "denied", "not an approver", "a1b2c3d4e5f6")
+
+
+def test_an_approver_of_one_role_only_is_told_whom_the_other_needs() -> None:
+    h = Harness(WATCHED)
+    request = pending(roles=("breakglass", "other"))
+    assert _refusal(h, CAROL, request) == "you are not an approver for role other (approvers need group sre)"
+
+
+def test_a_request_for_a_role_gone_from_the_policy_cannot_be_decided_and_says_so() -> None:
+    h = Harness(WATCHED)
+    request = pending(roles=("breakglass", "old-role"))
+    assert _refusal(h, CAROL, request) == (
+        "role old-role is no longer in the policy or needs no approval; nobody can decide this request")
+
+
+# --------------------------------------------------------------------------
+# Who sees what in a listing
+
+
+def test_a_listing_by_kind_shows_only_that_kind_and_never_the_callers_own() -> None:
+    h = Harness(WATCHED)
+    glass = pending("b00000000001", kind=BREAK_GLASS)
+    mine = pending("b00000000002", kind=BREAK_GLASS, requester="carol@example.com", requester_sub="00uCAROL")
+    plain = pending("b00000000003")
+    h.store.pending_page.return_value = ([glass, mine, plain], None)
+    h.store.requester_page.return_value = ([], None)
+    found, _ = h.access.page(CAROL, kind=BREAK_GLASS)
+    assert [r.id for r in found] == ["b00000000001"]
+    assert h.store.pending_page.call_args.kwargs["partition"] == "review"
+    found, _ = h.access.page(CAROL)
+    assert [r.id for r in found] == ["b00000000001", "b00000000003"]  # not her own, of any kind
+
+
+def test_a_break_glass_listing_shows_admins_and_auditors_every_break_glass() -> None:
+    h = Harness(WATCHED)
+    glass = pending("b00000000001", kind=BREAK_GLASS)
+    h.store.pending_page.return_value = ([glass], None)
+    h.store.requester_page.return_value = ([], None)
+    for who in (ADA, AUDREY):
+        assert [r.id for r in h.access.page(who, kind=BREAK_GLASS)[0]] == ["b00000000001"]
+    assert h.access.page(BOB, kind=BREAK_GLASS)[0] == []
+
+
+@pytest.mark.parametrize("kind", [None, BREAK_GLASS])
+def test_a_page_of_waiting_requests_goes_on_from_its_token_and_stops_at_the_one_not_shown(kind: str | None) -> None:
+    h = Harness(WATCHED)
+    first = _requests("d", 3, kind=kind or "access")
+    h.store.pending_page.return_value = (first, PageKey("dddddddddddd", "2026-03-01T11:59:00+00:00"))
+    found, token = h.access.page(CAROL, limit=2, kind=kind)
+    assert [r.id for r in found] == ["d00000000000", "d00000000001"]
+    assert token is not None
+    cursor = decode_cursor(token, kind)
+    # The next page starts after the last one shown, not after the batch DynamoDB returned.
+    assert _fields(cursor) == ("p", PageKey("d00000000001", first[1].created_at.isoformat()), kind)
+    h.store.pending_page.return_value = ([], None)
+    h.store.requester_page.return_value = ([], None)
+    h.access.page(CAROL, limit=2, next_token=token, kind=kind)
+    assert h.store.pending_page.call_args.kwargs["after"] == cursor.key
