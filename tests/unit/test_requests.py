@@ -382,3 +382,23 @@ def test_a_page_of_waiting_requests_goes_on_from_its_token_and_stops_at_the_one_
     h.store.requester_page.return_value = ([], None)
     h.access.page(CAROL, limit=2, next_token=token, kind=kind)
     assert h.store.pending_page.call_args.kwargs["after"] == cursor.key
+
+
+def test_an_admin_who_decides_nothing_lists_only_their_own_outside_break_glass() -> None:
+    h = Harness(WATCHED)
+    h.store.requester_page.return_value = ([], None)
+    assert h.access.page(ADA) == ([], None)
+    h.store.pending_page.assert_not_called()  # admins see every break-glass, not every request
+
+
+@pytest.mark.parametrize("decision", ["approve", "deny"])
+def test_a_linked_deciders_person_goes_to_the_database_condition(decision: str) -> None:
+    h = Harness(WATCHED)
+    h.store.get.return_value = pending()
+    if decision == "approve":
+        h.access.approve(PARTNER_CAROL, "a1b2c3d4e5f6", context=CONTEXT)
+    else:
+        h.access.deny(PARTNER_CAROL, "a1b2c3d4e5f6", note="no", context=CONTEXT)
+    call = getattr(h.store, decision).call_args
+    assert (call.kwargs["approver"], call.kwargs["approver_sub"], call.kwargs["approver_person"]) == (
+        "partner|00uCAROL", ("https://partner.example", "00uCAROL"), "carol@example.com")
