@@ -11,7 +11,7 @@ RUN_STAMP := $(VENV)/.run-stamp
 STAMP     := $(VENV)/.installed-stamp
 PIP       := $(BIN)/python -m pip install --disable-pip-version-check --progress-bar on -c constraints.txt
 
-.PHONY: run test lint bench package install client clean
+.PHONY: run test lint bench mutate package install client clean
 
 CLIENT_SOURCES := $(wildcard client/rolebroker/*.py)
 
@@ -48,6 +48,17 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# Mutation testing of the modules that decide access (mutmut; see mutation/).
+# Long (hours on a shared 2-core machine), so not part of `make test` or CI.
+# MUTATE_JOBS test processes at once; MODULES="broker stamping" for a few. Runs are
+# incremental: modules not named keep their results, and mutmut keeps the verdicts of
+# every function whose code is unchanged; MUTATE_FRESH=1 starts from an empty mutants/.
+MUTATE_JOBS ?= 2
+MODULES ?=
+MUTATE_FRESH ?=
+mutate: $(STAMP)
+	$(BIN)/python -m mutation run $(if $(MUTATE_FRESH),--fresh) --jobs $(MUTATE_JOBS) $(MODULES)
+
 # The copy-anywhere client: one file, `python3 build/rolebroker.pyz ...`. Its
 # bytecode is for the Python that builds it (others compile in memory).
 client: build/rolebroker.pyz
@@ -73,4 +84,4 @@ package: $(STAMP)
 	@echo "build/sam/sam.json: deploy it with --parameter-overrides Stage=$(STAGE)"
 
 clean:
-	rm -rf $(VENV) build client/build client/*.egg-info .devstack .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build client/build client/*.egg-info .devstack .pytest_cache .mypy_cache .ruff_cache mutants

@@ -6,6 +6,9 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# How often the serving thread looks for stop(): the default half second is
+# what every test that starts its own issuer would wait in its teardown.
+POLL_SECONDS = 0.02
 
 
 class LoopbackServer:
@@ -28,7 +31,8 @@ class LoopbackServer:
             raise ValueError(f"{type(self).__name__} only listens on loopback")
         self._server = ThreadingHTTPServer((self.host, self.port), self._handler())
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name=type(self).__name__, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, args=(POLL_SECONDS,), name=type(self).__name__,
+                         daemon=True).start()
         return self
 
     def stop(self) -> None:

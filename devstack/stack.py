@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -131,6 +132,23 @@ def wait_for(url: str, timeout: float, process: subprocess.Popen[bytes] | None =
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+
+
+@contextlib.contextmanager
+def aws_emulation() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A moto server on a free port of 127.0.0.1 (its URL and process), stopped on the way out."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devstack.aws", "--host", LOOPBACK, "--port", str(port)], cwd=ROOT,
+        env={**os.environ, **FAKE_AWS_CREDENTIALS}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://{LOOPBACK}:{port}"
+    try:
+        wait_for(f"{url}/moto-api/", 30, process)
+        yield url, process
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 @dataclass

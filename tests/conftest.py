@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from chalicelib.audit import AuditLog  # noqa: E402
 from devstack.issuer import DevIssuer  # noqa: E402
-from devstack.stack import FAKE_AWS_CREDENTIALS, free_port, wait_for  # noqa: E402
+from devstack.stack import FAKE_AWS_CREDENTIALS, aws_emulation  # noqa: E402
 from tests.secretscan import SCANNER, CollectingHandler  # noqa: E402
 
 AUDIENCE = "rolebroker-test"
@@ -207,7 +207,7 @@ def api(issuer: DevIssuer, ci_issuer: DevIssuer, example_policy: str,
 @dataclass
 class Moto:
     url: str
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | None  # None: a server someone else started and stops
 
     def client(self, service: str) -> Any:
         return fake_client(service, self.url)
@@ -218,18 +218,17 @@ class Moto:
                             **credentials)
 
 
+# ``make mutate`` runs pytest once per mutant; starting a moto server each time
+# would cost more than the tests. It starts one on 127.0.0.1 for the whole run
+# and names it here. Every test makes its own tables, queues and buses.
+SHARED_MOTO_URL = "ROLEBROKER_TEST_MOTO_URL"
+
+
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[Moto]:
-    port = free_port()
-    env = {**os.environ, **FAKE_AWS_CREDENTIALS}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "devstack.aws", "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT,
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(f"{url}/moto-api/", 30, process)
+    shared = os.environ.get(SHARED_MOTO_URL)
+    if shared:
+        yield Moto(url=shared, process=None)
+        return
+    with aws_emulation() as (url, process):
         yield Moto(url=url, process=process)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)

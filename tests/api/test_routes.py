@@ -234,6 +234,10 @@ def test_config_is_plain_text_with_one_profile_per_usable_role(api: Harness) -> 
     text = response.body.decode()
     headers = [line for line in text.splitlines() if line.startswith("[")]
     assert headers == ["[profile sandbox-admin]", "[profile sandbox-readonly]", "[profile prod-readonly]"]
+    # Each profile calls back this broker, by the URL the caller reached it at.
+    commands = [line for line in text.splitlines() if line.startswith("credential_process = ")]
+    assert commands == [f"credential_process = rolebroker credential-process --url http://127.0.0.1:8000 --role {role}"
+                        for role in ("sandbox-admin", "sandbox-readonly", "prod-readonly")]
 
 
 @pytest.mark.parametrize(("code", "status", "fragment"), [

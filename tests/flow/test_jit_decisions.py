@@ -50,6 +50,11 @@ def test_deny_over_the_api(jit: Jit) -> None:
     assert [(h["from"], h["to"], h["who"], h["note"]) for h in detail["history"]] == [
         (None, "pending", "bob@example.com", "INC-42 database down"),
         ("pending", "denied", "carol@example.com", "use readonly")]
+    assert [h["at"] for h in detail["history"]] == [jit.clock().isoformat()] * 2
+    [line] = audits(jit, "deny")
+    assert {k: line.get(k) for k in ("outcome", "who", "role", "account", "request_ref", "requester", "reason")} == {
+        "outcome": "denied", "who": "carol@example.com", "role": "breakglass", "account": BREAKGLASS_ACCOUNT,
+        "request_ref": request["id"], "requester": "bob@example.com", "reason": "use readonly"}
     update = jit.sent("/api/chat.update")[-1]["blocks"][-1]["text"]["text"]
     assert "*Denied* by carol@example.com" in update and "(use readonly)" in update
     again = jit.call("POST", f"/v1/requests/{request['id']}/approve", jit.carol(), {})
@@ -68,6 +73,16 @@ def test_deny_refuses_the_requester_and_strangers(jit: Jit) -> None:
     [refused] = audits(jit, "deny")
     assert (refused["outcome"], refused["who"], refused["reason"], refused["request_ref"]) == (
         "denied", "bob@example.com", "self-approval", request["id"])
+
+
+def test_approve_refuses_the_requester_with_an_audit_line(jit: Jit) -> None:
+    request = jit.request()
+    own = jit.call("POST", f"/v1/requests/{request['id']}/approve",
+                   jit.issuer.mint("bob@example.com", groups=["developers", "security"]), {})
+    assert own.status_code == 403
+    [refused] = audits(jit, "approve")
+    assert (refused["outcome"], refused["who"], refused["reason"], refused["request_ref"], refused["role"]) == (
+        "denied", "bob@example.com", "self-approval", request["id"], "breakglass")
 
 
 def test_deny_with_the_slack_command(jit: Jit) -> None:
@@ -93,6 +108,9 @@ def test_deny_with_the_slack_button(jit: Jit) -> None:
     update = jit.sent("/api/chat.update")[-1]
     assert "*Denied* by carol@example.com" in update["blocks"][-1]["text"]["text"]
     assert all(b["type"] != "actions" for b in update["blocks"])
+    [line] = audits(jit, "deny")
+    assert (line["outcome"], line["channel"], line["reason"], line["request_ref"]) == (
+        "denied", "slack", "", request["id"])
 
 
 def test_only_an_approver_can_revoke(jit: Jit) -> None:
@@ -127,7 +145,8 @@ def test_audit_lines_of_a_requests_life(jit: Jit) -> None:
     assert {k: cancel.get(k) for k in ("outcome", "who", "role", "account", "request_ref", "requester")} == {
         "outcome": "cancelled", "who": "bob@example.com", "role": "breakglass", "account": BREAKGLASS_ACCOUNT,
         "request_ref": first["id"], "requester": "bob@example.com"}
-    assert cancelled["status"] == "cancelled"
+    assert cancelled["status"] == "cancelled" and cancel["reason"] == ""
+    assert "*Cancelled* by bob@example.com" in jit.sent("/api/chat.update")[0]["blocks"][-1]["text"]["text"]
 
     [approve] = audits(jit, "approve")
     assert {k: approve.get(k) for k in ("outcome", "who", "groups", "role", "account", "request_ref",
@@ -141,6 +160,9 @@ def test_audit_lines_of_a_requests_life(jit: Jit) -> None:
                                        "reason")} == {
         "outcome": "revoked", "who": "carol@example.com", "role": "breakglass", "account": BREAKGLASS_ACCOUNT,
         "request_ref": second["id"], "requester": "bob@example.com", "reason": "incident over"}
+    revoked = jit.call("GET", f"/v1/requests/{second['id']}", jit.bob()).json_body
+    assert (revoked["status"], revoked["note"]) == ("revoked", "incident over")
+    assert "*Revoked* by carol@example.com" in jit.sent("/api/chat.update")[-1]["blocks"][-1]["text"]["text"]
 
 
 # Issue 13 §6.1: `rolebroker request ROLE --reason ...` without --duration.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 
 import boto3
@@ -60,7 +61,7 @@ def test_source_principal_allows_sessions_longer_than_an_hour(
     import app as app_module
 
     secrets = moto_server.client("secretsmanager")
-    name = "rolebroker/source-principal-long"
+    name = f"rolebroker/source-principal-{uuid.uuid4().hex[:8]}"  # the server may be shared (make mutate)
     secrets.create_secret(Name=name, SecretString=json.dumps(
         {"AccessKeyId": "FAKESOURCEKEYID00001", "SecretAccessKey": "source-secret-key-value"}))
     monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto_server.url)  # the source principal's own STS client

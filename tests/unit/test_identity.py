@@ -21,7 +21,13 @@ from chalicelib.exceptions import DependencyDown, Unauthenticated
 from chalicelib.identity import keys as keys_module
 from chalicelib.identity.issuers import Issuer
 from chalicelib.identity.principal import DEFAULT_ISSUER, Principal
-from chalicelib.identity.tokens import TokenVerifier, groups_from_claim, identity_from_claims
+from chalicelib.identity.tokens import (
+    MAX_TOKEN_BYTES,
+    TokenVerifier,
+    _bearer,
+    groups_from_claim,
+    identity_from_claims,
+)
 from chalicelib.settings import Settings
 from devstack.issuer import DevIssuer, new_key
 
@@ -130,8 +136,8 @@ def test_random_kids_do_not_hammer_the_idp(own_issuer: DevIssuer) -> None:
     verifier = TokenVerifier(settings_for(own_issuer))
     verifier.verify("Bearer " + own_issuer.mint("alice@example.com"))
     baseline = own_issuer.jwks_requests
+    stranger = new_key()  # what varies is the kid: each unknown one could force a fetch
     for _ in range(50):
-        stranger = new_key()
         claims = {"iss": own_issuer.url, "aud": "aud-1", "sub": "x", "iat": int(time.time()),
                   "exp": int(time.time()) + 60}
         forged = jwt.encode(claims, stranger.private, algorithm="RS256", headers={"kid": uuid.uuid4().hex})
@@ -186,6 +192,20 @@ def test_cognito_mode_still_checks_an_aud_when_the_token_has_one(
     else:
         with pytest.raises(Unauthenticated, match="audience"):
             cognito.verify("Bearer " + token)
+
+
+def test_key_fetches_use_the_configured_timeout(own_issuer: DevIssuer) -> None:
+    from chalicelib.identity.keys import urlopen
+
+    timeouts: list[float] = []
+
+    def opener(url: str, timeout: float) -> bytes:
+        timeouts.append(timeout)
+        return urlopen(url, timeout)
+
+    TokenVerifier(settings_for(own_issuer, jwks_timeout_seconds=1.25), opener=opener).verify(
+        "Bearer " + own_issuer.mint("alice@example.com"))
+    assert timeouts == [1.25, 1.25]  # discovery, then the keys
 
 
 def test_jwks_url_overrides_discovery(own_issuer: DevIssuer) -> None:
@@ -302,6 +322,14 @@ def test_a_linked_issuers_token_without_its_person_is_refused() -> None:
             identity_from_claims({"sub": "p-erin", "iss": "p", **claims}, partner)
 
 
+def test_a_linked_issuers_unusable_person_claim_is_refused_naming_the_claim() -> None:
+    partner = Issuer(name="partner", url="p", audiences=("a",), identity_claim="sub",
+                     approval_identity_claim="employee_id")
+    with pytest.raises(Unauthenticated) as caught:
+        identity_from_claims({"sub": "p-erin", "iss": "p", "employee_id": 42}, partner)
+    assert str(caught.value) == "token's 'employee_id' claim is missing or not a non-empty string"
+
+
 @pytest.mark.parametrize(("verified", "counts"), [
     (True, True), ("true", True), ("TRUE", True), ("True", True),
     (False, False), ("false", False), (0, False), (1, False), ("yes", False), ("", False), (None, False),
@@ -336,6 +364,47 @@ def test_a_token_without_sub_is_refused() -> None:
         identity_from_claims({"iss": "i", "email": "erin@example.com", "email_verified": True}, DEFAULT)
 
 
+def test_an_unverified_email_is_named_as_such_and_only_for_the_email_claim() -> None:
+    unverified = {"sub": "1", "iss": "i", "email": "erin@example.com", "email_verified": False}
+    with pytest.raises(Unauthenticated, match="'email' claim is not verified"):
+        identity_from_claims(unverified, DEFAULT)
+    by_username = Issuer(name="default", url="i", audiences=("a",), identity_claim="preferred_username")
+    with pytest.raises(Unauthenticated, match="no 'preferred_username' claim"):
+        identity_from_claims(unverified, by_username)
+
+
+def test_identity_values_may_have_256_characters_and_no_more() -> None:
+    longest = "a" * 244 + "@example.com"
+    assert identity_from_claims({"sub": "1", "iss": "i", "email": longest, "email_verified": True},
+                                DEFAULT).subject == longest
+    with pytest.raises(Unauthenticated, match="'email' claim is longer than 256 characters"):
+        identity_from_claims({"sub": "1", "iss": "i", "email": "a" + longest, "email_verified": True}, DEFAULT)
+
+
+def test_only_strings_numbers_booleans_and_string_lists_are_kept_as_claims() -> None:
+    who = identity_from_claims({"sub": "1", "iss": "i", "email": "erin@example.com", "email_verified": True,
+                                "team": "infra", "level": 3, "admin": False, "envs": ["prod", "dev"],
+                                "address": {"street": "x"}, "nothing": None, "mixed": ["a", 1], "ratio": 0.5},
+                               DEFAULT)
+    assert {k: who.claims.get(k) for k in ("team", "level", "admin", "envs")} == {
+        "team": "infra", "level": 3, "admin": False, "envs": ["prod", "dev"]}
+    assert not {"address", "nothing", "mixed", "ratio"} & set(who.claims)
+
+
+def test_without_iss_an_identity_names_no_issuer() -> None:
+    # policycheck and /v1/access questions build identities from claims that have no iss
+    assert identity_from_claims({"sub": "1", "email": "erin@example.com", "email_verified": True},
+                                DEFAULT).issuer == ""
+
+
+@pytest.mark.parametrize(("iat", "kept"), [(1700000000, 1700000000), (1700000000.5, None), (True, None),
+                                           ("1700000000", None)])
+def test_only_a_whole_number_iat_orders_snapshots(iat: object, kept: object) -> None:
+    who = identity_from_claims({"sub": "1", "iss": "i", "email": "erin@example.com", "email_verified": True,
+                                "iat": iat}, DEFAULT)
+    assert who.issued_at == kept
+
+
 # --------------------------------------------------------------------------
 # Pre-checks: a forged or garbage token never makes us fetch keys
 
@@ -368,6 +437,32 @@ def test_precheck_missing_kid_before_any_fetch(own_issuer: DevIssuer) -> None:
     token = jwt.encode({"iss": own_issuer.url, "aud": "aud-1", "sub": "x"}, own_issuer.keys[0].private,
                        algorithm="RS256")
     _assert_refused_without_fetch(own_issuer, verifier, "Bearer " + token, "key id")
+
+
+def test_precheck_an_empty_kid_before_any_fetch(own_issuer: DevIssuer) -> None:
+    verifier = TokenVerifier(settings_for(own_issuer))
+    token = ".".join([_b64({"alg": "RS256", "kid": ""}), _b64({"iss": own_issuer.url}), "c2ln"])
+    _assert_refused_without_fetch(own_issuer, verifier, "Bearer " + token, "key id")
+
+
+def test_bearer_may_be_followed_by_several_spaces(own_issuer: DevIssuer) -> None:
+    verifier = TokenVerifier(settings_for(own_issuer))
+    assert verifier.verify("Bearer   " + signed(own_issuer)).subject == "alice@example.com"
+
+
+def test_a_token_of_exactly_the_size_cap_is_read_and_one_byte_more_is_not() -> None:
+    assert _bearer("Bearer " + "a" * MAX_TOKEN_BYTES) == "a" * MAX_TOKEN_BYTES
+    with pytest.raises(Unauthenticated, match="too large"):
+        _bearer("Bearer " + "a" * (MAX_TOKEN_BYTES + 1))
+
+
+@pytest.mark.parametrize("iss", ["", 123, ["https://idp.example"], None])
+def test_precheck_an_iss_that_is_not_a_url_string_before_any_fetch(own_issuer: DevIssuer, iss: object) -> None:
+    known: dict[str, Issuer] = {}
+    verifier = TokenVerifier(settings_for(own_issuer), policy_issuers=known.get)  # as AccessPolicy looks issuers up
+    payload = {"aud": "aud-1", "sub": "x", **({} if iss is None else {"iss": iss})}
+    token = ".".join([_b64({"alg": "RS256", "kid": own_issuer.keys[0].kid}), _b64(payload), "c2ln"])
+    _assert_refused_without_fetch(own_issuer, verifier, "Bearer " + token, "claim 'iss'")
 
 
 def test_precheck_unknown_issuer_before_any_fetch(own_issuer: DevIssuer, second_issuer: DevIssuer) -> None:
@@ -439,6 +534,22 @@ def test_several_audiences_need_azp_among_ours(own_issuer: DevIssuer) -> None:
             verifier.verify("Bearer " + signed(own_issuer, audience=["aud-1", "x"], azp=azp))
 
 
+def test_one_audience_in_a_list_needs_no_azp(own_issuer: DevIssuer) -> None:
+    verifier = TokenVerifier(settings_for(own_issuer))
+    assert verifier.verify("Bearer " + signed(own_issuer, audience=["aud-1"])).subject
+    assert verifier.verify("Bearer " + signed(own_issuer, audience=["aud-1", "aud-1"])).subject
+
+
+def test_clock_leeway_applies_to_exp_and_iat(own_issuer: DevIssuer) -> None:
+    # Margins far from the leeway's edges: a slow machine only moves a token further into its past.
+    verifier = TokenVerifier(settings_for(own_issuer, leeway_seconds=60))
+    now = int(time.time())
+    assert verifier.verify("Bearer " + signed(own_issuer, iat=now - 600, exp=now - 10)).subject
+    assert verifier.verify("Bearer " + signed(own_issuer, iat=now + 10, exp=now + 600)).subject
+    with pytest.raises(Unauthenticated, match="expired"):
+        verifier.verify("Bearer " + signed(own_issuer, iat=now - 600, exp=now - 120))
+
+
 def test_max_token_age(own_issuer: DevIssuer) -> None:
     now = time.time()
     verifier = TokenVerifier(settings_for(own_issuer, max_token_age_seconds=600, leeway_seconds=0),
@@ -446,6 +557,18 @@ def test_max_token_age(own_issuer: DevIssuer) -> None:
     assert verifier.verify("Bearer " + signed(own_issuer, iat=int(now) - 599, exp=int(now) + 600)).subject
     with pytest.raises(Unauthenticated, match="older than 600 seconds"):
         verifier.verify("Bearer " + signed(own_issuer, iat=int(now) - 601, exp=int(now) + 600))
+
+
+def test_max_token_age_allows_the_clock_leeway_and_not_a_second_more(own_issuer: DevIssuer) -> None:
+    iat = int(time.time()) - 60
+    token = "Bearer " + signed(own_issuer, iat=iat, exp=iat + 3600)
+    ages = iter([600 + 30, 600 + 30 + 1])  # limit + leeway is still fine
+
+    verifier = TokenVerifier(settings_for(own_issuer, max_token_age_seconds=600, leeway_seconds=30),
+                             clock=lambda: iat + next(ages))
+    assert verifier.verify(token).subject
+    with pytest.raises(Unauthenticated, match="older than 600 seconds"):
+        verifier.verify(token)
 
 
 def _ci(dev: DevIssuer, **kw: Any) -> Issuer:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.access.policy import decide, parse_policy
+from chalicelib.access.policy import Decision, decide, parse_policy
 from chalicelib.exceptions import NotFound, PolicyError
 from chalicelib.identity.principal import Principal
 from chalicelib.identity.tokens import Identity
@@ -328,3 +328,110 @@ def test_the_revokers_path_is_never_a_role_to_hand_out(role: str) -> None:
     with pytest.raises(PolicyError, match="roles under /rolebroker-system/ are the broker's own") as caught:
         parse_policy(text, "policy.yaml")
     assert caught.value.line == 6
+
+
+# --------------------------------------------------------------------------
+# What a loaded policy holds: defaults, edges, values as written
+
+
+def test_defaults_of_a_role_and_its_approval() -> None:
+    role = parse_policy(BASE + "    approval:\n      approvers: {groups: [sec]}\n").roles["admin"]
+    assert (role.max_duration_seconds, role.console, role.require_mfa, role.description) == (3600, False, False, "")
+    assert role.approval is not None
+    assert (role.approval.max_grant_seconds, role.approval.pending_timeout_seconds) == (4 * 3600, 24 * 3600)
+
+
+def test_a_description_is_kept() -> None:
+    text = BASE.replace("    role_name: Admin", "    role_name: Admin\n    description: Break-glass for incidents")
+    assert parse_policy(text).roles["admin"].description == "Break-glass for incidents"
+
+
+RANGES = {
+    "max_duration_seconds": ("    max_duration_seconds: {}", 900, 43200),
+    "max_grant_seconds": ("    approval: {{approvers: {{groups: [sec]}}, max_grant_seconds: {}}}", 900, 7 * 86400),
+    "pending_timeout_seconds": ("    approval: {{approvers: {{groups: [sec]}}, pending_timeout_seconds: {}}}", 300,
+                                7 * 86400),
+}
+
+
+@pytest.mark.parametrize("setting", RANGES)
+def test_both_ends_of_a_range_are_allowed(setting: str) -> None:
+    line, low, high = RANGES[setting]
+    for value in (low, high):
+        role = parse_policy(BASE + line.format(value) + "\n").roles["admin"]
+        holder = role.approval if setting != "max_duration_seconds" else role
+        assert getattr(holder, setting) == value
+
+
+def test_groups_and_claim_values_load_as_written() -> None:
+    one_group = parse_policy(BASE.replace("groups: [admins]", "groups: admins")).roles["admin"].allow[0]
+    assert one_group.groups == frozenset({"admins"})
+    text = BASE.replace("      - groups: [admins]", "      - claims: {email: [Alice@Example.com, 7], admin: true}")
+    claims_only = parse_policy(text).roles["admin"].allow[0]
+    assert claims_only.groups == frozenset()
+    assert claims_only.claims == (("email", ("alice@example.com", 7)), ("admin", (True,)))
+
+
+def test_a_role_name_with_a_path_makes_its_arn() -> None:
+    role = parse_policy(BASE.replace("role_name: Admin", "role_name: /team/Admin")).roles["admin"]
+    assert role.role_arn == "arn:aws:iam::222222222222:role/team/Admin"
+    # Only the leading slash goes: a name's own first letters stay, whatever they are.
+    xray = parse_policy(BASE.replace("role_name: Admin", "role_name: XRayReader")).roles["admin"]
+    assert xray.role_arn == "arn:aws:iam::222222222222:role/XRayReader"
+
+
+def test_an_issuer_caps_token_age_only_when_told_and_takes_long_claim_names() -> None:
+    text = _with_issuers("      - groups: [admins]").replace("identity_claim: preferred_username",
+                                                                 "identity_claim: " + "c" * 256)
+    policy = parse_policy(text)
+    assert policy.issuers["partner"].max_token_age_seconds is None
+    assert policy.issuers["partner"].identity_claim == "c" * 256
+
+
+# --------------------------------------------------------------------------
+# Decisions, whole: what the audit line and the answer carry
+
+
+def test_each_decision_is_exact() -> None:
+    text = BASE.replace("      - groups: [admins]", "      - groups: [admins]\n      - claims: {team: infra}")
+    role = parse_policy(text).roles["admin"]
+    assert decide(role, who(groups=("admins", "other"))) == Decision(
+        "admin", True, "allowed", "allowed by group admins", "group admins", {"groups": ["admins"]})
+    assert decide(role, who(groups=("developers",))) == Decision(
+        "admin", False, "denied", "role admin requires group admins; or a matching team claim")
+    nobody = parse_policy(BASE.replace("    allow:\n      - groups: [admins]", "    allow: []")).roles["admin"]
+    assert decide(nobody, who(groups=("admins",))) == Decision(
+        "admin", False, "denied", "role admin requires a rule that names your token's issuer (it has none)")
+
+
+def test_mfa_and_approval_decisions_are_exact() -> None:
+    text = BASE.replace("    allow:", "    require_mfa: true\n    approval:\n      approvers: {groups: [sec]}\n"
+                        "    allow:")
+    role = parse_policy(text).roles["admin"]
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert decide(role, who(groups=("admins",), amr=["pwd"]), now=now) == Decision(
+        "admin", False, "mfa_required", "role admin requires MFA: sign in to your identity provider with MFA "
+        "(the token's amr claim must contain 'mfa')", "group admins", {"groups": ["admins"], "amr": ["pwd"]})
+    mfa = who(groups=("admins",), amr=["mfa"])
+    used = {"groups": ["admins"], "amr": ["mfa"]}
+    assert decide(role, mfa, grant_until=now + timedelta(hours=1), now=now) == Decision(
+        "admin", True, "granted_until:2026-01-01T01:00:00+00:00", "approved grant until 2026-01-01T01:00:00+00:00",
+        "group admins", used)
+    assert decide(role, mfa, grant_until=now, now=now) == Decision(  # a grant ending now is over
+        "admin", False, "approval_required", "role admin requires an approved access request "
+        "(rolebroker request --role admin --reason ...)", "group admins", used)
+
+
+def test_a_role_is_a_candidate_once_however_many_of_its_rules_match() -> None:
+    text = BASE.replace("      - groups: [admins]", "      - groups: [admins]\n      - groups: [ops, admins]\n"
+                        "      - claims: {team: infra}")
+    policy = parse_policy(text)
+    assert [role.name for role in policy.candidate_roles(who(groups=("admins", "ops"), team="infra"))] == ["admin"]
+
+
+def test_a_list_valued_claim_finds_a_rule_that_starts_with_that_claim() -> None:
+    # The index anchors this rule on env=prod: a token whose env is a list must reach it through each item.
+    text = BASE.replace("      - groups: [admins]", "      - claims: {env: prod}")
+    role = parse_policy(text).roles["admin"]
+    assert decide(role, who(env=["dev", "prod"])).allowed
+    assert not decide(role, who(env=["dev", "test"])).allowed

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import threading
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -124,26 +125,28 @@ def test_source_for_picks_by_prefix(tmp_path: Path) -> None:
 
 
 def test_s3_reloads_only_when_the_etag_changes(moto_server) -> None:  # type: ignore[no-untyped-def]
+    bucket = f"etag-policies-{uuid.uuid4().hex[:8]}"  # the server may be shared with other runs (make mutate)
     s3 = moto_server.client("s3")
-    s3.create_bucket(Bucket="etag-policies")
-    s3.put_object(Bucket="etag-policies", Key="p.yaml", Body=GOOD.encode())
-    source = S3Source("etag-policies", "p.yaml", s3)
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="p.yaml", Body=GOOD.encode())
+    source = S3Source(bucket, "p.yaml", s3)
     first = source.fetch(None)
     assert first.text == GOOD and first.tag
     assert source.fetch(first.tag) == Fetched(None, first.tag)  # conditional GET: 304, nothing downloaded
-    s3.put_object(Bucket="etag-policies", Key="p.yaml", Body=(GOOD + "\n").encode())
+    s3.put_object(Bucket=bucket, Key="p.yaml", Body=(GOOD + "\n").encode())
     second = source.fetch(first.tag)
     assert second.text == GOOD + "\n" and second.tag != first.tag
 
 
 def test_ssm_reloads_only_when_the_version_changes(moto_server) -> None:  # type: ignore[no-untyped-def]
+    name = f"/rolebroker/versioned-policy-{uuid.uuid4().hex[:8]}"  # the server may be shared (make mutate)
     ssm = moto_server.client("ssm")
-    ssm.put_parameter(Name="/rolebroker/versioned-policy", Value=GOOD, Type="SecureString")
-    source = SsmSource("/rolebroker/versioned-policy", ssm)
+    ssm.put_parameter(Name=name, Value=GOOD, Type="SecureString")
+    source = SsmSource(name, ssm)
     first = source.fetch(None)
     assert (first.text, first.tag) == (GOOD, "1")
     assert source.fetch("1") == Fetched(None, "1")
-    ssm.put_parameter(Name="/rolebroker/versioned-policy", Value=GOOD + "\n", Type="SecureString", Overwrite=True)
+    ssm.put_parameter(Name=name, Value=GOOD + "\n", Type="SecureString", Overwrite=True)
     assert source.fetch("1") == Fetched(GOOD + "\n", "2")
 
 
@@ -158,13 +161,14 @@ def test_a_file_is_read_again_only_when_it_changes(tmp_path: Path) -> None:
 
 
 def test_ssm_and_s3_sources_read_through_their_clients(moto_server) -> None:  # type: ignore[no-untyped-def]
+    unique = uuid.uuid4().hex[:8]  # the server may be shared with other runs (make mutate)
     ssm = moto_server.client("ssm")
-    ssm.put_parameter(Name="/rolebroker/policy", Value=GOOD, Type="SecureString")
-    assert SsmSource("/rolebroker/policy", ssm).read() == GOOD
+    ssm.put_parameter(Name=f"/rolebroker/policy-{unique}", Value=GOOD, Type="SecureString")
+    assert SsmSource(f"/rolebroker/policy-{unique}", ssm).read() == GOOD
     s3 = moto_server.client("s3")
-    s3.create_bucket(Bucket="policies")
-    s3.put_object(Bucket="policies", Key="p.yaml", Body=io.BytesIO(GOOD.encode()))
-    assert S3Source("policies", "p.yaml", s3).read() == GOOD
+    s3.create_bucket(Bucket=f"policies-{unique}")
+    s3.put_object(Bucket=f"policies-{unique}", Key="p.yaml", Body=io.BytesIO(GOOD.encode()))
+    assert S3Source(f"policies-{unique}", "p.yaml", s3).read() == GOOD
     with pytest.raises(DependencyDown):
         SsmSource("/missing", ssm).read()
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from chalicelib.identity.principal import DEFAULT_ISSUER, Principal, canonical_value
+from chalicelib.identity.principal import DEFAULT_ISSUER, Principal, canonical_value, email_problem
 from chalicelib.identity.tokens import Identity
 from chalicelib.stamping import identity_tag_for_key, session_name_for, session_name_for_key, session_tags_for
 
@@ -138,3 +138,11 @@ def test_session_names_and_identity_tags_are_injective_over_tricky_keys() -> Non
     assert len({session_name_for_key(k) for k in keys}) == len(keys)
     assert len({identity_tag_for_key(k) for k in keys}) == len(keys)
     assert all(STS_NAME.match(session_name_for_key(k)) for k in keys)
+
+
+def test_a_non_ascii_email_is_refused_saying_why() -> None:
+    # People see this in a 401 and in the policy loader's error: it must say what is wrong and why.
+    why = ("is not plain ASCII; rolebroker compares only ASCII email addresses, so that no two mailboxes are "
+           "taken for one or look alike")
+    assert email_problem("j\u00fcrgen@example.com") == why
+    assert email_problem("jurgen@example.com") is None

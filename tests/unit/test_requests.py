@@ -1,0 +1,404 @@
+"""``AccessRequests`` against a spec'd store: what it hands the database, and the paths
+DynamoDB rarely takes (a lost slot, a read that stops short, a role gone from the policy).
+
+The flows in tests/flow run the same use cases on a moto server; here the store's
+answers are chosen, so each branch is reached on purpose and its calls are checked.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from unittest.mock import Mock
+
+import pytest
+
+from chalicelib.access.policy import AccessPolicy, parse_policy
+from chalicelib.audit import AuditLog, CallContext
+from chalicelib.aws.store import AccessStore, PageKey
+from chalicelib.exceptions import BadRequest, Forbidden, SlotTaken, Throttled
+from chalicelib.identity.principal import Principal
+from chalicelib.identity.tokens import Identity
+from chalicelib.jit.desk import Notifier
+from chalicelib.jit.model import APPROVED, BREAK_GLASS, EXTENSION, PENDING, AccessRequest
+from chalicelib.jit.requests import (
+    MAX_READS_PER_PAGE,
+    READ_BATCH,
+    AccessRequests,
+    Cursor,
+    decode_cursor,
+    encode_cursor,
+)
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+IDP = "https://idp.example.com"
+POLICY = """\
+version: 1
+accounts:
+  production: {id: "333333333333", region: us-east-1}
+roles:
+  readonly:
+    account: production
+    role_name: ReadOnly
+    allow: [{groups: [developers]}]
+  breakglass:
+    account: production
+    role_name: BreakGlass
+    allow: [{groups: [developers]}]
+    approval: {approvers: {groups: [security]}}
+"""
+BOB = Identity(subject="bob@example.com", groups=frozenset({"developers"}), issuer=IDP, sub="00uBOB")
+CAROL = Identity(subject="carol@example.com", groups=frozenset({"security"}), issuer=IDP, sub="00uCAROL")
+CONTEXT = CallContext(request_id="req-1")
+# The same roles, with watchers, admins and auditors, a role with other approvers, and a linked second issuer.
+WATCHED = POLICY.replace("version: 1\n", """version: 1
+issuers:
+  partner:
+    url: https://partner.example
+    audiences: rolebroker
+    identity_claim: sub
+    approval_identity_claim: email
+admins: [{groups: [admins]}]
+auditors: [{groups: [auditors]}]
+""").replace("    approval: {approvers: {groups: [security]}}\n", """\
+    approval:
+      approvers: [{groups: [security]}, {issuer: partner, groups: [security]}]
+      extend: {max_total_seconds: 14400}
+    notify: {watchers: [{groups: [sre-leads]}]}
+  other:
+    account: production
+    role_name: Other
+    allow: [{groups: [developers]}]
+    approval: {approvers: {groups: [sre]}}
+""")
+SAM = Identity(subject="sam@example.com", groups=frozenset({"sre-leads"}), issuer=IDP, sub="00uSAM")
+ADA = Identity(subject="ada@example.com", groups=frozenset({"admins"}), issuer=IDP, sub="00uADA")
+AUDREY = Identity(subject="audrey@example.com", groups=frozenset({"auditors"}), issuer=IDP, sub="00uAUDREY")
+PARTNER_CAROL = Identity(subject="00uCAROL", groups=frozenset({"security"}), issuer="https://partner.example",
+                         sub="00uCAROL", principal=Principal("partner", "00uCAROL"),
+                         linked=Principal("default", "carol@example.com"))
+
+
+def pending(request_id: str = "a1b2c3d4e5f6", role: str = "breakglass", **changes: Any) -> AccessRequest:
+    fields: dict[str, Any] = {
+        "id": request_id, "role": role, "requester": "bob@example.com", "duration_seconds": 3600,
+        "reason": "INC-42", "status": PENDING, "created_at": NOW - timedelta(minutes=5),
+        "pending_until": NOW + timedelta(hours=1), "requester_iss": IDP, "requester_sub": "00uBOB", **changes}
+    return AccessRequest(**fields)
+
+
+class Harness:
+    def __init__(self, policy: str = POLICY, max_open: int = 5) -> None:
+        self.store = Mock(spec=AccessStore)
+        self.notifier = Mock(spec=Notifier)
+        self.lines: list[str] = []
+        self.policy: AccessPolicy = parse_policy(policy)
+        self.access = AccessRequests(policy=lambda: self.policy, store=self.store,
+                                     audit=AuditLog(emit=self.lines.append), clock=lambda: NOW,
+                                     notifier=self.notifier, max_open=max_open)
+
+    def audits(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.lines]
+
+
+@pytest.fixture
+def h() -> Harness:
+    return Harness()
+
+
+# --------------------------------------------------------------------------
+# What the database is given
+
+
+def test_the_requesters_iss_and_sub_go_to_the_database_with_the_request(h: Harness) -> None:
+    h.store.open_requests.return_value = {}
+    h.store.create.return_value = pending()
+    h.access.create(BOB, "breakglass", duration_seconds=3600, reason="INC-42", context=CONTEXT)
+    assert h.store.create.call_args.kwargs["requester_sub"] == (IDP, "00uBOB")
+    assert h.store.create.call_args.kwargs["requester"] == "bob@example.com"
+
+
+@pytest.mark.parametrize("decision", ["approve", "deny"])
+def test_the_deciders_iss_and_sub_go_to_the_database_condition(h: Harness, decision: str) -> None:
+    h.store.get.return_value = pending()
+    if decision == "approve":
+        h.access.approve(CAROL, "a1b2c3d4e5f6", context=CONTEXT)
+    else:
+        h.access.deny(CAROL, "a1b2c3d4e5f6", note="no", context=CONTEXT)
+    call = getattr(h.store, decision).call_args
+    assert (call.kwargs["approver"], call.kwargs["approver_sub"]) == ("carol@example.com", (IDP, "00uCAROL"))
+    h.notifier.request_decided.assert_called_once_with("a1b2c3d4e5f6")
+
+
+def test_revoke_hands_its_note_to_the_database_and_tells_the_notifier(h: Harness) -> None:
+    h.store.get.return_value = pending(status=APPROVED, grant_until=NOW + timedelta(hours=1))
+    h.access.revoke(CAROL, "a1b2c3d4e5f6", note="incident over", context=CONTEXT)
+    assert h.store.revoke.call_args.kwargs["note"] == "incident over"
+    h.notifier.request_decided.assert_called_once_with("a1b2c3d4e5f6")
+
+
+def test_cancel_tells_the_notifier(h: Harness) -> None:
+    h.store.get.return_value = pending()
+    h.access.cancel(BOB, "a1b2c3d4e5f6", context=CONTEXT)
+    h.store.cancel.assert_called_once()
+    h.notifier.request_decided.assert_called_once_with("a1b2c3d4e5f6")
+
+
+def test_a_request_for_a_role_gone_from_the_policy_can_be_cancelled_and_is_audited_without_an_account(
+        h: Harness) -> None:
+    h.store.get.return_value = pending(role="old-role")  # the policy no longer has old-role
+    h.access.cancel(BOB, "a1b2c3d4e5f6", context=CONTEXT)
+    [line] = h.audits()
+    assert (line["action"], line["outcome"], line["role"], line["reason"]) == ("cancel", "cancelled", "old-role", "")
+    assert "account" not in line
+
+
+def test_a_revoke_without_a_note_stores_none_and_audits_an_empty_reason(h: Harness) -> None:
+    h.store.get.return_value = pending(status=APPROVED, grant_until=NOW + timedelta(hours=1))
+    h.access.revoke(CAROL, "a1b2c3d4e5f6", note=None, context=CONTEXT)
+    assert h.store.revoke.call_args.kwargs["note"] is None
+    [line] = h.audits()
+    assert (line["action"], line["outcome"], line["reason"], line["account"]) == (
+        "revoke", "revoked", "", "333333333333")
+
+
+# --------------------------------------------------------------------------
+# The open-request cap when creates race
+
+
+def test_a_slot_taken_by_a_racing_create_is_looked_for_again(h: Harness) -> None:
+    h.store.open_requests.return_value = {}
+    h.store.create.side_effect = [SlotTaken("taken"), pending()]
+    assert h.access.create(BOB, "breakglass", duration_seconds=3600, reason="x", context=CONTEXT).id == "a1b2c3d4e5f6"
+    assert h.store.create.call_count == 2
+
+
+def test_a_create_that_keeps_losing_gives_up_after_cap_plus_one_tries() -> None:
+    h = Harness(max_open=2)
+    h.store.open_requests.return_value = {}
+    h.store.create.side_effect = SlotTaken("taken")
+    with pytest.raises(Throttled, match="busy with your other requests"):
+        h.access.create(BOB, "breakglass", duration_seconds=3600, reason="x", context=CONTEXT)
+    assert h.store.create.call_count == 3
+
+
+def test_the_cap_refusal_names_the_open_requests_and_is_audited() -> None:
+    h = Harness(max_open=2)
+    h.store.open_requests.return_value = {1: "bbbbbbbbbbbb", 0: "aaaaaaaaaaaa"}
+    with pytest.raises(Throttled) as caught:
+        h.access.create(BOB, "breakglass", duration_seconds=3600, reason="x", context=CONTEXT)
+    assert str(caught.value).startswith("you have 2 open access requests (aaaaaaaaaaaa, bbbbbbbbbbbb); one person "
+                                        "may have at most 2 at once.")
+    [line] = h.audits()
+    assert {k: line[k] for k in ("action", "outcome", "who", "role", "account", "reason")} == {
+        "action": "request", "outcome": "denied", "who": "bob@example.com", "role": "breakglass",
+        "account": "333333333333", "reason": "too many open requests"}
+
+
+# --------------------------------------------------------------------------
+# Paging when DynamoDB stops short
+
+
+def _fields(cursor: Cursor) -> tuple[str, PageKey | None, str | None]:
+    return cursor.phase, cursor.key, cursor.kind
+
+
+def _requests(prefix: str, count: int, **changes: Any) -> list[AccessRequest]:
+    return [pending(f"{prefix}{i:011d}", **changes) for i in range(count)]
+
+
+def test_approvable_reads_are_bounded_and_the_page_goes_on_where_dynamodb_stopped(h: Harness) -> None:
+    # Every pending request is Carol's own: none is for her to decide, and each read stops short.
+    own = _requests("c", READ_BATCH, requester="carol@example.com", requester_sub="00uCAROL")
+    stops = [PageKey(f"{i:012x}", f"2026-03-01T11:0{i}:00+00:00") for i in range(MAX_READS_PER_PAGE)]
+    h.store.pending_page.side_effect = [(own, stop) for stop in stops]
+    found, token = h.access.page(CAROL, limit=10)
+    assert found == []
+    starts = [call.kwargs["after"] for call in h.store.pending_page.call_args_list]
+    assert starts == [None, *stops[:-1]]
+    assert token is not None and _fields(decode_cursor(token)) == ("p", stops[-1], None)
+    h.store.requester_page.assert_not_called()
+
+
+def test_own_requests_continue_where_dynamodb_stopped(h: Harness) -> None:
+    stop = PageKey("b00000000000", "2026-03-01T11:00:00+00:00")
+    h.store.requester_page.return_value = (_requests("b", 1), stop)
+    found, token = h.access.page(BOB, limit=5)
+    assert [r.id for r in found] == ["b00000000000"] and token is not None
+    assert _fields(decode_cursor(token)) == ("o", stop, None)
+    h.store.requester_page.return_value = ([], None)
+    assert h.access.page(BOB, limit=5, next_token=token) == ([], None)
+    assert h.store.requester_page.call_args.kwargs == {"after": stop, "limit": 6, "kind": None}
+
+
+def test_exactly_a_page_of_own_requests_has_no_next_page(h: Harness) -> None:
+    h.store.requester_page.return_value = (_requests("b", 3), None)
+    found, token = h.access.page(BOB, limit=3)
+    assert len(found) == 3 and token is None
+
+
+def test_approvable_and_own_requests_share_one_limit(h: Harness) -> None:
+    h.store.pending_page.return_value = (_requests("p", 1), None)
+    h.store.requester_page.side_effect = lambda principal, after, limit, kind: (
+        _requests("c", 5, requester="carol@example.com")[:limit], None)
+    found, token = h.access.page(CAROL, limit=3)
+    assert [r.id for r in found] == ["p00000000000", "c00000000000", "c00000000001"]
+    assert token is not None
+
+
+def test_a_caller_who_approves_nothing_pages_only_their_own(h: Harness) -> None:
+    h.store.requester_page.return_value = (_requests("b", 1), None)
+    assert len(h.access.page(BOB)[0]) == 1  # readonly, first in the policy, has no approval block
+    h.store.pending_page.assert_not_called()
+
+
+# --------------------------------------------------------------------------
+# Page tokens
+
+
+def test_page_tokens_round_trip_and_are_url_safe_without_padding() -> None:
+    for cursor in (Cursor("p"), Cursor("o", PageKey("abc123def456", "2026-03-01T11:00:00.123456+00:00")),
+                   Cursor("p", PageKey("a1b2c3d4e5f6", "2026-03-01T11:00:00+00:00")),
+                   Cursor("o", PageKey("a1b2c3d4e5f6", "2026-03-01T11:00:00+00:00"), "break_glass")):
+        token = encode_cursor(cursor)
+        assert _fields(decode_cursor(token, cursor.kind)) == _fields(cursor)
+        assert token.replace("-", "").replace("_", "").isalnum() and token.isascii()
+
+
+def _token(data: Any) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("data", [
+    [1, 2], "p", {"p": "x"}, {"p": "p", "extra": 1}, {"p": "o", "i": "abc123def456"},
+    {"p": "o", "a": "2026-03-01T11:00:00+00:00"}, {"p": "o", "i": "abc123def456", "a": "2026-03-01T11:00:00"},
+])
+def test_a_page_token_we_did_not_make_is_a_400(data: Any) -> None:
+    with pytest.raises(BadRequest, match="next_token"):
+        decode_cursor(_token(data))
+
+
+# --------------------------------------------------------------------------
+# Approving an extension
+
+
+def test_approving_an_extension_lengthens_the_parent_grant_records_it_and_updates_both() -> None:
+    h = Harness(WATCHED)
+    parent = pending("a1b2c3d4e5f6", status=APPROVED, decided_at=NOW - timedelta(minutes=30),
+                     grant_until=NOW + timedelta(minutes=30))
+    extension = pending("e1e2e3e4e5e6", kind=EXTENSION, parent=parent.id, duration_seconds=1800)
+    h.store.get.side_effect = lambda request_id: {parent.id: parent, extension.id: extension}[request_id]
+    h.access.approve(PARTNER_CAROL, extension.id, context=CONTEXT)
+    call = h.store.extend_by_approval.call_args
+    assert call.args == (extension, parent)
+    assert call.kwargs == {"approver": "partner|00uCAROL", "approver_sub": ("https://partner.example", "00uCAROL"),
+                           "now": NOW, "new_until": NOW + timedelta(hours=1),
+                           "approver_person": "carol@example.com"}
+    [line] = h.audits()
+    until = (NOW + timedelta(hours=1)).isoformat()
+    assert {k: line[k] for k in ("action", "outcome", "principal", "request_ref", "parent", "reason")} == {
+        "action": "extend", "outcome": "approved", "principal": "partner|00uCAROL", "request_ref": extension.id,
+        "parent": parent.id, "reason": f"grant of {parent.id} until {until}"}
+    h.notifier.request_decided.assert_called_once_with(extension.id)
+    h.notifier.request_changed.assert_called_once_with(parent.id)
+
+
+# --------------------------------------------------------------------------
+# Why a caller may not decide a request
+
+
+def _refusal(h: Harness, who: Identity, request: AccessRequest) -> str:
+    h.store.get.return_value = request
+    with pytest.raises(Forbidden) as caught:
+        h.access.deny(who, request.id, note=None, context=CONTEXT)
+    return str(caught.value)
+
+
+def test_a_watcher_is_told_they_watch_but_cannot_decide() -> None:
+    h = Harness(WATCHED)
+    assert _refusal(h, SAM, pending()) == ("you are notified of role breakglass's requests (notify.watchers) but "
+                                           "cannot decide them; an approver must")
+    line = h.audits()[-1]
+    assert (line["action"], line["outcome"], line["reason"], line["request_ref"]) == (
+        "deny", "denied", "not an approver", "a1b2c3d4e5f6")
+
+
+def test_an_approver_of_one_role_only_is_told_whom_the_other_needs() -> None:
+    h = Harness(WATCHED)
+    request = pending(roles=("breakglass", "other"))
+    assert _refusal(h, CAROL, request) == "you are not an approver for role other (approvers need group sre)"
+
+
+def test_a_request_for_a_role_gone_from_the_policy_cannot_be_decided_and_says_so() -> None:
+    h = Harness(WATCHED)
+    request = pending(roles=("breakglass", "old-role"))
+    assert _refusal(h, CAROL, request) == (
+        "role old-role is no longer in the policy or needs no approval; nobody can decide this request")
+
+
+# --------------------------------------------------------------------------
+# Who sees what in a listing
+
+
+def test_a_listing_by_kind_shows_only_that_kind_and_never_the_callers_own() -> None:
+    h = Harness(WATCHED)
+    glass = pending("b00000000001", kind=BREAK_GLASS)
+    mine = pending("b00000000002", kind=BREAK_GLASS, requester="carol@example.com", requester_sub="00uCAROL")
+    plain = pending("b00000000003")
+    h.store.pending_page.return_value = ([glass, mine, plain], None)
+    h.store.requester_page.return_value = ([], None)
+    found, _ = h.access.page(CAROL, kind=BREAK_GLASS)
+    assert [r.id for r in found] == ["b00000000001"]
+    assert h.store.pending_page.call_args.kwargs["partition"] == "review"
+    found, _ = h.access.page(CAROL)
+    assert [r.id for r in found] == ["b00000000001", "b00000000003"]  # not her own, of any kind
+
+
+def test_a_break_glass_listing_shows_admins_and_auditors_every_break_glass() -> None:
+    h = Harness(WATCHED)
+    glass = pending("b00000000001", kind=BREAK_GLASS)
+    h.store.pending_page.return_value = ([glass], None)
+    h.store.requester_page.return_value = ([], None)
+    for who in (ADA, AUDREY):
+        assert [r.id for r in h.access.page(who, kind=BREAK_GLASS)[0]] == ["b00000000001"]
+    assert h.access.page(BOB, kind=BREAK_GLASS)[0] == []
+
+
+@pytest.mark.parametrize("kind", [None, BREAK_GLASS])
+def test_a_page_of_waiting_requests_goes_on_from_its_token_and_stops_at_the_one_not_shown(kind: str | None) -> None:
+    h = Harness(WATCHED)
+    first = _requests("d", 3, kind=kind or "access")
+    h.store.pending_page.return_value = (first, PageKey("dddddddddddd", "2026-03-01T11:59:00+00:00"))
+    found, token = h.access.page(CAROL, limit=2, kind=kind)
+    assert [r.id for r in found] == ["d00000000000", "d00000000001"]
+    assert token is not None
+    cursor = decode_cursor(token, kind)
+    # The next page starts after the last one shown, not after the batch DynamoDB returned.
+    assert _fields(cursor) == ("p", PageKey("d00000000001", first[1].created_at.isoformat()), kind)
+    h.store.pending_page.return_value = ([], None)
+    h.store.requester_page.return_value = ([], None)
+    h.access.page(CAROL, limit=2, next_token=token, kind=kind)
+    assert h.store.pending_page.call_args.kwargs["after"] == cursor.key
+
+
+def test_an_admin_who_decides_nothing_lists_only_their_own_outside_break_glass() -> None:
+    h = Harness(WATCHED)
+    h.store.requester_page.return_value = ([], None)
+    assert h.access.page(ADA) == ([], None)
+    h.store.pending_page.assert_not_called()  # admins see every break-glass, not every request
+
+
+@pytest.mark.parametrize("decision", ["approve", "deny"])
+def test_a_linked_deciders_person_goes_to_the_database_condition(decision: str) -> None:
+    h = Harness(WATCHED)
+    h.store.get.return_value = pending()
+    if decision == "approve":
+        h.access.approve(PARTNER_CAROL, "a1b2c3d4e5f6", context=CONTEXT)
+    else:
+        h.access.deny(PARTNER_CAROL, "a1b2c3d4e5f6", note="no", context=CONTEXT)
+    call = getattr(h.store, decision).call_args
+    assert (call.kwargs["approver"], call.kwargs["approver_sub"], call.kwargs["approver_person"]) == (
+        "partner|00uCAROL", ("https://partner.example", "00uCAROL"), "carol@example.com")
