@@ -110,7 +110,7 @@ def wait_for_redirect(authorize_url: Callable[[str], str], state: str, rt: Runti
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             parts = urlsplit(self.path)
             with lock:
-                if parts.path != "/callback" or done.is_set():
+                if parts.path != "/callback" or answer:
                     self.send_error(404)
                     return
                 query = _query(parts.query)
@@ -124,10 +124,14 @@ def wait_for_redirect(authorize_url: Callable[[str], str], state: str, rt: Runti
                     rt.stderr.flush()
                     self._page(400, "This answer is not from the sign-in rolebroker is waiting for.")
                     return
-                answer.update(query)
-                done.set()
+                answer.update(query)  # holds this login's state from now on: a second answer is a 404
             ok = "code" in answer
-            self._page(200 if ok else 400, "Signed in to rolebroker." if ok else "Sign-in failed; see the terminal.")
+            try:
+                self._page(200 if ok else 400,
+                           "Signed in to rolebroker." if ok else "Sign-in failed; see the terminal.")
+            finally:
+                # Only now: the login then closes its listener, which hangs up every connection still open.
+                done.set()
 
         def _page(self, status: int, text: str) -> None:
             page = _CALLBACK_PAGE.format(text=text).encode("utf-8")

@@ -343,3 +343,51 @@ def test_whoami_after_login_shows_the_renewed_sign_in(cli: Callable[..., Result]
     assert (doc["token_source"], doc["renews"], doc["issuer"]) == ("rolebroker login", True, idp.url)
     renewed = json.loads(rolebroker._fast.b64url_decode(idp.issued_id_tokens[-1].split(".")[1]))
     assert doc["token_expires_at"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(renewed["exp"]))
+
+
+def test_the_browser_gets_its_page_before_the_login_closes_its_listener(
+        cli: Callable[..., Result], idp: FakeIssuer, signed_out: dict[str, str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Closing the listener hangs up what is still open, so the sign-in may end only once the page is sent.
+
+    The handler is held back until the listener starts closing (or 1 s has passed): a login that ends when
+    the code arrives closes the browser's connection first, and the browser sees no page at all.
+    """
+    import threading
+
+    from rolebroker import loopback
+
+    closing = threading.Event()
+    real_close, real_send = loopback.LoopbackServer.server_close, loopback.LoopbackHandler.send_response
+
+    def server_close(self: loopback.LoopbackServer) -> None:
+        closing.set()
+        real_close(self)
+
+    def send_response(self: loopback.LoopbackHandler, *args: Any, **kwargs: Any) -> None:
+        closing.wait(1)
+        real_send(self, *args, **kwargs)
+
+    monkeypatch.setattr(loopback.LoopbackServer, "server_close", server_close)
+    monkeypatch.setattr(loopback.LoopbackHandler, "send_response", send_response)
+    pages: list[object] = []
+
+    def separate_browser(url: str) -> bool:
+        def visit() -> None:
+            try:
+                browser(url)
+                pages.append(200)
+            except Exception as exc:  # what the person would see instead of the page
+                pages.append(exc)
+
+        thread = threading.Thread(target=visit)
+        thread.start()
+        browsers.append(thread)
+        return True
+
+    browsers: list[threading.Thread] = []
+    result = login(cli, signed_out, open_browser=separate_browser)
+    for thread in browsers:
+        thread.join(10)
+    assert result.code == 0, result.err
+    assert pages == [200]
