@@ -33,26 +33,33 @@ def replaceable_by_others(path: str, getuid: Callable[[], int] | None) -> str | 
 
     ``path`` and every directory above it, as written and as resolved, must be
     ours or root's and writable by nobody else: ``path_problem``, the check
-    for the config and cache files. Unlike for those files, a sticky directory
-    such as /tmp does not help: anyone may create the name once the file is
+    for the config and cache files. For the file's own directory a sticky bit
+    such as /tmp's does not help: anyone may create the name once the file is
     gone (a tmp cleaner deletes it), and a program named in ``~/.aws/config``
-    runs on every AWS call for months.
+    runs on every AWS call for months. Higher up it does, as for the config
+    file: a directory of ours inside /tmp cannot be renamed or replaced by
+    another user (a checkout or virtualenv under /tmp, as CI makes them).
     """
     if getuid is None:
         return None
     uid = getuid()
     places: list[str] = []
+    strict: set[str] = set()  # the file and the directory holding it
     for start in (os.path.abspath(path), os.path.realpath(path)):
         chain = [start]
         while os.path.dirname(chain[-1]) != chain[-1]:
             chain.append(os.path.dirname(chain[-1]))
+        strict.update(chain[:2])
         places += [place for place in reversed(chain) if place not in places]
     for place in places:
         try:
             info = os.stat(place)
         except OSError:
             continue
-        if path_problem(place, st_uid=info.st_uid, st_mode=info.st_mode, uid=uid, allow_root=True):
+        mode = info.st_mode
+        if place not in strict and stat.S_ISDIR(mode) and mode & stat.S_ISVTX:
+            mode &= ~0o022  # others cannot replace what is ours in a sticky directory
+        if path_problem(place, st_uid=info.st_uid, st_mode=mode, uid=uid, allow_root=True):
             if info.st_uid not in (uid, 0):
                 return f"{place} belongs to another user (uid {info.st_uid})"
             return f"{place} is writable by other users"

@@ -780,3 +780,18 @@ def test_the_replaceable_check_follows_symlinks_and_passes_private_paths(private
     shared.chmod(0o1777)
     assert replaceable_by_others(str(mine / "linked.pyz"), os.getuid) == f"{shared} is writable by other users"
     assert replaceable_by_others(str(mine / "linked.pyz"), None) is None  # no uid checks (Windows)
+
+
+def test_a_private_directory_inside_a_sticky_one_is_no_way_in(private_tmp: Path) -> None:
+    """A checkout or virtualenv of ours under /tmp (as CI makes them) is fine; a copy lying in /tmp itself is not."""
+    from rolebroker.files import replaceable_by_others
+
+    sticky = private_tmp / "tmp"
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    mine = sticky / "checkout" / "bin"
+    mine.mkdir(parents=True, mode=0o755)
+    (mine / "rolebroker").write_text("")
+    assert replaceable_by_others(str(mine / "rolebroker"), os.getuid) is None
+    (sticky / "rolebroker.pyz").write_text("")
+    assert replaceable_by_others(str(sticky / "rolebroker.pyz"), os.getuid) == f"{sticky} is writable by other users"
