@@ -431,12 +431,12 @@ EVIDENCE = {
     "sessions": [{"role": "prod-readonly", "role_arn": "arn:aws:iam::333333333333:role/ReadOnly",
                   "account_id": "333333333333",
                   "assumed_role_arn": "arn:aws:sts::333333333333:assumed-role/ReadOnly/bob@example.com",
-                  "access_key_id": "ASIAEXAMPLEEXAMPLE01", "source_identity": "bob@example.com",
+                  "access_key_id": "FAKEACCESSKEYID00001", "source_identity": "bob@example.com",
                   "issued_at": "2030-01-01T00:06:00+00:00", "expires_at": "2030-01-01T01:06:00+00:00",
                   "kind": "credentials"}],
     "queries": {
         "window": {"start": "2030-01-01T00:00:00+00:00", "end": "2030-01-01T01:40:00+00:00"},
-        "access_key_ids": ["ASIAEXAMPLEEXAMPLE01"],
+        "access_key_ids": ["FAKEACCESSKEYID00001"],
         "cloudtrail_lake": {"event_data_store": "EDS", "by_access_key": "SELECT eventTime\nFROM EDS\n  WHERE 1 = 1",
                             "by_source_identity": None},
         "athena": {"table": "cloudtrail_logs", "by_access_key": "SELECT 2\x1b[2J", "by_session_name": None},
@@ -452,7 +452,7 @@ def test_evidence_prints_the_sessions_and_ready_to_run_queries(cli: Callable[...
     assert result.code == 0, result.err
     out = result.out
     assert "sessions: 1 (a grant issues at most 1000)" in out
-    assert ("2030-01-01 00:06 UTC  2030-01-01 01:06 UTC  credentials  ASIAEXAMPLEEXAMPLE01  "
+    assert ("2030-01-01 00:06 UTC  2030-01-01 01:06 UTC  credentials  FAKEACCESSKEYID00001  "
             "arn:aws:sts::333333333333:assumed-role/ReadOnly/bob@example.com") in out
     assert ("-- CloudTrail Lake, by the sessions' access keys (exact)\nSELECT eventTime\nFROM EDS\n  WHERE 1 = 1;"
             in out)

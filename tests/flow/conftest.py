@@ -127,7 +127,7 @@ class Jit:
         (``Policy``/``PolicyArns`` as keywords); needs ``jit_stub_sts``. Each answer has its own key id."""
         assert self.stubber is not None, "override the jit_stub_sts fixture to return True"
         account, role = role_arn.split(":")[4], role_arn.rsplit("/", 1)[1]
-        answer = {"Credentials": {"AccessKeyId": f"ASIAFAKEKEY{next(_KEYS):09d}",
+        answer = {"Credentials": {"AccessKeyId": f"FAKEACCESSKEYID{next(_KEYS):05d}",
                                   "SecretAccessKey": "fake/Secret/Access/Key/For/Tests/Only/00",
                                   "SessionToken": "fake-session-token-for-rolebroker-tests" + "x" * 40,
                                   "Expiration": self.clock() + timedelta(hours=1)},

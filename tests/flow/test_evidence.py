@@ -129,7 +129,7 @@ def evidence(issuer: DevIssuer, moto_server: Moto, tmp_path: Path,
 
 def test_sessions_under_a_grant_carry_the_grant_id_as_a_session_tag(evidence: Evidence) -> None:
     request_id = evidence.approved()
-    evidence.expect_assume("ASIAFAKEKEY000000001", tags=[
+    evidence.expect_assume("FAKEACCESSKEYID00001", tags=[
         {"Key": "rolebroker:identity", "Value": "bob@example.com"},
         {"Key": "rolebroker:issuer", "Value": evidence.issuer.url},
         {"Key": "rolebroker:groups", "Value": "developers"},
@@ -144,7 +144,7 @@ def test_sessions_under_a_grant_carry_the_grant_id_as_a_session_tag(evidence: Ev
 
 def test_sessions_without_a_grant_carry_no_grant_tag_and_are_not_recorded(evidence: Evidence) -> None:
     evidence.stubber.add_response("assume_role", {
-        "Credentials": {"AccessKeyId": "ASIAFAKEKEY000000009", "SecretAccessKey": SECRET, "SessionToken": TOKEN,
+        "Credentials": {"AccessKeyId": "FAKEACCESSKEYID00009", "SecretAccessKey": SECRET, "SessionToken": TOKEN,
                         "Expiration": evidence.clock.now + timedelta(hours=1)},
         "AssumedRoleUser": {"AssumedRoleId": "AROAEXAMPLE:bob", "Arn": "arn:aws:sts::333333333333:assumed-role/R/b"},
     }, {"RoleArn": "arn:aws:iam::333333333333:role/ReadOnly", "RoleSessionName": "bob@example.com",
@@ -159,10 +159,10 @@ def test_sessions_without_a_grant_carry_no_grant_tag_and_are_not_recorded(eviden
 def test_evidence_ties_request_history_sessions_and_cloudtrail_together(evidence: Evidence) -> None:
     request_id = evidence.approved()
     evidence.clock.now += timedelta(minutes=4)
-    evidence.expect_assume("ASIAFAKEKEY000000001")
+    evidence.expect_assume("FAKEACCESSKEYID00001")
     assert evidence.call("POST", "/v1/credentials", evidence.bob(), {"role": "breakglass"}).status_code == 200
     evidence.clock.now += timedelta(minutes=45)
-    evidence.expect_assume("ASIAFAKEKEY000000002", seconds=1800)
+    evidence.expect_assume("FAKEACCESSKEYID00002", seconds=1800)
     assert evidence.call("POST", "/v1/credentials", evidence.bob(),
                          {"role": "breakglass", "duration_seconds": 1800}).status_code == 200
 
@@ -177,11 +177,11 @@ def test_evidence_ties_request_history_sessions_and_cloudtrail_together(evidence
     assert body["sessions"] == [
         {"role": "breakglass", "role_arn": BREAKGLASS, "account_id": "333333333333",
          "assumed_role_arn": "arn:aws:sts::333333333333:assumed-role/BreakGlassRole/bob@example.com",
-         "access_key_id": "ASIAFAKEKEY000000001", "source_identity": "bob@example.com",
+         "access_key_id": "FAKEACCESSKEYID00001", "source_identity": "bob@example.com",
          "issued_at": "2030-05-01T10:05:00+00:00", "expires_at": "2030-05-01T11:05:00+00:00", "kind": "credentials"},
         {"role": "breakglass", "role_arn": BREAKGLASS, "account_id": "333333333333",
          "assumed_role_arn": "arn:aws:sts::333333333333:assumed-role/BreakGlassRole/bob@example.com",
-         "access_key_id": "ASIAFAKEKEY000000002", "source_identity": "bob@example.com",
+         "access_key_id": "FAKEACCESSKEYID00002", "source_identity": "bob@example.com",
          "issued_at": "2030-05-01T10:50:00+00:00", "expires_at": "2030-05-01T11:20:00+00:00", "kind": "credentials"},
     ]
     queries = body["queries"]
@@ -189,7 +189,7 @@ def test_evidence_ties_request_history_sessions_and_cloudtrail_together(evidence
     assert queries["cloudtrail_lake"]["by_access_key"].splitlines()[2:5] == [
         "FROM EXAMPLE-f852-4e8f-8bd1-bcf6cEXAMPLE",
         "WHERE eventTime >= '2030-05-01 10:00:00' AND eventTime <= '2030-05-01 11:25:00'",
-        "  AND userIdentity.accessKeyId IN ('ASIAFAKEKEY000000001', 'ASIAFAKEKEY000000002')",
+        "  AND userIdentity.accessKeyId IN ('FAKEACCESSKEYID00001', 'FAKEACCESSKEYID00002')",
     ]
     assert "userIdentity.sessionContext.sourceIdentity = 'bob@example.com'" in \
         queries["cloudtrail_lake"]["by_source_identity"]
@@ -237,7 +237,7 @@ def test_a_grant_revoked_after_the_decision_records_and_returns_nothing(evidence
 
     late = IssuedSession(request_id=request_id, role="breakglass", role_arn=BREAKGLASS, account_id="333333333333",
                          assumed_role_arn="arn:aws:sts::333333333333:assumed-role/B/bob",
-                         access_key_id="ASIAFAKEKEY000000003", session_name="bob@example.com",
+                         access_key_id="FAKEACCESSKEYID00003", session_name="bob@example.com",
                          issued_at=evidence.clock(), expires_at=evidence.clock() + timedelta(hours=1),
                          kind="credentials")
     with pytest.raises(Forbidden, match="was revoked"):
@@ -251,7 +251,7 @@ def test_a_grant_issues_a_bounded_number_of_sessions(evidence: Evidence, monkeyp
     monkeypatch.setattr(store_module, "MAX_SESSIONS_PER_GRANT", 2)
     request_id = evidence.approved()
     for number in (1, 2, 3):
-        evidence.expect_assume(f"ASIAFAKEKEY00000000{number}")
+        evidence.expect_assume(f"FAKEACCESSKEYID0000{number}")
     assert evidence.call("POST", "/v1/credentials", evidence.bob(), {"role": "breakglass"}).status_code == 200
     assert evidence.call("POST", "/v1/credentials", evidence.bob(), {"role": "breakglass"}).status_code == 200
     third = evidence.call("POST", "/v1/credentials", evidence.bob(), {"role": "breakglass"})
@@ -261,7 +261,7 @@ def test_a_grant_issues_a_bounded_number_of_sessions(evidence: Evidence, monkeyp
         "(rolebroker request --role breakglass --reason ...)")
     assert SECRET not in third.body.decode()
     assert [s.access_key_id for s in evidence.store().sessions(request_id)] == [
-        "ASIAFAKEKEY000000001", "ASIAFAKEKEY000000002"]
+        "FAKEACCESSKEYID00001", "FAKEACCESSKEYID00002"]
     audit = [json.loads(line) for line in evidence.audit_lines if '"credentials"' in line][-1]
     assert audit["outcome"] == "error" and "most one grant may" in audit["reason"]
 

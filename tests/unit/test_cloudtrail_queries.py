@@ -22,19 +22,19 @@ def session(key: str, minutes: int = 0, seconds: int = 3600) -> IssuedSession:
 
 def test_exact_queries_for_two_sessions() -> None:
     found = evidence_queries(
-        [session("ASIAFAKEKEY000000001"), session("ASIAFAKEKEY000000002", minutes=30, seconds=1800)],
+        [session("FAKEACCESSKEYID00001"), session("FAKEACCESSKEYID00002", minutes=30, seconds=1800)],
         session_name="bob@example.com", window_start=T0 - timedelta(minutes=1), window_end=T0 + timedelta(hours=2),
         targets=QueryTargets(event_data_store="EXAMPLE-f852-4e8f-8bd1-bcf6cEXAMPLE",
                              athena_table="security.cloudtrail"))
     assert found["window"] == {"start": "2030-05-01T09:54:00+00:00", "end": "2030-05-01T12:06:00+00:00"}
-    assert found["access_key_ids"] == ["ASIAFAKEKEY000000001", "ASIAFAKEKEY000000002"]
+    assert found["access_key_ids"] == ["FAKEACCESSKEYID00001", "FAKEACCESSKEYID00002"]
     lake = found["cloudtrail_lake"]
     assert lake["by_access_key"] == (
         "SELECT eventTime, recipientAccountId, awsRegion, eventSource, eventName, errorCode, sourceIPAddress,\n"
         "       userIdentity.arn, userIdentity.accessKeyId, userIdentity.sessionContext.sourceIdentity\n"
         "FROM EXAMPLE-f852-4e8f-8bd1-bcf6cEXAMPLE\n"
         "WHERE eventTime >= '2030-05-01 09:55:00' AND eventTime <= '2030-05-01 11:06:00'\n"
-        "  AND userIdentity.accessKeyId IN ('ASIAFAKEKEY000000001', 'ASIAFAKEKEY000000002')\n"
+        "  AND userIdentity.accessKeyId IN ('FAKEACCESSKEYID00001', 'FAKEACCESSKEYID00002')\n"
         "ORDER BY eventTime"
     )
     assert lake["by_source_identity"] == (
@@ -51,7 +51,7 @@ def test_exact_queries_for_two_sessions() -> None:
         "       useridentity.arn, useridentity.accesskeyid\n"
         "FROM security.cloudtrail\n"
         "WHERE eventtime >= '2030-05-01T09:55:00Z' AND eventtime <= '2030-05-01T11:06:00Z'\n"
-        "  AND useridentity.accesskeyid IN ('ASIAFAKEKEY000000001', 'ASIAFAKEKEY000000002')\n"
+        "  AND useridentity.accesskeyid IN ('FAKEACCESSKEYID00001', 'FAKEACCESSKEYID00002')\n"
         "ORDER BY eventtime"
     )
     assert athena["by_session_name"] == (
@@ -76,20 +76,20 @@ def test_without_sessions_only_the_identity_queries_remain() -> None:
 
 
 @pytest.mark.parametrize("hostile", [
-    "ASIA' OR '1'='1", "ASIAFAKEKEY00000000') --", "asiafakekey000000001", "ASIA\nFAKEKEY0000000001", "SHORT",
+    "ASIA' OR '1'='1", "FAKEACCESSKEYID0000') --", "fakeaccesskeyid00001", "FAKE\nACCESSKEYID00001", "SHORT",
 ])
 def test_a_stored_access_key_id_that_is_not_one_never_reaches_the_sql(hostile: str) -> None:
-    found = evidence_queries([session("ASIAFAKEKEY000000001"), session(hostile)], session_name="bob@example.com",
+    found = evidence_queries([session("FAKEACCESSKEYID00001"), session(hostile)], session_name="bob@example.com",
                              window_start=T0, window_end=T0 + timedelta(hours=1), targets=QueryTargets())
     for text in (*found["cloudtrail_lake"].values(), *found["athena"].values()):
         assert text is None or hostile not in text
-    assert found["access_key_ids"] == ["ASIAFAKEKEY000000001"]
+    assert found["access_key_ids"] == ["FAKEACCESSKEYID00001"]
     assert found["warnings"] == ["a recorded session has an access key id that is not one; it is left out of "
                                  "the queries (check the table for tampering)"]
 
 
 def test_a_session_name_that_sts_would_refuse_drops_the_identity_queries() -> None:
-    found = evidence_queries([session("ASIAFAKEKEY000000001")], session_name="bob' OR 1=1 --",
+    found = evidence_queries([session("FAKEACCESSKEYID00001")], session_name="bob' OR 1=1 --",
                              window_start=T0, window_end=T0 + timedelta(hours=1), targets=QueryTargets())
     assert found["cloudtrail_lake"]["by_source_identity"] is None
     assert found["athena"]["by_session_name"] is None
