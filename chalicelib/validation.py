@@ -20,7 +20,6 @@ from chalicelib.access.policy import (
 from chalicelib.access.scopes import SCOPE_NAME_RE
 from chalicelib.access.workflow import TICKET_RE
 from chalicelib.exceptions import BadRequest, NotFound
-from chalicelib.jit.model import KINDS
 
 MAX_BODY_BYTES = 8 * 1024
 MAX_REASON_CHARS = 500
@@ -123,14 +122,6 @@ def page_params(query: Mapping[str, str] | None, default_limit: int, max_limit: 
     if token is not None and not 0 < len(token) <= MAX_TOKEN_CHARS:
         raise BadRequest("next_token is not one this broker gave out; list again without it")
     return limit, token
-
-
-def kind_param(query: Mapping[str, str] | None) -> str | None:
-    """``?kind=`` of ``GET /v1/requests``: one of the request kinds, or absent."""
-    kind = (query or {}).get("kind")
-    if kind is not None and kind not in KINDS:
-        raise BadRequest(f"kind must be one of {', '.join(KINDS)}")
-    return kind
 
 
 def _integer(name: str, value: Any, low: int, high: int) -> int:

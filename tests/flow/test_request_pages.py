@@ -109,6 +109,7 @@ def test_requesters_see_their_own_newest_first(jit: Jit) -> None:
     ("limit=%F0%9D%9F%9D", "limit"), ("next_token=garbage", "next_token"), ("next_token=", "next_token"),
     ("next_token=" + "A" * 513, "next_token"),
     ("next_token=eyJwIjoicCIsImkiOiIuLi8uLiIsImEiOiJ4In0", "next_token"), ("page=2", "unknown"),
+    ("kind=emergency", "kind must be one of access, break_glass, extension"),
 ])
 def test_bad_paging_parameters_are_a_400(jit: Jit, query: str, fragment: str) -> None:
     response = jit.call("GET", f"/v1/requests?{query}", jit.carol())
