@@ -75,13 +75,15 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-@dataclass
+@dataclass(eq=False)
 class Services:
+    """The broker's collaborators, built once per container; compared by identity."""
+
     settings: Settings
     verifier: TokenVerifier
     broker: Broker
     audit: AuditLog
-    console: ConsoleLinks
+    make_console: Callable[[], ConsoleLinks]  # built on the first link (POST /v1/console)
     inquiries: Callable[[], AccessInquiries]  # built on the first question (GET /v1/access)
     client: Callable[[str], Any]
     clock: Callable[[], datetime] = utcnow
@@ -100,6 +102,17 @@ class Services:
     _slack_secret: RefreshingSecret | None = None
     _slack_verifier: tuple[str, SlackRequestVerifier] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _console: ConsoleLinks | None = field(default=None, repr=False)
+
+    @property
+    def console(self) -> ConsoleLinks:
+        if self._console is None:
+            self._console = self.make_console()
+        return self._console
+
+    @console.setter
+    def console(self, links: ConsoleLinks) -> None:
+        self._console = links
 
     def requests(self) -> AccessRequests:
         if self.access is None:
@@ -177,7 +190,6 @@ def _build_services(
     from chalicelib.aws import limits
     from chalicelib.aws.sts import StsGateway
     from chalicelib.broker import Broker, NoGrants
-    from chalicelib.console import ConsoleLinks
 
     settings = Settings.from_environ(environ)
     # The kill switch's lease is sized from these numbers (chalicelib/aws/limits.py).
@@ -222,8 +234,13 @@ def _build_services(
                     session_limit_seconds=settings.session_limit_seconds, clock=clock,
                     revoked=kill_switch.refuse_if_revoked if kill_switch else None,
                     issued=kill_switch.session_issued if kill_switch else None)
-    console = ConsoleLinks(broker, issuer_url=settings.public_url or "rolebroker", clock=clock,
-                           federation_url=settings.federation_url)
+
+    def make_console() -> ConsoleLinks:
+        # Imported on first use, like the inquiries below.
+        from chalicelib.console import ConsoleLinks
+
+        return ConsoleLinks(broker, issuer_url=settings.public_url or "rolebroker", clock=clock,
+                            federation_url=settings.federation_url)
 
     @functools.cache
     def inquiries() -> AccessInquiries:
@@ -237,7 +254,7 @@ def _build_services(
     # one up by its exact iss and keeps each issuer's keys across reloads.
     verifier = TokenVerifier(settings, policy_issuers=lambda iss: policy.get().issuer_for_url(iss))
     svc = Services(settings=settings, verifier=verifier, broker=broker, audit=audit,
-                   console=console, inquiries=inquiries, client=client, clock=clock, kill_switch=kill_switch)
+                   make_console=make_console, inquiries=inquiries, client=client, clock=clock, kill_switch=kill_switch)
     if store is not None:
         _add_jit_and_slack(svc, store, policy.get, inline_tasks)
     return svc

@@ -11,16 +11,18 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chalicelib.access.policy import MIN_SESSION_SECONDS, AccessPolicy, Decision, Role, decide
 from chalicelib.audit import AuditLog, CallContext
 from chalicelib.aws.sts import AssumedSession, SessionPolicy, StsGateway
 from chalicelib.exceptions import Forbidden, Revoked, RolebrokerError
 from chalicelib.identity.tokens import Identity
-from chalicelib.jit.grants import ActiveGrant, IssuedSession
 from chalicelib.profiles import config_fragment, profile_section
 from chalicelib.stamping import grant_tags, session_name_for, session_tags_for
+
+if TYPE_CHECKING:  # a broker without JIT access (no table) never loads them
+    from chalicelib.jit.grants import ActiveGrant, IssuedSession
 
 # A Lambda execution role calling AssumeRole is role chaining, which STS caps
 # at one hour whatever the target role's MaxSessionDuration says.
@@ -29,6 +31,8 @@ ROLE_CHAINING_LIMIT_SECONDS = 3600
 
 @dataclass(frozen=True)
 class Issued:
+    """A session the broker handed out, with the role, grant and scope it came from."""
+
     role: Role
     session: AssumedSession
     session_name: str
@@ -308,6 +312,8 @@ def _session_policy(role: Role, scope: str | None) -> SessionPolicy | None:
 
 def _issued_session(grant: ActiveGrant, role: Role, session: AssumedSession, session_name: str, kind: str,
                     now: datetime) -> IssuedSession:
+    from chalicelib.jit.grants import IssuedSession
+
     return IssuedSession(request_id=grant.request_id, role=role.name, role_arn=role.role_arn,
                          account_id=role.account.id, assumed_role_arn=session.assumed_role_arn,
                          access_key_id=session.access_key_id, session_name=session.source_identity or session_name,

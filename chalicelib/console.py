@@ -36,6 +36,8 @@ Fetch = Callable[[str, float], bytes]
 
 @dataclass(frozen=True)
 class Partition:
+    """An AWS partition's sign-in and console hosts."""
+
     name: str
     signin_host: str
     console_host: str

@@ -73,6 +73,8 @@ def _in_range(environ: Mapping[str, str], name: str, bounds: tuple[int, int], de
 
 @dataclass(frozen=True)
 class Settings:
+    """The broker's configuration, read once from its environment (the README lists every variable)."""
+
     issuer: str
     audiences: tuple[str, ...]
     policy_source: str

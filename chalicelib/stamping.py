@@ -32,9 +32,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import TYPE_CHECKING
 
 from chalicelib.identity.tokens import Identity
-from chalicelib.jit.grants import ActiveGrant
+
+if TYPE_CHECKING:
+    from chalicelib.jit.grants import ActiveGrant
 
 _NOT_ALLOWED = re.compile(r"[^A-Za-z0-9_+=,.@-]")
 # Session tag values may hold Unicode letters and digits (\p{L}\p{N} in STS's

@@ -17,7 +17,6 @@ from chalicelib.access.policy import (
     REGION_RE,
     ROLE_NAME_RE,
 )
-from chalicelib.access.scopes import SCOPE_NAME_RE
 from chalicelib.access.workflow import TICKET_RE
 from chalicelib.exceptions import BadRequest, NotFound
 
@@ -44,6 +43,8 @@ _URL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123
 
 @dataclass(frozen=True)
 class Field:
+    """One field a route accepts: what kind of value, and whether it must be there."""
+
     # role | roles | duration | grant_duration | text | ticket | scope | time | service | region | destination
     # | identity
     kind: str
@@ -178,6 +179,8 @@ def _ticket(name: str, value: Any) -> str:
 
 
 def _scope(name: str, value: Any) -> str:
+    from chalicelib.access.scopes import SCOPE_NAME_RE  # scoped requests are rare; cold starts are not
+
     if not isinstance(value, str) or not SCOPE_NAME_RE.match(value):
         raise BadRequest(f"{name!r} must be a scope name: 1-64 characters of [a-z0-9._-]")
     return value

@@ -27,11 +27,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from chalicelib.access.scopes import Scope, load_scopes
 from chalicelib.access.workflow import (
     SLACK_CHANNEL_RE,
     BreakGlass,
@@ -51,6 +50,9 @@ from chalicelib.exceptions import BadRequest, NotFound, PolicyError
 from chalicelib.identity.issuers import Issuer, is_safe_url
 from chalicelib.identity.principal import DEFAULT_ISSUER, canonical_value
 from chalicelib.identity.tokens import Identity
+
+if TYPE_CHECKING:  # loaded with the first role that declares scopes
+    from chalicelib.access.scopes import Scope
 
 ROLE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 ACCOUNT_ID_RE = re.compile(r"[0-9]{12}\Z")
@@ -76,6 +78,8 @@ Scalar = str | int | bool
 
 @dataclass(frozen=True)
 class Account:
+    """A trusting account, by the name the policy gives it."""
+
     name: str
     id: str
     region: str
@@ -157,6 +161,8 @@ class Approval:
 
 @dataclass(frozen=True)
 class Role:
+    """A role people may ask for by name: where it is, who may use it, and how."""
+
     name: str
     account: Account
     role_arn: str
@@ -237,6 +243,8 @@ class Decision:
 
 @dataclass(frozen=True)
 class AccessPolicy:
+    """A whole validated access policy; replaced, never changed, when the source changes."""
+
     accounts: Mapping[str, Account]
     roles: Mapping[str, Role]
     slack_users: Mapping[str, str] = field(default_factory=dict)
@@ -637,9 +645,14 @@ class _Validator:
             description=str(m.get("description") or ""),
             break_glass=load_break_glass(self, m, where, approval.ticket if approval else None,
                                          MIN_SESSION_SECONDS, MAX_SESSION_SECONDS) if "break_glass" in m else None,
-            scopes=load_scopes(self, m, where) if "scopes" in m else {},
+            scopes=self.scopes(m, where) if "scopes" in m else {},
             notify=load_notify(self, m, where) if "notify" in m else None,
         )
+
+    def scopes(self, m: _Map, where: str) -> dict[str, Scope]:
+        from chalicelib.access.scopes import load_scopes
+
+        return load_scopes(self, m, where)
 
     def role_arn(self, m: _Map, where: str, account: Account) -> str:
         arn = self._role_arn(m, where, account)

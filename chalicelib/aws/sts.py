@@ -34,6 +34,8 @@ _ACTION = re.compile(r"perform: (sts:\w+)")
 
 @dataclass(frozen=True)
 class AssumedSession:
+    """What AssumeRole returned: the credentials and who STS says the session is."""
+
     access_key_id: str
     secret_access_key: str
     session_token: str
