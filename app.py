@@ -26,6 +26,7 @@ from chalice.app import Chalice, Request, Response
 from chalicelib.audit import AuditLog, CallContext
 from chalicelib.aws.secrets import RefreshingSecret
 from chalicelib.exceptions import ConfigurationError, DependencyDown, RolebrokerError, Unauthenticated
+from chalicelib.gcpause import gc_paused
 from chalicelib.identity.tokens import Identity, TokenVerifier
 from chalicelib.settings import Settings
 from chalicelib.validation import (
@@ -166,7 +167,8 @@ def services() -> Services:
     if _services is None:
         with _services_lock:  # chalice local serves requests on threads
             if _services is None:
-                _services = _build_services(os.environ)
+                with gc_paused():  # what is built here lives as long as the container
+                    _services = _build_services(os.environ)
     return _services
 
 

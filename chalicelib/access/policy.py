@@ -20,11 +20,9 @@ newline and ``\\d`` or ``\\w`` non-ASCII digits and letters.
 
 from __future__ import annotations
 
-import gc
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -47,6 +45,7 @@ from chalicelib.access.workflow import (
     plan_of,
 )
 from chalicelib.exceptions import BadRequest, NotFound, PolicyError
+from chalicelib.gcpause import gc_paused
 from chalicelib.identity.issuers import Issuer, is_safe_url
 from chalicelib.identity.principal import DEFAULT_ISSUER, canonical_value
 from chalicelib.identity.tokens import Identity
@@ -430,26 +429,9 @@ _LineLoader.add_constructor(
 )
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a policy is built.
-
-    A 5,000-role policy is some 200,000 new objects; the collector would
-    otherwise walk them all again and again while they are being made
-    (about half the load time). Nothing built here is garbage yet.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def parse_policy(text: str, source: str = "policy") -> AccessPolicy:
     """Parse and validate policy text (YAML or JSON)."""
-    with _gc_paused():
+    with gc_paused():  # every object built here lives as long as the policy
         return _parse_policy(text, source)
 
 

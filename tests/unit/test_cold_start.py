@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -58,3 +60,50 @@ print(json.dumps({"same": before is after, "loader": type(after.__spec__.loader)
 """)
     assert seen["same"] is True
     assert seen["loader"] != "LazyLoader"
+
+
+def test_the_collector_is_paused_only_inside_and_restored_even_on_errors() -> None:
+    import gc
+
+    from chalicelib.gcpause import gc_paused
+
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(ValueError), gc_paused():
+        raise ValueError("boom")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # someone else's pause is theirs to end
+    finally:
+        gc.enable()
+
+
+def test_a_container_builds_its_services_and_policy_with_the_collector_paused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    import app as app_module
+    from chalicelib.access import policy as policy_module
+
+    seen: dict[str, bool] = {}
+
+    def build(environ: object) -> object:
+        seen["services"] = gc.isenabled()
+        return object()
+
+    def parse(text: str, source: str) -> object:
+        seen["policy"] = gc.isenabled()
+        return object()
+
+    monkeypatch.setattr(app_module, "_services", None)
+    monkeypatch.setattr(app_module, "_build_services", build)
+    monkeypatch.setattr(policy_module, "_parse_policy", parse)
+    app_module.services()
+    policy_module.parse_policy("version: 1", "p.yaml")
+    assert seen == {"services": False, "policy": False}
+    assert gc.isenabled()
