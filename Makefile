@@ -81,6 +81,7 @@ package: $(STAMP)
 	$(BIN)/python -m infra.generate package --policy $(ACCESS_POLICY) --stage $(STAGE) --out build/package $(IAM_OPTIONS)
 	cd build/package && $(PACKAGE_ENV) $(abspath $(BIN))/chalice package --stage $(STAGE) \
 	    --merge-template resources.json $(abspath build/sam)
+	$(BIN)/python -m infra.bytecode build/sam
 	@echo "build/sam/sam.json: deploy it with --parameter-overrides Stage=$(STAGE)"
 
 clean:

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -49,6 +50,8 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
                      "--account-id", "111111111111", "--region", "eu-west-1"]) == 0
     result = run(BIN / "chalice", "package", "--stage", "prod", "--merge-template", "resources.json", out,
                  cwd=PACKAGE_DIR)
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = run(sys.executable, "-m", "infra.bytecode", out)
     assert result.returncode == 0, result.stdout + result.stderr
     yield out
 
@@ -216,3 +219,77 @@ def test_trusting_account_templates_are_cfn_lint_clean(tmp_path: Path) -> None:
     templates = sorted(tmp_path.glob("roles-*.yaml"))
     assert len(templates) == 1
     cfn_lint(*templates)
+
+
+def test_every_module_in_the_package_ships_bytecode_that_matches_its_source(packaged: Path,
+                                                                             sam: dict[str, Any]) -> None:
+    from importlib.util import MAGIC_NUMBER, cache_from_source, source_hash
+
+    from infra.bytecode import runtime_of
+
+    assert runtime_of(sam) == f"python{sys.version_info.major}.{sys.version_info.minor}"
+    with zipfile.ZipFile(packaged / "deployment.zip") as archive:
+        names = set(archive.namelist())
+        sources = sorted(name for name in names if name.endswith(".py"))
+        assert {"app.py", "chalicelib/broker.py", "jwt/api_jwt.py", "yaml/__init__.py", "chalice/app.py"} <= set(
+            sources)
+        for name in sources:
+            compiled = archive.read(cache_from_source(name))
+            # PEP 552: magic, flags (0b11: hash-based, checked against the source), the source's hash.
+            assert compiled[:4] == MAGIC_NUMBER, name
+            assert int.from_bytes(compiled[4:8], "little") == 0b11, name
+            assert compiled[8:16] == source_hash(archive.read(name)), name
+
+
+def _compiled_on_import(task_root: Path, modules: str) -> list[str]:
+    """Import ``modules`` from an unpacked package as Lambda does (nothing written); the sources compiled."""
+    code = f"""
+import builtins, json, sys
+compiled = []
+real = builtins.compile
+def compile(source, filename, *args, **kwargs):
+    compiled.append(str(filename))
+    return real(source, filename, *args, **kwargs)
+builtins.compile = compile
+sys.path.insert(0, {str(task_root)!r})
+import {modules}
+builtins.compile = real
+print(json.dumps([name for name in compiled if name.startswith({str(task_root)!r})]))
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ROLEBROKER_"))}
+    env.update({"PYTHONDONTWRITEBYTECODE": "1", "ROLEBROKER_OIDC_ISSUER": "https://idp.example.com",
+                "ROLEBROKER_OIDC_AUDIENCE": "rolebroker", "ROLEBROKER_POLICY": str(EXAMPLE)})
+    done = subprocess.run([sys.executable, "-c", code], cwd=task_root, env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    names: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
+    return names
+
+
+def test_a_cold_start_from_the_package_compiles_nothing_and_a_changed_source_is_compiled_again(
+        packaged: Path, tmp_path: Path) -> None:
+    task_root = tmp_path / "task"
+    with zipfile.ZipFile(packaged / "deployment.zip") as archive:
+        archive.extractall(task_root)
+    modules = "app, chalicelib.broker, chalicelib.aws.sts, chalicelib.access.source, jwt, yaml"
+    assert _compiled_on_import(task_root, modules) == []
+    # Checked-hash bytecode: an edited source is compiled again, its stale bytecode never runs.
+    broker = task_root / "chalicelib" / "broker.py"
+    broker.write_text(broker.read_text() + "\n# edited after packaging\n")
+    assert _compiled_on_import(task_root, modules) == [str(broker)]
+
+
+def test_bytecode_is_refused_for_another_python(tmp_path: Path) -> None:
+    from infra.bytecode import BytecodeError, add_bytecode, runtime_of
+
+    package = tmp_path / "deployment.zip"
+    with zipfile.ZipFile(package, "w") as archive:
+        archive.writestr("app.py", "x = 1\n")
+    with pytest.raises(BytecodeError, match=r"the functions run python3\.9 but this is python3"):
+        add_bytecode(package, "python3.9")
+    function = {"Type": "AWS::Serverless::Function", "Properties": {"Runtime": "python3.12"}}
+    with pytest.raises(BytecodeError, match="expected one Python runtime"):
+        runtime_of({"Resources": {"A": function, "B": {**function, "Properties": {"Runtime": "python3.11"}}}})
+    assert add_bytecode(package, f"python{sys.version_info.major}.{sys.version_info.minor}") == 1
+    with zipfile.ZipFile(package) as archive:
+        assert sorted(archive.namelist()) == ["__pycache__/app." + sys.implementation.cache_tag + ".pyc", "app.py"]
