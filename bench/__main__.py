@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,9 @@ def server_rows(results: dict[str, Any]) -> list[Row]:
                  f"ratio 10 000 vs 10: {scale['ratio_largest_vs_smallest']:.2f}x",
                  _goal(scale["ratio_largest_vs_smallest"] <= 1.2, "<= 1.2x")))
     size = results["package"] = server.package_size()
-    rows.append(("deployment package (chalice package --stage prod)", f"{size['zip_mb']:.2f} MB zipped",
-                 f"{size['unzipped_mb']:.1f} MB unzipped", _goal(size["zip_mb"] <= 10, "<= 10 MB")))
+    rows.append(("deployment package (make package: chalice package --stage prod, bytecode added)",
+                 f"{size['zip_mb']:.2f} MB zipped", f"{size['unzipped_mb']:.1f} MB unzipped, of which bytecode "
+                 f"{size['bytecode_zip_mb']:.2f} MB zipped", _goal(size["zip_mb"] <= 10, "<= 10 MB")))
     seconds = float(os.environ.get("BENCH_LOAD_SECONDS", "30"))
     load = results["throughput"] = server.local_throughput(seconds)
     rows.append((f"chalice local + moto, {load['workers']} workers, {seconds:.0f} s",
@@ -49,7 +51,7 @@ def server_rows(results: dict[str, Any]) -> list[Row]:
 
 def scale_rows(results: dict[str, Any]) -> list[Row]:
     """Organisation scale (bench/scale.py): the 500 x 10 synthetic organisation."""
-    from bench import scale
+    from bench import scale, server
 
     rows: list[Row] = []
     load = results["policy_load"] = scale.policy_load()
@@ -60,14 +62,26 @@ def scale_rows(results: dict[str, Any]) -> list[Row]:
     rows.append(("decisions (list + decide, p50), 5 000 vs 10 roles",
                  f"{decided['roles_5000_p50_us']:.1f} vs {decided['roles_10_p50_us']:.1f} us",
                  f"ratio {decided['ratio']:.2f}x", _goal(decided["ratio"] <= 1.2, "<= 1.2x")))
-    for label, policy, role in (("example policy", ROOT / "infra" / "example-access-policy.yaml", "sandbox-admin"),
-                                ("500 x 10 policy", None, "acct0000-readonly")):
-        cold = results[f"cold_start_{label.split()[0]}"] = scale.cold_start(policy or _synthetic_file(), role)
-        rows.append((f"cold start, first POST /v1/credentials, {label} (p50 wall / CPU)",
-                     f"{cold['handler_p50_ms']:.0f} / {cold['handler_cpu_p50_ms']:.0f} ms",
-                     f"bare boto3 AssumeRole {cold['bare_assume_role_p50_ms']:.0f} / "
-                     f"{cold['bare_assume_role_cpu_p50_ms']:.0f} ms: {cold['ratio']:.2f}x / {cold['cpu_ratio']:.2f}x",
-                     _goal(cold["cpu_ratio"] <= 1.3, "<= 1.3x") if policy else "(reported)"))
+    example = ROOT / "infra" / "example-access-policy.yaml"
+    with tempfile.TemporaryDirectory() as scratch:
+        shipped = server.unpacked(Path(scratch) / "task", bytecode=True)
+        sources = server.unpacked(Path(scratch) / "sources", bytecode=False)
+        # The goal is held on the package as Lambda runs it; the others show what each part is worth.
+        for key, label, policy, role, root, goal in (
+                ("package", "deployment package as Lambda runs it (read-only), example policy", example,
+                 "sandbox-admin", shipped, True),
+                ("package_500", "the same, 500 x 10 policy", _synthetic_file(), "acct0000-readonly", shipped, False),
+                ("package_no_bytecode", "the package without its bytecode (chalice package alone), example policy",
+                 example, "sandbox-admin", sources, False),
+                ("checkout", "this checkout, bytecode compiled in place, example policy", example, "sandbox-admin",
+                 ROOT, False)):
+            cold = results[f"cold_start_{key}"] = scale.cold_start(policy, role, root=root, read_only=root != ROOT)
+            rows.append((f"cold start, first POST /v1/credentials: {label} (p50 wall / CPU)",
+                         f"{cold['handler_p50_ms']:.0f} / {cold['handler_cpu_p50_ms']:.0f} ms",
+                         f"bare boto3 AssumeRole {cold['bare_assume_role_p50_ms']:.0f} / "
+                         f"{cold['bare_assume_role_cpu_p50_ms']:.0f} ms: {cold['ratio']:.2f}x / "
+                         f"{cold['cpu_ratio']:.2f}x",
+                         _goal(cold["cpu_ratio"] <= 1.3, "<= 1.3x in CPU time") if goal else "(reported)"))
     results["artefact_sizes"] = scale.artefact_sizes()
     return rows
 

@@ -122,8 +122,15 @@ boto3.client("sts").assume_role(RoleArn="arn:aws:iam::222222222222:role/rolebrok
 """
 
 
-def cold_start(policy: Path, role: str = "sandbox-admin", runs: int = 7) -> dict[str, Any]:
-    """Handler answering its first request in a fresh process, against a bare AssumeRole in one."""
+def cold_start(policy: Path, role: str = "sandbox-admin", runs: int = 7, root: Path = ROOT,
+               read_only: bool = False) -> dict[str, Any]:
+    """Handler answering its first request in a fresh process, against a bare AssumeRole in one.
+
+    ``root`` is where the app is imported from: this checkout (bytecode compiled
+    in place) or an unpacked deployment package. ``read_only`` runs both sides
+    as Lambda does, where /var/task cannot be written: no bytecode is saved, so
+    a module without shipped bytecode is compiled at every cold start.
+    """
     from devstack.issuer import DevIssuer
     from devstack.stack import FAKE_AWS_CREDENTIALS, free_port, wait_for
 
@@ -141,8 +148,10 @@ def cold_start(policy: Path, role: str = "sandbox-admin", runs: int = 7) -> dict
         env.update({"AWS_DEFAULT_REGION": "eu-west-1", "AWS_ENDPOINT_URL_STS": aws,
                     "ROLEBROKER_OIDC_ISSUER": issuer.url, "ROLEBROKER_OIDC_AUDIENCE": AUDIENCE,
                     "ROLEBROKER_POLICY": str(policy.resolve()), "BENCH_TOKEN": token})
-        env.pop("PYTHONDONTWRITEBYTECODE", None)  # both sides start from compiled bytecode
-        handler = _HANDLER.format(root=str(ROOT), role=role)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        if read_only:
+            env["PYTHONDONTWRITEBYTECODE"] = "1"
+        handler = _HANDLER.format(root=str(root), role=role)
 
         def run(code: str) -> tuple[float, float]:
             """Wall-clock and CPU milliseconds of one process, from spawn to exit."""
@@ -155,7 +164,7 @@ def cold_start(policy: Path, role: str = "sandbox-admin", runs: int = 7) -> dict
             cpu = (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) * 1000
             return wall, cpu
 
-        run(handler), run(_BARE)  # compile bytecode, warm the OS file cache for both
+        run(handler), run(_BARE)  # warm the OS file cache for both (and compile bytecode, unless read_only)
         handler_ms, bare_ms = [], []
         for _ in range(runs):
             handler_ms.append(run(handler))
