@@ -107,3 +107,47 @@ def test_a_container_builds_its_services_and_policy_with_the_collector_paused(
     policy_module.parse_policy("version: 1", "p.yaml")
     assert seen == {"services": False, "policy": False}
     assert gc.isenabled()
+
+
+@pytest.mark.xfail(strict=True, reason="review10: gc_paused reads and sets the process-wide flag without a lock")
+def test_two_threads_pausing_the_collector_never_leave_it_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pause that ends while another thread is entering its own leaves the collector on.
+
+    The interleaving is forced: the second thread reads the flag (off: the first
+    pause holds it), the first pause then ends, and only then does the second
+    thread switch the collector off. Unlocked, nobody ever turns it on again
+    (a reload thread's parse_policy beside a container building its services).
+    """
+    import gc
+    import threading
+
+    from chalicelib import gcpause
+
+    second_read, first_done = threading.Event(), threading.Event()
+    real_isenabled = gc.isenabled
+
+    def isenabled() -> bool:
+        answer = real_isenabled()
+        if threading.current_thread().name == "second":
+            second_read.set()
+            first_done.wait(5)
+        return answer
+
+    monkeypatch.setattr(gcpause.gc, "isenabled", isenabled)
+
+    def second() -> None:
+        with gcpause.gc_paused():
+            second_read.set()  # a pause that never reads the flag here has already counted itself in
+
+    thread = threading.Thread(target=second, name="second")
+    try:
+        with gcpause.gc_paused():
+            thread.start()
+            second_read.wait(5)
+        first_done.set()
+        thread.join(5)
+        monkeypatch.undo()
+        assert gc.isenabled(), "both pauses ended but the cyclic collector is still off"
+    finally:
+        first_done.set()
+        gc.enable()
