@@ -109,7 +109,6 @@ def test_a_container_builds_its_services_and_policy_with_the_collector_paused(
     assert gc.isenabled()
 
 
-@pytest.mark.xfail(strict=True, reason="review10: gc_paused reads and sets the process-wide flag without a lock")
 def test_two_threads_pausing_the_collector_never_leave_it_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
     """A pause that ends while another thread is entering its own leaves the collector on.
 
