@@ -297,10 +297,10 @@ def test_bytecode_is_refused_for_another_python(tmp_path: Path) -> None:
 
 def _entries(package: Path) -> dict[str, tuple[object, ...]]:
     with zipfile.ZipFile(package) as archive:
-        return {i.filename: (i.date_time, i.external_attr, i.compress_type, archive.read(i)) for i in archive.infolist()}
+        return {i.filename: (i.date_time, i.external_attr, i.compress_type, archive.read(i))
+                for i in archive.infolist()}
 
 
-@pytest.mark.xfail(strict=True, reason="review10: bytecode already in the package is kept, stale or unchecked")
 def test_bytecode_already_in_the_package_is_replaced_and_everything_else_kept_byte_for_byte(tmp_path: Path) -> None:
     """A package that arrives with ``__pycache__`` (``chalice package`` run from a checkout ships the
     checkout's; some wheels ship theirs) gets checked-hash bytecode for every source all the same."""
