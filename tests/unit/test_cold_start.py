@@ -150,3 +150,43 @@ def test_two_threads_pausing_the_collector_never_leave_it_disabled(monkeypatch: 
     finally:
         first_done.set()
         gc.enable()
+
+
+# gh-114763: LazyLoader switched the module's class before running its code, so another
+# thread saw a half-run module. Fixed in 3.12.3 (GH-115870) and, per its backport, 3.11.9.
+_LAZYLOADER_RACES = sys.version_info < (3, 11, 9) or (3, 12) <= sys.version_info < (3, 12, 3)
+
+
+@pytest.mark.xfail(_LAZYLOADER_RACES, strict=True,
+                   reason="review10: this Python's LazyLoader is not thread-safe (CPython gh-114763)")
+def test_two_threads_first_using_the_deferred_x509_both_see_it_whole() -> None:
+    """PyJWT's HMAC key check is x509's one user: a second thread arriving while the first runs x509's
+    code must wait for it, not find ``load_der_x509_certificate`` missing (an AttributeError, a 500)."""
+    seen = fresh("""
+import hashlib, json, sys, threading
+import chalicelib.identity  # defers cryptography.x509, as a container does
+from jwt.algorithms import HMACAlgorithm
+
+inside, second_done = threading.Event(), threading.Event()
+def hook(event, args):
+    # The first user is inside x509's own code: let the second one in now.
+    if event == "import" and args[0] == "cryptography.x509.base" and threading.current_thread().name == "first":
+        inside.set()
+        second_done.wait(2)  # a thread-safe loader holds the second user until the first is done
+sys.addaudithook(hook)
+errors = []
+def use():
+    try:
+        HMACAlgorithm(hashlib.sha256).prepare_key(b"k" * 32)
+    except Exception as exc:
+        errors.append(f"{type(exc).__name__}: {exc}")
+def second():
+    inside.wait(5)
+    use()
+    second_done.set()
+threads = [threading.Thread(target=use, name="first"), threading.Thread(target=second, name="second")]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(json.dumps({"errors": errors}))
+""")
+    assert seen == {"errors": []}
