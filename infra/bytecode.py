@@ -26,6 +26,7 @@ import py_compile
 import sys
 import tempfile
 import zipfile
+from importlib.util import cache_from_source
 from pathlib import Path
 
 # Zip entries carry no time zone; a fixed date keeps the archive reproducible.
@@ -49,7 +50,14 @@ def runtime_of(template: dict[str, object]) -> str:
 
 
 def add_bytecode(package: Path, runtime: str) -> int:
-    """Add checked-hash bytecode for every source in ``package`` (a zip); the number of files added."""
+    """Write checked-hash bytecode for every source in ``package`` (a zip); the number of modules compiled.
+
+    Bytecode the package already holds for one of its sources (a wheel's, or a
+    checkout's ``__pycache__`` that ``chalice package`` picked up) is replaced,
+    or dropped if the source does not compile: it may be stale or unchecked,
+    and an unchecked ``.pyc`` runs whatever its source now says. Every other
+    entry is copied as it was (data, mode, date, compression).
+    """
     here = f"python{sys.version_info.major}.{sys.version_info.minor}"
     if runtime != here:
         raise BytecodeError(f"the functions run {runtime} but this is {here}: bytecode is per version; "
@@ -59,25 +67,28 @@ def add_bytecode(package: Path, runtime: str) -> int:
         with zipfile.ZipFile(package) as archive:
             entries = archive.infolist()
             archive.extractall(tree)
-        names = {entry.filename for entry in entries}
+        ours = {cache_from_source(entry.filename) for entry in entries
+                if entry.filename.endswith(".py") and not entry.is_dir()}
+        for name in ours:
+            (tree / name).unlink(missing_ok=True)
         # A source that does not compile for this version is left without bytecode
         # (its import would fail in Lambda alike); compileall says which on stderr.
         compileall.compile_dir(tree, quiet=1, workers=1, stripdir=str(tree), prependdir=LAMBDA_TASK_ROOT,
                                invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
-        added = sorted(path.relative_to(tree).as_posix() for path in tree.rglob("__pycache__/*.pyc"))
-        added = [name for name in added if name not in names]
+        compiled = sorted(name for name in ours if (tree / name).is_file())
         rebuilt = package.with_name(package.name + ".tmp")
         with zipfile.ZipFile(package) as source, \
                 zipfile.ZipFile(rebuilt, "w", compression=zipfile.ZIP_DEFLATED) as target:
             for entry in entries:
-                target.writestr(entry, source.read(entry))
-            for name in added:
+                if entry.filename not in ours:
+                    target.writestr(entry, source.read(entry))
+            for name in compiled:
                 info = zipfile.ZipInfo(name, date_time=ENTRY_DATE)
                 info.external_attr = 0o644 << 16
                 info.compress_type = zipfile.ZIP_DEFLATED
                 target.writestr(info, (tree / name).read_bytes())
         os.replace(rebuilt, package)
-    return len(added)
+    return len(compiled)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, zipfile.BadZipFile, BytecodeError) as exc:
         print(f"infra.bytecode: {exc}", file=sys.stderr)
         return 1
-    print(f"{args.directory / 'deployment.zip'}: {added} compiled modules added (checked-hash, "
+    print(f"{args.directory / 'deployment.zip'}: {added} compiled modules written (checked-hash, "
           f"{sys.implementation.cache_tag})")
     return 0
 

@@ -67,6 +67,44 @@ def _hs256_with_public_key(issuer: DevIssuer) -> str:
     return f"{signing_input.decode()}.{signature}"
 
 
+def _hs256_with_public_key_as(issuer: DevIssuer, secret: bytes) -> str:
+    header = {"alg": "HS256", "kid": issuer.keys[0].kid, "typ": "JWT"}
+    signing_input = f"{_b64(header)}.{_b64(_claims(issuer))}".encode()
+    import hashlib
+    import hmac
+
+    signature = base64.urlsafe_b64encode(hmac.new(secret, signing_input, hashlib.sha256).digest()).rstrip(b"=")
+    return f"{signing_input.decode()}.{signature.decode()}"
+
+
+def _public_der(issuer: DevIssuer) -> bytes:
+    return issuer.keys[0].private.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _public_jwk_json(issuer: DevIssuer) -> bytes:
+    jwk = jwt.algorithms.RSAAlgorithm.to_jwk(issuer.keys[0].private.public_key(), as_dict=True)
+    return json.dumps(jwk).encode()
+
+
+def _embedded_key(field: str) -> Callable[[DevIssuer], str]:
+    """Signed with the attacker's key, which the header offers (jwk, x5c or jku) under the real kid."""
+
+    def forge(issuer: DevIssuer) -> str:
+        stranger = new_key()
+        public = stranger.private.public_key()
+        offered: Any = {
+            "jwk": jwt.algorithms.RSAAlgorithm.to_jwk(public, as_dict=True),
+            "x5c": [base64.b64encode(public.public_bytes(serialization.Encoding.DER,
+                                                         serialization.PublicFormat.SubjectPublicKeyInfo)).decode()],
+            "jku": "https://evil.example.com/jwks.json",
+        }[field]
+        return jwt.encode(_claims(issuer), stranger.private, algorithm="RS256",
+                          headers={"kid": issuer.keys[0].kid, field: offered})
+
+    return forge
+
+
 def _other_issuers_key(issuer: DevIssuer) -> str:
     stranger = new_key()
     return jwt.encode(_claims(issuer), stranger.private, algorithm="RS256", headers={"kid": issuer.keys[0].kid})
@@ -86,6 +124,11 @@ CASES: dict[str, Callable[[DevIssuer], str]] = {
     "three garbage parts": lambda i: "abc.def.ghi",
     "alg none": _alg_none,
     "HS256 signed with the public key": _hs256_with_public_key,
+    "HS256 signed with the public key's DER": lambda i: _hs256_with_public_key_as(i, _public_der(i)),
+    "HS256 signed with the public key's JWK": lambda i: _hs256_with_public_key_as(i, _public_jwk_json(i)),
+    "attacker's key offered in the jwk header": _embedded_key("jwk"),
+    "attacker's key offered in the x5c header": _embedded_key("x5c"),
+    "attacker's key set offered by jku": _embedded_key("jku"),
     "unknown kid": _unknown_kid,
     "missing kid": _no_kid,
     "key from another issuer under a known kid": _other_issuers_key,

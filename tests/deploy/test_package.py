@@ -293,3 +293,48 @@ def test_bytecode_is_refused_for_another_python(tmp_path: Path) -> None:
     assert add_bytecode(package, f"python{sys.version_info.major}.{sys.version_info.minor}") == 1
     with zipfile.ZipFile(package) as archive:
         assert sorted(archive.namelist()) == ["__pycache__/app." + sys.implementation.cache_tag + ".pyc", "app.py"]
+
+
+def _entries(package: Path) -> dict[str, tuple[object, ...]]:
+    with zipfile.ZipFile(package) as archive:
+        return {i.filename: (i.date_time, i.external_attr, i.compress_type, archive.read(i))
+                for i in archive.infolist()}
+
+
+def test_bytecode_already_in_the_package_is_replaced_and_everything_else_kept_byte_for_byte(tmp_path: Path) -> None:
+    """A package that arrives with ``__pycache__`` (``chalice package`` run from a checkout ships the
+    checkout's; some wheels ship theirs) gets checked-hash bytecode for every source all the same."""
+    import py_compile
+    from importlib.util import cache_from_source, source_hash
+
+    from infra.bytecode import add_bytecode
+
+    old = tmp_path / "old.py"
+    old.write_text("ANSWER = 'stale'\n")
+    stale = py_compile.compile(str(old), cfile=str(tmp_path / "old.pyc"),
+                               invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    package = tmp_path / "deployment.zip"
+    with zipfile.ZipFile(package, "w") as archive:
+        for name, mode, data, compression in (
+                ("pkg/", 0o40755, b"", zipfile.ZIP_STORED),
+                ("pkg/__init__.py", 0o644, b"", zipfile.ZIP_STORED),
+                ("pkg/tool.py", 0o755, b"#!/usr/bin/env python3\nANSWER = 'fresh'\n", zipfile.ZIP_DEFLATED),
+                ("pkg/broken.py", 0o644, b"def (:\n", zipfile.ZIP_DEFLATED),
+                ("pkg/data.txt", 0o600, b"not python\n", zipfile.ZIP_DEFLATED),
+                (cache_from_source("pkg/tool.py"), 0o644, Path(stale).read_bytes(), zipfile.ZIP_DEFLATED)):
+            info = zipfile.ZipInfo(name, date_time=(2021, 2, 3, 4, 5, 6))
+            info.external_attr, info.compress_type = mode << 16, compression
+            archive.writestr(info, data)
+    before = _entries(package)
+    add_bytecode(package, f"python{sys.version_info.major}.{sys.version_info.minor}")
+    after = _entries(package)
+    compiled = {cache_from_source(name) for name in ("pkg/__init__.py", "pkg/tool.py")}
+    # Every entry that is not bytecode of a source in the package is kept as it was: data, mode, date, compression.
+    assert {k: v for k, v in after.items() if k not in compiled} == {k: v for k, v in before.items()
+                                                                     if k not in compiled}
+    assert set(after) == set(before) | compiled  # nothing for the source that does not compile
+    for name in ("pkg/__init__.py", "pkg/tool.py"):
+        pyc = after[cache_from_source(name)][3]
+        assert isinstance(pyc, bytes)
+        assert int.from_bytes(pyc[4:8], "little") == 0b11, name  # checked-hash
+        assert pyc[8:16] == source_hash(after[name][3]), name

@@ -107,3 +107,86 @@ def test_a_container_builds_its_services_and_policy_with_the_collector_paused(
     policy_module.parse_policy("version: 1", "p.yaml")
     assert seen == {"services": False, "policy": False}
     assert gc.isenabled()
+
+
+def test_two_threads_pausing_the_collector_never_leave_it_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pause that ends while another thread is entering its own leaves the collector on.
+
+    The interleaving is forced: the second thread reads the flag (off: the first
+    pause holds it), the first pause then ends, and only then does the second
+    thread switch the collector off. Unlocked, nobody ever turns it on again
+    (a reload thread's parse_policy beside a container building its services).
+    """
+    import gc
+    import threading
+
+    from chalicelib import gcpause
+
+    second_read, first_done = threading.Event(), threading.Event()
+    real_isenabled = gc.isenabled
+
+    def isenabled() -> bool:
+        answer = real_isenabled()
+        if threading.current_thread().name == "second":
+            second_read.set()
+            first_done.wait(5)
+        return answer
+
+    monkeypatch.setattr(gcpause.gc, "isenabled", isenabled)
+
+    def second() -> None:
+        with gcpause.gc_paused():
+            second_read.set()  # a pause that never reads the flag here has already counted itself in
+
+    thread = threading.Thread(target=second, name="second")
+    try:
+        with gcpause.gc_paused():
+            thread.start()
+            second_read.wait(5)
+        first_done.set()
+        thread.join(5)
+        monkeypatch.undo()
+        assert gc.isenabled(), "both pauses ended but the cyclic collector is still off"
+    finally:
+        first_done.set()
+        gc.enable()
+
+
+# gh-114763: LazyLoader switched the module's class before running its code, so another
+# thread saw a half-run module. Fixed in 3.12.3 (GH-115870) and, per its backport, 3.11.9.
+_LAZYLOADER_RACES = sys.version_info < (3, 11, 9) or (3, 12) <= sys.version_info < (3, 12, 3)
+
+
+@pytest.mark.xfail(_LAZYLOADER_RACES, strict=True,
+                   reason="review10: this Python's LazyLoader is not thread-safe (CPython gh-114763)")
+def test_two_threads_first_using_the_deferred_x509_both_see_it_whole() -> None:
+    """PyJWT's HMAC key check is x509's one user: a second thread arriving while the first runs x509's
+    code must wait for it, not find ``load_der_x509_certificate`` missing (an AttributeError, a 500)."""
+    seen = fresh("""
+import hashlib, json, sys, threading
+import chalicelib.identity  # defers cryptography.x509, as a container does
+from jwt.algorithms import HMACAlgorithm
+
+inside, second_done = threading.Event(), threading.Event()
+def hook(event, args):
+    # The first user is inside x509's own code: let the second one in now.
+    if event == "import" and args[0] == "cryptography.x509.base" and threading.current_thread().name == "first":
+        inside.set()
+        second_done.wait(2)  # a thread-safe loader holds the second user until the first is done
+sys.addaudithook(hook)
+errors = []
+def use():
+    try:
+        HMACAlgorithm(hashlib.sha256).prepare_key(b"k" * 32)
+    except Exception as exc:
+        errors.append(f"{type(exc).__name__}: {exc}")
+def second():
+    inside.wait(5)
+    use()
+    second_done.set()
+threads = [threading.Thread(target=use, name="first"), threading.Thread(target=second, name="second")]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(json.dumps({"errors": errors}))
+""")
+    assert seen == {"errors": []}
