@@ -9,6 +9,16 @@ The module is registered with the standard library's ``LazyLoader`` (the
 recipe in importlib's documentation): it runs, whole and unchanged, the first
 time anything reads one of its attributes. Nothing is deferred when it is
 already imported. ``tests/unit/test_cold_start.py`` holds both halves.
+
+One caveat, on Pythons before 3.11.9 and 3.12.3: their ``LazyLoader`` marks
+the module loaded before its code has run (CPython gh-114763), so a second
+thread reading it during that first load would find names missing (an
+``AttributeError``: it fails closed, never open). Nothing in the broker reads
+it: PyJWT only does in the HMAC key check, which the verifier never reaches
+(``HS*`` tokens are refused before any key is prepared), and a test keeps
+``x509`` out of the broker's own code so a first user of it is a decision
+made with this in view. A strict xfail in ``test_cold_start.py`` shows the
+race on such Pythons.
 """
 
 from __future__ import annotations

@@ -190,3 +190,12 @@ threads = [threading.Thread(target=use, name="first"), threading.Thread(target=s
 print(json.dumps({"errors": errors}))
 """)
     assert seen == {"errors": []}
+
+
+def test_the_broker_itself_never_reads_cryptography_x509() -> None:
+    """The deferred module's first reader would race on old Pythons' LazyLoader (see chalicelib/identity):
+    code that needs X.509 (mTLS, x5c chains) must revisit that choice, not stumble into it."""
+    sources = [ROOT / "app.py", *sorted((ROOT / "chalicelib").rglob("*.py"))]
+    readers = [str(path.relative_to(ROOT)) for path in sources
+               if "x509" in path.read_text() and path != ROOT / "chalicelib" / "identity" / "__init__.py"]
+    assert readers == []
