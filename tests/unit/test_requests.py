@@ -16,8 +16,8 @@ import pytest
 
 from chalicelib.access.policy import AccessPolicy, parse_policy
 from chalicelib.audit import AuditLog, CallContext
-from chalicelib.aws.store import AccessStore, PageKey
-from chalicelib.exceptions import BadRequest, Forbidden, SlotTaken, Throttled
+from chalicelib.aws.store import AccessStore, ApprovalStep, PageKey
+from chalicelib.exceptions import BadRequest, Conflict, Forbidden, SlotTaken, Throttled
 from chalicelib.identity.principal import Principal
 from chalicelib.identity.tokens import Identity
 from chalicelib.jit.desk import Notifier
@@ -402,3 +402,84 @@ def test_a_linked_deciders_person_goes_to_the_database_condition(decision: str) 
     call = getattr(h.store, decision).call_args
     assert (call.kwargs["approver"], call.kwargs["approver_sub"], call.kwargs["approver_person"]) == (
         "partner|00uCAROL", ("https://partner.example", "00uCAROL"), "carol@example.com")
+
+
+# --------------------------------------------------------------------------
+# An approval that does not complete the plan
+
+
+TWO_OF_THEM = POLICY.replace("    approval: {approvers: {groups: [security]}}\n", """\
+    approval: {approvers: {groups: [security]}, required: 2}
+  breakglass-ro:
+    account: production
+    role_name: BreakGlassReadOnly
+    allow: [{groups: [developers]}]
+    approval: {approvers: {groups: [security]}, required: 2}
+""")
+
+
+def test_a_first_of_two_approvals_counts_keeps_the_request_pending_and_carries_its_narrowing() -> None:
+    h = Harness(TWO_OF_THEM)
+    approval = h.policy.role("breakglass").approval
+    assert approval is not None
+    h.store.get.return_value = pending(roles=("breakglass", "breakglass-ro"), plan=approval.plan)
+    h.access.approve(CAROL, "a1b2c3d4e5f6", context=CONTEXT, roles=["breakglass-ro"])
+    h.store.approve.assert_not_called()
+    request, step, note = h.store.vote.call_args.args
+    assert request.id == "a1b2c3d4e5f6"
+    # Not final (the request stays in the approvers' index), in stage 0 as its first vote, narrowed as asked.
+    assert step == ApprovalStep(approver="carol@example.com", approver_sub=(IDP, "00uCAROL"), now=NOW,
+                                next_stage=0, next_count=1, final=False, roles=("breakglass-ro",),
+                                approver_person="carol@example.com")
+    assert note.startswith("approval 1 of 2 in stage 1 (")
+    [line] = h.audits()
+    assert (line["action"], line["outcome"], line["reason"], line["request_ref"]) == (
+        "approve", "counted", note, "a1b2c3d4e5f6")
+    h.notifier.request_changed.assert_called_once_with("a1b2c3d4e5f6")
+
+
+# --------------------------------------------------------------------------
+# Listing by kind: the token of the next page names the kind, whichever phase it stops in
+
+
+def test_a_page_of_own_requests_by_kind_hands_out_a_token_for_that_kind(h: Harness) -> None:
+    mine = _requests("b", 3, kind=BREAK_GLASS)
+    h.store.requester_page.return_value = (mine, PageKey("b99999999999", "2026-03-01T11:00:00+00:00"))
+    found, token = h.access.page(BOB, limit=2, kind=BREAK_GLASS)  # more than a page: cut after the last shown
+    assert [r.id for r in found] == ["b00000000000", "b00000000001"] and token is not None
+    assert _fields(decode_cursor(token, BREAK_GLASS)) == (
+        "o", PageKey("b00000000001", mine[1].created_at.isoformat()), BREAK_GLASS)
+    stop = PageKey("b00000000001", "2026-03-01T11:00:00+00:00")
+    h.store.requester_page.return_value = (mine[:1], stop)  # DynamoDB stopped short
+    found, token = h.access.page(BOB, limit=2, next_token=token, kind=BREAK_GLASS)
+    assert len(found) == 1 and token is not None
+    assert _fields(decode_cursor(token, BREAK_GLASS)) == ("o", stop, BREAK_GLASS)
+
+
+def test_waiting_reads_that_run_out_by_kind_hand_out_a_token_for_that_kind() -> None:
+    h = Harness(WATCHED)
+    # Every break-glass waiting for review is Carol's own: none is listed, and each read stops short.
+    own = _requests("c", 2, kind=BREAK_GLASS, requester="carol@example.com", requester_sub="00uCAROL")
+    stops = [PageKey(f"{i:012x}", f"2026-03-01T11:0{i}:00+00:00") for i in range(MAX_READS_PER_PAGE)]
+    h.store.pending_page.side_effect = [(own, stop) for stop in stops]
+    found, token = h.access.page(CAROL, kind=BREAK_GLASS)
+    assert found == [] and token is not None
+    assert _fields(decode_cursor(token, BREAK_GLASS)) == ("p", stops[-1], BREAK_GLASS)
+    h.store.requester_page.assert_not_called()
+
+
+# --------------------------------------------------------------------------
+# The sweep that marks timed-out requests expired
+
+
+def test_the_sweep_audits_each_expiry_and_goes_on_past_one_decided_meanwhile(h: Harness) -> None:
+    decided, late = pending("a00000000001"), pending("a00000000002", role="readonly", requester="dan@example.com")
+    h.store.due_for_expiry.return_value = [decided, late]
+    h.store.expire.side_effect = [Conflict("decided meanwhile"), None]
+    assert h.access.expire_due(context=CONTEXT) == ["a00000000002"]
+    assert [call.args[0].id for call in h.store.expire.call_args_list] == ["a00000000001", "a00000000002"]
+    [line] = h.audits()
+    assert {k: line.get(k) for k in ("action", "outcome", "role", "request_ref", "requester", "reason")} == {
+        "action": "expire", "outcome": "expired", "role": "readonly", "request_ref": "a00000000002",
+        "requester": "dan@example.com", "reason": "no decision before the pending timeout"}
+    h.notifier.request_decided.assert_called_once_with("a00000000002")
