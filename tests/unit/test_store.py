@@ -13,10 +13,10 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from botocore.exceptions import EndpointConnectionError
+from botocore.exceptions import EndpointConnectionError, WaiterError
 from botocore.stub import ANY, Stubber
 
-from chalicelib.aws.store import MAX_TRANSACTION_ITEMS, AccessRequest, AccessStore, ApprovalStep
+from chalicelib.aws.store import MAX_TRANSACTION_ITEMS, AccessRequest, AccessStore, ApprovalStep, create_table
 from chalicelib.exceptions import (
     BreakGlassLocked,
     Conflict,
@@ -247,3 +247,56 @@ def test_a_held_break_glass_lock_is_told_apart(stubbed: tuple[AccessStore, Stubb
     with pytest.raises(BreakGlassLocked):
         store.break_glass(role="prod-admin", requester="bob@example.com", duration_seconds=3600, reason="down",
                           ticket="INC-1", now=NOW)
+
+
+# --------------------------------------------------------------------------
+# The table the local stack and the tests create (prod's is infra/resources.json, kept equal by tests/deploy)
+
+
+def _key(hash_key: str, range_key: str) -> list[dict[str, str]]:
+    return [{"AttributeName": hash_key, "KeyType": "HASH"}, {"AttributeName": range_key, "KeyType": "RANGE"}]
+
+
+def test_create_table_creates_the_indexes_waits_for_the_table_and_turns_on_its_ttl(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    client = fake_client("dynamodb")
+    slept: list[float] = []
+    monkeypatch.setattr("botocore.waiter.time.sleep", slept.append)
+    with Stubber(client) as stubber:
+        stubber.add_response("create_table", {}, {
+            "TableName": TABLE, "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [{"AttributeName": a, "AttributeType": "S"}
+                                     for a in ("pk", "sk", "pending_pk", "requester", "created_at")],
+            "KeySchema": _key("pk", "sk"),
+            "GlobalSecondaryIndexes": [
+                {"IndexName": "gsi_pending", "Projection": {"ProjectionType": "ALL"},
+                 "KeySchema": _key("pending_pk", "created_at")},
+                {"IndexName": "gsi_requester", "Projection": {"ProjectionType": "ALL"},
+                 "KeySchema": _key("requester", "created_at")}]})
+        stubber.add_response("describe_table", {"Table": {"TableStatus": "CREATING"}}, {"TableName": TABLE})
+        stubber.add_response("describe_table", {"Table": {"TableStatus": "ACTIVE"}}, {"TableName": TABLE})
+        stubber.add_response("update_time_to_live", {}, {
+            "TableName": TABLE, "TimeToLiveSpecification": {"Enabled": True, "AttributeName": "expires_at_epoch"}})
+        create_table(client, TABLE)
+        stubber.assert_no_pending_responses()
+    assert slept == [0.2]  # polled every 0.2 s
+
+
+def test_create_table_gives_up_waiting_after_fifty_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = fake_client("dynamodb")
+    monkeypatch.setattr("botocore.waiter.time.sleep", lambda seconds: None)
+    with Stubber(client) as stubber:
+        stubber.add_response("create_table", {}, None)
+        for _ in range(50):
+            stubber.add_response("describe_table", {"Table": {"TableStatus": "CREATING"}}, {"TableName": TABLE})
+        with pytest.raises(WaiterError, match="Max attempts exceeded"):
+            create_table(client, TABLE)
+        stubber.assert_no_pending_responses()
+
+
+def test_create_table_leaves_a_table_that_exists_alone() -> None:
+    client = fake_client("dynamodb")
+    with Stubber(client) as stubber:  # neither a wait nor a TTL change follows
+        stubber.add_client_error("create_table", service_error_code="ResourceInUseException", http_status_code=400)
+        create_table(client, TABLE)
+        stubber.assert_no_pending_responses()
