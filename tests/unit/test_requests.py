@@ -17,7 +17,7 @@ import pytest
 from chalicelib.access.policy import AccessPolicy, parse_policy
 from chalicelib.audit import AuditLog, CallContext
 from chalicelib.aws.store import AccessStore, ApprovalStep, PageKey
-from chalicelib.exceptions import BadRequest, Conflict, Forbidden, SlotTaken, Throttled
+from chalicelib.exceptions import BadRequest, Conflict, Forbidden, Revoked, SlotTaken, Throttled
 from chalicelib.identity.principal import Principal
 from chalicelib.identity.tokens import Identity
 from chalicelib.jit.desk import Notifier
@@ -483,3 +483,36 @@ def test_the_sweep_audits_each_expiry_and_goes_on_past_one_decided_meanwhile(h: 
         "action": "expire", "outcome": "expired", "role": "readonly", "request_ref": "a00000000002",
         "requester": "dan@example.com", "reason": "no decision before the pending timeout"}
     h.notifier.request_decided.assert_called_once_with("a00000000002")
+
+
+# --------------------------------------------------------------------------
+# A caller whose sessions are revoked
+
+
+@pytest.mark.parametrize(("action", "what", "field", "value"), [
+    ("request", "request access", "roles", ["breakglass"]),
+    ("approve", "approve requests", "request_ref", "a1b2c3d4e5f6"),
+    ("deny", "deny requests", "request_ref", "a1b2c3d4e5f6"),
+    ("revoke", "revoke grants", "request_ref", "a1b2c3d4e5f6"),
+])
+def test_a_revoked_caller_is_refused_before_the_store_is_read_and_the_refusal_is_audited(
+        action: str, what: str, field: str, value: object) -> None:
+    h = Harness()
+    refusals = {"carol@example.com": {"revocation": "rv-7", "created_at": "2026-03-01T11:00:00+00:00"}}
+    h.access = AccessRequests(policy=lambda: h.policy, store=h.store, audit=AuditLog(emit=h.lines.append),
+                              clock=lambda: NOW, notifier=h.notifier, revoked=lambda who: refusals.get(who.subject))
+    calls = {"request": lambda: h.access.create(CAROL, "breakglass", duration_seconds=3600, reason="x",
+                                                context=CONTEXT),
+             "approve": lambda: h.access.approve(CAROL, "a1b2c3d4e5f6", context=CONTEXT),
+             "deny": lambda: h.access.deny(CAROL, "a1b2c3d4e5f6", note=None, context=CONTEXT),
+             "revoke": lambda: h.access.revoke(CAROL, "a1b2c3d4e5f6", note=None, context=CONTEXT)}
+    reason = (f"your sessions are revoked (revocation rv-7, 2026-03-01T11:00:00+00:00): you may not {what} "
+              "until an admin lifts it")
+    with pytest.raises(Revoked) as caught:
+        calls[action]()
+    assert str(caught.value) == reason
+    assert h.store.mock_calls == []
+    [line] = h.audits()
+    assert {k: line.get(k) for k in ("action", "outcome", "request_id", "principal", "reason", "revocation", field)} \
+        == {"action": action, "outcome": "denied", "request_id": "req-1", "principal": "carol@example.com",
+            "reason": reason, "revocation": "rv-7", field: value}
