@@ -7,6 +7,7 @@ the mapping (a race shown as a 503, throttling shown as a conflict) fails here.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -26,6 +27,7 @@ from chalicelib.exceptions import (
     Throttled,
     TooManyWrites,
 )
+from chalicelib.jit.model import Review, Vote
 from chalicelib.validation import MAX_ROLES_PER_REQUEST
 from tests.conftest import fake_client
 
@@ -300,3 +302,154 @@ def test_create_table_leaves_a_table_that_exists_alone() -> None:
         stubber.add_client_error("create_table", service_error_code="ResourceInUseException", http_status_code=400)
         create_table(client, TABLE)
         stubber.assert_no_pending_responses()
+
+
+# --------------------------------------------------------------------------
+# What each write hands DynamoDB, word for word (the conditions are the rules that hold against races)
+
+AT = {"S": "2026-01-01T12:00:00+00:00"}
+
+
+def not_revoked(*principals: str) -> list[dict[str, Any]]:
+    return [{"ConditionCheck": {"TableName": TABLE, "Key": {"pk": {"S": "REFUSALS"}, "sk": {"S": p}},
+                                "ConditionExpression": "attribute_not_exists(pk)"}} for p in principals]
+
+
+def event(request_id: str, step: str, who: str, before: str | None, after: str, note: str | None) -> dict[str, Any]:
+    item = {"pk": {"S": f"REQUEST#{request_id}"}, "sk": {"S": f"EVENT#{step}"}, "at": AT, "who": {"S": who},
+            "to": {"S": after}, **({"from": {"S": before}} if before else {}),
+            **({"note": {"S": note}} if note else {})}
+    return {"Put": {"TableName": TABLE, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
+
+
+@pytest.mark.parametrize("lock", [True, False])
+def test_a_break_glass_is_approved_at_once_with_its_grant_while_the_persons_lock_is_free(
+        stubbed: tuple[AccessStore, Stubber], monkeypatch: pytest.MonkeyPatch, lock: bool) -> None:
+    store, stubber = stubbed
+    monkeypatch.setattr("chalicelib.aws.store.uuid.uuid4", lambda: uuid.UUID("0123456789ab0123456789ab01234567"))
+    lock_key = {"pk": {"S": "BREAKGLASS#bob-person"}, "sk": {"S": "LOCK"}}
+    until = {"S": "2026-01-01T13:00:00+00:00"}
+    stubber.add_response("transact_write_items", {}, {"TransactItems": [
+        {"Put": {"TableName": TABLE, "ConditionExpression": "attribute_not_exists(pk)", "Item": {
+            "pk": {"S": "REQUEST#0123456789ab"}, "sk": {"S": "STATE"}, "id": {"S": "0123456789ab"},
+            "role": {"S": "prod-admin"}, "roles": {"L": [{"S": "prod-admin"}]}, "kind": {"S": "break_glass"},
+            "requester": {"S": "bob@example.com"}, "requester_iss": {"S": "iss"}, "requester_sub": {"S": "sub"},
+            "requester_person": {"S": "bob-person"}, "requester_slack": {"S": "U1"},
+            "duration_seconds": {"N": "3600"}, "reason": {"S": "down"}, "ticket": {"S": "INC-1"},
+            "status": {"S": "approved"}, "created_at": AT, "pending_until": AT, "decided_by": {"S": "bob@example.com"},
+            "decided_at": AT, "grant_from": AT, "grant_until": until, "holds_lock": {"BOOL": lock},
+            "pending_pk": {"S": "review"}, "review_status": {"S": "pending"}, "auto_extended_seconds": {"N": "0"}}}},
+        event("0123456789ab", "00", "bob@example.com", None, "approved", "break-glass (INC-1): down"),
+        {"Put": {"TableName": TABLE, "Item": {
+            "pk": {"S": "GRANT#bob@example.com"}, "sk": {"S": "ROLE#prod-admin#0123456789ab"},
+            "role": {"S": "prod-admin"}, "from": AT, "until": until, "request_id": {"S": "0123456789ab"},
+            "approved_by": {"S": "bob@example.com"}, "ticket": {"S": "INC-1"}, "break_glass": {"BOOL": True},
+            "expires_at_epoch": {"N": str(int((NOW + timedelta(hours=25)).timestamp()))}}}},
+        {"Put": {"TableName": TABLE, "ConditionExpression": "attribute_not_exists(pk)", "Item": {
+            **lock_key, "request_id": {"S": "0123456789ab"}, "role": {"S": "prod-admin"}, "at": AT}}} if lock else
+        {"ConditionCheck": {"TableName": TABLE, "Key": lock_key, "ConditionExpression": "attribute_not_exists(pk)"}},
+        *not_revoked("bob@example.com", "bob-person"),
+    ]})
+    request = store.break_glass(role="prod-admin", requester="bob@example.com", duration_seconds=3600, reason="down",
+                                ticket="INC-1", now=NOW, requester_slack="U1", requester_sub=("iss", "sub"),
+                                lock=lock, requester_person="bob-person")
+    assert (request.id, request.kind, request.status, request.decided_by, request.decided_at, request.grant_from,
+            request.grant_until, request.holds_lock, request.review, request.ticket, request.pending_until) == (
+        "0123456789ab", "break_glass", "approved", "bob@example.com", NOW, NOW, NOW + timedelta(hours=1), lock,
+        Review("pending"), "INC-1", NOW)
+    assert (request.requester_iss, request.requester_sub, request.requester_person, request.requester_slack) == (
+        "iss", "sub", "bob-person", "U1")
+
+
+def test_a_review_is_never_the_requesters_and_releases_the_lock_it_holds(stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    stubber.add_response("transact_write_items", {}, {"TransactItems": [
+        {"Update": {
+            "TableName": TABLE, "Key": {"pk": {"S": "REQUEST#0123456789ab"}, "sk": {"S": "STATE"}},
+            "UpdateExpression": "SET review_status = :done, reviewed_by = :who, reviewed_at = :now, "
+                                "review_note = :note REMOVE pending_pk",
+            "ConditionExpression": "#kind = :bg AND review_status = :pending AND requester <> :who AND NOT "
+                                   "(requester_iss = :iss AND requester_sub = :sub) AND requester <> :person AND "
+                                   "(attribute_not_exists(requester_person) OR requester_person <> :person)",
+            "ExpressionAttributeNames": {"#kind": "kind"},
+            "ExpressionAttributeValues": {
+                ":bg": {"S": "break_glass"}, ":pending": {"S": "pending"}, ":done": {"S": "done"},
+                ":who": {"S": "carol"}, ":now": AT, ":note": {"S": "ok"}, ":iss": {"S": "iss"},
+                ":sub": {"S": "csub"}, ":person": {"S": "carol-p"}}}},
+        event("0123456789ab", "03", "carol", "review", "reviewed", "ok"),
+        {"Delete": {"TableName": TABLE, "Key": {"pk": {"S": "BREAKGLASS#bob-p"}, "sk": {"S": "LOCK"}},
+                    "ConditionExpression": "request_id = :id",
+                    "ExpressionAttributeValues": {":id": {"S": "0123456789ab"}}}},
+        *not_revoked("carol", "carol-p"),
+    ]})
+    store.review(replace(PENDING_REQUEST, kind="break_glass", holds_lock=True, requester_person="bob-p"), who="carol",
+                 now=NOW, note="ok", reviewer_sub=("iss", "csub"), reviewer_person="carol-p")
+
+
+def test_a_review_without_note_sub_person_or_lock_asks_only_what_it_knows(
+        stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    stubber.add_response("transact_write_items", {}, {"TransactItems": [
+        {"Update": {
+            "TableName": TABLE, "Key": {"pk": {"S": "REQUEST#0123456789ab"}, "sk": {"S": "STATE"}},
+            "UpdateExpression": "SET review_status = :done, reviewed_by = :who, reviewed_at = :now REMOVE pending_pk",
+            "ConditionExpression": "#kind = :bg AND review_status = :pending AND requester <> :who",
+            "ExpressionAttributeNames": {"#kind": "kind"},
+            "ExpressionAttributeValues": {
+                ":bg": {"S": "break_glass"}, ":pending": {"S": "pending"}, ":done": {"S": "done"},
+                ":who": {"S": "carol"}, ":now": AT}}},
+        event("0123456789ab", "03", "carol", "review", "reviewed", None),
+        *not_revoked("carol"),
+    ]})
+    store.review(replace(PENDING_REQUEST, kind="break_glass"), who="carol", now=NOW, note=None)
+
+
+def test_the_approval_that_completes_the_plan_narrowed_by_a_linked_approver(
+        stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    request = replace(PENDING_REQUEST, roles=("a", "b"), stage=1, slot=2,
+                      votes=(Vote("dan", 0, NOW), Vote("erin", 1, NOW)))
+    stubber.add_response("transact_write_items", {}, {"TransactItems": [
+        {"Update": {
+            "TableName": TABLE, "Key": {"pk": {"S": "REQUEST#0123456789ab"}, "sk": {"S": "STATE"}},
+            "UpdateExpression": "SET stage_now = :next_stage, votes_in_stage = :next_count, "
+                                "votes = list_append(if_not_exists(votes, :empty), :vote), #status = :v0, "
+                                "decided_by = :v1, decided_at = :v2, grant_until = :v3, grant_from = :v4, "
+                                "#roles = :roles, #role = :role, narrowed_from = if_not_exists(narrowed_from, :was) "
+                                "ADD approvers :who_set, approver_subs :iss_sub_set, approver_persons :person_set "
+                                "REMOVE pending_pk",
+            "ConditionExpression": "#status = :pending AND pending_until > :now AND requester <> :who AND "
+                                   "(attribute_not_exists(approvers) OR NOT contains(approvers, :who)) AND "
+                                   "NOT (requester_iss = :iss AND requester_sub = :sub) AND "
+                                   "(attribute_not_exists(approver_subs) OR NOT contains(approver_subs, :iss_sub)) AND "
+                                   "requester <> :person AND "
+                                   "(attribute_not_exists(requester_person) OR requester_person <> :person) AND "
+                                   "(attribute_not_exists(approvers) OR NOT contains(approvers, :person)) AND "
+                                   "(attribute_not_exists(approver_persons) OR NOT contains(approver_persons, :person))"
+                                   " AND (stage_now = :stage AND votes_in_stage = :count) AND #roles = :was",
+            "ExpressionAttributeNames": {"#role": "role", "#roles": "roles", "#status": "status"},
+            "ExpressionAttributeValues": {
+                ":pending": {"S": "pending"}, ":now": AT, ":who": {"S": "partner|c"},
+                ":who_set": {"SS": ["partner|c"]}, ":stage": {"N": "1"}, ":count": {"N": "1"},
+                ":next_stage": {"N": "1"}, ":next_count": {"N": "2"},
+                ":vote": {"L": [{"M": {"who": {"S": "partner|c"}, "stage": {"N": "1"}, "at": AT}}]},
+                ":empty": {"L": []}, ":iss": {"S": "iss"}, ":sub": {"S": "csub"},
+                ":iss_sub": {"S": '["iss","csub"]'}, ":iss_sub_set": {"SS": ['["iss","csub"]']},
+                ":person": {"S": "carol"}, ":person_set": {"SS": ["carol"]},
+                ":v0": {"S": "approved"}, ":v1": {"S": "partner|c"}, ":v2": AT,
+                ":v3": {"S": "2026-01-01T14:00:00+00:00"}, ":v4": {"S": "2026-01-01T13:00:00+00:00"},
+                ":roles": {"L": [{"S": "b"}]}, ":role": {"S": "b"}, ":was": {"L": [{"S": "a"}, {"S": "b"}]}}}},
+        event("0123456789ab", "01", "partner|c", "pending", "approved", "narrowed to b (asked: a, b)"),
+        {"Put": {"TableName": TABLE, "Item": {
+            "pk": {"S": "GRANT#bob@example.com"}, "sk": {"S": "ROLE#b#0123456789ab"}, "role": {"S": "b"},
+            "from": {"S": "2026-01-01T13:00:00+00:00"}, "until": {"S": "2026-01-01T14:00:00+00:00"},
+            "request_id": {"S": "0123456789ab"}, "approved_by": {"S": "partner|c"},
+            "expires_at_epoch": {"N": str(int((NOW + timedelta(hours=26)).timestamp()))}}}},
+        {"Delete": {"TableName": TABLE, "Key": {"pk": {"S": "OPEN#bob@example.com"}, "sk": {"S": "SLOT#02"}},
+                    "ConditionExpression": "request_id = :id",
+                    "ExpressionAttributeValues": {":id": {"S": "0123456789ab"}}}},
+        *not_revoked("partner|c", "carol"),
+    ]})
+    store.approve(request, approver="partner|c", now=NOW, grant_until=NOW + timedelta(hours=2),
+                  approver_sub=("iss", "csub"), grant_from=NOW + timedelta(hours=1), roles=("b",),
+                  approver_person="carol")
