@@ -17,7 +17,15 @@ import pytest
 from botocore.exceptions import EndpointConnectionError, WaiterError
 from botocore.stub import ANY, Stubber
 
-from chalicelib.aws.store import MAX_TRANSACTION_ITEMS, AccessRequest, AccessStore, ApprovalStep, create_table
+from chalicelib.access.workflow import Plan
+from chalicelib.aws.store import (
+    MAX_TRANSACTION_ITEMS,
+    AccessRequest,
+    AccessStore,
+    ApprovalStep,
+    NewRequest,
+    create_table,
+)
 from chalicelib.exceptions import (
     BreakGlassLocked,
     Conflict,
@@ -453,3 +461,172 @@ def test_the_approval_that_completes_the_plan_narrowed_by_a_linked_approver(
     store.approve(request, approver="partner|c", now=NOW, grant_until=NOW + timedelta(hours=2),
                   approver_sub=("iss", "csub"), grant_from=NOW + timedelta(hours=1), roles=("b",),
                   approver_person="carol")
+
+
+def grant_moved(request_id: str, role: str, until: str, ttl: datetime) -> dict[str, Any]:
+    return {"Update": {
+        "TableName": TABLE, "Key": {"pk": {"S": "GRANT#bob@example.com"}, "sk": {"S": f"ROLE#{role}#{request_id}"}},
+        "UpdateExpression": "SET #until = :until, expires_at_epoch = :ttl",
+        "ConditionExpression": "attribute_exists(pk)",
+        "ExpressionAttributeNames": {"#until": "until"},
+        "ExpressionAttributeValues": {":until": {"S": until}, ":ttl": {"N": str(int(ttl.timestamp()))}}}}
+
+
+def test_an_automatic_extension_moves_every_grant_of_the_request_within_its_budget(
+        stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    until = "2026-01-01T13:30:00+00:00"
+    ttl = NOW + timedelta(hours=25, minutes=30)
+    stubber.add_response("transact_write_items", {}, {"TransactItems": [
+        {"Update": {
+            "TableName": TABLE, "Key": {"pk": {"S": "REQUEST#0123456789ab"}, "sk": {"S": "STATE"}},
+            "UpdateExpression": "SET grant_until = :until, extensions = :next, extended_seconds = "
+                                "if_not_exists(extended_seconds, :zero) + :d, "
+                                "auto_extended_seconds = auto_extended_seconds + :d",
+            # The grant it was judged against (unchanged, unexpired, as often extended) and the budget left.
+            "ConditionExpression": "#status = :approved AND grant_until = :seen AND grant_until > :now AND "
+                                   "(attribute_not_exists(extensions) OR extensions = :n) AND "
+                                   "auto_extended_seconds <= :auto_left",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {
+                ":approved": {"S": "approved"}, ":seen": {"S": "2026-01-01T13:00:00+00:00"}, ":now": AT,
+                ":until": {"S": until}, ":d": {"N": "1800"}, ":zero": {"N": "0"}, ":n": {"N": "2"},
+                ":next": {"N": "3"}, ":auto_left": {"N": "1800"}}}},
+        event("0123456789ab", "01#x02", "bob@example.com", "approved", "approved",
+              "extended by 1800 s (automatic, within the policy's limit): more"),
+        grant_moved("0123456789ab", "a", until, ttl), grant_moved("0123456789ab", "b", until, ttl),
+    ]})
+    parent = replace(PENDING_REQUEST, status="approved", roles=("a", "b"), grant_until=NOW + timedelta(hours=1),
+                     extensions=2)
+    store.extend(parent, seconds=1800, new_until=NOW + timedelta(hours=1, minutes=30), now=NOW, who="bob@example.com",
+                 reason="more", auto_budget=3600)
+
+
+def test_an_approved_extension_request_moves_its_parents_grant_and_gives_back_its_slot(
+        stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    until = "2026-01-01T13:30:00+00:00"
+    stubber.add_response("transact_write_items", {}, {"TransactItems": [
+        {"Update": {
+            "TableName": TABLE, "Key": {"pk": {"S": "REQUEST#e1e2e3e4e5e6"}, "sk": {"S": "STATE"}},
+            "UpdateExpression": "SET stage_now = :next_stage, votes_in_stage = :next_count, "
+                                "votes = list_append(if_not_exists(votes, :empty), :vote), #status = :v0, "
+                                "decided_by = :v1, decided_at = :v2, grant_until = :v3 ADD approvers :who_set "
+                                "REMOVE pending_pk",
+            "ConditionExpression": "#status = :pending AND pending_until > :now AND requester <> :who AND "
+                                   "(attribute_not_exists(approvers) OR NOT contains(approvers, :who)) AND "
+                                   "(attribute_not_exists(stage_now) OR "
+                                   "(stage_now = :stage AND votes_in_stage = :count))",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {
+                ":pending": {"S": "pending"}, ":now": AT, ":who": {"S": "carol"}, ":who_set": {"SS": ["carol"]},
+                ":stage": {"N": "0"}, ":count": {"N": "0"}, ":next_stage": {"N": "0"}, ":next_count": {"N": "1"},
+                ":vote": {"L": [{"M": {"who": {"S": "carol"}, "stage": {"N": "0"}, "at": AT}}]}, ":empty": {"L": []},
+                ":v0": {"S": "approved"}, ":v1": {"S": "carol"}, ":v2": AT, ":v3": {"S": until}}}},
+        event("e1e2e3e4e5e6", "01", "carol", "pending", "approved", None),
+        {"Update": {
+            "TableName": TABLE, "Key": {"pk": {"S": "REQUEST#0123456789ab"}, "sk": {"S": "STATE"}},
+            "UpdateExpression": "SET grant_until = :until, extensions = :next, extended_seconds = "
+                                "if_not_exists(extended_seconds, :zero) + :d",
+            "ConditionExpression": "#status = :approved AND grant_until = :seen AND grant_until > :now AND "
+                                   "(attribute_not_exists(extensions) OR extensions = :n)",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {
+                ":approved": {"S": "approved"}, ":seen": {"S": "2026-01-01T13:00:00+00:00"}, ":now": AT,
+                ":until": {"S": until}, ":d": {"N": "1800"}, ":zero": {"N": "0"}, ":n": {"N": "0"},
+                ":next": {"N": "1"}}}},
+        event("0123456789ab", "01#x00", "carol", "approved", "approved",
+              "extended by 1800 s (request e1e2e3e4e5e6): more"),
+        grant_moved("0123456789ab", "breakglass", until, NOW + timedelta(hours=25, minutes=30)),
+        {"Delete": {"TableName": TABLE, "Key": {"pk": {"S": "OPEN#bob@example.com"}, "sk": {"S": "SLOT#01"}},
+                    "ConditionExpression": "request_id = :id",
+                    "ExpressionAttributeValues": {":id": {"S": "e1e2e3e4e5e6"}}}},
+        *not_revoked("carol"),
+    ]})
+    parent = replace(PENDING_REQUEST, status="approved", grant_until=NOW + timedelta(hours=1))
+    extension = replace(PENDING_REQUEST, id="e1e2e3e4e5e6", kind="extension", parent=parent.id,
+                        duration_seconds=1800, reason="more", slot=1)
+    store.extend_by_approval(extension, parent, approver="carol", approver_sub=None, now=NOW,
+                             new_until=NOW + timedelta(hours=1, minutes=30))
+
+
+def transition(before: str, after: str, who: str, condition: str, values: dict[str, Any], sets: str = "",
+               leaves_pending: bool = True) -> dict[str, Any]:
+    return {"Update": {
+        "TableName": TABLE, "Key": {"pk": {"S": "REQUEST#0123456789ab"}, "sk": {"S": "STATE"}},
+        "UpdateExpression": "SET #status = :to, decided_by = :who, decided_at = :now" + sets
+                            + (" REMOVE pending_pk" if leaves_pending else ""),
+        "ConditionExpression": condition, "ExpressionAttributeNames": {"#status": "status"},
+        "ExpressionAttributeValues": {":from": {"S": before}, ":to": {"S": after}, ":who": {"S": who}, ":now": AT,
+                                      **values}}}
+
+
+def test_a_linked_approvers_denial_is_refused_by_the_database_to_the_requesters_person(
+        stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    stubber.add_response("transact_write_items", {}, {"TransactItems": [
+        transition("pending", "denied", "partner|c",
+                   "#status = :from AND pending_until > :now AND requester <> :who AND "
+                   "NOT (requester_iss = :iss AND requester_sub = :sub) AND requester <> :person AND "
+                   "(attribute_not_exists(requester_person) OR requester_person <> :person)",
+                   {":note": {"S": "no"}, ":iss": {"S": "iss"}, ":sub": {"S": "csub"}, ":person": {"S": "carol"}},
+                   sets=", note = :note"),
+        event("0123456789ab", "01", "partner|c", "pending", "denied", "no"),
+    ]})
+    store.deny(PENDING_REQUEST, approver="partner|c", now=NOW, note="no", approver_sub=("iss", "csub"),
+               approver_person="carol")
+
+
+def test_a_cancel_must_come_from_the_requester(stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    stubber.add_response("transact_write_items", {}, {"TransactItems": [
+        transition("pending", "cancelled", "bob@example.com",
+                   "#status = :from AND pending_until > :now AND requester = :who", {}),
+        event("0123456789ab", "01", "bob@example.com", "pending", "cancelled", None),
+    ]})
+    store.cancel(PENDING_REQUEST, who="bob@example.com", now=NOW)
+
+
+def test_a_revocation_ends_an_approved_grant_and_deletes_the_grant_of_each_role(
+        stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    stubber.add_response("transact_write_items", {}, {"TransactItems": [
+        transition("approved", "revoked", "carol", "#status = :from", {":note": {"S": "over"}},
+                   sets=", note = :note", leaves_pending=False),
+        event("0123456789ab", "02", "carol", "approved", "revoked", "over"),
+        *({"Delete": {"TableName": TABLE, "Key": {"pk": {"S": "GRANT#bob@example.com"},
+                                                  "sk": {"S": f"ROLE#{role}#0123456789ab"}}}} for role in ("a", "b")),
+    ]})
+    store.revoke(replace(PENDING_REQUEST, status="approved", roles=("a", "b")), who="carol", now=NOW, note="over")
+
+
+def test_a_new_request_keeps_everything_it_was_filed_with(stubbed: tuple[AccessStore, Stubber],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    store, stubber = stubbed
+    monkeypatch.setattr("chalicelib.aws.store.uuid.uuid4", lambda: uuid.UUID("0123456789ab0123456789ab01234567"))
+    stubber.add_response("transact_write_items", {}, {"TransactItems": [
+        {"Put": {"TableName": TABLE, "ConditionExpression": "attribute_not_exists(pk)", "Item": {
+            "pk": {"S": "REQUEST#0123456789ab"}, "sk": {"S": "STATE"}, "id": {"S": "0123456789ab"},
+            "role": {"S": "a"}, "roles": {"L": [{"S": "a"}, {"S": "b"}]}, "kind": {"S": "extension"},
+            "parent": {"S": "p1p2p3p4p5p6"}, "requester": {"S": "partner|b"}, "requester_iss": {"S": "iss"},
+            "requester_sub": {"S": "bsub"}, "requester_person": {"S": "bob"}, "requester_slack": {"S": "U1"},
+            "duration_seconds": {"N": "1800"}, "reason": {"S": "INC"}, "ticket": {"S": "T-1"}, "scope": {"S": "eu"},
+            "start_at": {"S": "2026-01-01T14:00:00+00:00"}, "status": {"S": "pending"}, "created_at": AT,
+            "pending_until": {"S": "2026-01-01T12:10:00+00:00"}, "pending_pk": {"S": "pending"},
+            "plan": {"L": [{"M": {"name": {"S": "first"}, "required": {"N": "1"}}},
+                           {"M": {"name": {"S": "second"}, "required": {"N": "2"}}}]},
+            "stage_now": {"N": "0"}, "votes_in_stage": {"N": "0"}, "auto_extended_seconds": {"N": "0"}}}},
+        event("0123456789ab", "00", "partner|b", None, "pending", "INC"),
+    ]})
+    plan = Plan((("first", 1), ("second", 2)))
+    spec = NewRequest(roles=("a", "b"), ticket="T-1", scope="eu", start_at=NOW + timedelta(hours=2), plan=plan,
+                      kind="extension", parent="p1p2p3p4p5p6")
+    request = store.create(role="a", requester="partner|b", duration_seconds=1800, reason="INC", now=NOW,
+                           pending_seconds=600, requester_slack="U1", requester_sub=("iss", "bsub"), spec=spec,
+                           requester_person="bob")
+    assert request == AccessRequest(
+        id="0123456789ab", role="a", requester="partner|b", duration_seconds=1800, reason="INC", status="pending",
+        created_at=NOW, pending_until=NOW + timedelta(minutes=10), requester_slack="U1", ticket="T-1",
+        requester_iss="iss", requester_sub="bsub", requester_person="bob", kind="extension", roles=("a", "b"),
+        scope="eu", start_at=NOW + timedelta(hours=2), plan=plan, parent="p1p2p3p4p5p6")
+    assert request.slot is None
