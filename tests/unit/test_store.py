@@ -30,11 +30,13 @@ from chalicelib.exceptions import (
     BreakGlassLocked,
     Conflict,
     DependencyDown,
+    Forbidden,
     RolebrokerError,
     SlotTaken,
     Throttled,
     TooManyWrites,
 )
+from chalicelib.jit.grants import ActiveGrant, IssuedSession
 from chalicelib.jit.model import Review, Vote
 from chalicelib.validation import MAX_ROLES_PER_REQUEST
 from tests.conftest import fake_client
@@ -630,3 +632,88 @@ def test_a_new_request_keeps_everything_it_was_filed_with(stubbed: tuple[AccessS
         requester_iss="iss", requester_sub="bsub", requester_person="bob", kind="extension", roles=("a", "b"),
         scope="eu", start_at=NOW + timedelta(hours=2), plan=plan, parent="p1p2p3p4p5p6")
     assert request.slot is None
+
+
+# --------------------------------------------------------------------------
+# Sessions recorded under a grant
+
+
+GRANT = ActiveGrant(request_id="0123456789ab", role="breakglass", until=NOW + timedelta(hours=1))
+SESSION = IssuedSession(request_id="0123456789ab", role="breakglass", role_arn="arn:aws:iam::333333333333:role/BG",
+                        account_id="333333333333", assumed_role_arn="arn:aws:sts::333333333333:assumed-role/BG/bob",
+                        access_key_id="ASIAEXAMPLE", session_name="bob", issued_at=NOW,
+                        expires_at=NOW + timedelta(hours=1), kind="credentials")
+
+
+def test_a_session_is_counted_on_a_grant_that_still_holds_and_recorded_once(
+        stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    stubber.add_response("transact_write_items", {}, {"TransactItems": [
+        {"Update": {
+            "TableName": TABLE, "Key": {"pk": {"S": "REQUEST#0123456789ab"}, "sk": {"S": "STATE"}},
+            "UpdateExpression": "ADD sessions_issued :one",
+            "ConditionExpression": "#status = :approved AND grant_until > :now AND "
+                                   "(attribute_not_exists(grant_from) OR grant_from <= :now) AND "
+                                   "(attribute_not_exists(sessions_issued) OR sessions_issued < :limit)",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {":one": {"N": "1"}, ":approved": {"S": "approved"}, ":now": AT,
+                                          ":limit": {"N": "1000"}}}},
+        {"Put": {"TableName": TABLE, "ConditionExpression": "attribute_not_exists(pk)", "Item": {
+            "pk": {"S": "REQUEST#0123456789ab"}, "sk": {"S": "SESSION#2026-01-01T12:00:00+00:00#ASIAEXAMPLE"},
+            "request_id": {"S": "0123456789ab"}, "role": {"S": "breakglass"},
+            "role_arn": {"S": SESSION.role_arn}, "account_id": {"S": "333333333333"},
+            "assumed_role_arn": {"S": SESSION.assumed_role_arn}, "access_key_id": {"S": "ASIAEXAMPLE"},
+            "session_name": {"S": "bob"}, "issued_at": AT, "expires_at": {"S": "2026-01-01T13:00:00+00:00"},
+            "kind": {"S": "credentials"}}}},
+    ]})
+    store.record_session(GRANT, SESSION, now=NOW)
+
+
+def state_item(**fields: str) -> dict[str, Any]:
+    item = {"pk": "REQUEST#0123456789ab", "sk": "STATE", "id": "0123456789ab", "role": "breakglass",
+            "requester": "bob@example.com", "reason": "INC-42", "created_at": "2026-01-01T11:00:00+00:00",
+            "pending_until": "2026-01-01T11:30:00+00:00", **fields}
+    return {**{k: {"S": v} for k, v in item.items()}, "duration_seconds": {"N": "3600"}}
+
+
+@pytest.mark.parametrize(("state", "message"), [
+    ({"status": "approved", "grant_until": "2026-01-01T13:00:00+00:00"},
+     "grant 0123456789ab has issued 1000 sessions, the most one grant may"),
+    ({"status": "revoked", "grant_until": "2026-01-01T13:00:00+00:00", "decided_at": "2026-01-01T11:45:00+00:00"},
+     "your grant for role breakglass was revoked at 2026-01-01T11:45:00+00:00;"),
+    ({"status": "revoked", "grant_until": "2026-01-01T13:00:00+00:00"},
+     "your grant for role breakglass was revoked; "),
+    ({"status": "approved", "grant_until": "2026-01-01T12:00:00+00:00"},
+     "your grant for role breakglass has ended (expired);"),
+])
+def test_a_session_the_grant_no_longer_allows_is_refused_with_the_reason(
+        stubbed: tuple[AccessStore, Stubber], state: dict[str, str], message: str) -> None:
+    store, stubber = stubbed
+    cancelled(stubber, "ConditionalCheckFailed", "None")
+    stubber.add_response("get_item", {"Item": state_item(**state)}, {
+        "TableName": TABLE, "ConsistentRead": True,
+        "Key": {"pk": {"S": "REQUEST#0123456789ab"}, "sk": {"S": "STATE"}}})
+    with pytest.raises(Forbidden) as caught:
+        store.record_session(GRANT, SESSION, now=NOW)
+    assert type(caught.value) is Forbidden
+    assert message in str(caught.value)
+    assert str(caught.value).endswith("request access again (rolebroker request --role breakglass --reason ...)")
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    (("TransactionCanceledException", ["TransactionConflict", "None"]), Throttled),  # two sessions at once
+    (("TransactionCanceledException", ["ValidationError", "None"]), DependencyDown),
+    (("ThrottlingException", None), Throttled),
+    (("ValidationException", None), DependencyDown),
+])
+def test_a_session_write_that_fails_for_another_reason_is_not_a_refusal(
+        stubbed: tuple[AccessStore, Stubber], error: tuple[str, list[str] | None],
+        expected: type[RolebrokerError]) -> None:
+    store, stubber = stubbed
+    code, reasons = error
+    fields = {"CancellationReasons": [{"Code": r} for r in reasons]} if reasons else None
+    stubber.add_client_error("transact_write_items", service_error_code=code, http_status_code=400,
+                             modeled_fields=fields)
+    with pytest.raises(expected) as caught:
+        store.record_session(GRANT, SESSION, now=NOW)
+    assert type(caught.value) is expected
