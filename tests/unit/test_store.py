@@ -717,3 +717,70 @@ def test_a_session_write_that_fails_for_another_reason_is_not_a_refusal(
     with pytest.raises(expected) as caught:
         store.record_session(GRANT, SESSION, now=NOW)
     assert type(caught.value) is expected
+
+
+# --------------------------------------------------------------------------
+# Expiry: the request in one transaction, then its slot tidied if still its own
+
+
+def expiry() -> list[dict[str, Any]]:
+    return [
+        {"Update": {
+            "TableName": TABLE, "Key": {"pk": {"S": "REQUEST#0123456789ab"}, "sk": {"S": "STATE"}},
+            "UpdateExpression": "SET #status = :expired, decided_at = :now, decided_by = :who REMOVE pending_pk",
+            "ConditionExpression": "#status = :pending AND pending_until <= :now",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {":expired": {"S": "expired"}, ":pending": {"S": "pending"}, ":now": AT,
+                                          ":who": {"S": "rolebroker"}}}},
+        event("0123456789ab", "01", "rolebroker", "pending", "expired", "no decision before the pending timeout"),
+    ]
+
+
+SLOT_RELEASE = {"TableName": TABLE, "Key": {"pk": {"S": "OPEN#bob@example.com"}, "sk": {"S": "SLOT#03"}},
+                "ConditionExpression": "request_id = :id",
+                "ExpressionAttributeValues": {":id": {"S": "0123456789ab"}}}
+
+
+def test_an_expiry_marks_the_request_and_then_deletes_its_slot(stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    stubber.add_response("transact_write_items", {}, {"TransactItems": expiry()})
+    stubber.add_response("delete_item", {}, SLOT_RELEASE)
+    store.expire(replace(PENDING_REQUEST, slot=3), now=NOW)
+
+
+@pytest.mark.parametrize(("code", "logged"), [
+    ("ConditionalCheckFailedException", []),  # a newer request holds the slot: nothing to say
+    ("ProvisionedThroughputExceededException",
+     ["request 0123456789ab expired; its slot was not deleted: ProvisionedThroughputExceededException"]),
+])
+def test_a_slot_that_cannot_be_tidied_leaves_the_expiry_done(
+        stubbed: tuple[AccessStore, Stubber], caplog: pytest.LogCaptureFixture, code: str, logged: list[str]) -> None:
+    store, stubber = stubbed
+    stubber.add_response("transact_write_items", {}, {"TransactItems": expiry()})
+    stubber.add_client_error("delete_item", service_error_code=code, http_status_code=400,
+                             expected_params=SLOT_RELEASE)
+    with caplog.at_level("WARNING", logger="chalicelib.aws.store"):
+        store.expire(replace(PENDING_REQUEST, slot=3), now=NOW)
+    assert [r.getMessage() for r in caplog.records] == logged
+
+
+def test_an_unreachable_table_while_tidying_a_slot_leaves_the_expiry_done(
+        stubbed: tuple[AccessStore, Stubber], monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    store, stubber = stubbed
+    stubber.add_response("transact_write_items", {}, {"TransactItems": expiry()})
+
+    def unreachable(**kwargs: Any) -> None:
+        raise EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
+
+    monkeypatch.setattr(store._client, "delete_item", unreachable)
+    with caplog.at_level("WARNING", logger="chalicelib.aws.store"):
+        store.expire(replace(PENDING_REQUEST, slot=3), now=NOW)
+    assert [r.getMessage() for r in caplog.records] == [
+        "request 0123456789ab expired; its slot was not deleted: EndpointConnectionError"]
+
+
+def test_an_expiry_without_a_slot_is_the_transaction_alone(stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    stubber.add_response("transact_write_items", {}, {"TransactItems": expiry()})
+    store.expire(PENDING_REQUEST, now=NOW)  # no delete_item queued: the Stubber fails on one
