@@ -24,6 +24,7 @@ from chalicelib.aws.store import (
     AccessStore,
     ApprovalStep,
     NewRequest,
+    PageKey,
     create_table,
 )
 from chalicelib.exceptions import (
@@ -784,3 +785,112 @@ def test_an_expiry_without_a_slot_is_the_transaction_alone(stubbed: tuple[Access
     store, stubber = stubbed
     stubber.add_response("transact_write_items", {}, {"TransactItems": expiry()})
     store.expire(PENDING_REQUEST, now=NOW)  # no delete_item queued: the Stubber fails on one
+
+
+# --------------------------------------------------------------------------
+# Reads: what each query asks, and how far the next one goes on
+
+
+OLDEST = NOW - timedelta(days=7)
+
+
+def stopped_at(request_id: str, created_at: str, index_key: dict[str, Any]) -> dict[str, Any]:
+    return {"pk": {"S": f"REQUEST#{request_id}"}, "sk": {"S": "STATE"}, "created_at": {"S": created_at}, **index_key}
+
+
+def start_key(request_id: str, created_at: str, index_key: dict[str, Any]) -> dict[str, Any]:
+    return {**index_key, "created_at": {"S": created_at}, "pk": {"S": f"REQUEST#{request_id}"}, "sk": {"S": "STATE"}}
+
+
+@pytest.mark.parametrize(("after", "goes_on"), [
+    (PageKey("aaaaaaaaaaaa", "2025-12-31T12:00:00+00:00"), True),
+    (PageKey("aaaaaaaaaaaa", OLDEST.isoformat()), False),  # at or before the oldest that can still wait: start over
+    (None, False),
+])
+def test_a_page_of_pending_requests_starts_after_the_oldest_that_can_wait_and_filters_the_timed_out(
+        stubbed: tuple[AccessStore, Stubber], after: PageKey | None, goes_on: bool) -> None:
+    store, stubber = stubbed
+    pending_key = {"pending_pk": {"S": "pending"}}
+    params: dict[str, Any] = {
+        "TableName": TABLE, "IndexName": "gsi_pending", "Limit": 7,
+        "KeyConditionExpression": "pending_pk = :p AND created_at > :oldest",
+        "FilterExpression": "pending_until > :now",
+        "ExpressionAttributeValues": {":p": {"S": "pending"}, ":oldest": {"S": OLDEST.isoformat()}, ":now": AT}}
+    if goes_on:
+        assert after is not None
+        params["ExclusiveStartKey"] = start_key(after.request_id, after.created_at, pending_key)
+    stubber.add_response("query", {
+        "Items": [state_item(status="pending"), {**state_item(status="pending"), "sk": {"S": "EVENT#00"}}],
+        "LastEvaluatedKey": stopped_at("bbbbbbbbbbbb", "2026-01-01T11:00:00+00:00", pending_key)}, params)
+    found, stopped = store.pending_page(after=after, limit=7, now=NOW, created_after=OLDEST)
+    assert [r.id for r in found] == ["0123456789ab"]  # the state item only
+    assert stopped == PageKey("bbbbbbbbbbbb", "2026-01-01T11:00:00+00:00")
+
+
+def test_a_page_of_reviews_waits_however_long_it_takes(stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    review_key = {"pending_pk": {"S": "review"}}
+    after = PageKey("aaaaaaaaaaaa", "2025-01-01T12:00:00+00:00")  # older than any pending timeout
+    stubber.add_response("query", {"Items": []}, {
+        "TableName": TABLE, "IndexName": "gsi_pending", "Limit": 7, "KeyConditionExpression": "pending_pk = :p",
+        "ExpressionAttributeValues": {":p": {"S": "review"}},
+        "ExclusiveStartKey": start_key(after.request_id, after.created_at, review_key)})
+    assert store.pending_page(after=after, limit=7, now=NOW, created_after=OLDEST, partition="review") == ([], None)
+
+
+def due_query(limit: int, after: str | None = None) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "TableName": TABLE, "IndexName": "gsi_pending", "Limit": limit,
+        "KeyConditionExpression": "pending_pk = :p AND created_at > :oldest",
+        "FilterExpression": "pending_until <= :now",
+        "ExpressionAttributeValues": {":p": {"S": "pending"}, ":oldest": {"S": OLDEST.isoformat()}, ":now": AT}}
+    if after:
+        params["ExclusiveStartKey"] = start_key(after, "2026-01-01T11:00:00+00:00", {"pending_pk": {"S": "pending"}})
+    return params
+
+
+def due(request_id: str) -> dict[str, Any]:
+    return {**state_item(status="pending"), "pk": {"S": f"REQUEST#{request_id}"}, "id": {"S": request_id}}
+
+
+def test_the_sweep_reads_on_where_dynamodb_stopped_until_it_has_its_limit(stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    last = stopped_at("bbbbbbbbbbbb", "2026-01-01T11:00:00+00:00", {"pending_pk": {"S": "pending"}})
+    stubber.add_response("query", {"Items": [due("a00000000001")], "LastEvaluatedKey": last}, due_query(3))
+    stubber.add_response("query", {"Items": [], "LastEvaluatedKey": last}, due_query(3, "bbbbbbbbbbbb"))
+    stubber.add_response("query", {"Items": [due("a00000000002"), due("a00000000003"), due("a00000000004")],
+                                   "LastEvaluatedKey": last}, due_query(3, "bbbbbbbbbbbb"))
+    found = store.due_for_expiry(NOW, OLDEST, 3)
+    assert [r.id for r in found] == ["a00000000001", "a00000000002", "a00000000003"]  # its limit, then it stops
+
+
+def test_the_sweep_stops_where_the_index_ends_or_after_its_reads(stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    stubber.add_response("query", {"Items": [due("a00000000001")]}, due_query(3))
+    assert [r.id for r in store.due_for_expiry(NOW, OLDEST, 3)] == ["a00000000001"]
+    last = stopped_at("bbbbbbbbbbbb", "2026-01-01T11:00:00+00:00", {"pending_pk": {"S": "pending"}})
+    stubber.add_response("query", {"Items": [], "LastEvaluatedKey": last}, due_query(3))
+    stubber.add_response("query", {"Items": [], "LastEvaluatedKey": last}, due_query(3, "bbbbbbbbbbbb"))
+    assert store.due_for_expiry(NOW, OLDEST, 3, max_reads=2) == []
+
+
+@pytest.mark.parametrize(("kind", "names", "condition"), [
+    (None, None, None),
+    ("access", {"#kind": "kind"}, "attribute_not_exists(#kind) OR #kind = :kind"),  # filed before kinds existed
+    ("break_glass", {"#kind": "kind"}, "#kind = :kind"),
+])
+def test_a_persons_own_requests_newest_first_of_a_kind(stubbed: tuple[AccessStore, Stubber], kind: str | None,
+                                                       names: dict[str, str] | None, condition: str | None) -> None:
+    store, stubber = stubbed
+    requester_key = {"requester": {"S": "bob@example.com"}}
+    after = PageKey("aaaaaaaaaaaa", "2026-01-01T10:00:00+00:00")
+    params: dict[str, Any] = {
+        "TableName": TABLE, "IndexName": "gsi_requester", "Limit": 4, "ScanIndexForward": False,
+        "KeyConditionExpression": "requester = :r",
+        "ExpressionAttributeValues": {":r": {"S": "bob@example.com"}, **({":kind": {"S": kind}} if kind else {})},
+        "ExclusiveStartKey": start_key(after.request_id, after.created_at, requester_key)}
+    if names and condition:
+        params.update(ExpressionAttributeNames=names, FilterExpression=condition)
+    stubber.add_response("query", {"Items": [state_item(status="pending")]}, params)
+    found, stopped = store.requester_page("bob@example.com", after=after, limit=4, kind=kind)
+    assert [r.id for r in found] == ["0123456789ab"] and stopped is None
