@@ -25,6 +25,7 @@ from chalicelib.aws.store import (
     ApprovalStep,
     NewRequest,
     PageKey,
+    RequestEvent,
     create_table,
 )
 from chalicelib.exceptions import (
@@ -32,6 +33,7 @@ from chalicelib.exceptions import (
     Conflict,
     DependencyDown,
     Forbidden,
+    NotFound,
     RolebrokerError,
     SlotTaken,
     Throttled,
@@ -894,3 +896,85 @@ def test_a_persons_own_requests_newest_first_of_a_kind(stubbed: tuple[AccessStor
     stubber.add_response("query", {"Items": [state_item(status="pending")]}, params)
     found, stopped = store.requester_page("bob@example.com", after=after, limit=4, kind=kind)
     assert [r.id for r in found] == ["0123456789ab"] and stopped is None
+
+
+def grant_item(role: str, request_id: str, until: str, **extra: Any) -> dict[str, Any]:
+    return {"pk": {"S": "GRANT#bob@example.com"}, "sk": {"S": f"ROLE#{role}#{request_id}"}, "role": {"S": role},
+            "request_id": {"S": request_id}, "until": {"S": until}, **extra}
+
+
+def test_the_grants_in_force_are_the_longest_live_one_per_role(stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    stubber.add_response("query", {"Items": [
+        grant_item("a", "a00000000001", "2026-01-01T13:00:00+00:00"),
+        grant_item("a", "a00000000002", "2026-01-01T14:00:00+00:00"),
+        grant_item("a", "a00000000003", "2026-01-01T13:30:00+00:00"),
+        grant_item("b", "a00000000004", "2026-01-01T12:00:00+00:00"),  # ended just now
+        grant_item("c", "a00000000005", "2026-01-01T15:00:00+00:00", **{"from": {"S": "2026-01-01T12:30:00+00:00"}}),
+    ]}, {"TableName": TABLE, "KeyConditionExpression": "pk = :pk",
+         "ExpressionAttributeValues": {":pk": {"S": "GRANT#bob@example.com"}}})
+    assert store.active_grants("bob@example.com", NOW) == {"a": NOW + timedelta(hours=2)}
+
+
+def test_the_grant_for_a_scope_prefers_the_whole_role_then_the_longest(stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    items = [grant_item("a", "a00000000001", "2026-01-01T15:00:00+00:00", scope={"S": "eu"}),
+             grant_item("a", "a00000000002", "2026-01-01T13:00:00+00:00"),
+             grant_item("a", "a00000000003", "2026-01-01T14:00:00+00:00", scope={"S": "us"}),
+             grant_item("ab", "a00000000004", "2026-01-01T16:00:00+00:00")]  # another role, same prefix
+    params = {"TableName": TABLE, "KeyConditionExpression": "pk = :pk AND begins_with(sk, :role)",
+              "ExpressionAttributeValues": {":pk": {"S": "GRANT#bob@example.com"}, ":role": {"S": "ROLE#a#"}}}
+    for scope, expected in ((None, "a00000000002"), ("eu", "a00000000002"), ("us", "a00000000002")):
+        stubber.add_response("query", {"Items": items}, params)
+        grant = store.active_grant("bob@example.com", "a", NOW, scope)
+        assert grant is not None and grant.request_id == expected
+    stubber.add_response("query", {"Items": items[:1] + items[2:]}, params)
+    assert (store.active_grant("bob@example.com", "a", NOW, "eu") or GRANT).request_id == "a00000000001"
+    stubber.add_response("query", {"Items": items[:1] + items[2:]}, params)
+    assert (store.active_grant("bob@example.com", "a", NOW) or GRANT).request_id == "a00000000001"  # the longest
+    stubber.add_response("query", {"Items": items[3:]}, params)
+    assert store.active_grant("bob@example.com", "a", NOW) is None
+
+
+def test_a_request_that_is_not_there_is_a_404(stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    stubber.add_response("get_item", {}, {"TableName": TABLE, "ConsistentRead": True,
+                                          "Key": {"pk": {"S": "REQUEST#0123456789ab"}, "sk": {"S": "STATE"}}})
+    with pytest.raises(NotFound):
+        store.get("0123456789ab")
+
+
+def test_a_requests_history_is_its_events(stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    stubber.add_response("query", {"Items": [
+        event("0123456789ab", "00", "bob@example.com", None, "pending", "INC-42")["Put"]["Item"],
+        event("0123456789ab", "01", "carol", "pending", "approved", None)["Put"]["Item"],
+    ]}, {"TableName": TABLE, "KeyConditionExpression": "pk = :pk AND begins_with(sk, :e)",
+         "ExpressionAttributeValues": {":pk": {"S": "REQUEST#0123456789ab"}, ":e": {"S": "EVENT#"}}})
+    assert store.history("0123456789ab") == [RequestEvent(NOW, "bob@example.com", None, "pending", "INC-42"),
+                                             RequestEvent(NOW, "carol", "pending", "approved", None)]
+
+
+def test_the_open_slots_held_are_those_whose_pending_time_is_not_over(stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    now_us = int(NOW.timestamp()) * 1_000_000
+
+    def slot(n: int, request_id: str, until_us: int) -> dict[str, Any]:
+        return {"pk": {"S": "OPEN#bob@example.com"}, "sk": {"S": f"SLOT#{n:02d}"}, "request_id": {"S": request_id},
+                "until_us": {"N": str(until_us)}}
+
+    stubber.add_response("query", {"Items": [slot(0, "a00000000000", now_us + 1), slot(3, "a00000000003", now_us),
+                                             slot(12, "a00000000012", now_us + 60_000_000)]},
+                         {"TableName": TABLE, "KeyConditionExpression": "pk = :pk", "ConsistentRead": True,
+                          "ExpressionAttributeValues": {":pk": {"S": "OPEN#bob@example.com"}}})
+    assert store.open_requests("bob@example.com", NOW) == {0: "a00000000000", 12: "a00000000012"}
+
+
+def test_the_break_glass_lock_names_the_request_that_holds_it(stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    params = {"TableName": TABLE, "ConsistentRead": True,
+              "Key": {"pk": {"S": "BREAKGLASS#bob-person"}, "sk": {"S": "LOCK"}}}
+    stubber.add_response("get_item", {"Item": {"request_id": {"S": "0123456789ab"}}}, params)
+    assert store.break_glass_lock("bob-person") == "0123456789ab"
+    stubber.add_response("get_item", {}, params)
+    assert store.break_glass_lock("bob-person") is None
