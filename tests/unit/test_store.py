@@ -18,11 +18,13 @@ from botocore.exceptions import EndpointConnectionError, WaiterError
 from botocore.stub import ANY, Stubber
 
 from chalicelib.access.workflow import Plan
+from chalicelib.aws.items import session_item
 from chalicelib.aws.store import (
     MAX_TRANSACTION_ITEMS,
     AccessRequest,
     AccessStore,
     ApprovalStep,
+    IdentitySnapshot,
     NewRequest,
     PageKey,
     RequestEvent,
@@ -34,6 +36,7 @@ from chalicelib.exceptions import (
     DependencyDown,
     Forbidden,
     NotFound,
+    Revoked,
     RolebrokerError,
     SlotTaken,
     Throttled,
@@ -978,3 +981,98 @@ def test_the_break_glass_lock_names_the_request_that_holds_it(stubbed: tuple[Acc
     assert store.break_glass_lock("bob-person") == "0123456789ab"
     stubber.add_response("get_item", {}, params)
     assert store.break_glass_lock("bob-person") is None
+
+
+# --------------------------------------------------------------------------
+# Identity snapshots, task nonces, Slack copies, sessions
+
+
+def snapshot(**extra: Any) -> dict[str, Any]:
+    return {"pk": {"S": "IDENTITY#bob@example.com"}, "sk": {"S": "SNAPSHOT"}, "seen_at": AT,
+            "expires_at_epoch": {"N": str(int((NOW + timedelta(hours=9)).timestamp()))},
+            "groups": {"L": [{"S": "a-team"}, {"S": "developers"}]}, **extra}
+
+
+def test_a_snapshot_is_written_unless_a_newer_tokens_is_recorded(stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    item = snapshot(claims={"S": '{"email":"bob@example.com","level":3}'}, iat={"N": "1767268800"})
+    params = {"TableName": TABLE, "Item": item, "ConditionExpression": "attribute_not_exists(iat) OR iat <= :iat",
+              "ExpressionAttributeValues": {":iat": {"N": "1767268800"}}}
+    stubber.add_response("put_item", {}, params)
+    groups = frozenset({"developers", "a-team"})
+    claims = {"level": 3, "email": "bob@example.com"}
+    assert store.remember_identity("bob@example.com", groups, NOW, timedelta(hours=9), 1767268800, claims) is True
+    stubber.add_client_error("put_item", service_error_code="ConditionalCheckFailedException", http_status_code=400,
+                             expected_params=params)
+    assert store.remember_identity("bob@example.com", groups, NOW, timedelta(hours=9), 1767268800, claims) is False
+
+
+def test_a_snapshot_without_iat_or_claims_is_written_unconditionally(stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    stubber.add_response("put_item", {}, {"TableName": TABLE, "Item": snapshot(claims={"S": "{}"})})
+    assert store.remember_identity("bob@example.com", frozenset({"developers", "a-team"}), NOW,
+                                   timedelta(hours=9)) is True
+
+
+def test_a_snapshot_is_recalled_until_it_expires(stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    params = {"TableName": TABLE, "Key": {"pk": {"S": "IDENTITY#bob@example.com"}, "sk": {"S": "SNAPSHOT"}}}
+    stubber.add_response("get_item", {"Item": snapshot(claims={"S": '{"level":3}'})}, params)
+    recalled = store.recall_identity("bob@example.com", NOW + timedelta(hours=9) - timedelta(seconds=1))
+    assert recalled == IdentitySnapshot(frozenset({"developers", "a-team"}), {"level": 3})
+    stubber.add_response("get_item", {"Item": snapshot()}, params)  # written before claims were recorded
+    assert store.recall_identity("bob@example.com", NOW) == IdentitySnapshot(frozenset({"developers", "a-team"}), {})
+    stubber.add_response("get_item", {"Item": snapshot()}, params)
+    assert store.recall_identity("bob@example.com", NOW + timedelta(hours=9)) is None
+    stubber.add_response("get_item", {}, params)
+    assert store.recall_identity("bob@example.com", NOW) is None
+
+
+def test_a_task_nonce_is_claimed_once_and_kept_an_hour_past_the_tasks_expiry(
+        stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    params = {"TableName": TABLE, "ConditionExpression": "attribute_not_exists(pk)",
+              "Item": {"pk": {"S": "TASK#n0nce"}, "sk": {"S": "NONCE"}, "expires_at_epoch": {"N": "1767272400"}}}
+    stubber.add_response("put_item", {}, params)
+    assert store.claim_task("n0nce", 1767268800) is True
+    stubber.add_client_error("put_item", service_error_code="ConditionalCheckFailedException", http_status_code=400,
+                             expected_params=params)
+    assert store.claim_task("n0nce", 1767268800) is False
+
+
+def test_a_slack_copy_is_appended_to_an_existing_request(stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    stubber.add_response("update_item", {}, {
+        "TableName": TABLE, "Key": {"pk": {"S": "REQUEST#0123456789ab"}, "sk": {"S": "STATE"}},
+        "UpdateExpression": "SET messages = list_append(if_not_exists(messages, :empty), :m)",
+        "ConditionExpression": "attribute_exists(pk)",
+        "ExpressionAttributeValues": {":m": {"L": [{"L": [{"S": "C0APPROVALS"}, {"S": "1700000000.000100"},
+                                                          {"S": "notify"}]}]}, ":empty": {"L": []}}})
+    store.add_message("0123456789ab", "C0APPROVALS", "1700000000.000100", "notify")
+
+
+def test_the_sessions_of_a_grant_are_read_page_after_page(stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    item = session_item(SESSION)
+    later = {**item, "access_key_id": {"S": "ASIALATER"}}
+    params = {"TableName": TABLE, "KeyConditionExpression": "pk = :pk AND begins_with(sk, :s)",
+              "ExpressionAttributeValues": {":pk": {"S": "REQUEST#0123456789ab"}, ":s": {"S": "SESSION#"}}}
+    stubber.add_response("query", {"Items": [item], "LastEvaluatedKey": {"pk": item["pk"], "sk": item["sk"]}}, params)
+    stubber.add_response("query", {"Items": [later]}, {**params, "ExclusiveStartKey": {"pk": item["pk"],
+                                                                                       "sk": item["sk"]}})
+    assert [s.access_key_id for s in store.sessions("0123456789ab")] == ["ASIAEXAMPLE", "ASIALATER"]
+
+
+@pytest.mark.parametrize(("codes", "expected"), [
+    (("None", "None", "ConditionalCheckFailed"), Revoked),  # the approver's refusal item appeared meanwhile
+    (("None", "None", "None", "ConditionalCheckFailed"), Revoked),  # their person's
+    (("ConditionalCheckFailed", "None", "None"), Conflict),
+    (("TransactionConflict", "None", "None"), Throttled),
+])
+def test_an_approval_refused_by_a_revocation_meanwhile_is_told_apart(
+        stubbed: tuple[AccessStore, Stubber], codes: tuple[str, ...], expected: type[RolebrokerError]) -> None:
+    store, stubber = stubbed
+    cancelled(stubber, *codes)
+    with pytest.raises(expected) as caught:
+        store.vote(PENDING_REQUEST, ApprovalStep("partner|c", None, NOW, 0, 1, False, approver_person="carol"), "1")
+    assert type(caught.value) is expected
