@@ -1076,3 +1076,51 @@ def test_an_approval_refused_by_a_revocation_meanwhile_is_told_apart(
     with pytest.raises(expected) as caught:
         store.vote(PENDING_REQUEST, ApprovalStep("partner|c", None, NOW, 0, 1, False, approver_person="carol"), "1")
     assert type(caught.value) is expected
+
+
+def test_a_default_issuer_approver_is_their_own_person_and_naming_every_role_narrows_nothing(
+        stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    grant = {"approved_by": {"S": "carol"}, "from": AT, "until": {"S": "2026-01-01T14:00:00+00:00"},
+             "request_id": {"S": "0123456789ab"}, "pk": {"S": "GRANT#bob@example.com"},
+             "expires_at_epoch": {"N": str(int((NOW + timedelta(hours=26)).timestamp()))}}
+    stubber.add_response("transact_write_items", {}, {"TransactItems": [
+        {"Update": {
+            "TableName": TABLE, "Key": {"pk": {"S": "REQUEST#0123456789ab"}, "sk": {"S": "STATE"}},
+            "UpdateExpression": "SET stage_now = :next_stage, votes_in_stage = :next_count, "
+                                "votes = list_append(if_not_exists(votes, :empty), :vote), #status = :v0, "
+                                "decided_by = :v1, decided_at = :v2, grant_until = :v3, grant_from = :v4 "
+                                "ADD approvers :who_set, approver_persons :person_set REMOVE pending_pk",
+            # No "requester <> :person" (it is :who) and no second look for the person among the approvers.
+            "ConditionExpression": "#status = :pending AND pending_until > :now AND requester <> :who AND "
+                                   "(attribute_not_exists(approvers) OR NOT contains(approvers, :who)) AND "
+                                   "(attribute_not_exists(requester_person) OR requester_person <> :person) AND "
+                                   "(attribute_not_exists(approver_persons) OR NOT contains(approver_persons, :person))"
+                                   " AND (stage_now = :stage AND votes_in_stage = :count)",  # its second vote
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {
+                ":pending": {"S": "pending"}, ":now": AT, ":who": {"S": "carol"}, ":who_set": {"SS": ["carol"]},
+                ":stage": {"N": "0"}, ":count": {"N": "1"}, ":next_stage": {"N": "0"}, ":next_count": {"N": "2"},
+                ":vote": {"L": [{"M": {"who": {"S": "carol"}, "stage": {"N": "0"}, "at": AT}}]}, ":empty": {"L": []},
+                ":person": {"S": "carol"}, ":person_set": {"SS": ["carol"]}, ":v0": {"S": "approved"},
+                ":v1": {"S": "carol"}, ":v2": AT, ":v3": {"S": "2026-01-01T14:00:00+00:00"}, ":v4": AT}}},
+        event("0123456789ab", "01", "carol", "pending", "approved", None),
+        *({"Put": {"TableName": TABLE,
+                   "Item": {**grant, "role": {"S": role}, "sk": {"S": f"ROLE#{role}#0123456789ab"}}}}
+          for role in ("a", "b")),
+        *not_revoked("carol"),
+    ]})
+    store.approve(replace(PENDING_REQUEST, roles=("a", "b"), votes=(Vote("dan", 0, NOW),)), approver="carol", now=NOW,
+                  grant_until=NOW + timedelta(hours=2), roles=("a", "b"), approver_person="carol")
+
+
+def test_a_default_issuer_deciders_denial_names_their_person_once(stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    stubber.add_response("transact_write_items", {}, {"TransactItems": [
+        transition("pending", "denied", "carol",
+                   "#status = :from AND pending_until > :now AND requester <> :who AND "
+                   "(attribute_not_exists(requester_person) OR requester_person <> :person)",
+                   {":person": {"S": "carol"}}),
+        event("0123456789ab", "01", "carol", "pending", "denied", None),
+    ]})
+    store.deny(PENDING_REQUEST, approver="carol", now=NOW, note=None, approver_person="carol")
