@@ -1124,3 +1124,66 @@ def test_a_default_issuer_deciders_denial_names_their_person_once(stubbed: tuple
         event("0123456789ab", "01", "carol", "pending", "denied", None),
     ]})
     store.deny(PENDING_REQUEST, approver="carol", now=NOW, note=None, approver_person="carol")
+
+
+def test_a_change_of_exactly_dynamodbs_transaction_limit_is_sent(stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    roles = tuple(f"role-{i}" for i in range(96))  # update, event, 96 grants, slot, the approver not revoked
+    stubber.add_response("transact_write_items", {}, None)
+    store.approve(replace(PENDING_REQUEST, roles=roles, slot=1), approver="carol@example.com", now=NOW,
+                  grant_until=NOW + timedelta(hours=1))
+
+
+@pytest.mark.parametrize(("codes", "expected"), [
+    (("None", "None", "None", "ConditionalCheckFailed", "None", "None"), BreakGlassLocked),
+    (("None", "None", "None", "TransactionConflict", "None", "None"), BreakGlassLocked),
+    (("None", "None", "None", "None", "ConditionalCheckFailed", "None"), Revoked),  # the requester's refusal item
+    (("None", "None", "None", "None", "None", "ConditionalCheckFailed"), Revoked),  # their person's
+    (("ConditionalCheckFailed", "None", "None", "None", "None", "None"), Conflict),
+])
+def test_a_break_glass_refused_for_its_lock_or_a_revocation_says_which(
+        stubbed: tuple[AccessStore, Stubber], codes: tuple[str, ...], expected: type[RolebrokerError]) -> None:
+    store, stubber = stubbed
+    cancelled(stubber, *codes)
+    with pytest.raises(expected) as caught:
+        store.break_glass(role="prod-admin", requester="partner|bob", duration_seconds=3600, reason="down",
+                          ticket="INC-1", now=NOW, requester_person="bob@example.com")
+    assert type(caught.value) is expected
+
+
+def test_the_sweep_reads_the_index_five_times_at_most_by_default(stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    last = stopped_at("bbbbbbbbbbbb", "2026-01-01T11:00:00+00:00", {"pending_pk": {"S": "pending"}})
+    stubber.add_response("query", {"Items": [], "LastEvaluatedKey": last}, due_query(3))
+    for _ in range(4):
+        stubber.add_response("query", {"Items": [], "LastEvaluatedKey": last}, due_query(3, "bbbbbbbbbbbb"))
+    assert store.due_for_expiry(NOW, OLDEST, 3) == []  # a sixth read would find no response queued
+
+
+def test_a_slack_copy_is_for_approvers_unless_said_otherwise(stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    stubber.add_response("update_item", {}, {
+        "TableName": TABLE, "Key": {"pk": {"S": "REQUEST#0123456789ab"}, "sk": {"S": "STATE"}},
+        "UpdateExpression": ANY, "ConditionExpression": ANY,
+        "ExpressionAttributeValues": {":m": {"L": [{"L": [{"S": "C0APPROVALS"}, {"S": "1700000000.000100"},
+                                                          {"S": "approvers"}]}]}, ":empty": {"L": []}}})
+    store.add_message("0123456789ab", "C0APPROVALS", "1700000000.000100")
+
+
+def test_a_slot_is_held_until_the_requests_pending_time_is_over_and_kept_a_day_longer(
+        stubbed: tuple[AccessStore, Stubber], monkeypatch: pytest.MonkeyPatch) -> None:
+    store, stubber = stubbed
+    monkeypatch.setattr("chalicelib.aws.store.uuid.uuid4", lambda: uuid.UUID("0123456789ab0123456789ab01234567"))
+    until = NOW + timedelta(hours=1)
+    stubber.add_response("transact_write_items", {}, {"TransactItems": [
+        {"Put": {"TableName": TABLE, "Item": ANY, "ConditionExpression": "attribute_not_exists(pk)"}},
+        {"Put": {"TableName": TABLE, "Item": ANY, "ConditionExpression": "attribute_not_exists(pk)"}},
+        {"Put": {"TableName": TABLE, "Item": {
+            "pk": {"S": "OPEN#bob@example.com"}, "sk": {"S": "SLOT#03"}, "request_id": {"S": "0123456789ab"},
+            "until_us": {"N": str(int(until.timestamp()) * 1_000_000)},
+            "expires_at_epoch": {"N": str(int((until + timedelta(days=1)).timestamp()))}},
+            "ConditionExpression": "attribute_not_exists(pk) OR until_us <= :now",
+            "ExpressionAttributeValues": {":now": {"N": str(int(NOW.timestamp()) * 1_000_000)}}}},
+    ]})
+    assert store.create(role="breakglass", requester="bob@example.com", duration_seconds=3600, reason="INC-42",
+                        now=NOW, pending_seconds=3600, slot=3).slot == 3
