@@ -516,3 +516,44 @@ def test_a_revoked_caller_is_refused_before_the_store_is_read_and_the_refusal_is
     assert {k: line.get(k) for k in ("action", "outcome", "request_id", "principal", "reason", "revocation", field)} \
         == {"action": action, "outcome": "denied", "request_id": "req-1", "principal": "carol@example.com",
             "reason": reason, "revocation": "rv-7", field: value}
+
+
+def test_the_approval_that_completes_the_plan_grants_only_the_roles_it_narrows_to_and_says_so() -> None:
+    h = Harness(TWO_OF_THEM.replace("required: 2", "required: 1"))
+    approval = h.policy.role("breakglass").approval
+    assert approval is not None
+    h.store.get.return_value = pending(roles=("breakglass", "breakglass-ro"), plan=approval.plan)
+    h.access.approve(CAROL, "a1b2c3d4e5f6", context=CONTEXT, roles=["breakglass-ro"])
+    h.store.vote.assert_not_called()
+    call = h.store.approve.call_args
+    assert call.kwargs["roles"] == ("breakglass-ro",)
+    assert call.kwargs["grant_until"] == NOW + timedelta(hours=1)
+    [line] = h.audits()
+    assert (line["action"], line["outcome"], line["granted"], line["reason"]) == (
+        "approve", "approved", ["breakglass-ro"], f"grant until {(NOW + timedelta(hours=1)).isoformat()}")
+    h.store.approve.reset_mock()
+    h.access.approve(CAROL, "a1b2c3d4e5f6", context=CONTEXT)  # all of them: nothing narrowed, nothing to say
+    assert h.store.approve.call_args.kwargs["roles"] is None
+    assert "granted" not in h.audits()[-1]
+
+
+STAGED = POLICY.replace("    approval: {approvers: {groups: [security]}}\n", """\
+    approval:
+      stages:
+        - {name: lead, approvers: {groups: [leads]}}
+        - {name: security, approvers: {groups: [security]}}
+""")
+
+
+def test_an_approver_of_a_later_stage_is_refused_now_and_the_refusal_is_audited() -> None:
+    h = Harness(STAGED)
+    approval = h.policy.role("breakglass").approval
+    assert approval is not None
+    h.store.get.return_value = pending(plan=approval.plan)
+    with pytest.raises(Forbidden, match="waits for stage 1 of 2 \\(lead\\)"):
+        h.access.approve(CAROL, "a1b2c3d4e5f6", context=CONTEXT)
+    h.store.vote.assert_not_called()
+    [line] = h.audits()
+    assert {k: line.get(k) for k in ("action", "outcome", "principal", "role", "reason", "request_ref")} == {
+        "action": "approve", "outcome": "denied", "principal": "carol@example.com", "role": "breakglass",
+        "reason": "not this stage", "request_ref": "a1b2c3d4e5f6"}
