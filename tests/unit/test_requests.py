@@ -16,7 +16,7 @@ import pytest
 
 from chalicelib.access.policy import AccessPolicy, parse_policy
 from chalicelib.audit import AuditLog, CallContext
-from chalicelib.aws.store import AccessStore, ApprovalStep, PageKey
+from chalicelib.aws.store import AccessStore, ApprovalStep, NewRequest, PageKey
 from chalicelib.exceptions import BadRequest, Conflict, Forbidden, Revoked, SlotTaken, Throttled
 from chalicelib.identity.principal import Principal
 from chalicelib.identity.tokens import Identity
@@ -557,3 +557,76 @@ def test_an_approver_of_a_later_stage_is_refused_now_and_the_refusal_is_audited(
     assert {k: line.get(k) for k in ("action", "outcome", "principal", "role", "reason", "request_ref")} == {
         "action": "approve", "outcome": "denied", "principal": "carol@example.com", "role": "breakglass",
         "reason": "not this stage", "request_ref": "a1b2c3d4e5f6"}
+
+
+# --------------------------------------------------------------------------
+# Filing a request
+
+
+FILED = """\
+version: 1
+accounts:
+  production: {id: "333333333333", region: us-east-1}
+roles:
+""" + "".join(f"""\
+  {name}:
+    account: production
+    role_name: {name}
+    allow: [{{groups: [developers]}}]
+    approval:
+      approvers: {{groups: [security]}}
+      ticket: {{pattern: "^INC-[0-9]+$"}}
+      max_grant_seconds: 7200
+      pending_timeout_seconds: 3600
+    scopes:
+      logs: {{policy_arns: ["arn:aws:iam::aws:policy/CloudWatchLogsReadOnlyAccess"]}}
+""" for name in ("app-a", "app-b"))
+
+
+def test_a_request_for_several_roles_is_filed_with_all_it_was_given_and_audited() -> None:
+    h = Harness(FILED)
+    approval = h.policy.role("app-a").approval
+    assert approval is not None
+    h.store.open_requests.return_value = {}
+    h.store.create.return_value = pending(role="app-a", roles=("app-a", "app-b"))
+    start = NOW + timedelta(hours=2)
+    h.access.create(BOB, ["app-a", "app-b"], duration_seconds=None, reason="INC-7 db failover", context=CONTEXT,
+                    requester_slack="U0BOB", ticket="INC-7", scope="logs", start_at=start)
+    kwargs = h.store.create.call_args.kwargs
+    assert kwargs["spec"] == NewRequest(roles=("app-a", "app-b"), ticket="INC-7", scope="logs", start_at=start,
+                                        plan=approval.plan)
+    assert {k: kwargs[k] for k in ("role", "requester", "duration_seconds", "reason", "pending_seconds",
+                                   "requester_slack", "requester_sub", "requester_person", "now")} == {
+        "role": "app-a", "requester": "bob@example.com", "duration_seconds": 7200, "reason": "INC-7 db failover",
+        "pending_seconds": 3600, "requester_slack": "U0BOB", "requester_sub": (IDP, "00uBOB"),
+        "requester_person": None, "now": NOW}
+    [line] = h.audits()
+    assert {k: line.get(k) for k in ("action", "outcome", "role", "account", "reason", "request_ref", "roles",
+                                     "ticket", "scope", "start_at")} == {
+        "action": "request", "outcome": "created", "role": "app-a", "account": "333333333333",
+        "reason": "INC-7 db failover", "request_ref": "a1b2c3d4e5f6", "roles": ["app-a", "app-b"],
+        "ticket": "INC-7", "scope": "logs", "start_at": start.isoformat()}
+    h.notifier.request_created.assert_called_once_with("a1b2c3d4e5f6")
+
+
+def test_a_request_for_one_role_audits_no_role_list_and_nothing_it_was_not_given() -> None:
+    h = Harness(FILED.replace('      ticket: {pattern: "^INC-[0-9]+$"}\n', ""))
+    h.store.open_requests.return_value = {}
+    h.store.create.return_value = pending(role="app-a")
+    h.access.create(BOB, "app-a", duration_seconds=900, reason="look", context=CONTEXT)
+    assert h.store.create.call_args.kwargs["duration_seconds"] == 900
+    [line] = h.audits()
+    assert not {"roles", "ticket", "scope", "start_at"} & line.keys()
+
+
+def test_a_caller_the_role_does_not_allow_is_refused_and_audited_with_the_reason() -> None:
+    h = Harness(FILED)
+    stranger = Identity(subject="eve@example.com", groups=frozenset({"marketing"}), issuer=IDP, sub="00uEVE")
+    with pytest.raises(Forbidden, match="you may not request role app-a"):
+        h.access.create(stranger, ["app-a", "app-b"], duration_seconds=None, reason="x", context=CONTEXT,
+                        ticket="INC-7")
+    h.store.create.assert_not_called()
+    [line] = h.audits()
+    assert {k: line.get(k) for k in ("action", "outcome", "principal", "role", "account", "reason")} == {
+        "action": "request", "outcome": "denied", "principal": "eve@example.com", "role": "app-a",
+        "account": "333333333333", "reason": "role app-a requires group developers"}
