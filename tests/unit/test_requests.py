@@ -17,7 +17,7 @@ import pytest
 from chalicelib.access.policy import AccessPolicy, parse_policy
 from chalicelib.audit import AuditLog, CallContext
 from chalicelib.aws.store import AccessStore, ApprovalStep, NewRequest, PageKey
-from chalicelib.exceptions import BadRequest, Conflict, Forbidden, Revoked, SlotTaken, Throttled
+from chalicelib.exceptions import BadRequest, Conflict, Forbidden, NotFound, Revoked, SlotTaken, Throttled
 from chalicelib.identity.principal import Principal
 from chalicelib.identity.tokens import Identity
 from chalicelib.jit.desk import Notifier
@@ -630,3 +630,110 @@ def test_a_caller_the_role_does_not_allow_is_refused_and_audited_with_the_reason
     assert {k: line.get(k) for k in ("action", "outcome", "principal", "role", "account", "reason")} == {
         "action": "request", "outcome": "denied", "principal": "eve@example.com", "role": "app-a",
         "account": "333333333333", "reason": "role app-a requires group developers"}
+
+
+@pytest.mark.parametrize(("start", "accepted"), [
+    (NOW, False),  # now is already the past
+    (NOW + timedelta(microseconds=1), True),
+    (NOW + timedelta(days=30), True),
+    (NOW + timedelta(days=30, microseconds=1), False),
+])
+def test_a_request_may_start_after_now_and_at_most_thirty_days_ahead(start: datetime, accepted: bool) -> None:
+    h = Harness(FILED)
+    h.store.open_requests.return_value = {}
+    h.store.create.return_value = pending(role="app-a")
+    if accepted:
+        h.access.create(BOB, "app-a", duration_seconds=None, reason="x", context=CONTEXT, ticket="INC-7",
+                        start_at=start)
+        assert h.store.create.call_args.kwargs["spec"].start_at == start
+    else:
+        with pytest.raises(BadRequest, match="start_at"):
+            h.access.create(BOB, "app-a", duration_seconds=None, reason="x", context=CONTEXT, ticket="INC-7",
+                            start_at=start)
+        h.store.create.assert_not_called()
+
+
+# --------------------------------------------------------------------------
+# Deciding: who may, on what, and how many tries a busy request gets
+
+
+def test_a_requester_deciding_their_own_request_is_refused_and_audited_as_self_approval(h: Harness) -> None:
+    h.store.get.return_value = pending(requester="carol@example.com", requester_sub="00uCAROL")
+    with pytest.raises(Forbidden, match="your own request"):
+        h.access.deny(CAROL, "a1b2c3d4e5f6", note=None, context=CONTEXT)
+    h.store.deny.assert_not_called()
+    [line] = h.audits()
+    assert {k: line.get(k) for k in ("action", "outcome", "role", "reason", "request_ref")} == {
+        "action": "deny", "outcome": "denied", "role": "breakglass", "reason": "self-approval",
+        "request_ref": "a1b2c3d4e5f6"}
+
+
+@pytest.mark.parametrize(("request_", "refusal"), [
+    (pending(kind=BREAK_GLASS, status=APPROVED), "is a break-glass: it needs a review"),
+    (pending(status="denied"), "is denied, not pending"),
+    (pending(pending_until=NOW), "is expired, not pending"),
+])
+def test_only_a_pending_request_that_is_not_a_break_glass_can_be_decided(
+        h: Harness, request_: AccessRequest, refusal: str) -> None:
+    h.store.get.return_value = request_
+    for decide in (lambda: h.access.approve(CAROL, "a1b2c3d4e5f6", context=CONTEXT),
+                   lambda: h.access.deny(CAROL, "a1b2c3d4e5f6", note=None, context=CONTEXT)):
+        with pytest.raises(Conflict, match=refusal):
+            decide()
+    assert h.store.approve.call_count == h.store.deny.call_count == 0
+    assert h.audits() == []
+
+
+def test_an_approval_that_loses_a_race_is_judged_again_on_the_request_as_it_now_is(h: Harness) -> None:
+    h.store.get.return_value = pending()
+    h.store.approve.side_effect = [Conflict("changed"), None]
+    h.access.approve(CAROL, "a1b2c3d4e5f6", context=CONTEXT)
+    assert h.store.approve.call_count == 2
+    assert [line["outcome"] for line in h.audits()] == ["approved"]
+
+
+def test_an_approval_that_keeps_losing_gives_up_with_a_409_after_a_bounded_number_of_tries(h: Harness) -> None:
+    h.store.get.return_value = pending()
+    h.store.approve.side_effect = Conflict("changed")
+    with pytest.raises(Conflict, match="could not take your approval"):
+        h.access.approve(CAROL, "a1b2c3d4e5f6", context=CONTEXT)
+    assert h.store.approve.call_count == 5 * 10 + 2  # every place of the largest plan, and two more
+    assert h.audits() == []
+
+
+def test_a_request_id_that_is_not_one_is_a_404_before_anything_is_read(h: Harness) -> None:
+    with pytest.raises(NotFound):
+        h.access.approve(CAROL, "../../etc", context=CONTEXT)
+    h.store.get.assert_not_called()
+
+
+@pytest.mark.parametrize("roles", [[], ["breakglass", "breakglass"], ["breakglass", "other"]])
+def test_a_narrowing_must_name_some_of_the_requests_roles_each_once(roles: list[str]) -> None:
+    h = Harness(TWO_OF_THEM)
+    h.store.get.return_value = pending(roles=("breakglass", "breakglass-ro"),
+                                       plan=h.policy.role("breakglass").approval.plan)  # type: ignore[union-attr]
+    with pytest.raises(BadRequest, match="narrows a request to some of its own roles \\(breakglass, breakglass-ro\\)"):
+        h.access.approve(CAROL, "a1b2c3d4e5f6", context=CONTEXT, roles=roles)
+    h.store.vote.assert_not_called()
+
+
+def test_a_narrowing_keeps_the_requests_order() -> None:
+    h = Harness(TWO_OF_THEM)
+    h.store.get.return_value = pending(roles=("breakglass", "breakglass-ro"),
+                                       plan=h.policy.role("breakglass").approval.plan)  # type: ignore[union-attr]
+    h.access.approve(CAROL, "a1b2c3d4e5f6", context=CONTEXT, roles=["breakglass-ro", "breakglass"])
+    assert h.store.vote.call_args.args[1].roles == ("breakglass", "breakglass-ro")
+
+
+def test_an_extension_is_approved_for_every_role_of_its_grant_or_not_at_all() -> None:
+    h = Harness(TWO_OF_THEM.replace("required: 2", "required: 1"))
+    parent = pending("a1b2c3d4e5f6", status=APPROVED, roles=("breakglass", "breakglass-ro"),
+                     grant_until=NOW + timedelta(minutes=30))
+    extension = pending("e1e2e3e4e5e6", kind=EXTENSION, parent=parent.id, duration_seconds=600,
+                        roles=("breakglass", "breakglass-ro"))
+    h.store.get.side_effect = lambda request_id: {parent.id: parent, extension.id: extension}[request_id]
+    with pytest.raises(BadRequest, match="extends every role of the grant of request a1b2c3d4e5f6"):
+        h.access.approve(CAROL, extension.id, context=CONTEXT, roles=["breakglass"])
+    h.store.extend_by_approval.assert_not_called()
+    h.access.approve(CAROL, extension.id, context=CONTEXT, roles=["breakglass-ro", "breakglass"])
+    h.store.extend_by_approval.assert_called_once()
