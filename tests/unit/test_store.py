@@ -1187,3 +1187,12 @@ def test_a_slot_is_held_until_the_requests_pending_time_is_over_and_kept_a_day_l
     ]})
     assert store.create(role="breakglass", requester="bob@example.com", duration_seconds=3600, reason="INC-42",
                         now=NOW, pending_seconds=3600, slot=3).slot == 3
+
+
+def test_a_cancelled_transaction_that_names_no_reason_is_a_conflict(stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    stubber.add_client_error("transact_write_items", service_error_code="TransactionCanceledException",
+                             http_status_code=400)
+    with pytest.raises(Conflict) as caught:
+        deny(store)
+    assert type(caught.value) is Conflict
