@@ -1176,8 +1176,15 @@ def test_a_slot_is_held_until_the_requests_pending_time_is_over_and_kept_a_day_l
     monkeypatch.setattr("chalicelib.aws.store.uuid.uuid4", lambda: uuid.UUID("0123456789ab0123456789ab01234567"))
     until = NOW + timedelta(hours=1)
     stubber.add_response("transact_write_items", {}, {"TransactItems": [
-        {"Put": {"TableName": TABLE, "Item": ANY, "ConditionExpression": "attribute_not_exists(pk)"}},
-        {"Put": {"TableName": TABLE, "Item": ANY, "ConditionExpression": "attribute_not_exists(pk)"}},
+        {"Put": {"TableName": TABLE, "ConditionExpression": "attribute_not_exists(pk)", "Item": {
+            "pk": {"S": "REQUEST#0123456789ab"}, "sk": {"S": "STATE"}, "id": {"S": "0123456789ab"},
+            "role": {"S": "breakglass"}, "roles": {"L": [{"S": "breakglass"}]}, "kind": {"S": "access"},
+            "requester": {"S": "bob@example.com"}, "duration_seconds": {"N": "3600"}, "reason": {"S": "INC-42"},
+            "status": {"S": "pending"}, "created_at": AT, "pending_until": {"S": "2026-01-01T13:00:00+00:00"},
+            "pending_pk": {"S": "pending"}, "plan": {"L": [{"M": {"name": {"S": "approval"}, "required": {"N": "1"}}}]},
+            "stage_now": {"N": "0"}, "votes_in_stage": {"N": "0"}, "auto_extended_seconds": {"N": "0"},
+            "open_slot": {"N": "3"}}}},  # so deciding or cancelling it gives the slot back
+        event("0123456789ab", "00", "bob@example.com", None, "pending", "INC-42"),
         {"Put": {"TableName": TABLE, "Item": {
             "pk": {"S": "OPEN#bob@example.com"}, "sk": {"S": "SLOT#03"}, "request_id": {"S": "0123456789ab"},
             "until_us": {"N": str(int(until.timestamp()) * 1_000_000)},
