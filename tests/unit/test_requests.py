@@ -8,6 +8,7 @@ answers are chosen, so each branch is reached on purpose and its calls are check
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from unittest.mock import Mock
@@ -322,8 +323,8 @@ def test_a_watcher_is_told_they_watch_but_cannot_decide() -> None:
     assert _refusal(h, SAM, pending()) == ("you are notified of role breakglass's requests (notify.watchers) but "
                                            "cannot decide them; an approver must")
     line = h.audits()[-1]
-    assert (line["action"], line["outcome"], line["reason"], line["request_ref"]) == (
-        "deny", "denied", "not an approver", "a1b2c3d4e5f6")
+    assert (line["action"], line["outcome"], line["reason"], line["request_ref"], line["principal"]) == (
+        "deny", "denied", "not an approver", "a1b2c3d4e5f6", "sam@example.com")
 
 
 def test_an_approver_of_one_role_only_is_told_whom_the_other_needs() -> None:
@@ -737,3 +738,18 @@ def test_an_extension_is_approved_for_every_role_of_its_grant_or_not_at_all() ->
     h.store.extend_by_approval.assert_not_called()
     h.access.approve(CAROL, extension.id, context=CONTEXT, roles=["breakglass-ro", "breakglass"])
     h.store.extend_by_approval.assert_called_once()
+
+
+def test_an_approval_needs_mfa_when_any_role_of_the_request_requires_it() -> None:
+    h = Harness(TWO_OF_THEM.replace("required: 2", "required: 1").replace(
+        "    role_name: BreakGlassReadOnly\n", "    role_name: BreakGlassReadOnly\n    require_mfa: true\n"))
+    approval = h.policy.role("breakglass").approval
+    assert approval is not None and not h.policy.role("breakglass").require_mfa
+    h.store.get.return_value = pending(roles=("breakglass", "breakglass-ro"), plan=approval.plan)
+    with pytest.raises(Forbidden, match="approving role breakglass requires MFA"):
+        h.access.approve(CAROL, "a1b2c3d4e5f6", context=CONTEXT)
+    with pytest.raises(Forbidden, match="which Slack cannot prove"):
+        h.access.approve(CAROL, "a1b2c3d4e5f6", context=CallContext(request_id="req-2", channel="slack"))
+    h.store.approve.assert_not_called()
+    h.access.approve(replace(CAROL, claims={"amr": ["pwd", "mfa"]}), "a1b2c3d4e5f6", context=CONTEXT)
+    h.store.approve.assert_called_once()
