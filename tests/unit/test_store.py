@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from botocore.exceptions import EndpointConnectionError, WaiterError
+from botocore.exceptions import ClientError, EndpointConnectionError, WaiterError
 from botocore.stub import ANY, Stubber
 
 from chalicelib.access.workflow import Plan
@@ -1203,3 +1203,24 @@ def test_a_cancelled_transaction_that_names_no_reason_is_a_conflict(stubbed: tup
     with pytest.raises(Conflict) as caught:
         deny(store)
     assert type(caught.value) is Conflict
+
+
+def test_a_client_error_without_an_error_member_is_still_a_503(stubbed: tuple[AccessStore, Stubber],
+                                                                monkeypatch: pytest.MonkeyPatch,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    """Not what botocore sends, but what a wrapper or a fake may raise: an answer, never a crash."""
+    store, _ = stubbed
+
+    def bare(**kwargs: Any) -> None:
+        raise ClientError({"ResponseMetadata": {}}, "Operation")
+
+    for operation in ("get_item", "transact_write_items", "delete_item"):
+        monkeypatch.setattr(store._client, operation, bare)
+    for call in (lambda: store.get("0123456789ab"), lambda: deny(store),
+                 lambda: store.record_session(GRANT, SESSION, now=NOW)):
+        with pytest.raises(DependencyDown):
+            call()
+    monkeypatch.setattr(store._client, "transact_write_items", lambda **kwargs: {})
+    with caplog.at_level("WARNING", logger="chalicelib.aws.store"):
+        store.expire(replace(PENDING_REQUEST, slot=3), now=NOW)
+    assert caplog.records[-1].getMessage() == "request 0123456789ab expired; its slot was not deleted: None"
