@@ -8,7 +8,7 @@ the mapping (a race shown as a 503, throttling shown as a conflict) fails here.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -1224,3 +1224,69 @@ def test_a_client_error_without_an_error_member_is_still_a_503(stubbed: tuple[Ac
     with caplog.at_level("WARNING", logger="chalicelib.aws.store"):
         store.expire(replace(PENDING_REQUEST, slot=3), now=NOW)
     assert caplog.records[-1].getMessage() == "request 0123456789ab expired; its slot was not deleted: None"
+
+
+@pytest.mark.parametrize(("operation", "read"), [
+    ("get_item", lambda store: store.get("0123456789ab")),
+    ("get_item", lambda store: store.break_glass_lock("bob-person")),
+    ("get_item", lambda store: store.recall_identity("bob@example.com", NOW)),
+    ("query", lambda store: store.history("0123456789ab")),
+    ("query", lambda store: store.sessions("0123456789ab")),
+    ("query", lambda store: store.pending_page(after=None, limit=5, now=NOW, created_after=OLDEST)),
+    ("update_item", lambda store: store.add_message("0123456789ab", "C0APPROVALS", "1700000000.000100")),
+])
+def test_a_throttled_call_is_a_429_on_every_path(stubbed: tuple[AccessStore, Stubber], operation: str,
+                                                 read: Callable[[AccessStore], object]) -> None:
+    store, stubber = stubbed
+    stubber.add_client_error(operation, service_error_code="ProvisionedThroughputExceededException",
+                             http_status_code=400)
+    with pytest.raises(Throttled):
+        read(store)
+
+
+def test_the_sweep_stops_reading_once_it_has_exactly_its_limit(stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    last = stopped_at("bbbbbbbbbbbb", "2026-01-01T11:00:00+00:00", {"pending_pk": {"S": "pending"}})
+    stubber.add_response("query", {"Items": [due("a00000000001"), due("a00000000002")], "LastEvaluatedKey": last},
+                         due_query(2))
+    assert [r.id for r in store.due_for_expiry(NOW, OLDEST, 2)] == ["a00000000001", "a00000000002"]
+
+
+def test_a_linked_approver_of_an_extension_is_checked_by_sub_and_person(stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    stubber.add_response("transact_write_items", {}, {"TransactItems": [
+        {"Update": {
+            "TableName": TABLE, "Key": {"pk": {"S": "REQUEST#e1e2e3e4e5e6"}, "sk": {"S": "STATE"}},
+            "UpdateExpression": ANY, "ExpressionAttributeNames": ANY, "ExpressionAttributeValues": ANY,
+            "ConditionExpression": "#status = :pending AND pending_until > :now AND requester <> :who AND "
+                                   "(attribute_not_exists(approvers) OR NOT contains(approvers, :who)) AND "
+                                   "NOT (requester_iss = :iss AND requester_sub = :sub) AND "
+                                   "(attribute_not_exists(approver_subs) OR NOT contains(approver_subs, :iss_sub)) AND "
+                                   "requester <> :person AND "
+                                   "(attribute_not_exists(requester_person) OR requester_person <> :person) AND "
+                                   "(attribute_not_exists(approvers) OR NOT contains(approvers, :person)) AND "
+                                   "(attribute_not_exists(approver_persons) OR NOT contains(approver_persons, :person))"
+                                   " AND (attribute_not_exists(stage_now) OR "
+                                   "(stage_now = :stage AND votes_in_stage = :count))"}},
+        ANY, ANY, ANY, ANY,  # its event, the parent's state and event, the parent's grant
+        *not_revoked("partner|c", "carol"),
+    ]})
+    parent = replace(PENDING_REQUEST, status="approved", grant_until=NOW + timedelta(hours=1))
+    extension = replace(PENDING_REQUEST, id="e1e2e3e4e5e6", kind="extension", parent=parent.id,
+                        duration_seconds=1800, reason="more")
+    store.extend_by_approval(extension, parent, approver="partner|c", approver_sub=("iss", "csub"), now=NOW,
+                             new_until=NOW + timedelta(hours=1, minutes=30), approver_person="carol")
+
+
+def test_a_default_issuer_reviewer_is_their_own_person(stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    stubber.add_response("transact_write_items", {}, {"TransactItems": [
+        {"Update": {
+            "TableName": TABLE, "Key": {"pk": {"S": "REQUEST#0123456789ab"}, "sk": {"S": "STATE"}},
+            "UpdateExpression": ANY, "ExpressionAttributeNames": ANY, "ExpressionAttributeValues": ANY,
+            "ConditionExpression": "#kind = :bg AND review_status = :pending AND requester <> :who AND "
+                                   "(attribute_not_exists(requester_person) OR requester_person <> :person)"}},
+        ANY, *not_revoked("carol"),
+    ]})
+    store.review(replace(PENDING_REQUEST, kind="break_glass"), who="carol", now=NOW, note=None,
+                 reviewer_person="carol")
