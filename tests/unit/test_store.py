@@ -1290,3 +1290,16 @@ def test_a_default_issuer_reviewer_is_their_own_person(stubbed: tuple[AccessStor
     ]})
     store.review(replace(PENDING_REQUEST, kind="break_glass"), who="carol", now=NOW, note=None,
                  reviewer_person="carol")
+
+
+def test_a_break_glass_takes_the_persons_lock_unless_told_not_to(stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    stubber.add_response("transact_write_items", {}, {"TransactItems": [
+        ANY, ANY, ANY,
+        {"Put": {"TableName": TABLE, "ConditionExpression": "attribute_not_exists(pk)", "Item": {
+            "pk": {"S": "BREAKGLASS#bob@example.com"}, "sk": {"S": "LOCK"}, "request_id": ANY,
+            "role": {"S": "prod-admin"}, "at": AT}}},
+        *not_revoked("bob@example.com"),
+    ]})
+    assert store.break_glass(role="prod-admin", requester="bob@example.com", duration_seconds=3600, reason="down",
+                             ticket="INC-1", now=NOW).holds_lock is True
