@@ -706,15 +706,16 @@ def test_a_session_the_grant_no_longer_allows_is_refused_with_the_reason(
     assert str(caught.value).endswith("request access again (rolebroker request --role breakglass --reason ...)")
 
 
-@pytest.mark.parametrize(("error", "expected"), [
-    (("TransactionCanceledException", ["TransactionConflict", "None"]), Throttled),  # two sessions at once
-    (("TransactionCanceledException", ["ValidationError", "None"]), DependencyDown),
-    (("ThrottlingException", None), Throttled),
-    (("ValidationException", None), DependencyDown),
+@pytest.mark.parametrize(("error", "expected", "fragment"), [
+    (("TransactionCanceledException", ["TransactionConflict", "None"]), Throttled, "busy"),  # two sessions at once
+    (("TransactionCanceledException", ["ValidationError", "None"]), DependencyDown, "refused the call"),
+    (("TransactionCanceledException", None), DependencyDown, "refused the call (TransactionCanceledException)"),
+    (("ThrottlingException", None), Throttled, "throttling"),
+    (("ValidationException", None), DependencyDown, "refused the call (ValidationException)"),
 ])
 def test_a_session_write_that_fails_for_another_reason_is_not_a_refusal(
         stubbed: tuple[AccessStore, Stubber], error: tuple[str, list[str] | None],
-        expected: type[RolebrokerError]) -> None:
+        expected: type[RolebrokerError], fragment: str) -> None:
     store, stubber = stubbed
     code, reasons = error
     fields = {"CancellationReasons": [{"Code": r} for r in reasons]} if reasons else None
@@ -722,6 +723,7 @@ def test_a_session_write_that_fails_for_another_reason_is_not_a_refusal(
                              modeled_fields=fields)
     with pytest.raises(expected) as caught:
         store.record_session(GRANT, SESSION, now=NOW)
+    assert fragment in str(caught.value)
     assert type(caught.value) is expected
 
 
@@ -1303,3 +1305,28 @@ def test_a_break_glass_takes_the_persons_lock_unless_told_not_to(stubbed: tuple[
     ]})
     assert store.break_glass(role="prod-admin", requester="bob@example.com", duration_seconds=3600, reason="down",
                              ticket="INC-1", now=NOW).holds_lock is True
+
+
+@pytest.mark.parametrize(("operation", "call"), [
+    ("get_item", lambda store: store.get("0123456789ab")),
+    ("get_item", lambda store: store.break_glass_lock("bob-person")),
+    ("get_item", lambda store: store.recall_identity("bob@example.com", NOW)),
+    ("query", lambda store: store.history("0123456789ab")),
+    ("query", lambda store: store.sessions("0123456789ab")),
+    ("query", lambda store: store.pending_page(after=None, limit=5, now=NOW, created_after=OLDEST)),
+    ("update_item", lambda store: store.add_message("0123456789ab", "C0APPROVALS", "1700000000.000100")),
+    ("transact_write_items", lambda store: store.record_session(GRANT, SESSION, now=NOW)),
+    ("transact_write_items", deny),
+])
+def test_an_unreachable_table_is_a_503_on_every_path_and_the_log_names_the_failure(
+        stubbed: tuple[AccessStore, Stubber], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        operation: str, call: Callable[[AccessStore], object]) -> None:
+    store, _ = stubbed
+
+    def unreachable(**kwargs: Any) -> None:
+        raise EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
+
+    monkeypatch.setattr(store._client, operation, unreachable)
+    with caplog.at_level("WARNING", logger="chalicelib.aws.store"), pytest.raises(DependencyDown, match="unreachable"):
+        call(store)
+    assert [r.getMessage() for r in caplog.records] == ["DynamoDB unreachable: EndpointConnectionError"]
