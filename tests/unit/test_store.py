@@ -1330,3 +1330,19 @@ def test_an_unreachable_table_is_a_503_on_every_path_and_the_log_names_the_failu
     with caplog.at_level("WARNING", logger="chalicelib.aws.store"), pytest.raises(DependencyDown, match="unreachable"):
         call(store)
     assert [r.getMessage() for r in caplog.records] == ["DynamoDB unreachable: EndpointConnectionError"]
+
+
+def test_a_query_answer_without_items_reads_as_none(stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    for _ in range(3):
+        stubber.add_response("query", {}, None)
+    assert store.pending_page(after=None, limit=5, now=NOW, created_after=OLDEST) == ([], None)
+    assert store.sessions("0123456789ab") == []
+    assert store.history("0123456789ab") == []
+
+
+def test_a_linked_approvers_vote_also_holds_only_while_their_person_is_not_revoked(
+        stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    stubber.add_response("transact_write_items", {}, {"TransactItems": [ANY, ANY, *not_revoked("partner|c", "carol")]})
+    store.vote(PENDING_REQUEST, ApprovalStep("partner|c", None, NOW, 0, 1, False, approver_person="carol"), "1 of 2")
