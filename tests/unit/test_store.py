@@ -1346,3 +1346,12 @@ def test_a_linked_approvers_vote_also_holds_only_while_their_person_is_not_revok
     store, stubber = stubbed
     stubber.add_response("transact_write_items", {}, {"TransactItems": [ANY, ANY, *not_revoked("partner|c", "carol")]})
     store.vote(PENDING_REQUEST, ApprovalStep("partner|c", None, NOW, 0, 1, False, approver_person="carol"), "1 of 2")
+
+
+def test_a_narrowing_to_several_roles_is_written_into_the_history(stubbed: tuple[AccessStore, Stubber]) -> None:
+    store, stubber = stubbed
+    stubber.add_response("transact_write_items", {}, {"TransactItems": [
+        ANY, event("0123456789ab", "01", "carol", "pending", "approved", "narrowed to a, c (asked: a, b, c)"),
+        ANY, ANY, *not_revoked("carol")]})
+    store.approve(replace(PENDING_REQUEST, roles=("a", "b", "c")), approver="carol", now=NOW,
+                  grant_until=NOW + timedelta(hours=1), roles=("a", "c"))
