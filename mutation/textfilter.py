@@ -9,9 +9,13 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterable
 
-MESSAGE_ERRORS = {"RolebrokerError", "BadRequest", "Unauthenticated", "Forbidden", "NotFound", "Conflict",
-                  "Throttled", "AwsRefused", "DependencyDown", "SlotTaken", "ConfigurationError", "PolicyError",
-                  "ValueError", "AssertionError"}
+from chalicelib import exceptions
+
+# Every domain error, read from chalicelib/exceptions.py so that one added later counts too; not
+# TaskRejected, whose reasons are audit content.
+MESSAGE_ERRORS = {name for name, value in vars(exceptions).items() if isinstance(value, type) and issubclass(
+    value, (exceptions.RolebrokerError, exceptions.PolicyError, exceptions.ConfigurationError))} | {
+    "ValueError", "AssertionError"}
 POLICY_FAIL_TEXT_ARGS = 2  # self.fail(where, message, line): the first two are text
 LOG_METHODS = {"debug", "info", "warning", "error", "exception", "critical"}
 

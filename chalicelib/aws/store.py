@@ -692,9 +692,12 @@ class AccessStore:
             if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
                 raise _translate(exc) from exc
             reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-            if "ConditionalCheckFailed" not in reasons:
-                raise _translate(exc) from exc
-            raise self._refusal(grant, now, limit) from exc
+            if "ConditionalCheckFailed" in reasons:
+                raise self._refusal(grant, now, limit) from exc
+            if any(r in _RETRYABLE_REASONS for r in reasons):
+                # Two sessions at once on one grant race for its counter: the loser is a 429, not an outage.
+                raise Throttled("the request store is busy; retry in a moment") from exc
+            raise _translate(exc) from exc
         except BotoCoreError as exc:
             raise _translate(exc) from exc
 

@@ -8,6 +8,7 @@ answers are chosen, so each branch is reached on purpose and its calls are check
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from unittest.mock import Mock
@@ -16,8 +17,8 @@ import pytest
 
 from chalicelib.access.policy import AccessPolicy, parse_policy
 from chalicelib.audit import AuditLog, CallContext
-from chalicelib.aws.store import AccessStore, PageKey
-from chalicelib.exceptions import BadRequest, Forbidden, SlotTaken, Throttled
+from chalicelib.aws.store import AccessStore, ApprovalStep, NewRequest, PageKey
+from chalicelib.exceptions import BadRequest, Conflict, Forbidden, NotFound, Revoked, SlotTaken, Throttled
 from chalicelib.identity.principal import Principal
 from chalicelib.identity.tokens import Identity
 from chalicelib.jit.desk import Notifier
@@ -322,8 +323,8 @@ def test_a_watcher_is_told_they_watch_but_cannot_decide() -> None:
     assert _refusal(h, SAM, pending()) == ("you are notified of role breakglass's requests (notify.watchers) but "
                                            "cannot decide them; an approver must")
     line = h.audits()[-1]
-    assert (line["action"], line["outcome"], line["reason"], line["request_ref"]) == (
-        "deny", "denied", "not an approver", "a1b2c3d4e5f6")
+    assert (line["action"], line["outcome"], line["reason"], line["request_ref"], line["principal"]) == (
+        "deny", "denied", "not an approver", "a1b2c3d4e5f6", "sam@example.com")
 
 
 def test_an_approver_of_one_role_only_is_told_whom_the_other_needs() -> None:
@@ -402,3 +403,353 @@ def test_a_linked_deciders_person_goes_to_the_database_condition(decision: str) 
     call = getattr(h.store, decision).call_args
     assert (call.kwargs["approver"], call.kwargs["approver_sub"], call.kwargs["approver_person"]) == (
         "partner|00uCAROL", ("https://partner.example", "00uCAROL"), "carol@example.com")
+
+
+# --------------------------------------------------------------------------
+# An approval that does not complete the plan
+
+
+TWO_OF_THEM = POLICY.replace("    approval: {approvers: {groups: [security]}}\n", """\
+    approval: {approvers: {groups: [security]}, required: 2}
+  breakglass-ro:
+    account: production
+    role_name: BreakGlassReadOnly
+    allow: [{groups: [developers]}]
+    approval: {approvers: {groups: [security]}, required: 2}
+""")
+
+
+def test_a_first_of_two_approvals_counts_keeps_the_request_pending_and_carries_its_narrowing() -> None:
+    h = Harness(TWO_OF_THEM)
+    approval = h.policy.role("breakglass").approval
+    assert approval is not None
+    h.store.get.return_value = pending(roles=("breakglass", "breakglass-ro"), plan=approval.plan)
+    h.access.approve(CAROL, "a1b2c3d4e5f6", context=CONTEXT, roles=["breakglass-ro"])
+    h.store.approve.assert_not_called()
+    request, step, note = h.store.vote.call_args.args
+    assert request.id == "a1b2c3d4e5f6"
+    # Not final (the request stays in the approvers' index), in stage 0 as its first vote, narrowed as asked.
+    assert step == ApprovalStep(approver="carol@example.com", approver_sub=(IDP, "00uCAROL"), now=NOW,
+                                next_stage=0, next_count=1, final=False, roles=("breakglass-ro",),
+                                approver_person="carol@example.com")
+    assert note.startswith("approval 1 of 2 in stage 1 (")
+    [line] = h.audits()
+    assert (line["action"], line["outcome"], line["reason"], line["request_ref"]) == (
+        "approve", "counted", note, "a1b2c3d4e5f6")
+    h.notifier.request_changed.assert_called_once_with("a1b2c3d4e5f6")
+
+
+# --------------------------------------------------------------------------
+# Listing by kind: the token of the next page names the kind, whichever phase it stops in
+
+
+def test_a_page_of_own_requests_by_kind_hands_out_a_token_for_that_kind(h: Harness) -> None:
+    mine = _requests("b", 3, kind=BREAK_GLASS)
+    h.store.requester_page.return_value = (mine, PageKey("b99999999999", "2026-03-01T11:00:00+00:00"))
+    found, token = h.access.page(BOB, limit=2, kind=BREAK_GLASS)  # more than a page: cut after the last shown
+    assert [r.id for r in found] == ["b00000000000", "b00000000001"] and token is not None
+    assert _fields(decode_cursor(token, BREAK_GLASS)) == (
+        "o", PageKey("b00000000001", mine[1].created_at.isoformat()), BREAK_GLASS)
+    stop = PageKey("b00000000001", "2026-03-01T11:00:00+00:00")
+    h.store.requester_page.return_value = (mine[:1], stop)  # DynamoDB stopped short
+    found, token = h.access.page(BOB, limit=2, next_token=token, kind=BREAK_GLASS)
+    assert len(found) == 1 and token is not None
+    assert _fields(decode_cursor(token, BREAK_GLASS)) == ("o", stop, BREAK_GLASS)
+
+
+def test_waiting_reads_that_run_out_by_kind_hand_out_a_token_for_that_kind() -> None:
+    h = Harness(WATCHED)
+    # Every break-glass waiting for review is Carol's own: none is listed, and each read stops short.
+    own = _requests("c", 2, kind=BREAK_GLASS, requester="carol@example.com", requester_sub="00uCAROL")
+    stops = [PageKey(f"{i:012x}", f"2026-03-01T11:0{i}:00+00:00") for i in range(MAX_READS_PER_PAGE)]
+    h.store.pending_page.side_effect = [(own, stop) for stop in stops]
+    found, token = h.access.page(CAROL, kind=BREAK_GLASS)
+    assert found == [] and token is not None
+    assert _fields(decode_cursor(token, BREAK_GLASS)) == ("p", stops[-1], BREAK_GLASS)
+    h.store.requester_page.assert_not_called()
+
+
+# --------------------------------------------------------------------------
+# The sweep that marks timed-out requests expired
+
+
+def test_the_sweep_audits_each_expiry_and_goes_on_past_one_decided_meanwhile(h: Harness) -> None:
+    decided, late = pending("a00000000001"), pending("a00000000002", role="readonly", requester="dan@example.com")
+    h.store.due_for_expiry.return_value = [decided, late]
+    h.store.expire.side_effect = [Conflict("decided meanwhile"), None]
+    assert h.access.expire_due(context=CONTEXT) == ["a00000000002"]
+    assert [call.args[0].id for call in h.store.expire.call_args_list] == ["a00000000001", "a00000000002"]
+    [line] = h.audits()
+    assert {k: line.get(k) for k in ("action", "outcome", "role", "request_ref", "requester", "reason")} == {
+        "action": "expire", "outcome": "expired", "role": "readonly", "request_ref": "a00000000002",
+        "requester": "dan@example.com", "reason": "no decision before the pending timeout"}
+    h.notifier.request_decided.assert_called_once_with("a00000000002")
+
+
+# --------------------------------------------------------------------------
+# A caller whose sessions are revoked
+
+
+@pytest.mark.parametrize(("action", "what", "field", "value"), [
+    ("request", "request access", "roles", ["breakglass"]),
+    ("approve", "approve requests", "request_ref", "a1b2c3d4e5f6"),
+    ("deny", "deny requests", "request_ref", "a1b2c3d4e5f6"),
+    ("revoke", "revoke grants", "request_ref", "a1b2c3d4e5f6"),
+])
+def test_a_revoked_caller_is_refused_before_the_store_is_read_and_the_refusal_is_audited(
+        action: str, what: str, field: str, value: object) -> None:
+    h = Harness()
+    refusals = {"carol@example.com": {"revocation": "rv-7", "created_at": "2026-03-01T11:00:00+00:00"}}
+    h.access = AccessRequests(policy=lambda: h.policy, store=h.store, audit=AuditLog(emit=h.lines.append),
+                              clock=lambda: NOW, notifier=h.notifier, revoked=lambda who: refusals.get(who.subject))
+    calls = {"request": lambda: h.access.create(CAROL, "breakglass", duration_seconds=3600, reason="x",
+                                                context=CONTEXT),
+             "approve": lambda: h.access.approve(CAROL, "a1b2c3d4e5f6", context=CONTEXT),
+             "deny": lambda: h.access.deny(CAROL, "a1b2c3d4e5f6", note=None, context=CONTEXT),
+             "revoke": lambda: h.access.revoke(CAROL, "a1b2c3d4e5f6", note=None, context=CONTEXT)}
+    reason = (f"your sessions are revoked (revocation rv-7, 2026-03-01T11:00:00+00:00): you may not {what} "
+              "until an admin lifts it")
+    with pytest.raises(Revoked) as caught:
+        calls[action]()
+    assert str(caught.value) == reason
+    assert h.store.mock_calls == []
+    [line] = h.audits()
+    assert {k: line.get(k) for k in ("action", "outcome", "request_id", "principal", "reason", "revocation", field)} \
+        == {"action": action, "outcome": "denied", "request_id": "req-1", "principal": "carol@example.com",
+            "reason": reason, "revocation": "rv-7", field: value}
+
+
+def test_the_approval_that_completes_the_plan_grants_only_the_roles_it_narrows_to_and_says_so() -> None:
+    h = Harness(TWO_OF_THEM.replace("required: 2", "required: 1"))
+    approval = h.policy.role("breakglass").approval
+    assert approval is not None
+    h.store.get.return_value = pending(roles=("breakglass", "breakglass-ro"), plan=approval.plan)
+    h.access.approve(CAROL, "a1b2c3d4e5f6", context=CONTEXT, roles=["breakglass-ro"])
+    h.store.vote.assert_not_called()
+    call = h.store.approve.call_args
+    assert call.kwargs["roles"] == ("breakglass-ro",)
+    assert call.kwargs["grant_until"] == NOW + timedelta(hours=1)
+    [line] = h.audits()
+    assert (line["action"], line["outcome"], line["granted"], line["reason"]) == (
+        "approve", "approved", ["breakglass-ro"], f"grant until {(NOW + timedelta(hours=1)).isoformat()}")
+    h.store.approve.reset_mock()
+    h.access.approve(CAROL, "a1b2c3d4e5f6", context=CONTEXT)  # all of them: nothing narrowed, nothing to say
+    assert h.store.approve.call_args.kwargs["roles"] is None
+    assert "granted" not in h.audits()[-1]
+
+
+STAGED = POLICY.replace("    approval: {approvers: {groups: [security]}}\n", """\
+    approval:
+      stages:
+        - {name: lead, approvers: {groups: [leads]}}
+        - {name: security, approvers: {groups: [security]}}
+""")
+
+
+def test_an_approver_of_a_later_stage_is_refused_now_and_the_refusal_is_audited() -> None:
+    h = Harness(STAGED)
+    approval = h.policy.role("breakglass").approval
+    assert approval is not None
+    h.store.get.return_value = pending(plan=approval.plan)
+    with pytest.raises(Forbidden, match="waits for stage 1 of 2 \\(lead\\)"):
+        h.access.approve(CAROL, "a1b2c3d4e5f6", context=CONTEXT)
+    h.store.vote.assert_not_called()
+    [line] = h.audits()
+    assert {k: line.get(k) for k in ("action", "outcome", "principal", "role", "reason", "request_ref")} == {
+        "action": "approve", "outcome": "denied", "principal": "carol@example.com", "role": "breakglass",
+        "reason": "not this stage", "request_ref": "a1b2c3d4e5f6"}
+
+
+# --------------------------------------------------------------------------
+# Filing a request
+
+
+FILED = """\
+version: 1
+accounts:
+  production: {id: "333333333333", region: us-east-1}
+roles:
+""" + "".join(f"""\
+  {name}:
+    account: production
+    role_name: {name}
+    allow: [{{groups: [developers]}}]
+    approval:
+      approvers: {{groups: [security]}}
+      ticket: {{pattern: "^INC-[0-9]+$"}}
+      max_grant_seconds: 7200
+      pending_timeout_seconds: 3600
+    scopes:
+      logs: {{policy_arns: ["arn:aws:iam::aws:policy/CloudWatchLogsReadOnlyAccess"]}}
+""" for name in ("app-a", "app-b"))
+
+
+def test_a_request_for_several_roles_is_filed_with_all_it_was_given_and_audited() -> None:
+    h = Harness(FILED)
+    approval = h.policy.role("app-a").approval
+    assert approval is not None
+    h.store.open_requests.return_value = {}
+    h.store.create.return_value = pending(role="app-a", roles=("app-a", "app-b"))
+    start = NOW + timedelta(hours=2)
+    h.access.create(BOB, ["app-a", "app-b"], duration_seconds=None, reason="INC-7 db failover", context=CONTEXT,
+                    requester_slack="U0BOB", ticket="INC-7", scope="logs", start_at=start)
+    kwargs = h.store.create.call_args.kwargs
+    assert kwargs["spec"] == NewRequest(roles=("app-a", "app-b"), ticket="INC-7", scope="logs", start_at=start,
+                                        plan=approval.plan)
+    assert {k: kwargs[k] for k in ("role", "requester", "duration_seconds", "reason", "pending_seconds",
+                                   "requester_slack", "requester_sub", "requester_person", "now")} == {
+        "role": "app-a", "requester": "bob@example.com", "duration_seconds": 7200, "reason": "INC-7 db failover",
+        "pending_seconds": 3600, "requester_slack": "U0BOB", "requester_sub": (IDP, "00uBOB"),
+        "requester_person": None, "now": NOW}
+    [line] = h.audits()
+    assert {k: line.get(k) for k in ("action", "outcome", "role", "account", "reason", "request_ref", "roles",
+                                     "ticket", "scope", "start_at")} == {
+        "action": "request", "outcome": "created", "role": "app-a", "account": "333333333333",
+        "reason": "INC-7 db failover", "request_ref": "a1b2c3d4e5f6", "roles": ["app-a", "app-b"],
+        "ticket": "INC-7", "scope": "logs", "start_at": start.isoformat()}
+    h.notifier.request_created.assert_called_once_with("a1b2c3d4e5f6")
+
+
+def test_a_request_for_one_role_audits_no_role_list_and_nothing_it_was_not_given() -> None:
+    h = Harness(FILED.replace('      ticket: {pattern: "^INC-[0-9]+$"}\n', ""))
+    h.store.open_requests.return_value = {}
+    h.store.create.return_value = pending(role="app-a")
+    h.access.create(BOB, "app-a", duration_seconds=900, reason="look", context=CONTEXT)
+    assert h.store.create.call_args.kwargs["duration_seconds"] == 900
+    [line] = h.audits()
+    assert not {"roles", "ticket", "scope", "start_at"} & line.keys()
+
+
+def test_a_caller_the_role_does_not_allow_is_refused_and_audited_with_the_reason() -> None:
+    h = Harness(FILED)
+    stranger = Identity(subject="eve@example.com", groups=frozenset({"marketing"}), issuer=IDP, sub="00uEVE")
+    with pytest.raises(Forbidden, match="you may not request role app-a"):
+        h.access.create(stranger, ["app-a", "app-b"], duration_seconds=None, reason="x", context=CONTEXT,
+                        ticket="INC-7")
+    h.store.create.assert_not_called()
+    [line] = h.audits()
+    assert {k: line.get(k) for k in ("action", "outcome", "principal", "role", "account", "reason")} == {
+        "action": "request", "outcome": "denied", "principal": "eve@example.com", "role": "app-a",
+        "account": "333333333333", "reason": "role app-a requires group developers"}
+
+
+@pytest.mark.parametrize(("start", "accepted"), [
+    (NOW, False),  # now is already the past
+    (NOW + timedelta(microseconds=1), True),
+    (NOW + timedelta(days=30), True),
+    (NOW + timedelta(days=30, microseconds=1), False),
+])
+def test_a_request_may_start_after_now_and_at_most_thirty_days_ahead(start: datetime, accepted: bool) -> None:
+    h = Harness(FILED)
+    h.store.open_requests.return_value = {}
+    h.store.create.return_value = pending(role="app-a")
+    if accepted:
+        h.access.create(BOB, "app-a", duration_seconds=None, reason="x", context=CONTEXT, ticket="INC-7",
+                        start_at=start)
+        assert h.store.create.call_args.kwargs["spec"].start_at == start
+    else:
+        with pytest.raises(BadRequest, match="start_at"):
+            h.access.create(BOB, "app-a", duration_seconds=None, reason="x", context=CONTEXT, ticket="INC-7",
+                            start_at=start)
+        h.store.create.assert_not_called()
+
+
+# --------------------------------------------------------------------------
+# Deciding: who may, on what, and how many tries a busy request gets
+
+
+def test_a_requester_deciding_their_own_request_is_refused_and_audited_as_self_approval(h: Harness) -> None:
+    h.store.get.return_value = pending(requester="carol@example.com", requester_sub="00uCAROL")
+    with pytest.raises(Forbidden, match="your own request"):
+        h.access.deny(CAROL, "a1b2c3d4e5f6", note=None, context=CONTEXT)
+    h.store.deny.assert_not_called()
+    [line] = h.audits()
+    assert {k: line.get(k) for k in ("action", "outcome", "role", "reason", "request_ref")} == {
+        "action": "deny", "outcome": "denied", "role": "breakglass", "reason": "self-approval",
+        "request_ref": "a1b2c3d4e5f6"}
+
+
+@pytest.mark.parametrize(("request_", "refusal"), [
+    (pending(kind=BREAK_GLASS, status=APPROVED), "is a break-glass: it needs a review"),
+    (pending(status="denied"), "is denied, not pending"),
+    (pending(pending_until=NOW), "is expired, not pending"),
+])
+def test_only_a_pending_request_that_is_not_a_break_glass_can_be_decided(
+        h: Harness, request_: AccessRequest, refusal: str) -> None:
+    h.store.get.return_value = request_
+    for decide in (lambda: h.access.approve(CAROL, "a1b2c3d4e5f6", context=CONTEXT),
+                   lambda: h.access.deny(CAROL, "a1b2c3d4e5f6", note=None, context=CONTEXT)):
+        with pytest.raises(Conflict, match=refusal):
+            decide()
+    assert h.store.approve.call_count == h.store.deny.call_count == 0
+    assert h.audits() == []
+
+
+def test_an_approval_that_loses_a_race_is_judged_again_on_the_request_as_it_now_is(h: Harness) -> None:
+    h.store.get.return_value = pending()
+    h.store.approve.side_effect = [Conflict("changed"), None]
+    h.access.approve(CAROL, "a1b2c3d4e5f6", context=CONTEXT)
+    assert h.store.approve.call_count == 2
+    assert [line["outcome"] for line in h.audits()] == ["approved"]
+
+
+def test_an_approval_that_keeps_losing_gives_up_with_a_409_after_a_bounded_number_of_tries(h: Harness) -> None:
+    h.store.get.return_value = pending()
+    h.store.approve.side_effect = Conflict("changed")
+    with pytest.raises(Conflict, match="could not take your approval"):
+        h.access.approve(CAROL, "a1b2c3d4e5f6", context=CONTEXT)
+    assert h.store.approve.call_count == 5 * 10 + 2  # every place of the largest plan, and two more
+    assert h.audits() == []
+
+
+def test_a_request_id_that_is_not_one_is_a_404_before_anything_is_read(h: Harness) -> None:
+    with pytest.raises(NotFound):
+        h.access.approve(CAROL, "../../etc", context=CONTEXT)
+    h.store.get.assert_not_called()
+
+
+@pytest.mark.parametrize("roles", [[], ["breakglass", "breakglass"], ["breakglass", "other"]])
+def test_a_narrowing_must_name_some_of_the_requests_roles_each_once(roles: list[str]) -> None:
+    h = Harness(TWO_OF_THEM)
+    h.store.get.return_value = pending(roles=("breakglass", "breakglass-ro"),
+                                       plan=h.policy.role("breakglass").approval.plan)  # type: ignore[union-attr]
+    with pytest.raises(BadRequest, match="narrows a request to some of its own roles \\(breakglass, breakglass-ro\\)"):
+        h.access.approve(CAROL, "a1b2c3d4e5f6", context=CONTEXT, roles=roles)
+    h.store.vote.assert_not_called()
+
+
+def test_a_narrowing_keeps_the_requests_order() -> None:
+    h = Harness(TWO_OF_THEM)
+    h.store.get.return_value = pending(roles=("breakglass", "breakglass-ro"),
+                                       plan=h.policy.role("breakglass").approval.plan)  # type: ignore[union-attr]
+    h.access.approve(CAROL, "a1b2c3d4e5f6", context=CONTEXT, roles=["breakglass-ro", "breakglass"])
+    assert h.store.vote.call_args.args[1].roles == ("breakglass", "breakglass-ro")
+
+
+def test_an_extension_is_approved_for_every_role_of_its_grant_or_not_at_all() -> None:
+    h = Harness(TWO_OF_THEM.replace("required: 2", "required: 1"))
+    parent = pending("a1b2c3d4e5f6", status=APPROVED, roles=("breakglass", "breakglass-ro"),
+                     grant_until=NOW + timedelta(minutes=30))
+    extension = pending("e1e2e3e4e5e6", kind=EXTENSION, parent=parent.id, duration_seconds=600,
+                        roles=("breakglass", "breakglass-ro"))
+    h.store.get.side_effect = lambda request_id: {parent.id: parent, extension.id: extension}[request_id]
+    with pytest.raises(BadRequest, match="extends every role of the grant of request a1b2c3d4e5f6"):
+        h.access.approve(CAROL, extension.id, context=CONTEXT, roles=["breakglass"])
+    h.store.extend_by_approval.assert_not_called()
+    h.access.approve(CAROL, extension.id, context=CONTEXT, roles=["breakglass-ro", "breakglass"])
+    h.store.extend_by_approval.assert_called_once()
+
+
+def test_an_approval_needs_mfa_when_any_role_of_the_request_requires_it() -> None:
+    h = Harness(TWO_OF_THEM.replace("required: 2", "required: 1").replace(
+        "    role_name: BreakGlassReadOnly\n", "    role_name: BreakGlassReadOnly\n    require_mfa: true\n"))
+    approval = h.policy.role("breakglass").approval
+    assert approval is not None and not h.policy.role("breakglass").require_mfa
+    h.store.get.return_value = pending(roles=("breakglass", "breakglass-ro"), plan=approval.plan)
+    with pytest.raises(Forbidden, match="approving role breakglass requires MFA"):
+        h.access.approve(CAROL, "a1b2c3d4e5f6", context=CONTEXT)
+    with pytest.raises(Forbidden, match="which Slack cannot prove"):
+        h.access.approve(CAROL, "a1b2c3d4e5f6", context=CallContext(request_id="req-2", channel="slack"))
+    h.store.approve.assert_not_called()
+    h.access.approve(replace(CAROL, claims={"amr": ["pwd", "mfa"]}), "a1b2c3d4e5f6", context=CONTEXT)
+    h.store.approve.assert_called_once()
