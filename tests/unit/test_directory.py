@@ -21,7 +21,8 @@ NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 SNAPSHOT_CLAIMS = {"email": "erin@example.com", "department": "platform"}
 
 
-def _directory(identity_claim: str = "email", monotonic: Callable[[], float] = time.monotonic) -> tuple[Directory, Mock]:
+def _directory(identity_claim: str = "email",
+               monotonic: Callable[[], float] = time.monotonic) -> tuple[Directory, Mock]:
     store = Mock(spec=AccessStore)
     store.recall_identity.return_value = IdentitySnapshot(frozenset({"security"}), SNAPSHOT_CLAIMS)
     return Directory(store, clock=lambda: NOW, monotonic=monotonic, identity_claim=identity_claim), store

@@ -106,7 +106,8 @@ def test_replies_about_one_request() -> None:
         "Request `0123456789ab` for *prod-admin* is pending; approvers have been asked.")
     assert messages.request_filed({**REQUEST, "kind": "extension"}) == reply(
         "Extension request `0123456789ab` for *prod-admin* is pending; approvers have been asked.")
-    assert messages.reviewed_reply(REQUEST) == reply("Reviewed break-glass `0123456789ab` (bob@example.com, prod-admin).")
+    assert messages.reviewed_reply(REQUEST) == reply(
+        "Reviewed break-glass `0123456789ab` (bob@example.com, prod-admin).")
     assert messages.denied_reply(REQUEST) == reply("Denied `0123456789ab` (bob@example.com, prod-admin).")
     assert messages.cancelled_reply(REQUEST) == reply("Cancelled `0123456789ab` (prod-admin).")
     assert messages.break_glass_reply(GLASS) == reply(

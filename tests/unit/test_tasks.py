@@ -78,13 +78,14 @@ def test_the_body_is_compact_json_with_sorted_keys() -> None:
     # The signed body is the wire format: compact (an event is at most 256 KB) and
     # canonical, so the same task, nonce and expiry always make the same bytes.
     envelope = seal_with(OLD).seal({"request_id": "0123456789ab", "kind": "request_created"})
-    assert envelope["body"] == ('{"exp":%d,"nonce":"%s","task":{"kind":"request_created","request_id":"0123456789ab"}}'
-                                % (int(NOW) + TASK_TTL_SECONDS, "f" * 32))
+    exp, nonce = int(NOW) + TASK_TTL_SECONDS, "f" * 32
+    assert envelope["body"] == (f'{{"exp":{exp},"nonce":"{nonce}",'
+                                '"task":{"kind":"request_created","request_id":"0123456789ab"}}')
 
 
 def test_a_body_of_exactly_the_limit_opens_and_one_more_character_is_malformed() -> None:
     sealer = seal_with(OLD)
-    head = '{"exp":%d,"nonce":"n","task":{"kind":"x","pad":"' % (int(NOW) + 60)
+    head = f'{{"exp":{int(NOW) + 60},"nonce":"n","task":{{"kind":"x","pad":"'
     body = head + "p" * (MAX_BODY_CHARS - len(head) - 3) + '"}}'
     assert len(body) == MAX_BODY_CHARS
     assert sealer.open({"rolebroker_task": 1, "body": body, "sig": sealer.sign(body)}).task["kind"] == "x"
