@@ -311,3 +311,48 @@ def test_the_grant_revoked_reply() -> None:
     many = {**partial, "accounts": {f"{i:012d}": {"status": "failed", "detail": "d"}
                                     for i in range(messages.LIST_LINES + 1)}}
     assert messages.grant_revoked_reply(APPROVED, many)["text"].count("\n• ") == messages.LIST_LINES
+
+
+def test_a_decision_update_of_a_break_glass_keeps_the_approvers_review_button() -> None:
+    _, blocks = messages.decision_update(GLASS)
+    assert blocks[0] == section(f":rotating_light: *BREAK-GLASS* {GLASS_HEAD}")
+    assert blocks[-1]["type"] == "actions" and blocks[-1]["block_id"] == "review:0123456789ab"
+    assert messages.decision_update(GLASS, audience="notify")[1][-1] == section(REVIEW_PENDING)
+
+
+def test_a_decision_update_keeps_the_roles_description() -> None:
+    _, blocks = messages.decision_update(APPROVED, description="Full admin of prod")
+    assert blocks[0] == section(ASKS + "\n_Full admin of prod_")
+
+
+# An id as the store makes it is hex, but the builders promise more: what sits in a code span reads
+# exactly as given (Slack formats nothing there), so a person can copy it.
+ODD = "ab_cd*ef~gh"
+ODD_REQUEST = {**APPROVED, "id": ODD, "parent": ODD, "progress": PROGRESS, "kind": "extension"}
+ODD_GLASS = {**GLASS, "id": ODD}
+
+
+def test_ids_in_code_spans_read_exactly_as_given() -> None:
+    shown = [
+        messages.request_filed(ODD_REQUEST)["text"],
+        messages.request_filed({**ODD_REQUEST, "kind": "access"})["text"],
+        messages.break_glass_reply(ODD_GLASS)["text"],
+        messages.reviewed_reply(ODD_GLASS)["text"],
+        messages.extended_reply(ODD_REQUEST, True)["text"],
+        messages.extended_reply(ODD_REQUEST, False)["text"],
+        messages.requests_reply([ODD_REQUEST], None)["text"],
+        messages.approved_reply(ODD_REQUEST)["text"],
+        messages.approved_reply({**ODD_REQUEST, "status": "pending"})["text"],
+        messages.denied_reply(ODD_REQUEST)["text"],
+        messages.cancelled_reply(ODD_REQUEST)["text"],
+        messages.requester_notice(ODD_REQUEST),
+        messages.requester_notice(ODD_GLASS),
+        messages.grant_revoked_reply(ODD_REQUEST, None)["text"],
+        messages.revocation_reply({"id": ODD, "accounts": {}})["text"],
+        messages.approval_request({**ODD_REQUEST, "status": "pending"}, mfa_note=True)[1][0]["text"]["text"],
+        messages.approval_request({**ODD_REQUEST, "status": "pending"}, mfa_note=True)[1][1]["text"]["text"],
+        messages.break_glass_alert(ODD_GLASS)[1][0]["text"]["text"],
+        messages.break_glass_alert(ODD_GLASS, mfa_note=True)[1][-1]["text"]["text"],
+    ]
+    for text in shown:
+        assert f"`{ODD}`" in text or f" {ODD}`" in text, text
