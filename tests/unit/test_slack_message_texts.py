@@ -159,6 +159,8 @@ def test_requests_reply() -> None:
 def test_a_long_paging_token_is_kept_whole() -> None:
     token = "_" + "t" * 398 + "_"  # base64url: may start or end with "_", which a code span keeps
     assert messages.requests_reply([REQUEST], token)["text"].endswith(f"More: `/aws requests more {token}`")
+    # Longer is not ours (the broker's are about 100 characters): capped like any value.
+    assert messages.requests_reply([REQUEST], token + "t")["text"].endswith(f"more {token[:399]}…`")
 
 
 def test_the_approvers_message_for_a_pending_request() -> None:
