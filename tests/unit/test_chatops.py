@@ -170,6 +170,8 @@ def test_approve_all_or_named_roles(h: Harness) -> None:
     h.access.approve.assert_called_once_with(BOB, RID, context=CONTEXT, roles=None)
     h.command(f"approve {RID} prod-admin db-admin")
     h.access.approve.assert_called_with(BOB, RID, context=CONTEXT, roles=["prod-admin", "db-admin"])
+    h.command(f"approve {RID} db-admin")  # one role named approves only that one
+    h.access.approve.assert_called_with(BOB, RID, context=CONTEXT, roles=["db-admin"])
 
 
 def test_decisions_need_a_well_formed_id(h: Harness) -> None:

@@ -358,3 +358,8 @@ def test_ids_in_code_spans_read_exactly_as_given() -> None:
     ]
     for text in shown:
         assert f"`{ODD}`" in text or f" {ODD}`" in text, text
+
+
+def test_role_names_to_type_read_exactly_as_given() -> None:
+    role = {"name": "_legacy_", "account": "prod", "account_id": "1", "region": "r", "access": "allowed"}
+    assert "• `_legacy_` — prod" in messages.roles_reply("bob", [role], {})["text"]
