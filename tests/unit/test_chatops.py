@@ -96,6 +96,7 @@ def test_the_caller_is_the_slack_user_of_the_form(h: Harness) -> None:
 
 def test_unknown_commands_get_the_help_and_refusals_a_warning(h: Harness) -> None:
     assert h.command("frobnicate") == messages.help_reply()
+    assert h.ops.command({"user_id": "U0BOB"}, "req-1") == messages.help_reply()
     h.directory.slack_identity.side_effect = Forbidden("not linked")
     assert h.command("roles") == messages.warning("not linked")
 
@@ -137,6 +138,15 @@ def test_request_options_are_read_only_before_the_reason(h: Harness) -> None:
     h.command("request prod-admin 30m a=b ticket=INC-42")
     assert h.access.create.call_args.kwargs["reason"] == "a=b ticket=INC-42"
     assert h.access.create.call_args.kwargs["ticket"] is None
+
+
+def test_request_with_a_one_word_reason_and_a_ticket_holding_equals_signs(h: Harness) -> None:
+    h.access.create.return_value = request()
+    h.command("request prod-admin 1h outage")
+    assert h.access.create.call_args.kwargs["reason"] == "outage"
+    h.command("request prod-admin 1h ticket=CHG=7=x scope=ro outage")
+    assert (h.access.create.call_args.kwargs["ticket"], h.access.create.call_args.kwargs["scope"]) == ("CHG=7=x", "ro")
+    assert h.access.create.call_args.kwargs["reason"] == "outage"
 
 
 @pytest.mark.parametrize("text", ["request prod-admin 2h", "request prod-admin", "request"])
@@ -317,6 +327,13 @@ def test_buttons_decide_as_the_slack_user_who_clicked(h: Harness) -> None:
     h.ops.interaction(click("review"), "req-1")
     h.glass.review.assert_called_once_with(BOB, RID, note=None, context=CONTEXT)
     h.slack.respond.assert_not_called()
+
+
+def test_a_click_without_a_user_is_nobodys(h: Harness) -> None:
+    h.directory.slack_identity.side_effect = Forbidden("not linked")
+    h.ops.interaction({**click("approve"), "user": None}, "req-1")
+    h.directory.slack_identity.assert_called_once_with("", h.policy, h.slack)
+    h.access.approve.assert_not_called()
 
 
 @pytest.mark.parametrize("payload", [

@@ -363,3 +363,26 @@ def test_ids_in_code_spans_read_exactly_as_given() -> None:
 def test_role_names_to_type_read_exactly_as_given() -> None:
     role = {"name": "_legacy_", "account": "prod", "account_id": "1", "region": "r", "access": "allowed"}
     assert "• `_legacy_` — prod" in messages.roles_reply("bob", [role], {})["text"]
+
+
+def test_the_command_being_worked_on_reads_as_typed() -> None:
+    assert messages.working_on("_x_") == reply(":hourglass_flowing_sand: working on `/aws _x_` ...")
+
+
+def test_texts_people_wrote_are_shown_up_to_500_characters() -> None:
+    text = "word " * 99 + "last"  # 499 characters: past a name's cap of 120
+    assert len(text) == 499
+    glass = {**GLASS, "reason": text, "review": {"status": "done", "by": "carol", "at": "t", "note": text}}
+    _, blocks = messages.break_glass_alert(glass, description=text)
+    assert blocks[0]["text"]["text"].endswith(f"> {text}\nTicket: `INC-42`\n_{text}_")
+    assert blocks[-1] == section(f"*Reviewed* by carol at t ({text})")
+    assert messages.warning(text) == reply(f":warning: {text}")
+    assert messages.grant_revoked_reply(APPROVED, {"detail": text})["text"].endswith(f"expire: {text}")
+    failed = {"status": "failed", "detail": text, "uncovered": [text]}
+    assert messages.revocation_reply({"id": "r", "accounts": {"1": failed}})["text"].endswith(
+        f"• `1` failed: {text} Not reached: {text}")
+    decided = {**APPROVED, "reason": text, "note": text}
+    _, blocks = messages.decision_update(decided, description=text)
+    assert blocks == [section(f"{ASKS.replace('deploy the hotfix', text)}\n_{text}_"),
+                      section(f"*Approved* by carol@example.com at 2026-01-01T10:00:00Z; access until "
+                              f"2026-01-01T12:00:00Z ({text})")]
