@@ -329,6 +329,26 @@ def test_buttons_decide_as_the_slack_user_who_clicked(h: Harness) -> None:
     h.slack.respond.assert_not_called()
 
 
+def test_a_command_without_a_user_is_nobodys(h: Harness) -> None:
+    h.directory.slack_identity.side_effect = Forbidden("not linked")
+    assert h.ops.command({"text": "roles"}, "req-1") == messages.warning("not linked")
+    h.directory.slack_identity.assert_called_once_with("", h.policy, h.slack)
+
+
+def test_a_click_without_a_value_names_no_request(h: Harness) -> None:
+    h.ops.interaction({**click("approve"), "actions": [{"action_id": "approve"}]}, "req-1")
+    h.slack.respond.assert_called_once_with("https://hooks.slack.com/a/1", {
+        **messages.warning(str(NotFound("no access request ''"))), "replace_original": False})
+
+
+def test_a_refused_click_without_a_response_url_is_not_answered(h: Harness) -> None:
+    h.access.approve.side_effect = Forbidden("no")
+    payload = click("approve")
+    del payload["response_url"]
+    h.ops.interaction(payload, "req-1")
+    h.slack.respond.assert_not_called()
+
+
 def test_a_click_without_a_user_is_nobodys(h: Harness) -> None:
     h.directory.slack_identity.side_effect = Forbidden("not linked")
     h.ops.interaction({**click("approve"), "user": None}, "req-1")
