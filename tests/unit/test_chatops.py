@@ -333,6 +333,10 @@ def test_a_command_without_a_user_is_nobodys(h: Harness) -> None:
     h.directory.slack_identity.side_effect = Forbidden("not linked")
     assert h.ops.command({"text": "roles"}, "req-1") == messages.warning("not linked")
     h.directory.slack_identity.assert_called_once_with("", h.policy, h.slack)
+    h.directory.slack_identity.side_effect = None  # were such a form let through, it would name no Slack user
+    h.access.create.return_value = request()
+    h.ops.command({"text": "request prod-admin 1h outage"}, "req-1")
+    assert h.access.create.call_args.kwargs["requester_slack"] == ""
 
 
 def test_a_click_without_a_value_names_no_request(h: Harness) -> None:
