@@ -360,6 +360,11 @@ def test_ids_in_code_spans_read_exactly_as_given() -> None:
         assert f"`{ODD}`" in text or f" {ODD}`" in text, text
 
 
+def test_the_parent_of_an_extension_reads_exactly_as_given() -> None:
+    _, blocks = messages.approval_request({**REQUEST, "kind": "extension", "parent": ODD}, mfa_note=False)
+    assert f"asks to extend request `{ODD}` (*prod-admin*)" in blocks[0]["text"]["text"]
+
+
 def test_role_names_to_type_read_exactly_as_given() -> None:
     role = {"name": "_legacy_", "account": "prod", "account_id": "1", "region": "r", "access": "allowed"}
     assert "• `_legacy_` — prod" in messages.roles_reply("bob", [role], {})["text"]
