@@ -493,3 +493,12 @@ def test_created_and_break_glass_tasks_reach_their_handlers(h: Harness) -> None:
     h.ops.run({"kind": "break_glass_opened", "request_id": RID})
     assert [c.args[0] for c in h.slack.post.call_args_list] == [
         "C0APPROVALS", "C0APPROVALS", "C0SECURITY"]
+
+
+def test_updated_copies_keep_the_roles_description_and_mfa_note() -> None:
+    h = Harness(AccessPolicy(accounts={}, roles={"prod-admin": role(mfa=True, description="Admin of prod")},
+                             slack_channel="C0APPROVALS"))
+    h.store.get.return_value = request(messages=(SlackCopy("C0APPROVALS", "1.0", "approvers"),))
+    h.ops.notify_changed(RID)
+    h.slack.update.assert_called_once_with("C0APPROVALS", "1.0", *messages.approval_request(
+        request().to_dict(NOW), description="Admin of prod", mfa_note=True, audience="approvers"))
