@@ -502,3 +502,11 @@ def test_updated_copies_keep_the_roles_description_and_mfa_note() -> None:
     h.ops.notify_changed(RID)
     h.slack.update.assert_called_once_with("C0APPROVALS", "1.0", *messages.approval_request(
         request().to_dict(NOW), description="Admin of prod", mfa_note=True, audience="approvers"))
+
+
+def test_copies_of_a_request_whose_role_left_the_policy_still_update() -> None:
+    h = Harness(AccessPolicy(accounts={}, roles={}, slack_channel="C0APPROVALS"))
+    h.store.get.return_value = request(messages=(SlackCopy("C0APPROVALS", "1.0", "approvers"),))
+    h.ops.notify_changed(RID)
+    h.slack.update.assert_called_once_with("C0APPROVALS", "1.0", *messages.approval_request(
+        request().to_dict(NOW), description="", mfa_note=False, audience="approvers"))

@@ -120,6 +120,9 @@ def test_roles_are_named_up_to_five_then_counted() -> None:
     five = {**REQUEST, "roles": ["a", "b", "c", "d", "e"]}
     assert messages.request_filed(five)["text"] == "Request `0123456789ab` for *a, b, c, d, e* is pending; " \
                                                    "approvers have been asked."
+    six = {**REQUEST, "roles": ["a", "b", "c", "d", "e", "f"]}
+    assert messages.request_filed(six)["text"] == "Request `0123456789ab` for *a, b, c, d, e (+1 more)* is " \
+                                                  "pending; approvers have been asked."
     seven = {**REQUEST, "roles": ["a", "b", "c", "d", "e", "f", "g"]}
     assert messages.request_filed(seven)["text"] == "Request `0123456789ab` for *a, b, c, d, e (+2 more)* is " \
                                                     "pending; approvers have been asked."
@@ -259,6 +262,12 @@ def test_the_break_glass_alert_per_audience() -> None:
                 "`rolebroker review 0123456789ab` or the API.")])
     reviewed = {**GLASS, "review": {"status": "done", "by": "carol@example.com", "at": "t"}}
     assert messages.break_glass_alert(reviewed)[1][-1] == section("*Reviewed* by carol@example.com at t")
+
+
+def test_the_approvers_message_of_a_break_glass_is_its_alert() -> None:
+    assert messages.approval_request(GLASS, description="Admin", mfa_note=True, audience="security") == \
+        messages.break_glass_alert(GLASS, description="Admin", mfa_note=True, audience="security")
+    assert "\n_Admin_" in messages.approval_request(GLASS, description="Admin", mfa_note=False)[1][0]["text"]["text"]
 
 
 def test_a_break_glass_shows_its_decision_unless_it_ran_its_course() -> None:
