@@ -400,3 +400,7 @@ def test_texts_people_wrote_are_shown_up_to_500_characters() -> None:
     assert blocks == [section(f"{ASKS.replace('deploy the hotfix', text)}\n_{text}_"),
                       section(f"*Approved* by carol@example.com at 2026-01-01T10:00:00Z; access until "
                               f"2026-01-01T12:00:00Z ({text})")]
+
+
+def test_a_cut_at_a_space_leaves_no_space_before_the_ellipsis() -> None:
+    assert messages.inline("ab cd", 4) == "ab…"
