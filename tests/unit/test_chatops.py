@@ -510,3 +510,19 @@ def test_copies_of_a_request_whose_role_left_the_policy_still_update() -> None:
     h.ops.notify_changed(RID)
     h.slack.update.assert_called_once_with("C0APPROVALS", "1.0", *messages.approval_request(
         request().to_dict(NOW), description="", mfa_note=False, audience="approvers"))
+
+
+def test_tasks_carry_their_request_id_into_the_audit_context(h: Harness) -> None:
+    h.access.cancel.return_value = request(status="cancelled")
+    h.ops.run({"kind": "command", "form": {"text": f"cancel {RID}", "user_id": "U0BOB"}, "request_id": "req-9"})
+    h.access.cancel.assert_called_with(BOB, RID, context=CallContext(request_id="req-9", channel="slack",
+                                                                     user_agent="slack"))
+    h.ops.run({"kind": "command", "form": {"text": f"cancel {RID}", "user_id": "U0BOB"}})
+    h.access.cancel.assert_called_with(BOB, RID, context=CallContext(request_id="slack", channel="slack",
+                                                                     user_agent="slack"))
+    h.ops.run({"kind": "interaction", "payload": click("approve"), "request_id": "req-9"})
+    h.access.approve.assert_called_with(BOB, RID, context=CallContext(request_id="req-9", channel="slack",
+                                                                       user_agent="slack"))
+    h.ops.run({"kind": "interaction", "payload": click("approve")})
+    h.access.approve.assert_called_with(BOB, RID, context=CallContext(request_id="slack", channel="slack",
+                                                                       user_agent="slack"))
