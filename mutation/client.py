@@ -47,7 +47,7 @@ MODULE_TESTS: dict[str, tuple[str, ...]] = {
     "cache": ("test_client_cache.py", "test_client_credential_process.py", "test_client_commands.py"),
     "_fast": ("test_client_fast.py", "test_client_durations.py", "test_client_cache.py",
               "test_client_credential_process.py", "test_client_processes.py"),
-    "errors": ("test_client_credential_process.py", "test_client_commands.py", "test_client_serve.py"),
+    "errors": ("test_client_redaction.py", "test_client_credential_process.py", "test_client_commands.py", "test_client_serve.py"),
     "transport": ("test_client_credential_process.py", "test_client_commands.py", "test_client_everyday.py"),
     "text": ("test_client_commands.py", "test_client_everyday.py", "test_client_configure.py",
              "test_client_device_login.py"),

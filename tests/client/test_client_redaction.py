@@ -1,0 +1,35 @@
+"""Redaction of the secrets the client remembered, however another program wrote them (rolebroker.errors).
+
+test_attack13.py tries real secrets through every encoding; these pin the rules underneath: which
+values are remembered, and each escaped form of each kind of character.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote, quote_plus
+
+from rolebroker.errors import redact, remember_secret
+
+
+def test_values_of_eight_characters_or_more_are_remembered() -> None:
+    eight = remember_secret("q7!Rk2#z")
+    assert eight == "q7!Rk2#z"
+    assert redact(f"token {eight} refused") == "token [redacted] refused"
+    seven = remember_secret("p7!Rk2#")  # too short to tell from ordinary words: never remembered
+    assert redact(f"token {seven} refused") == f"token {seven} refused"
+
+
+def test_a_remembered_secret_goes_however_json_or_a_url_writes_its_slashes_and_quotes() -> None:
+    # No shape matches these (not a JWT, not an AWS key): only the registry can find them.
+    secret = remember_secret('opaque/ref-"tok"-\\v1')
+    for written in (json.dumps(secret).replace("/", "\\/"), json.dumps(secret).replace("/", "\\u002f"),
+                    quote(secret, safe=""), quote(secret, safe="").lower(), secret):
+        assert "[redacted]" in redact(f"error: {written}"), written
+        assert "opaque" not in redact(f"error: {written}"), written
+
+
+def test_a_remembered_secret_with_spaces_goes_when_a_form_writes_them_as_plus() -> None:
+    secret = remember_secret("opaque pass phrase 1")
+    for written in (quote_plus(secret), quote(secret), secret):
+        assert redact(f"password={written}&x=1") == "password=[redacted]&x=1", written
