@@ -33,3 +33,10 @@ def test_a_remembered_secret_with_spaces_goes_when_a_form_writes_them_as_plus() 
     secret = remember_secret("opaque pass phrase 1")
     for written in (quote_plus(secret), quote(secret), secret):
         assert redact(f"password={written}&x=1") == "password=[redacted]&x=1", written
+
+
+def test_a_remembered_secret_with_non_ascii_characters_goes_in_utf8_url_encoding_and_json_escapes() -> None:
+    secret = remember_secret("geheimes-pässwort-1")
+    for written in (quote(secret), quote(secret).lower(), json.dumps(secret), secret):
+        shown = redact(f"error: {written}")
+        assert shown in ("error: [redacted]", 'error: "[redacted]"'), (written, shown)
