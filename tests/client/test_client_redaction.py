@@ -40,3 +40,30 @@ def test_a_remembered_secret_with_non_ascii_characters_goes_in_utf8_url_encoding
     for written in (quote(secret), quote(secret).lower(), json.dumps(secret), secret):
         shown = redact(f"error: {written}")
         assert shown in ("error: [redacted]", 'error: "[redacted]"'), (written, shown)
+
+
+def test_a_secret_with_a_lone_surrogate_is_remembered_and_redacted() -> None:
+    secret = remember_secret("opaque-\ud800-secret")  # a JSON token may decode to one
+    assert redact(f"error: {secret}") == "error: [redacted]"
+
+
+# Secrets the client never saw whole go by their shape.
+KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"  # the AWS documentation's example secret access key
+
+
+def test_shapes_of_bearer_tokens_jwts_and_aws_keys_are_redacted() -> None:
+    assert redact("Authorization: Bearer abc.def-ghi, retry") == "Authorization: Bearer [redacted], retry"
+    assert redact("authorization: bearer xyz") == "authorization: bearer [redacted]"
+    assert redact("token eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln here") == "token [redacted] here"
+    assert redact("id AKIAIOSFODNN7EXAMPLE used") == "id [redacted] used"
+    assert redact(f"key {KEY} used") == "key [redacted] used"
+    assert redact(f"key={quote(KEY, safe='')}&x=1") == "key=[redacted]&x=1"
+
+
+def test_long_runs_that_are_not_keys_are_kept() -> None:
+    # A key mixes upper case, lower case and digits, judged on what escapes stand for: "%2F" is a '/',
+    # not a digit 2.
+    for text in ("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmn", "abcdefghij0123456789abcdefghij0123456789",
+                 quote("/home/JohnSmith/" + "ProjectsArchive/" * 7 + "config", safe=""),
+                 "role arn:aws:iam::123456789012:role/rolebroker/sandbox-admin refused"):
+        assert redact(text) == text, text
