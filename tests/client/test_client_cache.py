@@ -209,11 +209,22 @@ def test_clear_deletes_only_our_files(cache: rolebroker.CredentialCache) -> None
     directory = Path(cache.directory)
     (directory / (cache.name(KEY) + ".lock")).write_text("")
     (directory / ".rolebroker-abc123.tmp").write_text("")
-    for foreign in ("notes.txt", "abc.json", ("A" * 64) + ".json", "config"):
-        (directory / foreign).write_text("keep me")
+    # Near misses of our names: 16 characters but not lower-case hex, or only one end of a temporary name.
+    foreign = ["notes.txt", "abc.json", ("A" * 64) + ".json", "config", "X" * 16 + ".json",
+               "0123456789abcdeX.lock", "notes.tmp", ".rolebroker-notes"]
+    for name in foreign:
+        (directory / name).write_text("keep me")
     assert cache.clear() == 2
-    assert sorted(os.listdir(directory)) == sorted(["notes.txt", "abc.json", ("A" * 64) + ".json", "config"])
+    assert sorted(os.listdir(directory)) == sorted(foreign)
     assert cache.clear() == 0
+
+
+def test_taking_a_lock_makes_the_cache_directory_private(cache: rolebroker.CredentialCache) -> None:
+    directory = Path(cache.directory)
+    directory.mkdir(parents=True)
+    directory.chmod(0o755)
+    with cache.lock(KEY, timeout=1, clock=lambda: NOW, sleep=lambda _s: None):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
 
 
 def test_clear_without_a_cache_directory(tmp_path: Path) -> None:
