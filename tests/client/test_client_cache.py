@@ -227,6 +227,38 @@ def test_taking_a_lock_makes_the_cache_directory_private(cache: rolebroker.Crede
         assert stat.S_IMODE(directory.stat().st_mode) == 0o700
 
 
+def test_entries_for_lists_one_identity_at_one_broker(cache: rolebroker.CredentialCache) -> None:
+    cache.put(KEY, entry(NOW + 3600))
+    cache.put(rolebroker.CredentialCache.key(URL + "/", ALICE, "prod-admin", 900, "read-only"),
+              {**entry(NOW + 900), "role": "prod-admin"})
+    cache.put(rolebroker.CredentialCache.key(URL, ("https://issuer.example.com", "bob"), "x", None), entry(NOW + 1))
+    cache.put(rolebroker.CredentialCache.key("https://other.example.com", ALICE, "y", None), entry(NOW + 2))
+    directory = Path(cache.directory)
+    (directory / "notes.json").write_text(json.dumps({**entry(NOW), "key": KEY}))  # not one of our names
+    (directory / "notes.json").chmod(0o600)
+    (directory / (cache.name("x") + ".json")).write_text("not json")
+    found = sorted(cache.entries_for(URL + "/", ALICE), key=lambda e: str(e["role"]))
+    assert found == [{"role": "prod-admin", "duration": 900, "scope": "read-only", "expires_at": NOW + 900},
+                     {"role": "sandbox-admin", "duration": None, "scope": None, "expires_at": NOW + 3600}]
+
+
+def test_forget_broker_deletes_only_that_brokers_entries(cache: rolebroker.CredentialCache) -> None:
+    cache.put(KEY, entry(NOW + 3600))
+    cache.put(rolebroker.CredentialCache.key(URL, ALICE, "prod-admin", None), entry(NOW + 3600))
+    other = rolebroker.CredentialCache.key("https://other.example.com", ALICE, "y", None)
+    cache.put(other, entry(NOW + 3600))
+    assert cache.forget_broker(URL + "/") == 2
+    assert os.listdir(cache.directory) == [cache.name(other) + ".json"]
+    assert rolebroker.CredentialCache(cache.directory + "-missing", getuid=os.getuid).forget_broker(URL) == 0
+
+
+def test_listing_refuses_a_cache_directory_others_can_write(cache: rolebroker.CredentialCache) -> None:
+    cache.put(KEY, entry(NOW + 3600))
+    os.chmod(cache.directory, 0o777)
+    with pytest.raises(rolebroker.UnsafePath):
+        cache.entries_for(URL, ALICE)
+
+
 def test_clear_without_a_cache_directory(tmp_path: Path) -> None:
     assert rolebroker.CredentialCache(str(tmp_path / "missing"), getuid=os.getuid).clear() == 0
 
