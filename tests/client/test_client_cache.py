@@ -223,8 +223,18 @@ def test_taking_a_lock_makes_the_cache_directory_private(cache: rolebroker.Crede
     directory = Path(cache.directory)
     directory.mkdir(parents=True)
     directory.chmod(0o755)
-    with cache.lock(KEY, timeout=1, clock=lambda: NOW, sleep=lambda _s: None):
+    with cache.lock(KEY, timeout=1, clock=lambda: NOW, sleep=lambda _s: None) as held:
         assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+        assert held.acquired and held.path == os.path.join(cache.directory, cache.name(KEY) + ".lock")
+
+
+def test_a_held_cache_lock_is_waited_for_with_the_given_clock_and_sleep(cache: rolebroker.CredentialCache) -> None:
+    clock = FakeClock()
+    with cache.lock(KEY, timeout=5, clock=clock, sleep=clock.sleep) as first:
+        assert first.acquired
+        with cache.lock(KEY, timeout=1, clock=clock, sleep=clock.sleep) as second:
+            assert not second.acquired  # gave up after the timeout: proceeds unlocked
+    assert clock() >= 1
 
 
 def test_entries_for_lists_one_identity_at_one_broker(cache: rolebroker.CredentialCache) -> None:
