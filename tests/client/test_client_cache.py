@@ -264,7 +264,7 @@ def test_forget_broker_deletes_only_that_brokers_entries(cache: rolebroker.Crede
 
 def test_listing_refuses_a_cache_directory_others_can_write(cache: rolebroker.CredentialCache) -> None:
     cache.put(KEY, entry(NOW + 3600))
-    os.chmod(cache.directory, 0o777)
+    os.chmod(cache.directory, 0o757)  # noqa: S103 - the unsafe directory under test
     with pytest.raises(rolebroker.UnsafePath):
         cache.entries_for(URL, ALICE)
 
