@@ -262,6 +262,38 @@ def test_forget_broker_deletes_only_that_brokers_entries(cache: rolebroker.Crede
     assert rolebroker.CredentialCache(cache.directory + "-missing", getuid=os.getuid).forget_broker(URL) == 0
 
 
+def test_entries_others_can_read_or_that_are_not_entries_are_not_listed(cache: rolebroker.CredentialCache) -> None:
+    cache.put(KEY, entry(NOW + 3600))
+    os.chmod(cache.path(KEY), 0o644)
+    odd = rolebroker.CredentialCache.key(URL, ALICE, "prod-admin", None)
+    cache.put(odd, {**entry(NOW + 3600), "format": -1})  # a key, but no entry of this client's format
+    assert cache.entries_for(URL, ALICE) == []
+
+
+def test_a_broker_url_ending_in_x_is_still_its_own(cache: rolebroker.CredentialCache) -> None:
+    url = "https://rolebroker.example.com/X"
+    cache.put(rolebroker.CredentialCache.key(url, ALICE, "sandbox-admin", None), entry(NOW + 3600))
+    assert [e["role"] for e in cache.entries_for(url + "/", ALICE)] == ["sandbox-admin"]
+    assert cache.forget_broker(url + "/") == 1
+
+
+def test_an_entry_another_process_removed_first_is_not_counted(cache: rolebroker.CredentialCache,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    cache.put(KEY, entry(NOW + 3600))
+    cache.put(rolebroker.CredentialCache.key(URL, ALICE, "prod-admin", None), entry(NOW + 3600))
+    unlink = os.unlink
+    calls: list[str] = []
+
+    def raced(path: str) -> None:
+        calls.append(path)
+        unlink(path)
+        if len(calls) == 1:
+            raise FileNotFoundError(path)  # as if another process had removed it just before us
+
+    monkeypatch.setattr(os, "unlink", raced)
+    assert cache.forget_broker(URL) == 1 and len(calls) == 2
+
+
 def test_listing_refuses_a_cache_directory_others_can_write(cache: rolebroker.CredentialCache) -> None:
     cache.put(KEY, entry(NOW + 3600))
     os.chmod(cache.directory, 0o757)  # noqa: S103 - the unsafe directory under test
