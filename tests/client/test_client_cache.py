@@ -301,6 +301,18 @@ def test_listing_refuses_a_cache_directory_others_can_write(cache: rolebroker.Cr
         cache.entries_for(URL, ALICE)
 
 
+def test_a_cache_directory_removed_while_clearing_counts_nothing(cache: rolebroker.CredentialCache,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    cache.put(KEY, entry(NOW + 3600))
+
+    def gone(path: str) -> list[str]:
+        raise FileNotFoundError(path)  # removed between the check and the listing
+
+    monkeypatch.setattr(os, "listdir", gone)
+    assert cache.clear() == 0
+    assert cache.entries_for(URL, ALICE) == []
+
+
 def test_clear_without_a_cache_directory(tmp_path: Path) -> None:
     assert rolebroker.CredentialCache(str(tmp_path / "missing"), getuid=os.getuid).clear() == 0
 
