@@ -313,6 +313,30 @@ def test_a_cache_directory_removed_while_clearing_counts_nothing(cache: rolebrok
     assert cache.entries_for(URL, ALICE) == []
 
 
+def test_a_hit_does_not_wait_for_a_lock_someone_holds(cache: rolebroker.CredentialCache) -> None:
+    cache.put(KEY, entry(NOW + 3600, "ASIACACHED"))
+    clock = FakeClock(NOW)
+    with cache.lock(KEY, timeout=5, clock=clock, sleep=clock.sleep):
+        fetch = CountingFetcher([], cache=cache, cache_key=KEY, clock=clock, sleep=clock.sleep, lock_timeout=5)
+        assert fetch.fetch()["credentials"]["AccessKeyId"] == "ASIACACHED"
+    assert clock.sleeps == [] and fetch.calls == 0
+
+
+def test_a_miss_waits_for_a_held_lock_with_the_fetchers_sleep_then_fetches(cache: rolebroker.CredentialCache) -> None:
+    clock = FakeClock(NOW)
+    with cache.lock(KEY, timeout=5, clock=clock, sleep=clock.sleep):
+        fetch = CountingFetcher([entry(NOW + 3600, "ASIAFRESH")], cache=cache, cache_key=KEY, clock=clock,
+                                sleep=clock.sleep, lock_timeout=1)
+        assert fetch.fetch()["credentials"]["AccessKeyId"] == "ASIAFRESH"
+    assert clock.sleeps and clock() >= NOW + 1 and fetch.calls == 1
+
+
+def test_fresh_credentials_with_exactly_a_minute_left_are_served(cache: rolebroker.CredentialCache) -> None:
+    assert fetcher(cache, [entry(NOW + 60, "ASIASHORT")]).fetch()["credentials"]["AccessKeyId"] == "ASIASHORT"
+    with pytest.raises(rolebroker.CredentialsExpired):
+        fetcher(cache, [entry(NOW + 59)]).fetch()
+
+
 def test_clear_without_a_cache_directory(tmp_path: Path) -> None:
     assert rolebroker.CredentialCache(str(tmp_path / "missing"), getuid=os.getuid).clear() == 0
 
