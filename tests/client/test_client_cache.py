@@ -333,8 +333,12 @@ def test_a_miss_waits_for_a_held_lock_with_the_fetchers_sleep_then_fetches(cache
 
 def test_fresh_credentials_with_exactly_a_minute_left_are_served(cache: rolebroker.CredentialCache) -> None:
     assert fetcher(cache, [entry(NOW + 60, "ASIASHORT")]).fetch()["credentials"]["AccessKeyId"] == "ASIASHORT"
-    with pytest.raises(rolebroker.CredentialsExpired):
+    with pytest.raises(rolebroker.CredentialsExpired, match="that expire in 59 s, at"):
         fetcher(cache, [entry(NOW + 59)]).fetch()
+    with pytest.raises(rolebroker.CredentialsExpired, match="that expire in 1 s, at"):
+        fetcher(cache, [entry(NOW + 1)]).fetch()
+    with pytest.raises(rolebroker.CredentialsExpired, match="that expired at"):
+        fetcher(cache, [entry(NOW)]).fetch()
 
 
 def test_clear_without_a_cache_directory(tmp_path: Path) -> None:
