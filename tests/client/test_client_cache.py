@@ -341,6 +341,25 @@ def test_fresh_credentials_with_exactly_a_minute_left_are_served(cache: rolebrok
         fetcher(cache, [entry(NOW)]).fetch()
 
 
+def test_the_broker_fetcher_passes_its_request_and_warn_to_the_client() -> None:
+    def warn(text: str) -> None:
+        raise AssertionError(text)
+
+    class Client:
+        def credentials(self, role: str, duration: int | None, scope: str | None, *,
+                        warn: Any = None) -> dict[str, Any]:
+            seen.append((role, duration, scope, warn))
+            return entry(NOW + 3600)
+
+    from rolebroker.cache import BrokerCredentialFetcher
+
+    seen: list[tuple[Any, ...]] = []
+    fetch = BrokerCredentialFetcher(Client, "sandbox-admin", 900, "read-only", warn=warn, cache=None,
+                                    cache_key=KEY, clock=lambda: NOW)
+    assert fetch.fetch() == entry(NOW + 3600)
+    assert seen == [("sandbox-admin", 900, "read-only", warn)]
+
+
 def test_clear_without_a_cache_directory(tmp_path: Path) -> None:
     assert rolebroker.CredentialCache(str(tmp_path / "missing"), getuid=os.getuid).clear() == 0
 
