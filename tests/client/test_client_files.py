@@ -1,0 +1,89 @@
+"""Which files the client trusts (rolebroker.files): a path others could replace, as configure checks
+the program it writes into ~/.aws/config, and a file only root or the user may own."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from rolebroker.errors import UnsafePath
+from rolebroker.files import checked, replaceable_by_others
+
+ROOT_ONLY = pytest.mark.skipif(os.getuid() != 0, reason="needs root to give files to another uid")
+OTHER = 4242
+
+
+def private(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
+def test_a_private_path_is_safe_and_no_uid_checks_nothing(tmp_path: Path) -> None:
+    mine = private(tmp_path / "mine")
+    (mine / "rolebroker.pyz").write_text("")
+    assert replaceable_by_others(str(mine / "rolebroker.pyz"), os.getuid) is None
+    mine.chmod(0o777)
+    assert replaceable_by_others(str(mine / "rolebroker.pyz"), None) is None
+
+
+def test_the_files_own_directory_and_the_file_must_be_writable_by_nobody_else(tmp_path: Path) -> None:
+    mine = private(tmp_path / "mine")
+    program = mine / "rolebroker.pyz"
+    program.write_text("")
+    program.chmod(0o666)
+    assert replaceable_by_others(str(program), os.getuid) == f"{program} is writable by other users"
+    program.chmod(0o600)
+    mine.chmod(0o1777)  # sticky, as /tmp: anyone may create the name once the file is gone
+    assert replaceable_by_others(str(program), os.getuid) == f"{mine} is writable by other users"
+
+
+def test_higher_up_a_sticky_directory_is_fine_and_a_writable_one_is_not(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    mine = private(shared / "mine")
+    (mine / "rolebroker.pyz").write_text("")
+    assert replaceable_by_others(str(mine / "rolebroker.pyz"), os.getuid) is None
+    shared.chmod(0o777)
+    assert replaceable_by_others(str(mine / "rolebroker.pyz"), os.getuid) == f"{shared} is writable by other users"
+
+
+def test_a_symlink_is_judged_where_it_points_too(tmp_path: Path) -> None:
+    mine = private(tmp_path / "mine")
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    theirs.chmod(0o777)
+    (theirs / "rolebroker.pyz").write_text("")
+    (mine / "linked.pyz").symlink_to(theirs / "rolebroker.pyz")
+    assert replaceable_by_others(str(mine / "linked.pyz"), os.getuid) == f"{theirs} is writable by other users"
+
+
+@ROOT_ONLY
+def test_another_users_directory_is_named_with_its_uid(tmp_path: Path) -> None:
+    theirs = private(tmp_path / "theirs")
+    (theirs / "rolebroker.pyz").write_text("")
+    os.chown(theirs, OTHER, OTHER)
+    assert replaceable_by_others(str(theirs / "rolebroker.pyz"), os.getuid) == \
+        f"{theirs} belongs to another user (uid {OTHER})"
+
+
+@ROOT_ONLY
+def test_a_users_own_files_under_roots_directories_are_theirs(tmp_path: Path) -> None:
+    mine = private(tmp_path / "mine")
+    (mine / "rolebroker.pyz").write_text("")
+    os.chown(mine, OTHER, OTHER)
+    os.chown(mine / "rolebroker.pyz", OTHER, OTHER)
+    assert replaceable_by_others(str(mine / "rolebroker.pyz"), lambda: OTHER) is None
+
+
+def test_root_owned_files_pass_only_where_allowed(tmp_path: Path) -> None:
+    system = tmp_path / "config"
+    system.write_text("")
+    system.chmod(0o644)
+    if os.getuid() == 0:  # tmp_path is root's here: as another user, it is someone else's file
+        assert checked(str(system), lambda: OTHER, allow_root=True) is not None
+        with pytest.raises(UnsafePath):
+            checked(str(system), lambda: OTHER)
+    assert checked(str(tmp_path / "missing"), os.getuid) is None
