@@ -4,11 +4,13 @@ the program it writes into ~/.aws/config, and a file only root or the user may o
 from __future__ import annotations
 
 import os
+import stat
+import tempfile
 from pathlib import Path
 
 import pytest
 from rolebroker.errors import UnsafePath
-from rolebroker.files import checked, replaceable_by_others
+from rolebroker.files import atomic_write, checked, private_dir, replaceable_by_others
 
 ROOT_ONLY = pytest.mark.skipif(os.getuid() != 0, reason="needs root to give files to another uid")
 OTHER = 4242
@@ -87,3 +89,46 @@ def test_root_owned_files_pass_only_where_allowed(tmp_path: Path) -> None:
         with pytest.raises(UnsafePath):
             checked(str(system), lambda: OTHER)
     assert checked(str(tmp_path / "missing"), os.getuid) is None
+
+
+@ROOT_ONLY
+def test_a_root_owned_directory_others_can_write_is_named_as_writable(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"  # root's, as tmp_path is here
+    shared.mkdir()
+    shared.chmod(0o777)
+    mine = private(shared / "mine")
+    (mine / "rolebroker.pyz").write_text("")
+    os.chown(mine, OTHER, OTHER)
+    os.chown(mine / "rolebroker.pyz", OTHER, OTHER)
+    assert replaceable_by_others(str(mine / "rolebroker.pyz"), lambda: OTHER) == \
+        f"{shared} is writable by other users"
+
+
+def test_a_private_directory_is_made_0700_and_a_stricter_one_kept(tmp_path: Path) -> None:
+    private_dir(str(tmp_path / "new"), None)
+    assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o700
+    loose = tmp_path / "loose"
+    loose.mkdir(mode=0o755)
+    loose.chmod(0o755)
+    private_dir(str(loose), os.getuid)
+    assert stat.S_IMODE(loose.stat().st_mode) == 0o700
+    strict = tmp_path / "strict"
+    strict.mkdir()
+    strict.chmod(0o500)
+    private_dir(str(strict), os.getuid)
+    assert stat.S_IMODE(strict.stat().st_mode) == 0o500
+
+
+def test_without_uid_checks_an_existing_directory_is_left_as_it_is(tmp_path: Path) -> None:
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    loose.chmod(0o755)
+    private_dir(str(loose), None)
+    assert stat.S_IMODE(loose.stat().st_mode) == 0o755
+
+
+def test_an_atomic_write_makes_its_temporary_file_beside_the_target(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-temp-dir"))  # another filesystem, say
+    atomic_write(str(tmp_path / "entry.json"), b"{}")
+    assert (tmp_path / "entry.json").read_bytes() == b"{}" and os.listdir(tmp_path) == ["entry.json"]
