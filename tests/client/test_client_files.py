@@ -132,3 +132,20 @@ def test_an_atomic_write_makes_its_temporary_file_beside_the_target(tmp_path: Pa
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-temp-dir"))  # another filesystem, say
     atomic_write(str(tmp_path / "entry.json"), b"{}")
     assert (tmp_path / "entry.json").read_bytes() == b"{}" and os.listdir(tmp_path) == ["entry.json"]
+
+
+def test_an_atomic_writes_temporary_file_is_one_clear_recognises_and_is_removed_on_failure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[str] = []
+
+    def refuse(src: str, dst: str) -> None:
+        seen.append(src)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(str(tmp_path / "entry.json"), b"{}")
+    [temporary] = seen
+    name = os.path.basename(temporary)
+    assert os.path.dirname(temporary) == str(tmp_path) and name.startswith(".rolebroker-") and name.endswith(".tmp")
+    assert os.listdir(tmp_path) == []
