@@ -149,3 +149,10 @@ def test_an_atomic_writes_temporary_file_is_one_clear_recognises_and_is_removed_
     name = os.path.basename(temporary)
     assert os.path.dirname(temporary) == str(tmp_path) and name.startswith(".rolebroker-") and name.endswith(".tmp")
     assert os.listdir(tmp_path) == []
+
+
+def test_an_atomic_write_to_a_bare_file_name_writes_in_the_current_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    atomic_write("entry.json", b"{}")
+    assert os.listdir(tmp_path) == ["entry.json"]
