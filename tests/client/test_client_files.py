@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from rolebroker.errors import UnsafePath
-from rolebroker.files import atomic_write, checked, private_dir, replaceable_by_others
+from rolebroker.files import FileLock, atomic_write, checked, private_dir, replaceable_by_others
 
 ROOT_ONLY = pytest.mark.skipif(os.getuid() != 0, reason="needs root to give files to another uid")
 OTHER = 4242
@@ -156,3 +156,12 @@ def test_an_atomic_write_to_a_bare_file_name_writes_in_the_current_directory(
     monkeypatch.chdir(tmp_path)
     atomic_write("entry.json", b"{}")
     assert os.listdir(tmp_path) == ["entry.json"]
+
+
+def test_a_lock_file_is_private_and_anything_but_a_regular_file_is_no_lock(tmp_path: Path) -> None:
+    with FileLock(str(tmp_path / "entry.lock"), timeout=0, clock=lambda: 0.0, sleep=lambda _s: None) as lock:
+        assert lock.acquired and stat.S_IMODE((tmp_path / "entry.lock").stat().st_mode) == 0o600
+    assert not lock.acquired
+    os.mkfifo(tmp_path / "fifo.lock")
+    with FileLock(str(tmp_path / "fifo.lock"), timeout=0, clock=lambda: 0.0, sleep=lambda _s: None) as odd:
+        assert not odd.acquired  # proceeds unlocked
