@@ -43,11 +43,12 @@ WORK = ROOT / "mutants" / "client"
 RESULTS = WORK / "results.json"
 # The modules the client's security rests on, each with the test files that reach it (fast ones first).
 MODULE_TESTS: dict[str, tuple[str, ...]] = {
-    "files": ("test_client_cache.py", "test_client_configure.py", "test_client_login.py"),
+    "files": ("test_client_files.py", "test_client_cache.py", "test_client_configure.py", "test_client_login.py"),
     "cache": ("test_client_cache.py", "test_client_credential_process.py", "test_client_commands.py"),
     "_fast": ("test_client_fast.py", "test_client_durations.py", "test_client_cache.py",
               "test_client_credential_process.py", "test_client_processes.py"),
-    "errors": ("test_client_credential_process.py", "test_client_commands.py", "test_client_serve.py"),
+    "errors": ("test_client_redaction.py", "test_client_credential_process.py", "test_client_commands.py",
+               "test_client_serve.py"),
     "transport": ("test_client_credential_process.py", "test_client_commands.py", "test_client_everyday.py"),
     "text": ("test_client_commands.py", "test_client_everyday.py", "test_client_configure.py",
              "test_client_device_login.py"),

@@ -209,11 +209,155 @@ def test_clear_deletes_only_our_files(cache: rolebroker.CredentialCache) -> None
     directory = Path(cache.directory)
     (directory / (cache.name(KEY) + ".lock")).write_text("")
     (directory / ".rolebroker-abc123.tmp").write_text("")
-    for foreign in ("notes.txt", "abc.json", ("A" * 64) + ".json", "config"):
-        (directory / foreign).write_text("keep me")
+    # Near misses of our names: 16 characters but not lower-case hex, or only one end of a temporary name.
+    foreign = ["notes.txt", "abc.json", ("A" * 64) + ".json", "config", "X" * 16 + ".json",
+               "0123456789abcdeX.lock", "notes.tmp", ".rolebroker-notes"]
+    for name in foreign:
+        (directory / name).write_text("keep me")
     assert cache.clear() == 2
-    assert sorted(os.listdir(directory)) == sorted(["notes.txt", "abc.json", ("A" * 64) + ".json", "config"])
+    assert sorted(os.listdir(directory)) == sorted(foreign)
     assert cache.clear() == 0
+
+
+def test_taking_a_lock_makes_the_cache_directory_private(cache: rolebroker.CredentialCache) -> None:
+    directory = Path(cache.directory)
+    directory.mkdir(parents=True)
+    directory.chmod(0o755)
+    with cache.lock(KEY, timeout=1, clock=lambda: NOW, sleep=lambda _s: None) as held:
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+        assert held.acquired and held.path == os.path.join(cache.directory, cache.name(KEY) + ".lock")
+
+
+def test_a_held_cache_lock_is_waited_for_with_the_given_clock_and_sleep(cache: rolebroker.CredentialCache) -> None:
+    clock = FakeClock()
+    with cache.lock(KEY, timeout=5, clock=clock, sleep=clock.sleep) as first:
+        assert first.acquired
+        with cache.lock(KEY, timeout=1, clock=clock, sleep=clock.sleep) as second:
+            assert not second.acquired  # gave up after the timeout: proceeds unlocked
+    assert clock() >= 1
+
+
+def test_entries_for_lists_one_identity_at_one_broker(cache: rolebroker.CredentialCache) -> None:
+    cache.put(KEY, entry(NOW + 3600))
+    cache.put(rolebroker.CredentialCache.key(URL + "/", ALICE, "prod-admin", 900, "read-only"),
+              {**entry(NOW + 900), "role": "prod-admin"})
+    cache.put(rolebroker.CredentialCache.key(URL, ("https://issuer.example.com", "bob"), "x", None), entry(NOW + 1))
+    cache.put(rolebroker.CredentialCache.key("https://other.example.com", ALICE, "y", None), entry(NOW + 2))
+    directory = Path(cache.directory)
+    (directory / "notes.json").write_text(json.dumps({**entry(NOW), "key": KEY}))  # not one of our names
+    (directory / "notes.json").chmod(0o600)
+    (directory / (cache.name("x") + ".json")).write_text("not json")
+    found = sorted(cache.entries_for(URL + "/", ALICE), key=lambda e: str(e["role"]))
+    assert found == [{"role": "prod-admin", "duration": 900, "scope": "read-only", "expires_at": NOW + 900},
+                     {"role": "sandbox-admin", "duration": None, "scope": None, "expires_at": NOW + 3600}]
+
+
+def test_forget_broker_deletes_only_that_brokers_entries(cache: rolebroker.CredentialCache) -> None:
+    cache.put(KEY, entry(NOW + 3600))
+    cache.put(rolebroker.CredentialCache.key(URL, ALICE, "prod-admin", None), entry(NOW + 3600))
+    other = rolebroker.CredentialCache.key("https://other.example.com", ALICE, "y", None)
+    cache.put(other, entry(NOW + 3600))
+    assert cache.forget_broker(URL + "/") == 2
+    assert os.listdir(cache.directory) == [cache.name(other) + ".json"]
+    assert rolebroker.CredentialCache(cache.directory + "-missing", getuid=os.getuid).forget_broker(URL) == 0
+
+
+def test_entries_others_can_read_or_that_are_not_entries_are_not_listed(cache: rolebroker.CredentialCache) -> None:
+    cache.put(KEY, entry(NOW + 3600))
+    os.chmod(cache.path(KEY), 0o644)
+    odd = rolebroker.CredentialCache.key(URL, ALICE, "prod-admin", None)
+    cache.put(odd, {**entry(NOW + 3600), "format": -1})  # a key, but no entry of this client's format
+    assert cache.entries_for(URL, ALICE) == []
+
+
+def test_a_broker_url_ending_in_x_is_still_its_own(cache: rolebroker.CredentialCache) -> None:
+    url = "https://rolebroker.example.com/X"
+    cache.put(rolebroker.CredentialCache.key(url, ALICE, "sandbox-admin", None), entry(NOW + 3600))
+    assert [e["role"] for e in cache.entries_for(url + "/", ALICE)] == ["sandbox-admin"]
+    assert cache.forget_broker(url + "/") == 1
+
+
+def test_an_entry_another_process_removed_first_is_not_counted(cache: rolebroker.CredentialCache,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    cache.put(KEY, entry(NOW + 3600))
+    cache.put(rolebroker.CredentialCache.key(URL, ALICE, "prod-admin", None), entry(NOW + 3600))
+    unlink = os.unlink
+    calls: list[str] = []
+
+    def raced(path: str) -> None:
+        calls.append(path)
+        unlink(path)
+        if len(calls) == 1:
+            raise FileNotFoundError(path)  # as if another process had removed it just before us
+
+    monkeypatch.setattr(os, "unlink", raced)
+    assert cache.forget_broker(URL) == 1 and len(calls) == 2
+
+
+def test_listing_refuses_a_cache_directory_others_can_write(cache: rolebroker.CredentialCache) -> None:
+    cache.put(KEY, entry(NOW + 3600))
+    os.chmod(cache.directory, 0o757)  # noqa: S103 - the unsafe directory under test
+    with pytest.raises(rolebroker.UnsafePath):
+        cache.entries_for(URL, ALICE)
+
+
+def test_a_cache_directory_removed_while_clearing_counts_nothing(cache: rolebroker.CredentialCache,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    cache.put(KEY, entry(NOW + 3600))
+
+    def gone(path: str) -> list[str]:
+        raise FileNotFoundError(path)  # removed between the check and the listing
+
+    monkeypatch.setattr(os, "listdir", gone)
+    assert cache.clear() == 0
+    assert cache.entries_for(URL, ALICE) == []
+
+
+def test_a_hit_does_not_wait_for_a_lock_someone_holds(cache: rolebroker.CredentialCache) -> None:
+    cache.put(KEY, entry(NOW + 3600, "ASIACACHED"))
+    clock = FakeClock(NOW)
+    with cache.lock(KEY, timeout=5, clock=clock, sleep=clock.sleep):
+        fetch = CountingFetcher([], cache=cache, cache_key=KEY, clock=clock, sleep=clock.sleep, lock_timeout=5)
+        assert fetch.fetch()["credentials"]["AccessKeyId"] == "ASIACACHED"
+    assert clock.sleeps == [] and fetch.calls == 0
+
+
+def test_a_miss_waits_for_a_held_lock_with_the_fetchers_sleep_then_fetches(cache: rolebroker.CredentialCache) -> None:
+    clock = FakeClock(NOW)
+    with cache.lock(KEY, timeout=5, clock=clock, sleep=clock.sleep):
+        fetch = CountingFetcher([entry(NOW + 3600, "ASIAFRESH")], cache=cache, cache_key=KEY, clock=clock,
+                                sleep=clock.sleep, lock_timeout=1)
+        assert fetch.fetch()["credentials"]["AccessKeyId"] == "ASIAFRESH"
+    assert clock.sleeps and clock() >= NOW + 1 and fetch.calls == 1
+
+
+def test_fresh_credentials_with_exactly_a_minute_left_are_served(cache: rolebroker.CredentialCache) -> None:
+    assert fetcher(cache, [entry(NOW + 60, "ASIASHORT")]).fetch()["credentials"]["AccessKeyId"] == "ASIASHORT"
+    with pytest.raises(rolebroker.CredentialsExpired, match="that expire in 59 s, at"):
+        fetcher(cache, [entry(NOW + 59)]).fetch()
+    with pytest.raises(rolebroker.CredentialsExpired, match="that expire in 1 s, at"):
+        fetcher(cache, [entry(NOW + 1)]).fetch()
+    with pytest.raises(rolebroker.CredentialsExpired, match="that expired at"):
+        fetcher(cache, [entry(NOW)]).fetch()
+
+
+def test_the_broker_fetcher_passes_its_request_and_warn_to_the_client() -> None:
+    def warn(text: str) -> None:
+        raise AssertionError(text)
+
+    class Client:
+        def credentials(self, role: str, duration: int | None, scope: str | None, *,
+                        warn: Any = None) -> dict[str, Any]:
+            seen.append((role, duration, scope, warn))
+            return entry(NOW + 3600)
+
+    from rolebroker.cache import BrokerCredentialFetcher
+
+    seen: list[tuple[Any, ...]] = []
+    fetch = BrokerCredentialFetcher(Client, "sandbox-admin", 900, "read-only", warn=warn, cache=None,
+                                    cache_key=KEY, clock=lambda: NOW)
+    assert fetch.fetch() == entry(NOW + 3600)
+    assert seen == [("sandbox-admin", 900, "read-only", warn)]
 
 
 def test_clear_without_a_cache_directory(tmp_path: Path) -> None:
